@@ -1,0 +1,69 @@
+/**
+ * Aligned native memory with a zero-copy view, freed deterministically.
+ * @module
+ */
+import { adapter } from "./_adapter.ts";
+import { libc } from "./libc.ts";
+import { OutOfMemoryError } from "../errors.ts";
+import type { Ptr } from "./types.ts";
+
+const registry = new FinalizationRegistry<bigint>((addr) => {
+  libc.symbols.free(adapter.ptrFromBigInt(addr));
+});
+
+/**
+ * A block of native memory aligned to 64 bytes (or more), seen from JS through one
+ * `Uint8Array` made once. `[Symbol.dispose]` detaches the view and frees the memory; a
+ * `FinalizationRegistry` frees it if the view is collected without a dispose.
+ *
+ * @example
+ * ```ts
+ * import { NativeBuffer } from "./native_buffer.ts";
+ * using buf = new NativeBuffer(4096, 4096);
+ * new Float32Array(buf.bytes.buffer)[0] = 1.5;
+ * console.log(buf.byteLength);
+ * ```
+ */
+export class NativeBuffer implements Disposable {
+  /** The zero-copy view; length 0 after dispose. */
+  bytes: Uint8Array;
+  /** Requested size in bytes. */
+  readonly byteLength: number;
+  #ptr: Ptr;
+  #token: object;
+
+  constructor(byteLength: number, alignment = 64) {
+    if (!Number.isSafeInteger(byteLength) || byteLength < 0) {
+      throw new RangeError(`Cannot allocate native memory: size must be a non-negative safe integer: current value is ${byteLength}`);
+    }
+    const size = Math.max(alignment, Math.ceil(byteLength / alignment) * alignment);
+    const p = libc.symbols.aligned_alloc(BigInt(alignment), BigInt(size)) as Ptr;
+    if (p === null) throw new OutOfMemoryError(`Cannot allocate ${byteLength} bytes of native memory: aligned_alloc returned NULL`);
+    this.#ptr = p;
+    this.byteLength = byteLength;
+    const ab = byteLength === 0 ? new ArrayBuffer(0) : adapter.view(p, byteLength);
+    this.bytes = new Uint8Array(ab);
+    this.#token = {};
+    registry.register(ab, adapter.ptrToBigInt(p), this.#token);
+  }
+
+  /** The native address (null after dispose). */
+  get ptr(): Ptr {
+    return this.#ptr;
+  }
+
+  /** True once disposed. */
+  get disposed(): boolean {
+    return this.#ptr === null;
+  }
+
+  [Symbol.dispose](): void {
+    if (this.#ptr === null) return;
+    registry.unregister(this.#token);
+    const ab = this.bytes.buffer as ArrayBuffer;
+    if (ab.byteLength > 0) ab.transfer(0);
+    this.bytes = new Uint8Array(0);
+    libc.symbols.free(this.#ptr);
+    this.#ptr = null;
+  }
+}

@@ -1,0 +1,90 @@
+/**
+ * Lay out a safetensors file exactly as the reference writer does (no I/O): dtype-alignment
+ * order, contiguous offsets, compact JSON with `__metadata__` first, space padding to 8 bytes.
+ * @module
+ */
+import { SafetensorsError } from "../errors.ts";
+import { MAX_HEADER_SIZE, ST_DTYPE_BITS, ST_DTYPE_WRITE_RANK, type TensorInfo } from "./format.ts";
+
+/** A tensor to lay out: its name, dtype and shape. */
+export interface TensorSpec {
+  readonly name: string;
+  readonly dtype: string;
+  readonly shape: readonly number[];
+}
+
+/** The result of {@link layoutFile}. */
+export interface FileLayout {
+  /** The length prefix plus padded JSON header: write these bytes first. */
+  readonly header: Uint8Array;
+  /** Tensors in write order with offsets relative to the data section. */
+  readonly tensors: readonly TensorInfo[];
+  /** Absolute offset of the data section in the file. */
+  readonly dataStart: number;
+  /** Total file size. */
+  readonly fileSize: number;
+}
+
+const enc = new TextEncoder();
+
+function compareUtf8(a: string, b: string): number {
+  if (a === b) return 0;
+  const x = enc.encode(a);
+  const y = enc.encode(b);
+  const n = Math.min(x.length, y.length);
+  for (let i = 0; i < n; i++) if (x[i] !== y[i]) return x[i]! - y[i]!;
+  return x.length - y.length;
+}
+
+/**
+ * Compute the header and offsets for a file holding `specs` (any input order) and `metadata`.
+ * The bytes match Python `safetensors` for the same tensors and at most one metadata key
+ * (the reference keeps several metadata keys in a hash map whose order varies run to run; here
+ * they keep insertion order).
+ *
+ * @example
+ * ```ts
+ * import { layoutFile } from "./serialize.ts";
+ * const l = layoutFile([{ name: "w", dtype: "F32", shape: [2] }], { format: "pt" });
+ * console.log(l.dataStart % 8, l.tensors[0]!.end); // 0 8
+ * ```
+ */
+export function layoutFile(specs: Iterable<TensorSpec>, metadata?: Readonly<Record<string, string>> | null): FileLayout {
+  const list = [...specs];
+  const seen = new Set<string>();
+  for (const s of list) {
+    if (s.name === "__metadata__") throw new TypeError(`Cannot write a tensor named "__metadata__": the name is reserved`);
+    if (seen.has(s.name)) throw new TypeError(`Cannot write tensor "${s.name}" twice in one file`);
+    seen.add(s.name);
+    if (!Object.hasOwn(ST_DTYPE_BITS, s.dtype)) throw new TypeError(`Cannot write tensor "${s.name}": unknown dtype "${s.dtype}"`);
+    if (!s.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw new RangeError(`Cannot write tensor "${s.name}": invalid shape [${s.shape.join(", ")}]`);
+  }
+  list.sort((a, b) => ST_DTYPE_WRITE_RANK[a.dtype]! - ST_DTYPE_WRITE_RANK[b.dtype]! || compareUtf8(a.name, b.name));
+  const tensors: TensorInfo[] = [];
+  let off = 0;
+  const parts: string[] = [];
+  if (metadata) {
+    for (const [k, v] of Object.entries(metadata)) {
+      if (typeof v !== "string") throw new TypeError(`Cannot write metadata "${k}": values must be strings`);
+    }
+    parts.push(`"__metadata__":${JSON.stringify(metadata)}`);
+  }
+  for (const s of list) {
+    let bits = ST_DTYPE_BITS[s.dtype]!;
+    for (const d of s.shape) bits *= d;
+    if (bits % 8 !== 0) throw new RangeError(`Cannot write tensor "${s.name}": ${s.dtype} data does not fill whole bytes`);
+    const end = off + bits / 8;
+    tensors.push({ name: s.name, dtype: s.dtype, shape: [...s.shape], begin: off, end });
+    parts.push(`${JSON.stringify(s.name)}:{"dtype":"${s.dtype}","shape":[${s.shape.join(",")}],"data_offsets":[${off},${end}]}`);
+    off = end;
+  }
+  const json = enc.encode(`{${parts.join(",")}}`);
+  const n = Math.ceil(json.length / 8) * 8;
+  if (n > MAX_HEADER_SIZE) {
+    throw new SafetensorsError("HeaderTooLarge", "<output>", `Cannot write safetensors header of ${n} bytes: the limit is ${MAX_HEADER_SIZE}; split the tensors over several files`);
+  }
+  const header = new Uint8Array(8 + n).fill(0x20);
+  new DataView(header.buffer).setBigUint64(0, BigInt(n), true);
+  header.set(json, 8);
+  return { header, tensors, dataStart: 8 + n, fileSize: 8 + n + off };
+}

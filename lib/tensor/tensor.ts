@@ -1,0 +1,331 @@
+/**
+ * The tensor handle: dtype, shape, strides, device and storage.
+ * @module
+ */
+import { DTYPE_SIZE, type DType } from "../dtype.ts";
+import { type Device, parseDevice } from "./device.ts";
+import { Storage } from "./storage.ts";
+import { shapeSize, contiguousStrides, formatShape } from "./shape.ts";
+
+/** Options for tensor creation. */
+export interface TensorOptions {
+  device?: Device | string | number;
+}
+
+/**
+ * An n-dimensional array. Storage is aligned native memory, a zero-copy mmap view or a JS
+ * array; `meta` tensors have a shape and dtype but no storage. Element strides allow
+ * zero-copy `transpose`/`slice`; operations that need dense data call `contiguous()`.
+ *
+ * @example
+ * ```ts
+ * import { Tensor } from "./tensor.ts";
+ * using t = Tensor.fromArray([1, 2, 3, 4, 5, 6], [2, 3]);
+ * console.log(t.shape, t.transpose(0, 1).contiguous().toArray()); // [2, 3] [1, 4, 2, 5, 3, 6]
+ * ```
+ */
+export class Tensor implements Disposable {
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  readonly strides: readonly number[];
+  readonly device: Device;
+  /** Byte offset of element 0 within the storage. */
+  readonly offset: number;
+  #storage: Storage | null;
+
+  constructor(dtype: DType, shape: readonly number[], storage: Storage | null, options: {
+    strides?: readonly number[];
+    offset?: number;
+    device?: Device;
+  } = {}) {
+    for (const d of shape) {
+      if (!Number.isSafeInteger(d) || d < 0) throw new RangeError(`Cannot create tensor: invalid shape ${formatShape(shape)}`);
+    }
+    this.dtype = dtype;
+    this.shape = Object.freeze([...shape]);
+    this.strides = Object.freeze([...(options.strides ?? contiguousStrides(shape))]);
+    this.offset = options.offset ?? 0;
+    this.device = options.device ?? (storage ? "cpu" : "meta");
+    this.#storage = storage;
+    if (storage && this.isContiguous) {
+      const need = this.offset + this.numel * DTYPE_SIZE[dtype];
+      if (need > storage.bytes.byteLength) {
+        throw new RangeError(`Cannot create ${dtype} tensor ${formatShape(shape)}: needs ${need} bytes but storage has ${storage.bytes.byteLength}`);
+      }
+    }
+  }
+
+  /** Uninitialised tensor (contents unspecified for large native allocations). */
+  static empty(shape: readonly number[], dtype: DType = "F32", options: TensorOptions = {}): Tensor {
+    const device = parseDevice(options.device ?? "cpu");
+    if (device === "meta") return new Tensor(dtype, shape, null, { device });
+    assertCpu(device, "empty");
+    return new Tensor(dtype, shape, Storage.allocate(shapeSize(shape) * DTYPE_SIZE[dtype]), { device });
+  }
+
+  /** Zero-filled tensor. */
+  static zeros(shape: readonly number[], dtype: DType = "F32", options: TensorOptions = {}): Tensor {
+    const t = Tensor.empty(shape, dtype, options);
+    if (t.#storage) t.#storage.bytes.fill(0);
+    return t;
+  }
+
+  /** A tensor with no storage (device "meta"). */
+  static meta(shape: readonly number[], dtype: DType = "F32"): Tensor {
+    return new Tensor(dtype, shape, null, { device: "meta" });
+  }
+
+  /** Wrap raw little-endian bytes without copying. */
+  static fromBytes(bytes: Uint8Array, dtype: DType, shape: readonly number[], kind: "js" | "mmap" | "native" = "js"): Tensor {
+    const need = shapeSize(shape) * DTYPE_SIZE[dtype];
+    if (bytes.byteLength !== need) {
+      throw new RangeError(`Cannot wrap ${bytes.byteLength} bytes as ${dtype} ${formatShape(shape)}: expected ${need} bytes`);
+    }
+    return new Tensor(dtype, shape, Storage.wrap(bytes, kind));
+  }
+
+  /** Copy JS numbers (or a typed array) into a new tensor of `dtype` (default F32). */
+  static fromArray(values: ArrayLike<number> | ArrayLike<bigint>, shape?: readonly number[], dtype: DType = "F32"): Tensor {
+    const sh = shape ?? [values.length];
+    if (shapeSize(sh) !== values.length) {
+      throw new RangeError(`Cannot build tensor ${formatShape(sh)} from ${values.length} values`);
+    }
+    const t = Tensor.empty(sh, dtype);
+    writeValues(t.bytes(), dtype, values);
+    return t;
+  }
+
+  /** Number of elements. */
+  get numel(): number {
+    return shapeSize(this.shape);
+  }
+
+  /** Size of the dense data in bytes. */
+  get byteLength(): number {
+    return this.numel * DTYPE_SIZE[this.dtype];
+  }
+
+  /** Number of dimensions. */
+  get ndim(): number {
+    return this.shape.length;
+  }
+
+  /** The storage (null for meta tensors). */
+  get storage(): Storage | null {
+    return this.#storage;
+  }
+
+  /** True when elements are laid out densely in C order. */
+  get isContiguous(): boolean {
+    const c = contiguousStrides(this.shape);
+    for (let i = 0; i < c.length; i++) if (this.shape[i]! > 1 && c[i] !== this.strides[i]) return false;
+    return true;
+  }
+
+  /** True for meta tensors. */
+  get isMeta(): boolean {
+    return this.device === "meta";
+  }
+
+  /** Dense bytes of this tensor (a view, no copy). Throws for meta or non-contiguous tensors. */
+  bytes(): Uint8Array {
+    const s = this.#requireStorage("read bytes of");
+    if (!this.isContiguous) throw new TypeError(`Cannot read bytes of a non-contiguous tensor ${formatShape(this.shape)}: call contiguous() first`);
+    return s.bytes.subarray(this.offset, this.offset + this.byteLength);
+  }
+
+  /** A Float32Array view of an F32 contiguous tensor (copied first if the view would be misaligned). */
+  f32(): Float32Array {
+    if (this.dtype !== "F32") throw new TypeError(`Cannot view ${this.dtype} tensor as Float32Array: cast it with toDType("F32") first`);
+    const b = this.bytes();
+    if (b.byteOffset % 4 !== 0) return new Float32Array(b.slice().buffer);
+    return new Float32Array(b.buffer, b.byteOffset, this.numel);
+  }
+
+  /** Values as JS numbers (bigint-free: I64/U64 go through Number). For tests and small tensors. */
+  toArray(): number[] {
+    return readValues(this.contiguous().bytes(), this.dtype);
+  }
+
+  /** Reinterpret the shape of a contiguous tensor (no copy). One dimension may be -1. */
+  reshape(shape: readonly number[]): Tensor {
+    const sh = inferShape(shape, this.numel);
+    if (!this.isContiguous) return this.contiguous().reshape(sh);
+    return new Tensor(this.dtype, sh, this.#storage, { offset: this.offset, device: this.device });
+  }
+
+  /** Swap two dimensions (a strided view, no copy). */
+  transpose(d0: number, d1: number): Tensor {
+    const n = this.ndim;
+    const a = d0 < 0 ? d0 + n : d0;
+    const b = d1 < 0 ? d1 + n : d1;
+    if (a < 0 || a >= n || b < 0 || b >= n) throw new RangeError(`Cannot transpose dims ${d0} and ${d1} of a ${n}-d tensor`);
+    const shape = [...this.shape];
+    const strides = [...this.strides];
+    [shape[a], shape[b]] = [shape[b]!, shape[a]!];
+    [strides[a], strides[b]] = [strides[b]!, strides[a]!];
+    return new Tensor(this.dtype, shape, this.#storage, { strides, offset: this.offset, device: this.device });
+  }
+
+  /** Elements `[start, end)` along `dim` (a view, no copy). */
+  slice(dim: number, start: number, end: number): Tensor {
+    const d = dim < 0 ? dim + this.ndim : dim;
+    const size = this.shape[d];
+    if (size === undefined || start < 0 || end > size || start > end) {
+      throw new RangeError(`Cannot slice [${start}, ${end}) of dim ${dim} in shape ${formatShape(this.shape)}`);
+    }
+    const shape = [...this.shape];
+    shape[d] = end - start;
+    return new Tensor(this.dtype, shape, this.#storage, {
+      strides: this.strides,
+      offset: this.offset + start * this.strides[d]! * DTYPE_SIZE[this.dtype],
+      device: this.device,
+    });
+  }
+
+  /** A dense copy if this is a strided view; `this` if already contiguous. */
+  contiguous(): Tensor {
+    if (this.isContiguous) return this;
+    const s = this.#requireStorage("copy");
+    const out = Tensor.empty(this.shape, this.dtype);
+    const size = DTYPE_SIZE[this.dtype];
+    const src = s.bytes;
+    const dst = out.bytes();
+    const n = this.numel;
+    const nd = this.ndim;
+    const idx = new Array<number>(nd).fill(0);
+    // Copy the innermost dimension in runs.
+    const inner = this.shape[nd - 1] ?? 1;
+    const innerStride = this.strides[nd - 1] ?? 1;
+    for (let o = 0; o < n; o += inner) {
+      let off = this.offset;
+      for (let d = 0; d < nd - 1; d++) off += idx[d]! * this.strides[d]! * size;
+      if (innerStride === 1) {
+        dst.set(src.subarray(off, off + inner * size), o * size);
+      } else {
+        for (let j = 0; j < inner; j++) {
+          const so = off + j * innerStride * size;
+          dst.set(src.subarray(so, so + size), (o + j) * size);
+        }
+      }
+      for (let d = nd - 2; d >= 0; d--) {
+        if (++idx[d]! < this.shape[d]!) break;
+        idx[d] = 0;
+      }
+    }
+    return out;
+  }
+
+  /** A dense copy with its own storage. */
+  clone(): Tensor {
+    if (this.isMeta) return Tensor.meta(this.shape, this.dtype);
+    const out = Tensor.empty(this.shape, this.dtype);
+    out.bytes().set(this.contiguous().bytes());
+    return out;
+  }
+
+  #requireStorage(action: string): Storage {
+    if (this.#storage === null) {
+      throw new TypeError(`Cannot ${action} a tensor on the meta device: it has a shape ${formatShape(this.shape)} but no data; load its weights first`);
+    }
+    return this.#storage;
+  }
+
+  /** Release native storage now. Views of the same storage become empty. */
+  [Symbol.dispose](): void {
+    this.#storage?.[Symbol.dispose]();
+    this.#storage = null;
+  }
+
+  /** A short description: `Tensor(BF16, [4096, 4096], cpu)`. */
+  toString(): string {
+    return `Tensor(${this.dtype}, ${formatShape(this.shape)}, ${this.device})`;
+  }
+}
+
+function assertCpu(device: Device, op: string): void {
+  if (device !== "cpu") {
+    throw new TypeError(`Cannot ${op} on device "${device}": only cpu and meta are available in this build`);
+  }
+}
+
+function inferShape(shape: readonly number[], numel: number): number[] {
+  const out = [...shape];
+  const neg = out.indexOf(-1);
+  if (neg >= 0) {
+    const rest = out.reduce((a, d, i) => (i === neg ? a : a * d), 1);
+    out[neg] = rest === 0 ? 0 : numel / rest;
+  }
+  if (shapeSize(out) !== numel || out.some((d) => !Number.isInteger(d) || d < 0)) {
+    throw new RangeError(`Cannot reshape ${numel} elements to ${formatShape(shape)}`);
+  }
+  return out;
+}
+
+/** Write JS numbers into raw bytes of `dtype`. */
+export function writeValues(dst: Uint8Array, dtype: DType, values: ArrayLike<number> | ArrayLike<bigint>): void {
+  const dv = new DataView(dst.buffer, dst.byteOffset, dst.byteLength);
+  const n = values.length;
+  for (let i = 0; i < n; i++) {
+    const v = values[i]!;
+    const x = typeof v === "bigint" ? Number(v) : v;
+    switch (dtype) {
+      case "F64": dv.setFloat64(i * 8, x, true); break;
+      case "F32": dv.setFloat32(i * 4, x, true); break;
+      case "F16": dv.setFloat16(i * 2, x, true); break;
+      case "BF16": dv.setUint16(i * 2, f32ToBf16Bits(x), true); break;
+      case "I64": dv.setBigInt64(i * 8, typeof v === "bigint" ? v : BigInt(Math.trunc(x)), true); break;
+      case "U64": dv.setBigUint64(i * 8, typeof v === "bigint" ? v : BigInt(Math.trunc(x)), true); break;
+      case "I32": dv.setInt32(i * 4, x, true); break;
+      case "U32": dv.setUint32(i * 4, x, true); break;
+      case "I16": dv.setInt16(i * 2, x, true); break;
+      case "U16": dv.setUint16(i * 2, x, true); break;
+      case "I8": dv.setInt8(i, x); break;
+      case "U8": case "F8_E4M3": case "F8_E5M2": dv.setUint8(i, x); break;
+      case "BOOL": dv.setUint8(i, x ? 1 : 0); break;
+    }
+  }
+}
+
+/** Read raw bytes of `dtype` as JS numbers. */
+export function readValues(src: Uint8Array, dtype: DType): number[] {
+  const dv = new DataView(src.buffer, src.byteOffset, src.byteLength);
+  const size = DTYPE_SIZE[dtype];
+  const n = src.byteLength / size;
+  const out = new Array<number>(n);
+  for (let i = 0; i < n; i++) {
+    const o = i * size;
+    switch (dtype) {
+      case "F64": out[i] = dv.getFloat64(o, true); break;
+      case "F32": out[i] = dv.getFloat32(o, true); break;
+      case "F16": out[i] = dv.getFloat16(o, true); break;
+      case "BF16": out[i] = bf16BitsToF32(dv.getUint16(o, true)); break;
+      case "I64": out[i] = Number(dv.getBigInt64(o, true)); break;
+      case "U64": out[i] = Number(dv.getBigUint64(o, true)); break;
+      case "I32": out[i] = dv.getInt32(o, true); break;
+      case "U32": out[i] = dv.getUint32(o, true); break;
+      case "I16": out[i] = dv.getInt16(o, true); break;
+      case "U16": out[i] = dv.getUint16(o, true); break;
+      case "I8": out[i] = dv.getInt8(o); break;
+      default: out[i] = dv.getUint8(o); break;
+    }
+  }
+  return out;
+}
+
+const f32buf = new Float32Array(1);
+const u32buf = new Uint32Array(f32buf.buffer);
+
+/** f32 → bf16 bits, round to nearest even, NaN kept quiet. */
+export function f32ToBf16Bits(x: number): number {
+  f32buf[0] = x;
+  const u = u32buf[0]!;
+  if ((u & 0x7f800000) === 0x7f800000 && (u & 0x007fffff) !== 0) return ((u >>> 16) | 0x0040) & 0xffff;
+  return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+/** bf16 bits → f32 value. */
+export function bf16BitsToF32(b: number): number {
+  u32buf[0] = (b & 0xffff) << 16;
+  return f32buf[0]!;
+}
