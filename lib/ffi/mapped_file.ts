@@ -66,6 +66,9 @@ export class MappedFile implements Disposable {
     this.#ptr = p;
   }
 
+  /** Alignment of byte 0 modulo 64: always 0 (mappings are page-aligned). */
+  readonly base = 0;
+
   /** The base address of the mapping (null for an empty file). */
   get ptr(): Ptr {
     return this.#ptr;

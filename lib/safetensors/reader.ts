@@ -13,6 +13,8 @@ import { parseHeader, readHeaderLength } from "./parse_header.ts";
 /** Source of bytes: a mapped file or an in-memory buffer. */
 interface ByteSource {
   readonly size: number;
+  /** Address alignment of byte 0 modulo 64 (mmap: 0; memory: the view's byteOffset). */
+  readonly base: number;
   view(offset: number, length: number): Uint8Array;
   dropCache?(offset: number, length: number): void;
   [Symbol.dispose](): void;
@@ -22,6 +24,9 @@ class MemorySource implements ByteSource {
   constructor(readonly bytes: Uint8Array) {}
   get size(): number {
     return this.bytes.byteLength;
+  }
+  get base(): number {
+    return this.bytes.byteOffset % 64;
   }
   view(offset: number, length: number): Uint8Array {
     return this.bytes.subarray(offset, offset + length);
@@ -128,7 +133,8 @@ export class SafetensorsFile implements Disposable {
     }
     const dtype = t.dtype as DType;
     const bytes = this.raw(name);
-    if (bytes.byteOffset % DTYPE_SIZE[dtype] !== 0) {
+    // Views over mmap'd memory report byteOffset 0 whatever the address: check the file offset.
+    if ((this.#src.base + this.header.dataStart + t.begin) % DTYPE_SIZE[dtype] !== 0) {
       const out = Tensor.empty(t.shape, dtype);
       out.bytes().set(bytes);
       return out;
