@@ -109,6 +109,11 @@ export class SafetensorsWriter implements Disposable {
     return this.layout.tensors;
   }
 
+  /** Where the file is written until `commit` renames it to `path`. */
+  get tempPath(): string {
+    return this.#file.tempPath;
+  }
+
   /** The file descriptor of the temp file (for `sync_file_range` / `posix_fadvise`). */
   get fd(): number {
     return this.#file.fd;

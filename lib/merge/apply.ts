@@ -1,0 +1,95 @@
+/**
+ * Apply a planned tensor's deltas to its stored bytes with the CPU kernels: consecutive plain
+ * low-rank deltas (several adapters, weighted) become one concatenated rank-Σr product so the
+ * weight is read, accumulated in f32 and rounded exactly once.
+ * @module
+ */
+import type { CpuBackend, KernelDType } from "../backends/backend.ts";
+import type { LowRankDelta } from "../peft/delta.ts";
+import type { SafetensorsFile } from "../safetensors/mod.ts";
+import type { PlannedTensor } from "./plan.ts";
+
+type Entry = PlannedTensor["deltas"][number];
+
+/** Concatenate weighted low-rank deltas into one `B_cat · A_cat` with the scales folded into B. */
+export function concatLowRank(list: readonly { delta: LowRankDelta; weight: number }[]): { a: Float32Array; b: Float32Array; r: number } {
+  const first = list[0]!.delta;
+  const { inF, outF } = first;
+  const r = list.reduce((s, x) => s + x.delta.r, 0);
+  const a = new Float32Array(r * inF);
+  const b = new Float32Array(outF * r);
+  let off = 0;
+  for (const { delta: d, weight } of list) {
+    a.set(d.a, off * inF);
+    const s = d.scale * weight;
+    for (let i = 0; i < outF; i++) for (let k = 0; k < d.r; k++) b[i * r + off + k] = d.b[i * d.r + k]! * s;
+    off += d.r;
+  }
+  return { a, b, r };
+}
+
+/**
+ * Apply every delta of `t` in place to `w` (stored as `dtype`, shape `t.shape`).
+ * `adapterFiles[i]` serves replacement tensors of adapter i.
+ */
+export function applyDeltas(backend: CpuBackend, t: PlannedTensor, w: Uint8Array, dtype: KernelDType, adapterFiles: readonly SafetensorsFile[]): void {
+  const rows = t.shape[0] ?? 1;
+  const cols = t.shape.slice(1).reduce((a, b) => a * b, 1);
+  const ds = t.deltas;
+  let i = 0;
+  while (i < ds.length) {
+    const e = ds[i]!;
+    const d = e.delta;
+    if (d.kind === "replace") {
+      const src = adapterFiles[e.adapter]!.tensor(d.source);
+      if (src.dtype === dtype) w.set(src.bytes());
+      else backend.cast(src.bytes(), src.dtype as KernelDType, w, dtype, src.numel);
+      i++;
+    } else if (d.kind === "scale") {
+      const v = e.weight === 1 ? d.vector : d.vector.map((x) => 1 + e.weight * (x - 1));
+      backend.scaleAxis(w, dtype, rows, cols, v, d.axis, false);
+      i++;
+    } else if (d.magnitude) {
+      backend.doraMerge(w, dtype, d.outF, d.inF, d.b, d.a, d.r, d.scale * e.weight, d.fanInFanOut, d.magnitude);
+      i++;
+    } else {
+      const group: { delta: LowRankDelta; weight: number }[] = [];
+      while (i < ds.length) {
+        const x = ds[i]!;
+        if (x.delta.kind !== "lowRank" || x.delta.magnitude || x.delta.fanInFanOut !== d.fanInFanOut) break;
+        group.push({ delta: x.delta, weight: x.weight });
+        i++;
+      }
+      if (group.length === 1) {
+        backend.loraMerge(w, dtype, d.outF, d.inF, d.b, d.a, d.r, d.scale * e.weight, d.fanInFanOut);
+      } else {
+        const c = concatLowRank(group);
+        backend.loraMerge(w, dtype, d.outF, d.inF, c.b, c.a, c.r, 1, d.fanInFanOut);
+      }
+    }
+  }
+  for (const op of t.biasOps) {
+    const n = op.vector.length;
+    if (op.op === "add") {
+      const ones = new Float32Array(1).fill(1);
+      // bias[1, n] += factor · ones[1,1] · vector[1, n]: a rank-1 merge on a 1-row weight.
+      backend.loraMerge(w, dtype, 1, n, ones, op.vector, 1, op.factor, false);
+    } else {
+      const v = op.weight === 1 ? op.vector : op.vector.map((x) => 1 + op.weight * (x - 1));
+      backend.scaleAxis(w, dtype, 1, n, v, 1, false);
+    }
+  }
+}
+
+/** True when every element of F32/F16/BF16 storage is finite. */
+export function allFinite(w: Uint8Array, dtype: KernelDType): boolean {
+  if (dtype === "F32") {
+    const u = new Uint32Array(w.buffer, w.byteOffset, w.byteLength / 4);
+    for (let i = 0; i < u.length; i++) if ((u[i]! & 0x7f800000) === 0x7f800000) return false;
+    return true;
+  }
+  const u = new Uint16Array(w.buffer, w.byteOffset, w.byteLength / 2);
+  const mask = dtype === "BF16" ? 0x7f80 : 0x7c00;
+  for (let i = 0; i < u.length; i++) if ((u[i]! & mask) === mask) return false;
+  return true;
+}

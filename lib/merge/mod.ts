@@ -1,0 +1,15 @@
+/**
+ * Out-of-core adapter merge: plan, stream, verify.
+ *
+ * @example
+ * ```ts
+ * import { parseSize } from "./mod.ts";
+ * console.log(parseSize("1GiB")); // 1073741824
+ * ```
+ * @module
+ */
+export * from "./merge_checkpoint.ts";
+export * from "./plan.ts";
+export * from "./apply.ts";
+export * from "./verify.ts";
+export * from "./size.ts";

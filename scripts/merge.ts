@@ -1,0 +1,121 @@
+/**
+ * Fold PEFT adapters into a base checkpoint, out of core.
+ *
+ *   deno run -A scripts/merge.ts --base DIR --adapter DIR [--adapter DIR …] --out DIR [options]
+ *   bun run scripts/merge.ts     (same flags)
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { mergeCheckpoint } from "../lib/merge/merge_checkpoint.ts";
+import { createProgressReporter } from "../lib/merge/progress.ts";
+
+export const HELP = `Usage: merge.ts --base DIR --adapter DIR [--adapter DIR ...] --out DIR [options]
+
+Fold one or more PEFT adapters (LoRA, rsLoRA, DoRA, IA3, AdaLoRA) into a safetensors checkpoint,
+streaming one tensor at a time: memory stays near one tensor whatever the model's size.
+
+  --base DIR            base model folder (model.safetensors or a sharded index)
+  --adapter DIR         adapter folder saved by PEFT (repeat for several; applied in order)
+  --weight W            weight of the matching --adapter (repeat; default 1): merges Σ w·ΔW
+  --out DIR             output folder (refused if it exists, unless --force)
+  --dtype D             auto (keep each tensor's), bf16, f16 or f32 (default auto)
+  --max-shard-size S    largest output shard, e.g. 5GB, 2GiB (default 5GB)
+  --device D            cpu (default) or cuda
+  --safe                check merged tensors for NaN/inf before writing (PEFT's safe_merge)
+  --force               replace an existing --out
+  --dry-run             print the plan (tensors per adapter, bytes, shards) and write nothing
+  --verify              reopen the output and check merged tensors against a float64 recomputation
+  --quiet               no progress output
+  -h, --help            show this help
+
+The output is written to OUT.partial-<id> and renamed into place after every shard and the index
+are fsynced; Ctrl-C or a failure leaves no OUT behind.`;
+
+/** Run the CLI with `argv`; returns the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        base: { type: "string" },
+        adapter: { type: "string", multiple: true },
+        weight: { type: "string", multiple: true },
+        out: { type: "string" },
+        dtype: { type: "string", default: "auto" },
+        "max-shard-size": { type: "string", default: "5GB" },
+        device: { type: "string", default: "cpu" },
+        safe: { type: "boolean", default: false },
+        force: { type: "boolean", default: false },
+        "dry-run": { type: "boolean", default: false },
+        verify: { type: "boolean", default: false },
+        quiet: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+      strict: true,
+    }));
+  } catch (e) {
+    console.error(`merge: ${(e as Error).message}; see --help`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  const missing = ["base", "adapter", "out"].filter((k) => values[k as "base"] === undefined);
+  if (missing.length > 0) {
+    console.error(`merge: missing --${missing.join(", --")}; see --help`);
+    return 2;
+  }
+  const weights = values.weight?.map(Number);
+  if (weights?.some((w) => !Number.isFinite(w))) {
+    console.error(`merge: --weight must be numbers: got ${values.weight!.join(", ")}`);
+    return 2;
+  }
+  if (values.device !== "cpu" && values.device !== "cuda") {
+    console.error(`merge: --device must be cpu or cuda: got "${values.device}"`);
+    return 2;
+  }
+  const progress = createProgressReporter({ quiet: values.quiet || values["dry-run"] });
+  try {
+    const r = await mergeCheckpoint({
+      base: values.base!,
+      adapters: values.adapter!,
+      out: values.out!,
+      ...(weights ? { weights } : {}),
+      dtype: values.dtype as "auto",
+      maxShardSize: values["max-shard-size"],
+      device: values.device,
+      safe: values.safe,
+      force: values.force,
+      dryRun: values["dry-run"],
+      verify: values.verify,
+      onProgress: (p) => progress.update(p),
+    });
+    progress.stop();
+    if (r.dryRun) {
+      console.log(`plan: ${r.plan.tensors.length} tensors, ${(r.plan.totalBytes / 1e9).toFixed(3)} GB to write in ${r.plan.shards.length} shard(s)`);
+      values.adapter!.forEach((a, i) => console.log(`  adapter ${a}: touches ${r.plan.touched[i]} tensors`));
+      if (r.plan.untied) console.log("  tied embedding changes: lm_head.weight written explicitly, tie_word_embeddings=false");
+      console.log("dry run: nothing written");
+      return 0;
+    }
+    if (!values.quiet) {
+      const gbps = r.bytesWritten / 1e9 / r.seconds;
+      console.log(`merged ${r.tensorsMerged} tensors into ${r.out}: ${(r.bytesWritten / 1e9).toFixed(3)} GB in ${r.seconds.toFixed(2)} s (${gbps.toFixed(2)} GB/s)`);
+    }
+    if (r.verify) {
+      const v = r.verify;
+      console.log(`verify: ${v.ok ? "ok" : "FAILED"}: ${v.tensorsChecked} tensors, ${v.elementsChecked} elements, max error ${v.maxUlpError.toFixed(2)} ulp${v.firstMismatch ? `; first mismatch ${v.firstMismatch}` : ""}`);
+      if (!v.ok) return 1;
+    }
+    return 0;
+  } catch (e) {
+    progress.stop();
+    console.error(`merge: ${(e as Error).message}`);
+    return 1;
+  }
+}
+
+if (import.meta.main) process.exit(await main(process.argv.slice(2)));
