@@ -12,12 +12,13 @@ export const ST_DTYPE_BITS: Readonly<Record<string, number>> = {
 
 /**
  * Writer order: larger alignment first, as the reference Rust writer sorts (checked against
- * Python `safetensors` 0.8: U64, I64, F64, C64, F32, U32, I32, BF16, F16, U16, I16, F8_E4M3,
- * F8_E5M2, I8, U8, BOOL). Lower rank is written first; ties break by the name's UTF-8 bytes.
+ * Python `safetensors` 0.8: U64, I64, F64, C64, F32, U32, I32, BF16, F16, U16, I16, F8_E5M2FNUZ,
+ * F8_E4M3FNUZ, F8_E8M0, F8_E4M3, F8_E5M2, I8, U8, F4, BOOL; F6 formats, which torch cannot
+ * write, are placed between U8 and F4). Lower rank is written first; ties break by the name's UTF-8 bytes.
  */
 export const ST_DTYPE_WRITE_RANK: Readonly<Record<string, number>> = {
   U64: 0, I64: 1, F64: 2, C64: 3, F32: 4, U32: 5, I32: 6, BF16: 7, F16: 8, U16: 9, I16: 10,
-  F8_E8M0: 11, F8_E4M3FNUZ: 12, F8_E4M3: 13, F8_E5M2FNUZ: 14, F8_E5M2: 15, I8: 16, U8: 17,
+  F8_E5M2FNUZ: 11, F8_E4M3FNUZ: 12, F8_E8M0: 13, F8_E4M3: 14, F8_E5M2: 15, I8: 16, U8: 17,
   F6_E3M2: 18, F6_E2M3: 19, F4: 20, BOOL: 21,
 };
 

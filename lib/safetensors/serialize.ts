@@ -40,7 +40,7 @@ function compareUtf8(a: string, b: string): number {
  * Compute the header and offsets for a file holding `specs` (any input order) and `metadata`.
  * The bytes match Python `safetensors` for the same tensors and at most one metadata key
  * (the reference keeps several metadata keys in a hash map whose order varies run to run; here
- * they keep insertion order).
+ * they are sorted by code point, one of the orders Python emits).
  *
  * @example
  * ```ts
@@ -67,7 +67,10 @@ export function layoutFile(specs: Iterable<TensorSpec>, metadata?: Readonly<Reco
     for (const [k, v] of Object.entries(metadata)) {
       if (typeof v !== "string") throw new TypeError(`Cannot write metadata "${k}": values must be strings`);
     }
-    parts.push(`"__metadata__":${JSON.stringify(metadata)}`);
+    // The reference keeps metadata in a hash map (order varies per process); sorting by code point
+    // makes the output deterministic and equal to one of the orders Python produces.
+    const sorted = Object.keys(metadata).sort(compareUtf8).map((k) => `${JSON.stringify(k)}:${JSON.stringify(metadata[k])}`);
+    parts.push(`"__metadata__":{${sorted.join(",")}}`);
   }
   for (const s of list) {
     let bits = ST_DTYPE_BITS[s.dtype]!;
