@@ -78,6 +78,8 @@ export class ShardedWriter implements Disposable {
   readonly shards: SafetensorsWriter[];
   readonly fileNames: string[];
   readonly totalSize: number;
+  /** Number of elements over all tensors (transformers 5 records it in the index). */
+  readonly totalParameters: number;
   #route = new Map<string, SafetensorsWriter>();
   #prefix: string;
 
@@ -100,6 +102,7 @@ export class ShardedWriter implements Disposable {
       throw e;
     }
     this.totalSize = specs.reduce((a, s) => a + specBytes(s), 0);
+    this.totalParameters = specs.reduce((a, s) => a + s.shape.reduce((x, y) => x * y, 1), 0);
   }
 
   /** The shard writer a tensor belongs to. */
@@ -121,7 +124,9 @@ export class ShardedWriter implements Disposable {
       const weightMap: Record<string, string> = {};
       const names = [...this.#route.keys()].sort();
       for (const k of names) weightMap[k] = this.fileNames[this.shards.indexOf(this.#route.get(k)!)]!;
-      const text = JSON.stringify({ metadata: { total_size: this.totalSize }, weight_map: weightMap }, null, 2) + "\n";
+      // As transformers 5 writes it: json.dumps(index, indent=2, sort_keys=True) + "\n".
+      const metadata = { total_parameters: this.totalParameters, total_size: this.totalSize };
+      const text = JSON.stringify({ metadata, weight_map: weightMap }, null, 2) + "\n";
       using f = new AtomicFile(join(this.dir, `${this.#prefix}.safetensors.index.json`));
       f.write(new TextEncoder().encode(text), 0);
       f.commit();

@@ -2,7 +2,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { createHash } from "node:crypto";
-import { layoutFile, SafetensorsFile, saveFile, ShardedCheckpoint } from "../../lib/safetensors/mod.ts";
+import { layoutFile, SafetensorsFile, saveFile, ShardedCheckpoint, ShardedWriter } from "../../lib/safetensors/mod.ts";
 import { isDType } from "../../lib/dtype.ts";
 import { Tensor } from "../../lib/tensor/mod.ts";
 import { fixture, tempDir } from "../_util.ts";
@@ -76,5 +76,31 @@ describe("safetensors interop with Python safetensors 0.8", () => {
       assert.equal(sha(ck.raw(k)), t.sha256, k);
     }
     assert.equal(typeof ck.indexMetadata.total_size, "number");
+  });
+});
+
+describe("ShardedWriter against transformers save_pretrained", () => {
+  it("re-shards the fixture model byte for byte: same shards, same index", () => {
+    // transformers iterates the state dict in module registration order.
+    const order = ["model.embed_tokens.weight"];
+    for (let i = 0; i < 2; i++) {
+      const p = `model.layers.${i}`;
+      order.push(
+        `${p}.self_attn.q_proj.weight`, `${p}.self_attn.k_proj.weight`, `${p}.self_attn.v_proj.weight`, `${p}.self_attn.o_proj.weight`,
+        `${p}.mlp.gate_proj.weight`, `${p}.mlp.up_proj.weight`, `${p}.mlp.down_proj.weight`,
+        `${p}.input_layernorm.weight`, `${p}.post_attention_layernorm.weight`,
+      );
+    }
+    order.push("model.norm.weight", "lm_head.weight");
+    using ck = ShardedCheckpoint.open(fixture("safetensors", "sharded"));
+    assert.deepEqual([...order].sort(), ck.keys().sort());
+    using tmp = tempDir();
+    const w = new ShardedWriter(tmp.dir, order.map((n) => ({ name: n, dtype: ck.info(n).dtype, shape: ck.info(n).shape })), { maxShardSize: 40_000 });
+    for (const s of w.shards) for (const t of s.order) w.write(t.name, ck.raw(t.name));
+    w.commit();
+    const names = ["model.safetensors.index.json", ...ck.files()];
+    for (const n of names) {
+      assert.equal(sha(readFileSync(`${tmp.dir}/${n}`)), sha(readFileSync(fixture("safetensors", "sharded", n))), n);
+    }
   });
 });
