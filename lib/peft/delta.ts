@@ -196,6 +196,8 @@ function buildDeltas(peftType: AdapterDeltas["peftType"], config: Record<string,
     const aT = file.tensor(aKey);
     const bT = file.tensor(bKey);
     const r = aT.shape[0]!;
+    // AdaLoRA may prune a layer to rank 0: nothing to merge.
+    if (r === 0) continue;
     const inF = aT.shape.slice(1).reduce((x, y) => x * y, 1);
     const outF = bT.shape[0]!;
     if (bT.shape[1] !== r) {

@@ -46,7 +46,9 @@ export class ShardedCheckpoint implements Disposable {
       const names = readdirSync(path);
       const index = names.find((n) => n.endsWith(".safetensors.index.json"));
       if (index) return ShardedCheckpoint.open(join(path, index));
-      const files = names.filter((n) => n.endsWith(".safetensors")).sort();
+      // As transformers: the index first, then model.safetensors, else every safetensors file.
+      const all = names.filter((n) => n.endsWith(".safetensors")).sort();
+      const files = all.includes("model.safetensors") ? ["model.safetensors"] : all;
       if (files.length === 0) {
         const bin = names.find((n) => n.endsWith(".bin") || n.endsWith(".pt") || n.endsWith(".pth"));
         const hint = bin
