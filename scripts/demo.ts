@@ -25,18 +25,17 @@ const { mergeCheckpoint } = await import("../lib/merge/mod.ts");
 const { createProgressReporter } = await import("../lib/merge/progress.ts");
 const { getCpuBackend } = await import("../lib/backends/mod.ts");
 
-// A SmolLM-sized Llama (about 135M parameters in bf16 with a 49k vocabulary would be larger than
-// needed; 8 layers of width 576 keep the demo under a few seconds).
-const shape = { hidden: 576, intermediate: 1536, layers: 8, vocab: 16384, heads: 9, kvHeads: 3 };
+// A ~200M-parameter Llama (410 MB in bf16): big enough to watch the stream, small enough for seconds.
+const shape = { hidden: 1024, intermediate: 2816, layers: 12, vocab: 32000, heads: 16, kvHeads: 8 };
 if (!existsSync(join(base, "config.json"))) {
   console.log(`demo: writing a random Llama-shaped bf16 checkpoint to ${base}`);
-  makeSyntheticLlama(base, shape, { maxShardSize: 50_000_000 });
+  makeSyntheticLlama(base, shape, { maxShardSize: 200_000_000 });
   makeSyntheticLora(lora, shape, { r: 16, alpha: 32 });
 }
 rmSync(out, { recursive: true, force: true });
 console.log(`demo: merging ${lora} into ${base} (backend: ${getCpuBackend().name})`);
 const progress = createProgressReporter();
-const r = await mergeCheckpoint({ base, adapters: [lora], out, verify: true, maxShardSize: "100MB", onProgress: (p) => progress.update(p) });
+const r = await mergeCheckpoint({ base, adapters: [lora], out, verify: true, maxShardSize: "200MB", onProgress: (p) => progress.update(p) });
 progress.stop();
 console.log("");
 console.log(`| step | value |`);
