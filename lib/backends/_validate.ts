@@ -1,0 +1,178 @@
+// Argument checks shared by every CpuBackend, run before any native call takes a pointer, so a bad
+// size is a RangeError (never a read past the end of a buffer). Private: backends call these.
+import { KERNEL_DTYPE_CODE, type KernelDType } from "./backend.ts";
+
+/** Bytes per element of a kernel dtype. */
+export function dtypeSize(dtype: KernelDType): number {
+  return dtype === "F32" ? 4 : 2;
+}
+
+export function checkDtype(op: string, name: string, dtype: KernelDType): void {
+  if (!Object.hasOwn(KERNEL_DTYPE_CODE, dtype)) {
+    throw new TypeError(`Cannot run ${op}: ${name} dtype must be "F32", "F16" or "BF16": current value is ${JSON.stringify(dtype)}`);
+  }
+}
+
+export function checkDim(op: string, name: string, v: number): void {
+  if (!Number.isSafeInteger(v) || v < 0) {
+    throw new RangeError(`Cannot run ${op}: ${name} must be a non-negative integer: current value is ${v}`);
+  }
+}
+
+function shapeText(dims: readonly number[]): string {
+  return `[${dims.join(", ")}]`;
+}
+
+/** `bytes` holds at least prod(dims) elements of `dtype`. */
+export function checkBytes(op: string, name: string, bytes: Uint8Array, dims: readonly number[], dtype: KernelDType): void {
+  if (!(bytes instanceof Uint8Array)) throw new TypeError(`Cannot run ${op}: ${name} must be a Uint8Array of raw ${dtype} bits`);
+  const need = dims.reduce((a, b) => a * b, 1) * dtypeSize(dtype);
+  if (bytes.byteLength < need) {
+    throw new RangeError(`Cannot run ${op}: ${name} has ${bytes.byteLength} bytes but ${shapeText(dims)} ${dtype} needs ${need}`);
+  }
+}
+
+/** `arr` is a Float32Array with at least prod(dims) elements. */
+export function checkF32(op: string, name: string, arr: Float32Array, dims: readonly number[]): void {
+  if (!(arr instanceof Float32Array)) throw new TypeError(`Cannot run ${op}: ${name} must be a Float32Array`);
+  const need = dims.reduce((a, b) => a * b, 1);
+  if (arr.length < need) {
+    throw new RangeError(`Cannot run ${op}: ${name} has ${arr.length} elements but ${shapeText(dims)} needs ${need}`);
+  }
+}
+
+/** Two elementwise operands have the same length. */
+export function checkSameLength(op: string, names: string, a: Float32Array, b: Float32Array): void {
+  if (!(a instanceof Float32Array) || !(b instanceof Float32Array)) throw new TypeError(`Cannot run ${op}: ${names} must be Float32Arrays`);
+  if (a.length !== b.length) {
+    throw new RangeError(`Cannot run ${op}: ${names} have ${a.length} and ${b.length} elements: lengths must match`);
+  }
+}
+
+/** Largest LoRA rank the kernels accept (kernels/common/lora.h KN_MAX_RANK). */
+export const MAX_RANK = 1024;
+
+export function checkMerge(
+  op: string,
+  w: Uint8Array,
+  wDtype: KernelDType,
+  outF: number,
+  inF: number,
+  b: Float32Array,
+  a: Float32Array,
+  r: number,
+): void {
+  checkDtype(op, "w", wDtype);
+  checkDim(op, "outF", outF);
+  checkDim(op, "inF", inF);
+  if (!Number.isSafeInteger(r) || r < 1 || r > MAX_RANK) {
+    throw new RangeError(`Cannot run ${op}: rank must be an integer in [1, ${MAX_RANK}]: current value is ${r}`);
+  }
+  checkBytes(op, "w", w, [outF, inF], wDtype);
+  checkF32(op, "b", b, [outF, r]);
+  checkF32(op, "a", a, [r, inF]);
+}
+
+/** Storage of an sgemm operand: `rows` rows of `cols` with leading dimension `ld`. */
+export function checkMatrix(op: string, name: string, arr: Float32Array, rows: number, cols: number, ld: number): void {
+  if (!(arr instanceof Float32Array)) throw new TypeError(`Cannot run ${op}: ${name} must be a Float32Array`);
+  checkDim(op, `ld${name}`, ld);
+  if (ld < Math.max(1, cols)) throw new RangeError(`Cannot run ${op}: ld${name} is ${ld} but ${name} rows have ${cols} columns`);
+  const need = rows === 0 || cols === 0 ? 0 : (rows - 1) * ld + cols;
+  if (arr.length < need) {
+    throw new RangeError(`Cannot run ${op}: ${name} has ${arr.length} elements but ${rows}x${cols} with ld${name} ${ld} needs ${need}`);
+  }
+}
+
+/**
+ * A view of `bytes` aligned for `dtype` elements: `bytes` itself, or an aligned copy plus a function
+ * writing the copy back (typed-array views and C loads need element alignment).
+ */
+export function aligned(bytes: Uint8Array, dtype: KernelDType): [Uint8Array, () => void] {
+  if (bytes.byteOffset % dtypeSize(dtype) === 0) return [bytes, noop];
+  const copy = bytes.slice();
+  return [copy, () => bytes.set(copy)];
+}
+
+function noop(): void {}
+
+// ---- per-op checks ------------------------------------------------------------------------------
+
+export function checkSgemm(
+  transA: boolean,
+  transB: boolean,
+  m: number,
+  n: number,
+  k: number,
+  a: Float32Array,
+  lda: number,
+  b: Float32Array,
+  ldb: number,
+  c: Float32Array,
+  ldc: number,
+): void {
+  checkDim("sgemm", "m", m);
+  checkDim("sgemm", "n", n);
+  checkDim("sgemm", "k", k);
+  checkMatrix("sgemm", "a", a, transA ? k : m, transA ? m : k, lda);
+  checkMatrix("sgemm", "b", b, transB ? n : k, transB ? k : n, ldb);
+  checkMatrix("sgemm", "c", c, m, n, ldc);
+}
+
+export function checkLinear(
+  x: Float32Array,
+  m: number,
+  k: number,
+  w: Uint8Array,
+  wDtype: KernelDType,
+  n: number,
+  bias: Float32Array | null,
+  out: Float32Array,
+  transposedW: boolean,
+): void {
+  checkDtype("linear", "w", wDtype);
+  checkDim("linear", "m", m);
+  checkDim("linear", "k", k);
+  checkDim("linear", "n", n);
+  checkF32("linear", "x", x, [m, k]);
+  checkBytes("linear", "w", w, transposedW ? [k, n] : [n, k], wDtype);
+  if (bias !== null) checkF32("linear", "bias", bias, [n]);
+  checkF32("linear", "out", out, [m, n]);
+}
+
+export function checkRows(op: string, x: Float32Array, out: Float32Array, rows: number, cols: number): void {
+  checkDim(op, "rows", rows);
+  checkDim(op, "cols", cols);
+  checkF32(op, "x", x, [rows, cols]);
+  checkF32(op, "out", out, [rows, cols]);
+}
+
+export function checkRope(x: Float32Array, tokens: number, heads: number, headDim: number, cos: Float32Array, sin: Float32Array): void {
+  checkDim("rope", "tokens", tokens);
+  checkDim("rope", "heads", heads);
+  checkDim("rope", "headDim", headDim);
+  if (headDim % 2 !== 0) throw new RangeError(`Cannot run rope: headDim must be even: current value is ${headDim}`);
+  checkF32("rope", "x", x, [tokens, heads, headDim]);
+  checkF32("rope", "cos", cos, [tokens, headDim]);
+  checkF32("rope", "sin", sin, [tokens, headDim]);
+}
+
+export function checkAttention(
+  q: Float32Array,
+  k: Float32Array,
+  v: Float32Array,
+  out: Float32Array,
+  t: number,
+  s: number,
+  hq: number,
+  hkv: number,
+  d: number,
+): void {
+  for (const [name, val] of [["t", t], ["s", s], ["hq", hq], ["hkv", hkv], ["d", d]] as const) checkDim("attention", name, val);
+  if (hkv < 1 || hq % hkv !== 0) throw new RangeError(`Cannot run attention: hq ${hq} must be a multiple of hkv ${hkv}`);
+  if (s < t) throw new RangeError(`Cannot run attention: cache length s ${s} is shorter than the ${t} queries`);
+  checkF32("attention", "q", q, [t, hq, d]);
+  checkF32("attention", "k", k, [s, hkv, d]);
+  checkF32("attention", "v", v, [s, hkv, d]);
+  checkF32("attention", "out", out, [t, hq, d]);
+}

@@ -1,0 +1,137 @@
+/**
+ * Which {@link CpuBackend} the library uses. The native library is located once when this module
+ * loads and opened on first use. Environment:
+ *
+ * - `GRAFT_BACKEND=ts|native`: force a backend (`native` throws `DeviceError` if it cannot load);
+ * - `GRAFT_KERNEL_LIB`: a prebuilt `libkn_cpu.so` (skips the build);
+ * - `GRAFT_CACHE_DIR`: where `ensureKernels` caches builds (default `~/.cache/graft`); `CC`: the compiler;
+ * - `GRAFT_OPENBLAS`: the CBLAS library for `sgemm` (default `libopenblas.so.0`), or `0` / `none`;
+ * - `OPENBLAS_CORETYPE`: left alone when set, else chosen from the CPU flags before OpenBLAS loads.
+ * @module
+ */
+import { ensureKernels } from "../../scripts/build_kernels.ts";
+import { getEnv } from "../_env.ts";
+import { DeviceError } from "../errors.ts";
+import type { CpuBackend } from "./backend.ts";
+import { CpuNativeBackend } from "./cpu_native.ts";
+import { CpuTsBackend } from "./cpu_ts.ts";
+
+/** Names accepted by {@link setCpuBackend} and `GRAFT_BACKEND`. */
+export type CpuBackendName = "native" | "ts";
+
+const forced = getEnv("GRAFT_BACKEND");
+let libPath: string | null = null;
+let loadError: Error | null = null;
+if (forced !== "ts") {
+  const prebuilt = getEnv("GRAFT_KERNEL_LIB");
+  if (prebuilt) libPath = prebuilt;
+  else {
+    try {
+      libPath = await ensureKernels();
+    } catch (e) {
+      loadError = e as Error;
+    }
+  }
+}
+
+let native: CpuNativeBackend | null | undefined;
+let tsBackend: CpuTsBackend | undefined;
+let current: CpuBackend | undefined;
+let warned = false;
+
+function openNative(): CpuNativeBackend | null {
+  if (native !== undefined) return native;
+  native = null;
+  if (libPath !== null) {
+    try {
+      native = new CpuNativeBackend(libPath);
+    } catch (e) {
+      loadError = e as Error;
+    }
+  }
+  return native;
+}
+
+function ts(): CpuTsBackend {
+  return (tsBackend ??= new CpuTsBackend());
+}
+
+function whyNoNative(): string {
+  if (forced === "ts") return 'GRAFT_BACKEND is "ts"';
+  if (loadError !== null) return loadError.message.split("\n")[0]!;
+  return "no C compiler to build it and GRAFT_KERNEL_LIB is unset";
+}
+
+/**
+ * Path of the native kernel library this process uses, or null.
+ *
+ * @example
+ * ```ts
+ * import { nativeKernelPath } from "./registry.ts";
+ * console.log(nativeKernelPath());
+ * ```
+ */
+export function nativeKernelPath(): string | null {
+  return libPath;
+}
+
+/**
+ * The process-wide CPU backend: native if the library loads, else TypeScript (one warning line).
+ *
+ * @example
+ * ```ts
+ * import { getCpuBackend } from "./registry.ts";
+ * const be = getCpuBackend();
+ * console.log(be.name, be.info);
+ * ```
+ */
+export function getCpuBackend(): CpuBackend {
+  if (current !== undefined) return current;
+  if (forced !== undefined && forced !== "" && forced !== "ts" && forced !== "native") {
+    throw new TypeError(`Cannot pick a CPU backend: GRAFT_BACKEND must be "ts" or "native": current value is "${forced}"`);
+  }
+  if (forced === "ts") return (current = ts());
+  const n = openNative();
+  if (n !== null) return (current = n);
+  if (forced === "native") {
+    throw new DeviceError(`Cannot use the native CPU backend (GRAFT_BACKEND=native): ${whyNoNative()}`, { cause: loadError ?? undefined });
+  }
+  if (!warned && loadError !== null) {
+    warned = true;
+    console.warn(`${whyNoNative()}: using the TypeScript backend`);
+  }
+  return (current = ts());
+}
+
+/**
+ * Every CPU backend available in this process (native first when it loads), e.g. to run one test
+ * body on each.
+ *
+ * @example
+ * ```ts
+ * import { listCpuBackends } from "./registry.ts";
+ * console.log(listCpuBackends().map((b) => b.name));
+ * ```
+ */
+export function listCpuBackends(): CpuBackend[] {
+  const n = forced === "ts" ? null : openNative();
+  return n !== null ? [n, ts()] : [ts()];
+}
+
+/**
+ * Make `name` the process-wide backend; throws `DeviceError` if the native library is unavailable.
+ *
+ * @example
+ * ```ts
+ * import { getCpuBackend, setCpuBackend } from "./registry.ts";
+ * setCpuBackend("ts");
+ * console.log(getCpuBackend().name); // "ts"
+ * ```
+ */
+export function setCpuBackend(name: CpuBackendName): CpuBackend {
+  if (name === "ts") return (current = ts());
+  if (name !== "native") throw new TypeError(`Cannot set the CPU backend: name must be "ts" or "native": current value is "${name}"`);
+  const n = forced === "ts" ? null : openNative();
+  if (n === null) throw new DeviceError(`Cannot set the CPU backend to "native": ${whyNoNative()}`, { cause: loadError ?? undefined });
+  return (current = n);
+}

@@ -1,0 +1,59 @@
+// The registry: native when the library loads, TypeScript otherwise, GRAFT_BACKEND / GRAFT_KERNEL_LIB.
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import process from "node:process";
+import { pathToFileURL } from "node:url";
+import { getCpuBackend, listCpuBackends, setCpuBackend } from "../../lib/backends/mod.ts";
+import { getEnv } from "../../lib/_env.ts";
+import { tempDir } from "../_util.ts";
+
+const hasCc = !spawnSync(process.env.CC ?? "cc", ["--version"], { stdio: "ignore" }).error;
+const registryUrl = pathToFileURL(join(import.meta.dirname ?? ".", "../../lib/backends/registry.ts")).href;
+
+/** Run a small script importing the registry in a fresh process of this runtime. */
+function child(env: Record<string, string>, body: string): { out: string; err: string; status: number | null } {
+  using tmp = tempDir();
+  const file = join(tmp.dir, "probe.ts");
+  writeFileSync(file, `import * as r from ${JSON.stringify(registryUrl)};\n${body}\n`);
+  // deno-lint-ignore no-explicit-any
+  const g = globalThis as any;
+  const [cmd, args] = g.Bun ? [process.execPath, [file]] : [g.Deno.execPath(), ["run", "-A", file]];
+  const r = spawnSync(cmd, args, { env: { ...process.env, ...env }, encoding: "utf8" });
+  return { out: r.stdout.trim(), err: r.stderr, status: r.status };
+}
+
+describe("registry", () => {
+  it("lists native (when a C compiler exists) and TypeScript", () => {
+    const names = listCpuBackends().map((b) => b.name);
+    assert.ok(names.includes("ts"));
+    if (hasCc && getEnv("GRAFT_BACKEND") !== "ts") assert.deepEqual(names, ["native", "ts"]);
+  });
+
+  it("getCpuBackend prefers native and setCpuBackend switches", () => {
+    const first = getCpuBackend();
+    if (listCpuBackends().length === 2 && getEnv("GRAFT_BACKEND") === undefined) assert.equal(first.name, "native");
+    assert.equal(setCpuBackend("ts").name, "ts");
+    assert.equal(getCpuBackend().name, "ts");
+    setCpuBackend(first.name);
+    assert.equal(getCpuBackend(), first);
+    assert.throws(() => setCpuBackend("gpu" as "ts"), TypeError);
+    assert.match(first.info, first.name === "native" ? /libkn_cpu\.so abi 1, SIMD: .*sgemm: / : /TypeScript/);
+  });
+
+  it("GRAFT_BACKEND=ts forces TypeScript without building anything", () => {
+    const r = child({ GRAFT_BACKEND: "ts" }, "console.log(r.getCpuBackend().name, r.listCpuBackends().length);");
+    assert.equal(r.out, "ts 1", r.err);
+  });
+
+  it("a missing GRAFT_KERNEL_LIB falls back with one warning, or throws under GRAFT_BACKEND=native", () => {
+    const missing = { GRAFT_KERNEL_LIB: "/nonexistent/libkn_cpu.so" };
+    const soft = child(missing, "console.log(r.getCpuBackend().name); r.getCpuBackend();");
+    assert.equal(soft.out, "ts", soft.err);
+    assert.equal(soft.err.match(/^Cannot load the native kernel library ".*: using the TypeScript backend$/gm)?.length, 1, soft.err);
+    const hard = child({ ...missing, GRAFT_BACKEND: "native" }, "try { r.getCpuBackend(); } catch (e) { console.log(e.name); }");
+    assert.equal(hard.out, "DeviceError", hard.err);
+  });
+});
