@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { SafetensorsFile } from "../safetensors/mod.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { readValues } from "../tensor/tensor.ts";
+import { resolveRankAlpha } from "./matching.ts";
 
 /** A low-rank update `W += scale · B · A` (LoRA, rsLoRA, AdaLoRA; DoRA when `magnitude` is set). */
 export interface LowRankDelta {
@@ -84,18 +85,6 @@ function toF32(t: Tensor): Float32Array {
   return Float32Array.from(readValues(t.contiguous().bytes(), t.dtype));
 }
 
-/** First pattern key matching `path` as PEFT's `get_pattern_key` does: `(.*\.)?(key)$`. */
-export function getPatternKey(patterns: readonly string[], path: string): string | undefined {
-  for (const k of patterns) {
-    try {
-      if (new RegExp(`^(?:.*\\.)?(?:${k})$`).test(path)) return k;
-    } catch {
-      if (path === k || path.endsWith("." + k)) return k;
-    }
-  }
-  return undefined;
-}
-
 /** Strip PEFT's prefixes and tuner segments from an adapter-file key to get the module path and leaf. */
 function splitKey(key: string): { module: string; leaf: string } {
   let k = key.startsWith("base_model.model.") ? key.slice("base_model.model.".length) : key;
@@ -164,8 +153,12 @@ function buildDeltas(peftType: AdapterDeltas["peftType"], config: Record<string,
     g.set(leaf, key);
     groups.set(module, g);
   }
-  const rankPattern = Object.keys((config.rank_pattern as Record<string, unknown> | null) ?? {});
-  const alphaPattern = Object.keys((config.alpha_pattern as Record<string, unknown> | null) ?? {});
+  const patterns = {
+    r: Number(config.r ?? 8),
+    loraAlpha: Number(config.lora_alpha ?? 8),
+    rankPattern: (config.rank_pattern as Record<string, unknown> | null) ?? null,
+    alphaPattern: (config.alpha_pattern as Record<string, unknown> | null) ?? null,
+  };
   const fifoCfg = config.fan_in_fan_out === true;
   const conv1dArch = options.modelType !== undefined && CONV1D_MODEL_TYPES.has(options.modelType);
 
@@ -215,10 +208,7 @@ function buildDeltas(peftType: AdapterDeltas["peftType"], config: Record<string,
       const scaling = alpha > 0 ? alpha : initR;
       scale = scaling / (initR + 1e-5);
     } else {
-      const rk = getPatternKey(rankPattern, module);
-      const ak = getPatternKey(alphaPattern, module);
-      const rCfg = rk !== undefined ? Number((config.rank_pattern as Record<string, unknown>)[rk]) : Number(config.r ?? 8);
-      const alpha = ak !== undefined ? Number((config.alpha_pattern as Record<string, unknown>)[ak]) : Number(config.lora_alpha ?? 8);
+      const { r: rCfg, alpha } = resolveRankAlpha(patterns, module);
       if (rCfg !== r) {
         throw new RangeError(`Cannot read adapter "${file.path}": module "${module}" has rank ${r} in the file but the config gives r=${rCfg}`);
       }
