@@ -143,13 +143,14 @@ export async function mergeCheckpoint(options: MergeOptions): Promise<MergeResul
 
   cleanStalePartials(out);
   const partial = `${out}.partial-${process.pid}-${Date.now().toString(36)}`;
-  mkdirSync(partial, { recursive: true });
+  // The handler goes in before the folder exists, so no signal can slip between the two.
   const onSignal = () => {
     rmSync(partial, { recursive: true, force: true });
     process.exit(130);
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
+  mkdirSync(partial, { recursive: true });
   stack.defer(() => {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
@@ -173,6 +174,7 @@ export async function mergeCheckpoint(options: MergeOptions): Promise<MergeResul
   let done = 0;
   let merged = 0;
   const total = plan.tensors.length;
+  let lastYield = performance.now();
   for (const shard of writer.shards) {
     using wb = new WriteBehind(shard.tempPath);
     for (const info of shard.order) {
@@ -215,6 +217,11 @@ export async function mergeCheckpoint(options: MergeOptions): Promise<MergeResul
       wb.advance(shard.offsetOf(t.name) + info.end - info.begin);
       bytesDone += info.end - info.begin;
       options.onProgress?.({ tensorsDone: ++done, tensorsTotal: total, bytesDone, bytesTotal: plan.totalBytes, name: t.name });
+      // Let the event loop run now and then, so Ctrl-C reaches the handler that removes the partial.
+      if (performance.now() - lastYield > 50) {
+        await new Promise((r) => setTimeout(r, 0));
+        lastYield = performance.now();
+      }
     }
   }
   writer.commit();
