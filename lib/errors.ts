@@ -52,7 +52,8 @@ export class SafetensorsError extends SyntaxError {
  * @example
  * ```ts
  * import { DeviceError } from "./errors.ts";
- * throw new DeviceError("No CUDA device: cudaGetDeviceCount returned 35").message;
+ * const e = new DeviceError("No CUDA device: cudaGetDeviceCount returned 35");
+ * console.log(e.name, e.message);
  * ```
  */
 export class DeviceError extends Error {

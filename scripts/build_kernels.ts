@@ -2,8 +2,8 @@
  * Build the native kernel library (kernels/cpu/*.c → `libkn_cpu.so`) into a cache folder keyed by
  * the SHA-256 of every kernel source plus the compiler flags, and optionally the CUDA library.
  *
- *   deno run -A scripts/build_kernels.ts [--cuda] [--force]
- *   bun scripts/build_kernels.ts [--cuda] [--force]
+ *   deno run -A scripts/build_kernels.ts [--cuda] [--cuda-emu] [--force]
+ *   bun scripts/build_kernels.ts [--cuda] [--cuda-emu] [--force]
  *
  * Runs in Deno and Bun (node:child_process, node:fs, node:crypto only). Sources are found relative
  * to `import.meta.url`, so importing this module by URL works too (the sources are fetched).
@@ -53,7 +53,33 @@ export const KERNEL_SOURCES: readonly string[] = [
  * console.log(CUDA_SOURCES);
  * ```
  */
-export const CUDA_SOURCES: readonly string[] = ["cuda/merge.cu"];
+export const CUDA_SOURCES: readonly string[] = [
+  "cuda/kn_cuda.h",
+  "cuda/kn_cuda.cuh",
+  "cuda/cublas_dl.h",
+  "cuda/grid_emu.h",
+  "cuda/runtime.cu",
+  "cuda/merge.cu",
+  "cuda/nn.cu",
+  "cuda/attention.cu",
+  "cuda/gemm.cu",
+];
+
+/**
+ * GPU targets of `libkn_cuda.so`: machine code for sm_80 (A100) and sm_90 (H100/H200) plus sm_90
+ * PTX, which the driver JIT-compiles for newer GPUs.
+ *
+ * @example
+ * ```ts
+ * import { CUDA_GENCODE } from "./build_kernels.ts";
+ * console.log(CUDA_GENCODE.join(" "));
+ * ```
+ */
+export const CUDA_GENCODE: readonly string[] = [
+  "-gencode=arch=compute_80,code=sm_80",
+  "-gencode=arch=compute_90,code=sm_90",
+  "-gencode=arch=compute_90,code=compute_90",
+];
 
 /**
  * Compiler flags of the CPU library. No -march=native: SIMD paths use target attributes and are
@@ -75,7 +101,12 @@ export const KERNEL_CFLAGS: readonly string[] = [
   "-pthread",
 ];
 const KERNEL_LDFLAGS = ["-shared", "-pthread", "-lm", "-ldl"];
-const NVCC_FLAGS = ["-O3", "-std=c++17", "-shared", "-Xcompiler", "-fPIC", "-lcudart"];
+// nvcc per file (the runtime is linked shared so the library and lib/backends/cuda share one libcudart),
+// then one link; the emulation build compiles the same .cu files as C++20 for the host.
+const NVCC_FLAGS = ["-O3", "-std=c++17", "-Xcompiler", "-fPIC", "-Xcompiler", "-fvisibility=hidden", "-cudart", "shared", ...CUDA_GENCODE];
+const NVCC_LDFLAGS = ["-shared", "-cudart", "shared", "-ldl"];
+const EMU_CXXFLAGS = ["-std=c++20", "-O2", "-fPIC", "-fvisibility=hidden", "-ffp-contract=off", "-pthread", "-DKN_GRID_EMU", "-x", "c++"];
+const EMU_LDFLAGS = ["-shared", "-pthread", "-ldl"];
 
 /** Options of {@link ensureKernels}. */
 export interface EnsureKernelsOptions {
@@ -200,9 +231,42 @@ export function findNvcc(): string | null {
   return null;
 }
 
+/** The CUDA library folder next to nvcc (for the runtime search path of libkn_cuda.so), or null. */
+function cudaLibDir(nvcc: string): string | null {
+  const home = nvcc.includes("/") ? dirname(dirname(nvcc)) : null;
+  const dirs = [...(home ? [join(home, "lib64"), join(home, "lib")] : []), "/usr/local/cuda/lib64", "/usr/local/cuda/lib"];
+  return dirs.find((d) => existsSync(join(d, "libcudart.so"))) ?? null;
+}
+
+/** Compile each .cu with `cc` (in parallel) in `build`, link into `dir/name` atomically. */
+async function buildCuda(
+  cc: string,
+  flags: string[],
+  ldflags: string[],
+  sources: Map<string, Uint8Array>,
+  dir: string,
+  name: string,
+): Promise<string> {
+  const lib = join(dir, name);
+  mkdirSync(dir, { recursive: true });
+  const build = mkdtempSync(join(tmpdir(), "graft-kn-cuda-"));
+  try {
+    stage(sources, build);
+    const cu = CUDA_SOURCES.filter((f) => f.endsWith(".cu"));
+    await Promise.all(cu.map((f) => run(cc, [...flags, "-c", f, "-o", `${f}.o`], build)));
+    const tmp = join(dir, `${name}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`);
+    await run(cc, [...cu.map((f) => `${f}.o`), "-o", tmp, ...ldflags], build);
+    renameSync(tmp, lib);
+  } finally {
+    rmSync(build, { recursive: true, force: true });
+  }
+  return lib;
+}
+
 /**
- * Build `libkn_cuda.so` with nvcc into the same kind of cache folder; `null` when nvcc is missing.
- * A compile error throws.
+ * Build `libkn_cuda.so` with nvcc (sm_80, sm_90 and sm_90 PTX; see {@link CUDA_GENCODE}) into the
+ * same source-hash cache as the CPU library; `null` when nvcc is missing. No GPU and no cuBLAS are
+ * needed to build or load it (cuBLAS is dlopen'd on first GEMM). A compile error throws.
  *
  * @example
  * ```ts ignore
@@ -216,21 +280,39 @@ export async function ensureCudaKernels(options: EnsureKernelsOptions = {}): Pro
     if (!options.quiet) console.warn("Cannot build the CUDA kernel library: nvcc not found: skipping it");
     return null;
   }
+  const libDir = cudaLibDir(nvcc);
+  const ldflags = [...NVCC_LDFLAGS, ...(libDir ? ["-Xlinker", `-rpath=${libDir}`] : [])];
   const sources = await readSources([...KERNEL_SOURCES.filter((f) => f.endsWith(".h")), ...CUDA_SOURCES]);
-  const dir = join(cacheRoot(options), "kernels", hashOf(sources, [nvcc, ...NVCC_FLAGS]));
+  const dir = join(cacheRoot(options), "kernels", hashOf(sources, [nvcc, ...NVCC_FLAGS, ...ldflags]));
   const lib = join(dir, "libkn_cuda.so");
-  if (!options.force && existsSync(lib)) return lib;
-  mkdirSync(dir, { recursive: true });
-  const build = mkdtempSync(join(tmpdir(), "graft-kn-cuda-"));
-  try {
-    stage(sources, build);
-    const tmp = join(dir, `libkn_cuda.so.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`);
-    await run(nvcc, [...CUDA_SOURCES, "-o", tmp, ...NVCC_FLAGS], build);
-    renameSync(tmp, lib);
-  } finally {
-    rmSync(build, { recursive: true, force: true });
+  if (!options.force && existsSync(lib) && statSync(lib).size > 0) return lib;
+  return await buildCuda(nvcc, NVCC_FLAGS, ldflags, sources, dir, "libkn_cuda.so");
+}
+
+/**
+ * Build `libkn_cuda_emu.so`: the CUDA kernel files compiled for the host with the grid emulator
+ * (kernels/cuda/grid_emu.h), exporting the same symbols as `libkn_cuda.so` over host memory. Tests
+ * use it to run every CUDA kernel body without a GPU. `null` when no C++20 compiler exists
+ * (`CXX`, default `c++`).
+ *
+ * @example
+ * ```ts
+ * import { ensureCudaEmuKernels } from "./build_kernels.ts";
+ * const lib = await ensureCudaEmuKernels({ quiet: true });
+ * console.log(lib === null || lib.endsWith("libkn_cuda_emu.so"));
+ * ```
+ */
+export async function ensureCudaEmuKernels(options: EnsureKernelsOptions = {}): Promise<string | null> {
+  const cxx = options.compiler ?? process.env.CXX ?? "c++";
+  if (!hasCommand(cxx)) {
+    if (!options.quiet) console.warn(`Cannot build the CUDA emulation library: ${cxx} not found: skipping it`);
+    return null;
   }
-  return lib;
+  const sources = await readSources([...KERNEL_SOURCES.filter((f) => f.endsWith(".h")), ...CUDA_SOURCES]);
+  const dir = join(cacheRoot(options), "kernels", hashOf(sources, [cxx, ...EMU_CXXFLAGS, ...EMU_LDFLAGS]));
+  const lib = join(dir, "libkn_cuda_emu.so");
+  if (!options.force && existsSync(lib) && statSync(lib).size > 0) return lib;
+  return await buildCuda(cxx, EMU_CXXFLAGS, EMU_LDFLAGS, sources, dir, "libkn_cuda_emu.so");
 }
 
 if (import.meta.main) {
@@ -242,6 +324,10 @@ if (import.meta.main) {
     if (args.includes("--cuda")) {
       const cuda = await ensureCudaKernels({ force: args.includes("--force") });
       if (cuda !== null) console.log(cuda);
+    }
+    if (args.includes("--cuda-emu")) {
+      const emu = await ensureCudaEmuKernels({ force: args.includes("--force") });
+      if (emu !== null) console.log(emu);
     }
   } catch (e) {
     console.error((e as Error).message);

@@ -1,100 +1,178 @@
 /*
- * merge.cu: the first CUDA kernels over the shared bodies in kernels/common (cast, LoRA merge, IA3
- * scaling), exported with the same kn_* names as the CPU library but taking device pointers.
- * Build: nvcc -O3 -shared -Xcompiler -fPIC kernels/cuda/merge.cu -o libkn_cuda.so (no cuBLAS).
- * Each kernel is a grid-stride loop around a body from kernels/common, so host and device round alike.
+ * merge.cu: dtype casts, the fused LoRA merge, DoRA and IA3 axis scaling on device storage.
+ *
+ * Each kernel is a grid-stride loop around a body from kernels/common (dtype.h, lora.h), so the GPU
+ * rounds exactly as the CPU library: casts, LoRA, DoRA and IA3 results are bit-identical to it.
+ * DoRA needs the norm of each output feature before it can write: a first pass sums V² per feature
+ * in the CPU's order (8 striped double lanes along a stored row, or sequentially down a stored
+ * column for fan_in_fan_out), a second turns the sums into factors, a third writes.
  */
-#include <cuda_runtime.h>
-#include <stdio.h>
+#include <math.h>
+#include "kn_cuda.cuh"
 #include "../common/lora.h"
-#include "../include/kn.h"
-
-static thread_local char kn_err_buf[512];
-
-static int32_t kn_fail_cuda(int32_t status, const char* op, cudaError_t e) {
-  snprintf(kn_err_buf, sizeof kn_err_buf, "%s: %s (%s)", op, cudaGetErrorString(e), cudaGetErrorName(e));
-  return status;
-}
-
-static int32_t kn_fail_arg(const char* op, const char* what) {
-  snprintf(kn_err_buf, sizeof kn_err_buf, "%s: %s", op, what);
-  return KN_EINVAL;
-}
-
-/* Launch geometry for n elements: 256 threads, at most 65535 * 8 blocks (grid-stride covers the rest). */
-static dim3 kn_grid(int64_t n) {
-  int64_t blocks = (n + 255) / 256;
-  return dim3((unsigned)(blocks < 1 ? 1 : blocks > 524280 ? 524280 : blocks));
-}
 
 __global__ void kn_cast_kernel(const void* src, int32_t sd, void* dst, int32_t dd, int64_t n) {
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    kn_cast_elem(src, sd, dst, dd, i);
+  KN_FOR_GRID(i, n) kn_cast_elem(src, sd, dst, dd, i);
 }
 
-__global__ void kn_lora_merge_kernel(void* w, int32_t dtype, int64_t out_f, int64_t in_f, const float* b,
-                                     const float* a, int32_t r, float scale, int32_t fan) {
-  const int64_t cols = fan ? out_f : in_f, n = out_f * in_f;
-  for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < n; idx += (int64_t)gridDim.x * blockDim.x) {
-    const int64_t i = idx / cols, j = idx % cols;
-    kn_lora_merge_elem(w, dtype, idx, scale, kn_lora_delta(b, a, r, out_f, in_f, i, j, fan));
+typedef struct {
+  void* w;
+  int32_t dtype, r, fan;
+  int64_t out_f, in_f, cols; /* cols: stored row length (in_f, or out_f when fan) */
+  const float *b, *a;
+  float scale;
+} kn_merge_args;
+
+/* The merged f32 value of stored element (i, j), before rounding to storage. */
+__device__ __forceinline__ float kn_merged_at(const kn_merge_args& m, int64_t i, int64_t j) {
+  const float acc = kn_lora_delta(m.b, m.a, m.r, m.out_f, m.in_f, i, j, m.fan);
+  return kn_lora_merged(kn_load(m.w, m.dtype, kn_idx2(i, j, m.cols)), m.scale, acc);
+}
+
+__global__ void kn_lora_merge_kernel(kn_merge_args m, int64_t n) {
+  KN_FOR_GRID(idx, n) {
+    const int64_t i = idx / m.cols, j = idx % m.cols;
+    kn_store(m.w, m.dtype, idx, kn_merged_at(m, i, j));
+  }
+}
+
+/* DoRA pass 1: per output feature f the partial sums of V², in the CPU order. Without fan the
+ * feature is stored row f and lane l sums columns j ≡ l (mod 8); with fan it is stored column f and
+ * one lane sums down the rows. lanes: [features, 8] (fan: lane 0 only). */
+__global__ void kn_dora_sumsq_kernel(kn_merge_args m, int64_t rows, double* lanes) {
+  const int64_t features = m.fan ? m.cols : rows;
+  const int64_t items = m.fan ? features : features * 8;
+  KN_FOR_GRID(it, items) {
+    double ss = 0.0;
+    if (m.fan) {
+      for (int64_t i = 0; i < rows; i++) {
+        const double v = (double)kn_merged_at(m, i, it);
+        ss = kn_dadd(ss, kn_dmul(v, v));
+      }
+      lanes[it * 8] = ss;
+    } else {
+      const int64_t f = it / 8, lane = it % 8;
+      for (int64_t j = lane; j < m.cols; j += 8) {
+        const double v = (double)kn_merged_at(m, f, j);
+        ss = kn_dadd(ss, kn_dmul(v, v));
+      }
+      lanes[it] = ss;
+    }
+  }
+}
+
+/* DoRA pass 2: factor = mag / norm per feature; the norm goes to norm_out when given. */
+__global__ void kn_dora_factor_kernel(const double* lanes, int64_t features, int32_t fan, const float* mag,
+                                      double* factor, float* norm_out) {
+  KN_FOR_GRID(f, features) {
+    const double ss = fan ? lanes[f * 8] : kn_sum8(lanes + f * 8);
+    if (norm_out) norm_out[f] = (float)sqrt(ss);
+    factor[f] = kn_dora_factor(mag[f], ss);
+  }
+}
+
+/* DoRA pass 3: W = factor · V, rounded once to storage. */
+__global__ void kn_dora_apply_kernel(kn_merge_args m, int64_t n, const double* factor) {
+  KN_FOR_GRID(idx, n) {
+    const int64_t i = idx / m.cols, j = idx % m.cols;
+    kn_store(m.w, m.dtype, idx, kn_dora_scaled(factor[m.fan ? j : i], kn_merged_at(m, i, j)));
   }
 }
 
 __global__ void kn_scale_axis_kernel(void* w, int32_t dtype, int64_t rows, int64_t cols, const float* v, int32_t axis,
                                      int32_t divide) {
-  const int64_t n = rows * cols;
-  for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < n; idx += (int64_t)gridDim.x * blockDim.x) {
+  KN_FOR_GRID(idx, rows * cols) {
     const float s = axis == 0 ? v[idx / cols] : v[idx % cols];
     kn_store(w, dtype, idx, kn_ia3_value(kn_load(w, dtype, idx), s, divide));
   }
 }
 
-static int32_t kn_launched(const char* op) {
-  cudaError_t e = cudaGetLastError();
-  return e == cudaSuccess ? KN_OK : kn_fail_cuda(KN_EUNSUPPORTED, op, e);
+static int32_t kn_merge_setup(const char* op, kn_merge_args* m, void* w, int32_t dtype, int64_t out_f, int64_t in_f,
+                              const float* b, const float* a, int32_t r, double scale, int32_t fan) {
+  KN_TRY(kn_check_dtype(op, dtype));
+  KN_TRY(kn_check_dim(op, "out_f", out_f));
+  KN_TRY(kn_check_dim(op, "in_f", in_f));
+  if (r < 1 || r > KN_MAX_RANK) return kn_fail(KN_EINVAL, "%s: rank must be in [1, %d]: current value is %d", op, KN_MAX_RANK, r);
+  if (out_f > 0 && in_f > 0) {
+    KN_TRY(kn_check_ptr(op, "w", w));
+    KN_TRY(kn_check_ptr(op, "b", b));
+    KN_TRY(kn_check_ptr(op, "a", a));
+  }
+  m->w = w;
+  m->dtype = dtype;
+  m->r = r;
+  m->fan = fan ? 1 : 0;
+  m->out_f = out_f;
+  m->in_f = in_f;
+  m->cols = fan ? out_f : in_f;
+  m->b = b;
+  m->a = a;
+  m->scale = (float)scale;
+  return KN_OK;
 }
 
 extern "C" {
 
-KN_API int32_t kn_abi_version(void) { return KN_ABI_VERSION; }
-
-KN_API const char* kn_last_error(void) { return kn_err_buf; }
-
-/* Number of CUDA devices, or -1 with kn_last_error() set (no driver, no device). */
-KN_API int32_t kn_cuda_device_count(void) {
-  int n = 0;
-  cudaError_t e = cudaGetDeviceCount(&n);
-  if (e != cudaSuccess) return kn_fail_cuda(-1, "kn_cuda_device_count", e);
-  return n;
-}
-
 KN_API int32_t kn_cast(const void* src, int32_t src_dtype, void* dst, int32_t dst_dtype, int64_t n) {
-  if (!kn_dtype_size(src_dtype) || !kn_dtype_size(dst_dtype)) return kn_fail_arg("kn_cast", "unknown dtype code");
-  if (n < 0) return kn_fail_arg("kn_cast", "n must be >= 0");
+  KN_TRY(kn_check_dtype("kn_cast", src_dtype));
+  KN_TRY(kn_check_dtype("kn_cast", dst_dtype));
+  KN_TRY(kn_check_dim("kn_cast", "n", n));
   if (n == 0) return KN_OK;
-  kn_cast_kernel<<<kn_grid(n), 256>>>(src, src_dtype, dst, dst_dtype, n);
+  KN_TRY(kn_check_ptr("kn_cast", "src", src));
+  KN_TRY(kn_check_ptr("kn_cast", "dst", dst));
+  KN_LAUNCH(kn_cast_kernel, kn_grid(n), KN_THREADS, 0, src, src_dtype, dst, dst_dtype, n);
   return kn_launched("kn_cast");
 }
 
 KN_API int32_t kn_lora_merge(void* w, int32_t dtype, int64_t out_f, int64_t in_f, const float* b, const float* a,
                              int32_t r, double scale, int32_t fan_in_fan_out) {
-  if (!kn_dtype_size(dtype)) return kn_fail_arg("kn_lora_merge", "unknown dtype code");
-  if (out_f < 0 || in_f < 0) return kn_fail_arg("kn_lora_merge", "dims must be >= 0");
-  if (r < 1 || r > KN_MAX_RANK) return kn_fail_arg("kn_lora_merge", "rank must be in [1, 1024]");
-  if (out_f * in_f == 0) return KN_OK;
-  kn_lora_merge_kernel<<<kn_grid(out_f * in_f), 256>>>(w, dtype, out_f, in_f, b, a, r, (float)scale, fan_in_fan_out);
+  kn_merge_args m;
+  KN_TRY(kn_merge_setup("kn_lora_merge", &m, w, dtype, out_f, in_f, b, a, r, scale, fan_in_fan_out));
+  const int64_t n = out_f * in_f;
+  if (n == 0) return KN_OK;
+  KN_LAUNCH(kn_lora_merge_kernel, kn_grid(n), KN_THREADS, 0, m, n);
   return kn_launched("kn_lora_merge");
+}
+
+KN_API int32_t kn_dora_merge(void* w, int32_t dtype, int64_t out_f, int64_t in_f, const float* b, const float* a,
+                             int32_t r, double scale, int32_t fan_in_fan_out, const float* mag, float* norm_out) {
+  static const char* op = "kn_dora_merge";
+  kn_merge_args m;
+  KN_TRY(kn_merge_setup(op, &m, w, dtype, out_f, in_f, b, a, r, scale, fan_in_fan_out));
+  const int64_t n = out_f * in_f;
+  if (n == 0) return KN_OK;
+  KN_TRY(kn_check_ptr(op, "mag", mag));
+  const int64_t rows = fan_in_fan_out ? in_f : out_f;
+  double* lanes = (double*)kn_scratch(op, (size_t)out_f * 9 * sizeof(double));
+  if (!lanes) return KN_ENOMEM;
+  double* factor = lanes + out_f * 8;
+  const int64_t items = fan_in_fan_out ? out_f : out_f * 8;
+  KN_LAUNCH(kn_dora_sumsq_kernel, kn_grid(items), KN_THREADS, 0, m, rows, lanes);
+  int32_t st = kn_launched(op);
+  if (st == KN_OK) {
+    KN_LAUNCH(kn_dora_factor_kernel, kn_grid(out_f), KN_THREADS, 0, lanes, out_f, m.fan, mag, factor, norm_out);
+    st = kn_launched(op);
+  }
+  if (st == KN_OK) {
+    KN_LAUNCH(kn_dora_apply_kernel, kn_grid(n), KN_THREADS, 0, m, n, factor);
+    st = kn_launched(op);
+  }
+  kn_scratch_free(lanes);
+  return st;
 }
 
 KN_API int32_t kn_scale_axis(void* w, int32_t dtype, int64_t rows, int64_t cols, const float* v, int32_t axis,
                              int32_t divide) {
-  if (!kn_dtype_size(dtype)) return kn_fail_arg("kn_scale_axis", "unknown dtype code");
-  if (rows < 0 || cols < 0) return kn_fail_arg("kn_scale_axis", "dims must be >= 0");
-  if (axis != 0 && axis != 1) return kn_fail_arg("kn_scale_axis", "axis must be 0 or 1");
-  if (rows * cols == 0) return KN_OK;
-  kn_scale_axis_kernel<<<kn_grid(rows * cols), 256>>>(w, dtype, rows, cols, v, axis, divide);
-  return kn_launched("kn_scale_axis");
+  static const char* op = "kn_scale_axis";
+  KN_TRY(kn_check_dtype(op, dtype));
+  KN_TRY(kn_check_dim(op, "rows", rows));
+  KN_TRY(kn_check_dim(op, "cols", cols));
+  if (axis != 0 && axis != 1) return kn_fail(KN_EINVAL, "%s: axis must be 0 or 1: current value is %d", op, axis);
+  if (rows == 0 || cols == 0) return KN_OK;
+  KN_TRY(kn_check_ptr(op, "w", w));
+  KN_TRY(kn_check_ptr(op, "v", v));
+  KN_LAUNCH(kn_scale_axis_kernel, kn_grid(rows * cols), KN_THREADS, 0, w, dtype, rows, cols, v, axis, divide);
+  return kn_launched(op);
 }
 
 }  // extern "C"

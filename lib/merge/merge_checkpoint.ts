@@ -36,7 +36,7 @@ export interface MergeProgress {
 }
 
 /** Options for {@link mergeCheckpoint}. */
-export interface MergeOptions {
+export interface MergeCheckpointOptions {
   /** Base model folder (safetensors, single or sharded). */
   base: string;
   /** Adapter folders saved by PEFT (applied in this order). */
@@ -64,7 +64,7 @@ export interface MergeOptions {
 }
 
 /** What {@link mergeCheckpoint} did. */
-export interface MergeResult {
+export interface MergeCheckpointResult {
   readonly out: string;
   readonly plan: MergePlan;
   readonly tensorsMerged: number;
@@ -111,7 +111,7 @@ export function cleanStalePartials(out: string): string[] {
  * console.log(r.tensorsMerged, r.seconds);
  * ```
  */
-export async function mergeCheckpoint(options: MergeOptions): Promise<MergeResult> {
+export async function mergeCheckpoint(options: MergeCheckpointOptions): Promise<MergeCheckpointResult> {
   const t0 = performance.now();
   if (options.adapters.length === 0) throw new TypeError("Cannot merge: no adapter given; pass at least one adapter folder");
   const weights = options.weights ?? options.adapters.map(() => 1);
@@ -251,7 +251,7 @@ export async function mergeCheckpoint(options: MergeOptions): Promise<MergeResul
     renameSync(partial, out);
   }
   fsyncDir(dirname(out));
-  const result: MergeResult = { out, plan, tensorsMerged: merged, bytesWritten: plan.totalBytes, seconds: (performance.now() - t0) / 1000, dryRun: false };
+  const result: MergeCheckpointResult = { out, plan, tensorsMerged: merged, bytesWritten: plan.totalBytes, seconds: (performance.now() - t0) / 1000, dryRun: false };
   if (options.verify) return { ...result, verify: verifyMerge(plan, out, base, adapters) };
   return result;
 }

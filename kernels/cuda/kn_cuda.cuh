@@ -1,0 +1,116 @@
+/*
+ * kn_cuda.cuh: internals shared by the CUDA kernel files (not part of the ABI).
+ *
+ * Every kernel is launch geometry plus a body from kernels/common; indices are int64 throughout.
+ * Launches go through KN_LAUNCH on the library's current stream (kn_cuda_set_stream), so the same
+ * file also compiles for the host grid emulator (grid_emu.h, -DKN_GRID_EMU) used by the no-GPU tests.
+ */
+#ifndef KN_CUDA_CUH
+#define KN_CUDA_CUH
+
+#include <stdint.h>
+#ifdef KN_GRID_EMU
+#include "grid_emu.h"
+#else
+#include <cuda_runtime.h>
+#define KN_DYN_SMEM(type, name) extern __shared__ type name[]
+#define KN_LAUNCH(kernel, grid, block, smem, ...) kernel<<<(grid), (block), (smem), kn_stream()>>>(__VA_ARGS__)
+#endif
+#include "../include/kn.h"
+#include "../common/dtype.h"
+
+/* Threads per block of the 1-D kernels (row kernels use the same). */
+#ifdef KN_GRID_EMU
+#define KN_THREADS kn_emu_block
+#else
+#define KN_THREADS 256u
+#endif
+/* Largest block the reductions' shared arrays hold. */
+#define KN_MAX_THREADS 1024
+
+/* Set the thread-local error message and return `status` (printf format). */
+int32_t kn_fail(int32_t status, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* KN_OK after a launch, else the launch error as KN_EUNSUPPORTED with its name. */
+int32_t kn_launched(const char* op);
+
+/* Map a CUDA error of `op` to a status with the runtime's message. */
+int32_t kn_fail_cuda(const char* op, const char* what, cudaError_t e);
+
+/* The stream every launch and scratch allocation uses (kn_cuda_set_stream; 0 = legacy default). */
+cudaStream_t kn_stream(void);
+
+/* Stream-ordered scratch memory (cudaMallocAsync on kn_stream); NULL on failure with the error set. */
+void* kn_scratch(const char* op, size_t bytes);
+void kn_scratch_free(void* p);
+
+/* Argument checks; each returns KN_OK or sets the error. */
+int32_t kn_check_dtype(const char* op, int32_t dtype);
+int32_t kn_check_dim(const char* op, const char* name, int64_t v);
+int32_t kn_check_ptr(const char* op, const char* name, const void* p);
+
+#define KN_TRY(expr)                      \
+  do {                                    \
+    int32_t kn_st_ = (expr);              \
+    if (kn_st_ != KN_OK) return kn_st_;   \
+  } while (0)
+
+/* Blocks for a grid-stride loop over n items: enough to fill the GPU, capped (the loop covers the rest). */
+static inline dim3 kn_grid(int64_t n) {
+#ifdef KN_GRID_EMU
+  int64_t cap = kn_emu_max_blocks;
+#else
+  int64_t cap = 65535 * 8;
+#endif
+  int64_t blocks = (n + KN_THREADS - 1) / KN_THREADS;
+  return dim3((unsigned)(blocks < 1 ? 1 : blocks > cap ? cap : blocks));
+}
+
+/* Blocks for one-block-per-item kernels (rows, attention heads), grid-stride beyond the cap. */
+static inline dim3 kn_grid_items(int64_t n) {
+#ifdef KN_GRID_EMU
+  int64_t cap = kn_emu_max_blocks;
+#else
+  int64_t cap = 65535 * 16;
+#endif
+  return dim3((unsigned)(n < 1 ? 1 : n > cap ? cap : n));
+}
+
+/* Grid-stride index helpers (64-bit). */
+#define KN_FOR_GRID(i, n) \
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
+#define KN_FOR_BLOCKS(i, n) for (int64_t i = blockIdx.x; i < (n); i += gridDim.x)
+
+/* Sum of v over the block (any blockDim <= KN_MAX_THREADS), result on every thread. sh: blockDim doubles. */
+__device__ __forceinline__ double kn_block_sum(double v, double* sh) {
+  const unsigned t = threadIdx.x, n = blockDim.x;
+  sh[t] = v;
+  __syncthreads();
+  unsigned p = 1;
+  while (p < n) p <<= 1;
+  for (unsigned s = p >> 1; s > 0; s >>= 1) {
+    if (t < s && t + s < n) sh[t] = sh[t] + sh[t + s];
+    __syncthreads();
+  }
+  const double r = sh[0];
+  __syncthreads();
+  return r;
+}
+
+/* Max of v over the block (NaN ignored as in the CPU loops: `x > m ? x : m`). sh: blockDim floats. */
+__device__ __forceinline__ float kn_block_max(float v, float* sh) {
+  const unsigned t = threadIdx.x, n = blockDim.x;
+  sh[t] = v;
+  __syncthreads();
+  unsigned p = 1;
+  while (p < n) p <<= 1;
+  for (unsigned s = p >> 1; s > 0; s >>= 1) {
+    if (t < s && t + s < n) sh[t] = sh[t + s] > sh[t] ? sh[t + s] : sh[t];
+    __syncthreads();
+  }
+  const float r = sh[0];
+  __syncthreads();
+  return r;
+}
+
+#endif /* KN_CUDA_CUH */

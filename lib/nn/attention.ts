@@ -1,0 +1,228 @@
+/**
+ * Causal self-attention with grouped-query heads, RoPE and a KV cache.
+ * @module
+ */
+import type { DType } from "../dtype.ts";
+import { Tensor } from "../tensor/tensor.ts";
+import { formatShape } from "../tensor/shape.ts";
+import { kernels } from "../tensor/ops/_backend.ts";
+import { Module } from "./module.ts";
+import { Linear } from "./linear.ts";
+import type { KVCache } from "./kv_cache.ts";
+import type { ParameterInit } from "./init.ts";
+import { ActivationScope } from "./scope.ts";
+
+/** Cos/sin rows `[T, headDim]` for one batch row (see `RotaryEmbedding.cosSin`). */
+export interface CosSin {
+  /** Cosines. */
+  cos: Float32Array;
+  /** Sines. */
+  sin: Float32Array;
+}
+
+/** Options for {@link causalAttention}. */
+export interface CausalAttentionOptions {
+  /** Query heads. */
+  numHeads: number;
+  /** Key/value heads (divides `numHeads`). */
+  numKVHeads: number;
+  /** Head size. */
+  headDim: number;
+  /** Multiplies q·k (default 1/√headDim). */
+  scale?: number;
+  /** Cache to append to and attend over. */
+  cache?: KVCache | null;
+  /** This layer's index in the cache. */
+  layerIdx?: number;
+  /** Refuse sequences longer than this (sliding-window attention is not implemented). */
+  slidingWindow?: number | null;
+}
+
+function f32Data(t: Tensor, what: string): Float32Array {
+  if (t.dtype !== "F32") throw new TypeError(`Cannot run attention: ${what} must be F32: current dtype is ${t.dtype}`);
+  return t.contiguous().f32();
+}
+
+/**
+ * Rotate `x` `[B, T, heads·D]` (F32) in place with per-row cos/sin tables.
+ *
+ * @param x Queries or keys; modified in place.
+ * @param heads Heads in the last dimension.
+ * @param rows One `CosSin` per batch row.
+ * @returns `x`.
+ *
+ * @example
+ * ```ts
+ * import { applyRotary, RotaryEmbedding } from "./mod.ts";
+ * import { Tensor } from "../tensor/mod.ts";
+ * const q = Tensor.fromArray([1, 2, 3, 4], [1, 1, 4]);
+ * applyRotary(q, 1, [new RotaryEmbedding({ dim: 4 }).cosSin([0])]);
+ * console.log(q.toArray()); // [1, 2, 3, 4]
+ * ```
+ */
+export function applyRotary(x: Tensor, heads: number, rows: readonly CosSin[]): Tensor {
+  const [b, t, w] = [x.shape[0]!, x.shape[1]!, x.shape[2]!];
+  const d = w / heads;
+  const data = f32Data(x, "the rotated input");
+  if (x.ndim !== 3 || rows.length !== b || !Number.isInteger(d)) {
+    throw new TypeError(`Cannot apply rotary embedding to ${formatShape(x.shape)} with ${heads} heads and ${rows.length} cos/sin rows`);
+  }
+  const kn = kernels();
+  for (let i = 0; i < b; i++) {
+    const cs = rows[i]!;
+    if (cs.cos.length !== t * d) {
+      throw new TypeError(`Cannot apply rotary embedding: cos has ${cs.cos.length} values but ${t} tokens × head size ${d} need ${t * d}`);
+    }
+    kn.rope(data.subarray(i * t * w, (i + 1) * t * w), t, heads, d, cs.cos, cs.sin);
+  }
+  return x;
+}
+
+/**
+ * Causal attention over q `[B, T, Hq·D]`, k and v `[B, T, Hkv·D]` (F32). With a cache, k and v
+ * are appended first and the queries attend to every cached position.
+ *
+ * @param q Queries.
+ * @param k Keys.
+ * @param v Values.
+ * @param options Heads, head size, scale, cache.
+ * @returns `[B, T, Hq·D]`.
+ *
+ * @example
+ * ```ts
+ * import { causalAttention } from "./mod.ts";
+ * import { Tensor } from "../tensor/mod.ts";
+ * const q = Tensor.fromArray([1, 0, 0, 1], [1, 2, 2]);
+ * const v = Tensor.fromArray([1, 2, 3, 4], [1, 2, 2]);
+ * console.log(causalAttention(q, q, v, { numHeads: 1, numKVHeads: 1, headDim: 2 }).toArray().slice(0, 2)); // [1, 2]
+ * ```
+ */
+export function causalAttention(q: Tensor, k: Tensor, v: Tensor, options: CausalAttentionOptions): Tensor {
+  const { numHeads: hq, numKVHeads: hkv, headDim: d } = options;
+  if (hq % hkv !== 0) throw new RangeError(`Cannot run attention: ${hq} query heads are not a multiple of ${hkv} key/value heads`);
+  const [b, t] = [q.shape[0]!, q.shape[1]!];
+  const qw = hq * d, kw = hkv * d;
+  if (
+    q.ndim !== 3 || q.shape[2] !== qw || k.shape[2] !== kw || v.shape[2] !== kw || k.shape[0] !== b || k.shape[1] !== t || v.shape[1] !== t
+  ) {
+    throw new TypeError(
+      `Cannot run attention: q ${formatShape(q.shape)}, k ${formatShape(k.shape)} and v ${
+        formatShape(v.shape)
+      } do not fit ${hq} query heads, ${hkv} key/value heads of size ${d}`,
+    );
+  }
+  const qd = f32Data(q, "q"), kd = f32Data(k, "k"), vd = f32Data(v, "v");
+  const out = Tensor.empty(q.shape, "F32");
+  const od = out.f32();
+  const scale = options.scale ?? 1 / Math.sqrt(d);
+  const kn = kernels();
+  for (let i = 0; i < b; i++) {
+    let kk = kd.subarray(i * t * kw, (i + 1) * t * kw), vv = vd.subarray(i * t * kw, (i + 1) * t * kw), s = t;
+    if (options.cache) ({ k: kk, v: vv, s } = options.cache.update(options.layerIdx ?? 0, i, kk, vv, kw));
+    if (options.slidingWindow != null && s > options.slidingWindow) {
+      throw new RangeError(
+        `Cannot run attention over ${s} positions: sliding-window attention (window ${options.slidingWindow}) is not implemented`,
+      );
+    }
+    kn.attention(qd.subarray(i * t * qw, (i + 1) * t * qw), kk, vv, od.subarray(i * t * qw, (i + 1) * t * qw), t, s, hq, hkv, d, scale);
+  }
+  return out;
+}
+
+/** Options for {@link CausalSelfAttention}. */
+export interface SelfAttentionOptions {
+  /** Model width. */
+  hiddenSize: number;
+  /** Query heads. */
+  numHeads: number;
+  /** Key/value heads (default `numHeads`). */
+  numKVHeads?: number;
+  /** Head size (default hiddenSize / numHeads). */
+  headDim?: number;
+  /** Biases on q, k and v (Qwen2; Llama's `attention_bias`). */
+  qkvBias?: boolean;
+  /** Bias on the output projection. */
+  oBias?: boolean;
+  /** Parameter dtype. */
+  dtype?: DType;
+  /** Weight fill of the projections (default PyTorch's uniform). */
+  init?: ParameterInit;
+  /** Index in the KV cache. */
+  layerIdx?: number;
+  /** Mistral's `sliding_window` (sequences beyond it are refused). */
+  slidingWindow?: number | null;
+}
+
+/** Per-call inputs of {@link CausalSelfAttention.forward}. */
+export interface SelfAttentionContext {
+  /** RoPE tables, one per batch row (omit for no rotation). */
+  rotary?: readonly CosSin[];
+  /** KV cache. */
+  cache?: KVCache | null;
+}
+
+/**
+ * Llama-style attention with `q_proj`, `k_proj`, `v_proj`, `o_proj` (transformers' names), grouped
+ * query heads, RoPE and a KV cache.
+ *
+ * @example
+ * ```ts
+ * import { CausalSelfAttention } from "./mod.ts";
+ * import { Tensor } from "../tensor/mod.ts";
+ * const attn = new CausalSelfAttention({ hiddenSize: 8, numHeads: 4, numKVHeads: 2 });
+ * console.log(attn.forward(Tensor.zeros([1, 3, 8]), {}).shape); // [1, 3, 8]
+ * ```
+ */
+export class CausalSelfAttention extends Module {
+  /** Query heads. */
+  readonly numHeads: number;
+  /** Key/value heads. */
+  readonly numKVHeads: number;
+  /** Head size. */
+  readonly headDim: number;
+  /** Cache index. */
+  readonly layerIdx: number;
+  /** Longest supported span, or null. */
+  readonly slidingWindow: number | null;
+
+  /** @param options Sizes and biases. */
+  constructor(options: SelfAttentionOptions) {
+    super();
+    this.numHeads = options.numHeads;
+    this.numKVHeads = options.numKVHeads ?? options.numHeads;
+    this.headDim = options.headDim ?? options.hiddenSize / options.numHeads;
+    this.layerIdx = options.layerIdx ?? 0;
+    this.slidingWindow = options.slidingWindow ?? null;
+    const h = options.hiddenSize, dtype = options.dtype ?? "F32";
+    const init = options.init === undefined ? {} : { init: options.init };
+    const qkv = { bias: options.qkvBias ?? false, dtype, ...init };
+    this.registerModule("q_proj", new Linear(h, this.numHeads * this.headDim, qkv));
+    this.registerModule("k_proj", new Linear(h, this.numKVHeads * this.headDim, qkv));
+    this.registerModule("v_proj", new Linear(h, this.numKVHeads * this.headDim, qkv));
+    this.registerModule("o_proj", new Linear(this.numHeads * this.headDim, h, { bias: options.oBias ?? false, dtype, ...init }));
+  }
+
+  /** `x [B, T, hidden]` → `[B, T, hidden]`. */
+  override forward(x: Tensor, ctx: SelfAttentionContext = {}): Tensor {
+    using s = new ActivationScope(x);
+    let q = s.own(this.child("q_proj").forward(x) as Tensor);
+    let k = s.own(this.child("k_proj").forward(x) as Tensor);
+    const v = s.own(this.child("v_proj").forward(x) as Tensor);
+    if (ctx.rotary) {
+      // RoPE works in place: copy first when a projection handed back its input (or a shared tensor).
+      if (q === x || q === v) q = s.own(q.clone());
+      if (k === x || k === v || k === q) k = s.own(k.clone());
+      applyRotary(q, this.numHeads, ctx.rotary);
+      applyRotary(k, this.numKVHeads, ctx.rotary);
+    }
+    const a = s.own(causalAttention(q, k, v, {
+      numHeads: this.numHeads,
+      numKVHeads: this.numKVHeads,
+      headDim: this.headDim,
+      cache: ctx.cache ?? null,
+      layerIdx: this.layerIdx,
+      slidingWindow: this.slidingWindow,
+    }));
+    return s.keep(this.child("o_proj").forward(a) as Tensor);
+  }
+}

@@ -1,0 +1,460 @@
+/**
+ * `Module`: a tree of named parameters, buffers and child modules, mirroring `torch.nn.Module`.
+ * @module
+ */
+import type { DType } from "../dtype.ts";
+import { type Device, parseDevice } from "../tensor/device.ts";
+import type { Tensor } from "../tensor/tensor.ts";
+import { formatShape } from "../tensor/shape.ts";
+import { toDevice, toDType } from "../tensor/ops/mod.ts";
+import { Parameter } from "./parameter.ts";
+import { loadStateDictInto, type LoadStateDictOptions, type LoadStateDictResult, type StateSlot } from "./state_dict.ts";
+
+/** Options for the `named*` iterators. */
+export interface NamedOptions {
+  /** Prepended to every name (with a dot). */
+  prefix?: string;
+  /** Include descendants (default true). */
+  recurse?: boolean;
+  /** Report a tensor or module reachable under several names once, under its first name (default true). */
+  removeDuplicate?: boolean;
+}
+
+/** What {@link Module.to} converts to: a device, a floating dtype, or both. */
+export type ModuleTarget = Device | DType | { device?: Device | string; dtype?: DType };
+
+const FLOATS = new Set<DType>(["F32", "F16", "BF16", "F64"]);
+const DEVICE_RE = /^(cpu|meta|cuda(:\d+)?)$/;
+
+function checkName(kind: string, name: string): void {
+  if (name === "" || name.includes(".")) {
+    throw new TypeError(`Cannot register ${kind} "${name}": a name must be non-empty and contain no "."`);
+  }
+}
+
+/**
+ * Base class of every layer and model. Children, parameters and buffers live in ordered maps
+ * and are reached by dotted names (`model.layers.0.self_attn.q_proj.weight`), exactly as in
+ * PyTorch, so checkpoints, adapters, hooks and device maps line up.
+ *
+ * Forward contract: `forward` is an ordinary prototype method, synchronous, and parents call
+ * `child.forward(...)` on the child they look up at call time. A hook can therefore shadow it with
+ * an instance property (`m.forward = wrapped`) and restore it with `delete m.forward`, and
+ * `setSubmodule` replacements take effect on the next call.
+ *
+ * Activations: a forward returns a tensor its caller owns. The built-in parents dispose the
+ * intermediate activations they got from children once used (native memory is freed at once
+ * instead of at GC), except a tensor a child handed back unchanged (Dropout in eval mode); a hook
+ * that wants to keep an activation should keep a `clone()`.
+ *
+ * @example Build a tiny tree
+ * ```ts
+ * import { Linear, Module } from "./mod.ts";
+ * class Net extends Module {
+ *   constructor() {
+ *     super();
+ *     this.registerModule("fc", new Linear(4, 2));
+ *   }
+ * }
+ * const net = new Net();
+ * console.log([...net.namedParameters()].map(([n]) => n)); // ["fc.weight", "fc.bias"]
+ * console.log(net.numParameters()); // 10
+ * ```
+ */
+export class Module implements Disposable {
+  /** Training mode flag (PyTorch's `training`); models from `fromPretrained` start in eval mode. */
+  training = true;
+  /** The class name hooks and device maps match against (`no_split_module_classes`). */
+  className: string;
+  #params = new Map<string, Parameter | null>();
+  #buffers = new Map<string, Tensor | null>();
+  #nonPersistent = new Set<string>();
+  #modules = new Map<string, Module | null>();
+  #parent: Module | null = null;
+  #nameInParent = "";
+
+  constructor() {
+    this.className = new.target.name;
+  }
+
+  // ---------------------------------------------------------------- registration
+
+  /**
+   * Add (or replace) a parameter. A `Tensor` is wrapped in a new trainable `Parameter`; passing an
+   * existing `Parameter` ties it (the same object under two names). `null` registers an absent one.
+   */
+  registerParameter(name: string, value: Parameter | Tensor | null): Parameter | null {
+    checkName("parameter", name);
+    if (this.#modules.has(name) || this.#buffers.has(name)) throw new TypeError(`Cannot register parameter "${name}": the name is taken`);
+    const p = value === null || value instanceof Parameter ? value : new Parameter(value);
+    this.#params.set(name, p);
+    return p;
+  }
+
+  /** Add (or replace) a buffer; non-persistent buffers are left out of `stateDict`. */
+  registerBuffer(name: string, value: Tensor | null, options: { persistent?: boolean } = {}): void {
+    checkName("buffer", name);
+    if (this.#modules.has(name) || this.#params.has(name)) throw new TypeError(`Cannot register buffer "${name}": the name is taken`);
+    this.#buffers.set(name, value);
+    if (options.persistent === false) this.#nonPersistent.add(name);
+    else this.#nonPersistent.delete(name);
+  }
+
+  /** Add (or replace) a child module and return it. */
+  registerModule<M extends Module | null>(name: string, module: M): M {
+    checkName("module", name);
+    if (this.#params.has(name) || this.#buffers.has(name)) throw new TypeError(`Cannot register module "${name}": the name is taken`);
+    this.#modules.set(name, module);
+    if (module) {
+      module.#parent = this;
+      module.#nameInParent = name;
+    }
+    return module;
+  }
+
+  /** Own parameter `name` (throws when absent). */
+  param(name: string): Parameter {
+    const p = this.#params.get(name);
+    if (!p) {
+      throw new RangeError(`Cannot find parameter "${name}" in ${this.className}: it has ${[...this.#params.keys()].join(", ") || "none"}`);
+    }
+    return p;
+  }
+
+  /** Own parameter `name`, or null when registered as absent (e.g. `bias: false`). */
+  optionalParam(name: string): Parameter | null {
+    return this.#params.get(name) ?? null;
+  }
+
+  /** Own buffer `name` (throws when absent). */
+  buffer(name: string): Tensor {
+    const b = this.#buffers.get(name);
+    if (!b) throw new RangeError(`Cannot find buffer "${name}" in ${this.className}`);
+    return b;
+  }
+
+  /** Whether own buffer `name` is saved by `stateDict` (false for `persistent: false`). */
+  isBufferPersistent(name: string): boolean {
+    return this.#buffers.has(name) && !this.#nonPersistent.has(name);
+  }
+
+  /** Own child `name` (throws when absent). */
+  child<M extends Module = Module>(name: string): M {
+    const m = this.#modules.get(name);
+    if (!m) {
+      throw new RangeError(
+        `Cannot find submodule "${name}" in ${this.className}: it has ${[...this.#modules.keys()].join(", ") || "none"}`,
+      );
+    }
+    return m as M;
+  }
+
+  /** The dotted path from the root this module was last registered under ("" for a root). */
+  get path(): string {
+    const parts: string[] = [];
+    let name = this.#nameInParent;
+    for (let p = this.#parent; p !== null; p = p.#parent) {
+      parts.unshift(name);
+      name = p.#nameInParent;
+    }
+    return parts.join(".");
+  }
+
+  /**
+   * The data of own parameter `name`, checked for use in a forward: throws
+   * `parameter "a.b.weight" is on the meta device: …` when it has no data.
+   */
+  paramData(name: string): Tensor {
+    const p = this.param(name);
+    if (p.data.isMeta) throw this.metaError(name, p.data);
+    return p.data;
+  }
+
+  /** Like {@link paramData} for an optional parameter: null when absent. */
+  optionalParamData(name: string): Tensor | null {
+    return this.#params.get(name) ? this.paramData(name) : null;
+  }
+
+  /** The error a forward throws on a meta parameter or buffer. */
+  metaError(name: string, t: Tensor): TypeError {
+    const full = this.path ? `${this.path}.${name}` : name;
+    return new TypeError(
+      `Cannot run ${this.className}.forward: parameter "${full}" is on the meta device: it has a shape ${
+        formatShape(t.shape)
+      } but no data; load the weights first (fromPretrained, loadStateDict with assign, or dispatch the model)`,
+    );
+  }
+
+  // ---------------------------------------------------------------- traversal
+
+  /** Direct children with their names. */
+  *namedChildren(): IterableIterator<[string, Module]> {
+    for (const [n, m] of this.#modules) if (m) yield [n, m];
+  }
+
+  /** Direct children. */
+  *children(): IterableIterator<Module> {
+    for (const [, m] of this.namedChildren()) yield m;
+  }
+
+  /** This module (name "" or the prefix) and every descendant, depth first, in registration order. */
+  *namedModules(options: NamedOptions = {}): IterableIterator<[string, Module]> {
+    const seen = options.removeDuplicate === false ? null : new Set<Module>();
+    yield* this.#walk(options.prefix ?? "", seen);
+  }
+
+  *#walk(prefix: string, seen: Set<Module> | null): IterableIterator<[string, Module]> {
+    if (seen) {
+      if (seen.has(this)) return;
+      seen.add(this);
+    }
+    yield [prefix, this];
+    for (const [n, m] of this.#modules) if (m) yield* m.#walk(prefix ? `${prefix}.${n}` : n, seen);
+  }
+
+  /** Every module in the tree (this one first). */
+  *modules(): IterableIterator<Module> {
+    for (const [, m] of this.namedModules()) yield m;
+  }
+
+  /** Parameters with dotted names; a tied parameter once unless `removeDuplicate: false`. */
+  *namedParameters(options: NamedOptions = {}): IterableIterator<[string, Parameter]> {
+    const seen = options.removeDuplicate === false ? null : new Set<Parameter>();
+    const mods: Iterable<[string, Module]> = options.recurse === false
+      ? [[options.prefix ?? "", this]]
+      : this.namedModules({ prefix: options.prefix ?? "", removeDuplicate: options.removeDuplicate ?? true });
+    for (const [mp, m] of mods) {
+      for (const [n, p] of m.#params) {
+        if (!p || seen?.has(p)) continue;
+        seen?.add(p);
+        yield [mp ? `${mp}.${n}` : n, p];
+      }
+    }
+  }
+
+  /** Every parameter (each tied one once). */
+  *parameters(): IterableIterator<Parameter> {
+    for (const [, p] of this.namedParameters()) yield p;
+  }
+
+  /** Buffers with dotted names (persistent and not). */
+  *namedBuffers(options: NamedOptions = {}): IterableIterator<[string, Tensor]> {
+    for (const [name, b] of this.#namedBuffersWithFlag(options)) yield [name, b.tensor];
+  }
+
+  *#namedBuffersWithFlag(
+    options: NamedOptions,
+  ): IterableIterator<[string, { tensor: Tensor; persistent: boolean; owner: Module; local: string }]> {
+    const seen = options.removeDuplicate === false ? null : new Set<Tensor>();
+    const mods: Iterable<[string, Module]> = options.recurse === false
+      ? [[options.prefix ?? "", this]]
+      : this.namedModules({ prefix: options.prefix ?? "", removeDuplicate: options.removeDuplicate ?? true });
+    for (const [mp, m] of mods) {
+      for (const [n, b] of m.#buffers) {
+        if (!b || seen?.has(b)) continue;
+        seen?.add(b);
+        yield [mp ? `${mp}.${n}` : n, { tensor: b, persistent: !m.#nonPersistent.has(n), owner: m, local: n }];
+      }
+    }
+  }
+
+  /** Every buffer. */
+  *buffers(): IterableIterator<Tensor> {
+    for (const [, b] of this.namedBuffers()) yield b;
+  }
+
+  // ---------------------------------------------------------------- dotted access
+
+  #resolve(path: string, what: string): [Module, string] {
+    const parts = path.split(".");
+    const last = parts.pop()!;
+    const owner = parts.length === 0 ? this : this.getSubmodule(parts.join("."));
+    if (last === "") throw new TypeError(`Cannot find ${what} "${path}": the name is empty`);
+    return [owner, last];
+  }
+
+  /** The descendant at a dotted path (`""` is this module). */
+  getSubmodule(path: string): Module {
+    if (path === "") return this;
+    let m: Module | undefined;
+    let walked = "";
+    for (const part of path.split(".")) {
+      const parent: Module = m ?? this;
+      const next = parent.#modules.get(part);
+      if (!next) {
+        throw new RangeError(
+          `Cannot find submodule "${path}": ${walked ? `"${walked}"` : "the root"} (${parent.className}) has no child "${part}"`,
+        );
+      }
+      m = next;
+      walked = walked ? `${walked}.${part}` : part;
+    }
+    return m ?? this;
+  }
+
+  /** Replace (or add) the child at a dotted path in place; returns the module it replaced, if any. */
+  setSubmodule(path: string, module: Module): Module | null {
+    const [owner, name] = this.#resolve(path, "submodule");
+    const old = owner.#modules.get(name) ?? null;
+    owner.registerModule(name, module);
+    return old;
+  }
+
+  /** The parameter at a dotted path. */
+  getParameter(path: string): Parameter {
+    const [owner, name] = this.#resolve(path, "parameter");
+    const p = owner.#params.get(name);
+    if (!p) throw new RangeError(`Cannot find parameter "${path}": ${owner.className} has no parameter "${name}"`);
+    return p;
+  }
+
+  /**
+   * Swap the tensor of the parameter at a dotted path (keeps `requiresGrad` and ties: every alias
+   * sees the new tensor). Passing a `Parameter` replaces the object itself under this name only.
+   */
+  setParameter(path: string, value: Tensor | Parameter): void {
+    const [owner, name] = this.#resolve(path, "parameter");
+    if (value instanceof Parameter) {
+      if (!owner.#params.has(name)) throw new RangeError(`Cannot set parameter "${path}": ${owner.className} has no parameter "${name}"`);
+      owner.#params.set(name, value);
+      return;
+    }
+    this.getParameter(path).data = value;
+  }
+
+  /** The buffer at a dotted path. */
+  getBuffer(path: string): Tensor {
+    const [owner, name] = this.#resolve(path, "buffer");
+    const b = owner.#buffers.get(name);
+    if (!b) throw new RangeError(`Cannot find buffer "${path}": ${owner.className} has no buffer "${name}"`);
+    return b;
+  }
+
+  /** Replace the tensor of the buffer at a dotted path (keeps its persistence). */
+  setBuffer(path: string, value: Tensor): void {
+    const [owner, name] = this.#resolve(path, "buffer");
+    if (!owner.#buffers.has(name)) throw new RangeError(`Cannot set buffer "${path}": ${owner.className} has no buffer "${name}"`);
+    owner.#buffers.set(name, value);
+  }
+
+  // ---------------------------------------------------------------- state
+
+  /**
+   * Parameters and persistent buffers by dotted name. Tied tensors appear under every name, as in
+   * PyTorch. The tensors are the live ones (no copy).
+   */
+  stateDict(options: { prefix?: string } = {}): Record<string, Tensor> {
+    const out: Record<string, Tensor> = {};
+    for (const [n, p] of this.namedParameters({ prefix: options.prefix ?? "", removeDuplicate: false })) out[n] = p.data;
+    for (const [n, b] of this.#namedBuffersWithFlag({ prefix: options.prefix ?? "", removeDuplicate: false })) {
+      if (b.persistent) out[n] = b.tensor;
+    }
+    return out;
+  }
+
+  /** Parameter and persistent-buffer slots for loaders: every name (tied ones too), with getter and setter. */
+  stateSlots(): StateSlot[] {
+    const slots: StateSlot[] = [];
+    for (const [key, p] of this.namedParameters({ removeDuplicate: false })) {
+      slots.push({ key, shape: p.shape, get: () => p.data, set: (t) => (p.data = t), group: p });
+    }
+    for (const [key, b] of this.#namedBuffersWithFlag({ removeDuplicate: false })) {
+      if (!b.persistent) continue;
+      const { owner, local } = b;
+      slots.push({
+        key,
+        shape: b.tensor.shape,
+        get: () => owner.#buffers.get(local)!,
+        set: (t) => owner.#buffers.set(local, t),
+        group: b.tensor,
+      });
+    }
+    return slots;
+  }
+
+  /**
+   * Load tensors by dotted name. Shapes must match. `strict` (default true) throws a
+   * `StateDictError` naming missing and unexpected keys; a tied parameter is satisfied by any of its
+   * names. Without `assign`, values are copied into existing storage (cast to its dtype); a meta
+   * parameter takes the source tensor (cast when dtypes differ; no copy when they match). With
+   * `assign`, parameters take the source tensors as they are (dtype included), as in PyTorch.
+   */
+  loadStateDict(stateDict: Record<string, Tensor> | ReadonlyMap<string, Tensor>, options: LoadStateDictOptions = {}): LoadStateDictResult {
+    return loadStateDictInto(this, stateDict, options);
+  }
+
+  // ---------------------------------------------------------------- modes and conversion
+
+  /** Set training mode on the whole tree. */
+  train(mode = true): this {
+    for (const m of this.modules()) m.training = mode;
+    return this;
+  }
+
+  /** Evaluation mode (dropout off). */
+  eval(): this {
+    return this.train(false);
+  }
+
+  /** Set `requiresGrad` on every parameter (PyTorch's `requires_grad_`). */
+  requiresGrad(flag = true): this {
+    for (const p of this.parameters()) p.requiresGrad = flag;
+    return this;
+  }
+
+  /** Count parameters (each tied one once); `trainableOnly` counts those with `requiresGrad`. */
+  numParameters(options: { trainableOnly?: boolean } = {}): number {
+    let n = 0;
+    for (const p of this.parameters()) if (!options.trainableOnly || p.requiresGrad) n += p.numel;
+    return n;
+  }
+
+  /**
+   * Convert every floating parameter and buffer to a dtype and/or move everything to a device
+   * ("cpu" or "meta" in this build; moving to meta drops the data). Tied parameters stay tied.
+   */
+  to(target: ModuleTarget): this {
+    const t = typeof target === "string" ? (DEVICE_RE.test(target) ? { device: target } : { dtype: target as DType }) : target;
+    const device = t.device === undefined ? undefined : parseDevice(t.device);
+    const conv = (x: Tensor): Tensor => {
+      let y = t.dtype !== undefined && FLOATS.has(x.dtype) ? toDType(x, t.dtype) : x;
+      if (device !== undefined) y = toDevice(y, device);
+      return y;
+    };
+    for (const p of this.parameters()) p.data = conv(p.data);
+    for (const m of this.modules()) for (const [n, b] of m.#buffers) if (b) m.#buffers.set(n, conv(b));
+    return this;
+  }
+
+  /** Apply `fn` to every module (children first, as PyTorch's `apply`). */
+  apply(fn: (m: Module) => void): this {
+    for (const c of this.children()) c.apply(fn);
+    fn(this);
+    return this;
+  }
+
+  /** The computation. Subclasses override it; the base throws. */
+  forward(..._args: unknown[]): unknown {
+    throw new TypeError(`Cannot run ${this.className}.forward: the module does not define a forward`);
+  }
+
+  /** Extra text shown by `toString` (e.g. `in=64, out=128`). */
+  extraRepr(): string {
+    return "";
+  }
+
+  /** A PyTorch-style tree. */
+  toString(): string {
+    const kids = [...this.namedChildren()];
+    const head = `${this.className}(${this.extraRepr()}`;
+    if (kids.length === 0) return `${head})`;
+    const body = kids.map(([n, m]) => `  (${n}): ${m.toString().replaceAll("\n", "\n  ")}`).join("\n");
+    return `${head}\n${body}\n)`;
+  }
+
+  /** Release every parameter's and buffer's storage (native memory freed; mmap views dropped). */
+  [Symbol.dispose](): void {
+    for (const p of this.parameters()) p.data[Symbol.dispose]();
+    for (const b of this.buffers()) b[Symbol.dispose]();
+  }
+}

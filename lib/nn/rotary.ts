@@ -1,0 +1,199 @@
+/**
+ * Rotary position embeddings (RoPE) with transformers' `rope_type`s: default, linear, dynamic
+ * (NTK) and llama3. Frequencies are computed in f32 exactly as transformers does.
+ * @module
+ */
+import { Tensor } from "../tensor/tensor.ts";
+import { Module } from "./module.ts";
+import { asF32Array } from "../tensor/ops/mod.ts";
+
+/** RoPE settings (transformers' `rope_parameters`, or `rope_theta` + `rope_scaling`). */
+export interface RopeParameters {
+  /** "default", "linear", "dynamic" or "llama3". */
+  ropeType: string;
+  /** Base θ. */
+  theta: number;
+  /** Scaling factor (linear, dynamic, llama3). */
+  factor?: number;
+  /** llama3: low-frequency factor. */
+  lowFreqFactor?: number;
+  /** llama3: high-frequency factor. */
+  highFreqFactor?: number;
+  /** llama3/dynamic: the context length the model was trained with. */
+  originalMaxPositionEmbeddings?: number;
+}
+
+/**
+ * The `rope_type`s supported.
+ *
+ * @example
+ * ```ts
+ * import { ROPE_TYPES } from "./mod.ts";
+ * console.log(ROPE_TYPES); // ["default", "linear", "dynamic", "llama3"]
+ * ```
+ */
+export const ROPE_TYPES: readonly string[] = ["default", "linear", "dynamic", "llama3"];
+
+const f = Math.fround;
+
+/**
+ * Read RoPE settings from a config object: `rope_parameters` (transformers 5) or the older
+ * `rope_theta` + `rope_scaling`.
+ *
+ * @param config A parsed config.json.
+ * @param defaultTheta θ when the config has none.
+ * @returns The settings.
+ *
+ * @example
+ * ```ts
+ * import { ropeParametersFromConfig } from "./mod.ts";
+ * console.log(ropeParametersFromConfig({ rope_theta: 500000, rope_scaling: { rope_type: "llama3", factor: 8 } }).ropeType); // llama3
+ * ```
+ */
+export function ropeParametersFromConfig(config: Record<string, unknown>, defaultTheta = 10000): RopeParameters {
+  const rp = (config.rope_parameters ?? null) as Record<string, unknown> | null;
+  const rs = (config.rope_scaling ?? null) as Record<string, unknown> | null;
+  const src = { ...(rs ?? {}), ...(rp ?? {}) };
+  const theta = Number(src.rope_theta ?? config.rope_theta ?? defaultTheta);
+  const ropeType = String(src.rope_type ?? src.type ?? "default");
+  if (!ROPE_TYPES.includes(ropeType)) {
+    throw new TypeError(
+      `Cannot build rotary embedding: rope_type "${ropeType}" is not supported: supported ones are ${ROPE_TYPES.join(", ")}`,
+    );
+  }
+  const num = (k: string) => (src[k] === undefined || src[k] === null ? undefined : Number(src[k]));
+  const out: RopeParameters = { ropeType, theta };
+  const opt = {
+    factor: num("factor"),
+    lowFreqFactor: num("low_freq_factor"),
+    highFreqFactor: num("high_freq_factor"),
+    originalMaxPositionEmbeddings: num("original_max_position_embeddings"),
+  };
+  for (const [k, v] of Object.entries(opt)) if (v !== undefined) (out as unknown as Record<string, number>)[k] = v;
+  if (ropeType !== "default" && out.factor === undefined) {
+    throw new TypeError(`Cannot build rotary embedding: rope_type "${ropeType}" needs a "factor"`);
+  }
+  return out;
+}
+
+/** f32 inverse frequencies `1 / θ^(2i/dim)` as transformers computes them. */
+function defaultInvFreq(dim: number, theta: number): Float32Array {
+  const out = new Float32Array(dim / 2);
+  for (let i = 0; i < dim / 2; i++) out[i] = f(1 / f(Math.pow(theta, f((2 * i) / dim))));
+  return out;
+}
+
+function llama3InvFreq(inv: Float32Array, p: RopeParameters, maxPos: number): Float32Array {
+  const factor = p.factor!, low = p.lowFreqFactor ?? 1, high = p.highFreqFactor ?? 4;
+  const old = p.originalMaxPositionEmbeddings ?? maxPos;
+  const lowWave = old / low, highWave = old / high;
+  const out = new Float32Array(inv.length);
+  for (let i = 0; i < inv.length; i++) {
+    const fr = inv[i]!;
+    const wave = f(f(2 * Math.PI) / fr);
+    let v = wave > lowWave ? f(fr / factor) : fr;
+    if (!(wave < highWave) && !(wave > lowWave)) {
+      const smooth = f((f(old / wave) - low) / (high - low));
+      v = f(f(f(f(1 - smooth) * v) / factor) + f(smooth * v));
+    }
+    out[i] = v;
+  }
+  return out;
+}
+
+/** Options for {@link RotaryEmbedding}. */
+export interface RotaryOptions {
+  /** Rotated dimensions per head (the head size). */
+  dim: number;
+  /** Settings (default: default RoPE, θ 10000). */
+  rope?: RopeParameters;
+  /** `max_position_embeddings` of the config. */
+  maxPositionEmbeddings?: number;
+}
+
+/**
+ * Cos/sin tables for RoPE. Holds transformers' non-persistent buffers `inv_freq` and
+ * `original_inv_freq` (so `model.to("BF16")` rounds the frequencies exactly as PyTorch does).
+ *
+ * @example
+ * ```ts
+ * import { RotaryEmbedding } from "./mod.ts";
+ * const r = new RotaryEmbedding({ dim: 4 });
+ * const { cos } = r.cosSin([0, 1]);
+ * console.log(cos.length, cos[0]); // 8 1
+ * ```
+ */
+export class RotaryEmbedding extends Module {
+  /** Rotated dimensions. */
+  readonly dim: number;
+  /** Settings. */
+  readonly rope: RopeParameters;
+  /** `max_position_embeddings`. */
+  readonly maxPositionEmbeddings: number;
+  /** Multiplies cos and sin (1 for the supported types). */
+  readonly attentionScaling = 1;
+  #maxSeqLenCached: number;
+
+  /** @param options Head size and settings. */
+  constructor(options: RotaryOptions) {
+    super();
+    if (options.dim % 2 !== 0) throw new RangeError(`Cannot build rotary embedding: dim must be even: current value is ${options.dim}`);
+    this.dim = options.dim;
+    this.rope = options.rope ?? { ropeType: "default", theta: 10000 };
+    this.maxPositionEmbeddings = options.maxPositionEmbeddings ?? 2048;
+    this.#maxSeqLenCached = this.rope.originalMaxPositionEmbeddings ?? this.maxPositionEmbeddings;
+    let inv = defaultInvFreq(this.dim, this.rope.theta);
+    if (this.rope.ropeType === "linear") inv = inv.map((v) => f(v / this.rope.factor!));
+    if (this.rope.ropeType === "llama3") inv = llama3InvFreq(inv, this.rope, this.maxPositionEmbeddings);
+    this.registerBuffer("inv_freq", Tensor.fromArray(inv), { persistent: false });
+    this.registerBuffer("original_inv_freq", Tensor.fromArray(inv), { persistent: false });
+  }
+
+  /** Dynamic NTK: recompute `inv_freq` when positions pass the cached length (transformers' rule). */
+  #dynamicUpdate(seqLen: number): void {
+    const orig = this.rope.originalMaxPositionEmbeddings ?? this.maxPositionEmbeddings;
+    if (seqLen > this.#maxSeqLenCached) {
+      const factor = this.rope.factor!;
+      const base = this.rope.theta * Math.pow((factor * seqLen) / orig - (factor - 1), this.dim / (this.dim - 2));
+      this.registerBuffer("inv_freq", Tensor.fromArray(defaultInvFreq(this.dim, base)), { persistent: false });
+      this.#maxSeqLenCached = seqLen;
+    } else if (seqLen < orig && this.#maxSeqLenCached > orig) {
+      this.registerBuffer("inv_freq", this.buffer("original_inv_freq"), { persistent: false });
+      this.#maxSeqLenCached = orig;
+    }
+  }
+
+  /**
+   * `cos` and `sin` rows `[positions.length, dim]` (halves duplicated, HF's `cat(freqs, freqs)`).
+   *
+   * @param positions Position ids of the tokens.
+   * @returns Two Float32Arrays.
+   */
+  cosSin(positions: ArrayLike<number>): { cos: Float32Array; sin: Float32Array } {
+    if (this.rope.ropeType === "dynamic") {
+      let mx = 0;
+      for (let i = 0; i < positions.length; i++) mx = Math.max(mx, positions[i]!);
+      this.#dynamicUpdate(mx + 1);
+    }
+    const inv = asF32Array(this.buffer("inv_freq"), "compute rotary embedding");
+    const half = this.dim / 2;
+    const n = positions.length;
+    const cos = new Float32Array(n * this.dim), sin = new Float32Array(n * this.dim);
+    for (let t = 0; t < n; t++) {
+      const p = f(positions[t]!);
+      for (let i = 0; i < half; i++) {
+        const a = f(inv[i]! * p);
+        const c = f(Math.cos(a) * this.attentionScaling), s = f(Math.sin(a) * this.attentionScaling);
+        cos[t * this.dim + i] = c;
+        cos[t * this.dim + i + half] = c;
+        sin[t * this.dim + i] = s;
+        sin[t * this.dim + i + half] = s;
+      }
+    }
+    return { cos, sin };
+  }
+
+  override extraRepr(): string {
+    return `dim=${this.dim}, rope_type=${this.rope.ropeType}, theta=${this.rope.theta}`;
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * `modules_to_save`: PEFT's `ModulesToSaveWrapper`, which keeps the original module frozen and a
+ * trainable copy per adapter (`original_module.*`, `modules_to_save.<name>.*`).
+ * @module
+ */
+import { Module } from "../../nn/module.ts";
+import { Conv1D, Linear } from "../../nn/linear.ts";
+import { Embedding } from "../../nn/embedding.ts";
+import { LayerNorm, RMSNorm } from "../../nn/norm.ts";
+import type { Tensor } from "../../tensor/tensor.ts";
+import { ModuleDict } from "./base.ts";
+
+/**
+ * A deep copy of a layer (weights cloned). Supports Linear, Conv1D, Embedding, LayerNorm, RMSNorm.
+ *
+ * @example
+ * ```ts
+ * import { cloneLayer } from "./modules_to_save.ts";
+ * import { Linear } from "../../nn/linear.ts";
+ * const a = new Linear(3, 2);
+ * const b = cloneLayer(a);
+ * console.log(b !== a, b.param("weight").data.toArray().join() === a.param("weight").data.toArray().join()); // true true
+ * ```
+ */
+export function cloneLayer(m: Module): Module {
+  const w = m.optionalParam("weight");
+  const bias = m.optionalParam("bias") !== null;
+  const dtype = w?.dtype ?? "F32";
+  let copy: Module;
+  if (m instanceof Linear) copy = new Linear(m.inFeatures, m.outFeatures, { bias, dtype, init: "zeros" });
+  else if (m instanceof Conv1D) copy = new Conv1D(m.nf, m.nx, { bias, dtype, init: "zeros" });
+  else if (m instanceof Embedding) copy = new Embedding(m.numEmbeddings, m.embeddingDim, { dtype, init: "zeros" });
+  else if (m instanceof LayerNorm) copy = new LayerNorm(w!.shape[0]!, { eps: m.eps, dtype });
+  else if (m instanceof RMSNorm) copy = new RMSNorm(w!.shape[0]!, { eps: m.eps, dtype });
+  else throw new TypeError(`Cannot copy module ${m.className} for modules_to_save: only Linear, Conv1D, Embedding, LayerNorm and RMSNorm can be copied`);
+  copy.className = m.className;
+  for (const [name, p] of m.namedParameters()) copy.getParameter(name).data = p.isMeta ? p.data : p.data.clone();
+  return copy;
+}
+
+/**
+ * A module listed in `modules_to_save`: forward uses the active adapter's trained copy.
+ *
+ * @example
+ * ```ts
+ * import { ModulesToSaveWrapper } from "./modules_to_save.ts";
+ * import { Linear } from "../../nn/linear.ts";
+ * const w = new ModulesToSaveWrapper(new Linear(3, 2), "default");
+ * console.log([...w.namedParameters()].map(([n]) => n));
+ * // ["original_module.weight", "original_module.bias", "modules_to_save.default.weight", "modules_to_save.default.bias"]
+ * ```
+ */
+export class ModulesToSaveWrapper extends Module {
+  /** The adapters whose copy is used (at most one has effect, as in PEFT). */
+  activeAdapters: string[] = [];
+  /** True when adapters are disabled. */
+  disabled = false;
+
+  constructor(original: Module, adapterName: string) {
+    super();
+    this.className = "ModulesToSaveWrapper";
+    this.registerModule("original_module", original);
+    original.requiresGrad(false);
+    this.registerModule("modules_to_save", new ModuleDict());
+    this.update(adapterName);
+  }
+
+  /** The wrapped original. */
+  get originalModule(): Module {
+    return this.child("original_module");
+  }
+
+  /** The copies per adapter. */
+  get copies(): ModuleDict {
+    return this.child<ModuleDict>("modules_to_save");
+  }
+
+  /** Add a copy for `adapterName` (from the original). */
+  update(adapterName: string): void {
+    if (!this.copies.has(adapterName)) this.copies.set(adapterName, cloneLayer(this.originalModule));
+  }
+
+  /** Activate one adapter's copy (trainable unless `inferenceMode`); others frozen. */
+  setAdapter(names: string | readonly string[], options: { inferenceMode?: boolean } = {}): void {
+    const list = typeof names === "string" ? [names] : [...names];
+    if (list.length > 1) throw new RangeError(`Attempted to set multiple (${list.join(", ")}) adapters at once for modules_to_save, which is not allowed.`);
+    for (const k of this.copies.keys()) this.copies.get(k).requiresGrad(list.includes(k) && !options.inferenceMode);
+    this.activeAdapters = list.filter((n) => this.copies.has(n));
+  }
+
+  /** Enable or disable (forward uses the original). */
+  enableAdapters(enabled: boolean): void {
+    this.disabled = !enabled;
+    if (!enabled) for (const k of this.copies.keys()) this.copies.get(k).requiresGrad(false);
+    else this.setAdapter(this.activeAdapters);
+  }
+
+  /** Remove an adapter's copy. */
+  deleteAdapter(name: string): void {
+    this.copies.delete(name);
+    this.activeAdapters = this.activeAdapters.filter((n) => n !== name);
+  }
+
+  /** The module that replaces the wrapper on unload: the active copy, else the original. */
+  unwrapped(): Module {
+    const a = this.activeAdapters[0];
+    return a !== undefined && this.copies.has(a) ? this.copies.get(a) : this.originalModule;
+  }
+
+  override forward(x: Tensor): Tensor {
+    const a = this.activeAdapters[0];
+    if (this.disabled || a === undefined || !this.copies.has(a)) return this.originalModule.forward(x) as Tensor;
+    return this.copies.get(a).forward(x) as Tensor;
+  }
+}

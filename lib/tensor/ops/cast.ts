@@ -1,0 +1,86 @@
+/**
+ * Conversions between dtypes and devices.
+ * @module
+ */
+import type { DType } from "../../dtype.ts";
+import { type Device, parseDevice } from "../device.ts";
+import { readValues, Tensor, writeValues } from "../tensor.ts";
+import { kernels } from "./_backend.ts";
+import { isKernelDType, requireData } from "./_util.ts";
+import { formatShape } from "../shape.ts";
+
+/**
+ * The tensor converted to `dtype` (round to nearest even). Returns `t` itself when the dtype already
+ * matches, like PyTorch's `Tensor.to`. Meta tensors stay meta. F32/F16/BF16 go through the backend's
+ * `cast`; other pairs through JS numbers.
+ *
+ * @param t The tensor.
+ * @param dtype The target dtype.
+ * @returns A tensor of `dtype` with the same shape.
+ *
+ * @example Cast to bf16 and back
+ * ```ts
+ * import { Tensor } from "../mod.ts";
+ * import { toDType } from "./mod.ts";
+ * using t = Tensor.fromArray([1, 1.00390625, 3]);
+ * const b = toDType(t, "BF16");
+ * console.log(b.dtype, toDType(b, "F32").toArray()); // BF16 [1, 1, 3]
+ * ```
+ */
+export function toDType(t: Tensor, dtype: DType): Tensor {
+  if (t.dtype === dtype) return t;
+  if (t.isMeta) return Tensor.meta(t.shape, dtype);
+  const src = t.contiguous();
+  const out = Tensor.empty(t.shape, dtype);
+  if (isKernelDType(src.dtype) && isKernelDType(dtype)) {
+    if (src.numel > 0) kernels().cast(src.bytes(), src.dtype, out.bytes(), dtype, src.numel);
+  } else {
+    writeValues(out.bytes(), dtype, readValues(src.bytes(), src.dtype));
+  }
+  return out;
+}
+
+/**
+ * The values of a floating tensor as a Float32Array: a view (no copy) for a contiguous F32 tensor,
+ * a converted copy otherwise. For small vectors (norm weights, biases) read by kernels.
+ *
+ * @param t The tensor.
+ * @param op The operation, for error messages.
+ * @returns The values as f32.
+ *
+ * @example
+ * ```ts
+ * import { Tensor } from "../mod.ts";
+ * import { asF32Array } from "./mod.ts";
+ * console.log(asF32Array(Tensor.fromArray([1, 2], [2], "BF16"), "read")); // Float32Array(2) [1, 2]
+ * ```
+ */
+export function asF32Array(t: Tensor, op = "read tensor"): Float32Array {
+  requireData(t, op);
+  return t.dtype === "F32" ? t.contiguous().f32() : toDType(t, "F32").f32();
+}
+
+/**
+ * The tensor on `device`: "cpu" and "meta" in this build. Moving to meta drops the data; moving a
+ * meta tensor to cpu throws (there is nothing to copy, as in PyTorch).
+ *
+ * @param t The tensor.
+ * @param device The target device.
+ * @returns `t` itself when already there, else a tensor on `device`.
+ *
+ * @example
+ * ```ts
+ * import { Tensor } from "../mod.ts";
+ * import { toDevice } from "./mod.ts";
+ * console.log(toDevice(Tensor.zeros([2]), "meta").toString()); // Tensor(F32, [2], meta)
+ * ```
+ */
+export function toDevice(t: Tensor, device: Device | string): Tensor {
+  const d = parseDevice(device);
+  if (t.device === d) return t;
+  if (d === "meta") return Tensor.meta(t.shape, t.dtype);
+  if (t.isMeta) {
+    throw new TypeError(`Cannot copy a meta tensor ${formatShape(t.shape)} to "${d}": it has no data; load its weights instead`);
+  }
+  throw new TypeError(`Cannot move a tensor from "${t.device}" to "${d}": only cpu and meta are available in this build`);
+}

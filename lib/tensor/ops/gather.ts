@@ -1,0 +1,80 @@
+/**
+ * Row gathers: embedding lookup.
+ * @module
+ */
+import type { DType } from "../../dtype.ts";
+import { readValues, Tensor } from "../tensor.ts";
+import { formatShape } from "../shape.ts";
+import { kernels } from "./_backend.ts";
+import { isKernelDType, requireData } from "./_util.ts";
+import { toDType } from "./cast.ts";
+
+/** Options for {@link embedding}. */
+export interface EmbeddingOptions {
+  /** dtype of the result (default: the weight's). Rows are converted as they are copied. */
+  dtype?: DType;
+}
+
+/**
+ * Integer ids of a tensor (I64/I32/… or whole-valued floats) as JS numbers.
+ *
+ * @param ids The tensor.
+ * @returns Its values.
+ *
+ * @example
+ * ```ts
+ * import { Tensor } from "../mod.ts";
+ * import { indicesOf } from "./mod.ts";
+ * console.log(indicesOf(Tensor.fromArray([3, 1], [2], "I64"))); // [3, 1]
+ * ```
+ */
+export function indicesOf(ids: Tensor): number[] {
+  requireData(ids, "read indices", "ids");
+  const c = ids.contiguous();
+  if (c.dtype === "I32") return Array.from(new Int32Array(c.bytes().slice().buffer));
+  return readValues(c.bytes(), c.dtype);
+}
+
+/**
+ * Look up rows of `weight` `[V, H]` for every id: the result is `[...ids.shape, H]`.
+ *
+ * @param ids Integer ids, any shape.
+ * @param weight The table `[V, H]`.
+ * @param options Result dtype.
+ * @returns The gathered rows.
+ *
+ * @example
+ * ```ts
+ * import { Tensor } from "../mod.ts";
+ * import { embedding } from "./mod.ts";
+ * const w = Tensor.fromArray([0, 0, 1, 1, 2, 2], [3, 2]);
+ * console.log(embedding(Tensor.fromArray([2, 0], [2], "I64"), w).toArray()); // [2, 2, 0, 0]
+ * ```
+ */
+export function embedding(ids: Tensor, weight: Tensor, options: EmbeddingOptions = {}): Tensor {
+  requireData(weight, "gather embedding", "weight");
+  if (weight.ndim !== 2) throw new TypeError(`Cannot gather embedding: weight must be 2-d: current shape is ${formatShape(weight.shape)}`);
+  const [rows, dim] = [weight.shape[0]!, weight.shape[1]!];
+  const idx = indicesOf(ids);
+  const dtype = options.dtype ?? weight.dtype;
+  const w = weight.contiguous();
+  const src = w.bytes();
+  const size = src.byteLength / Math.max(1, rows * dim);
+  const out = Tensor.empty([...ids.shape, dim], dtype);
+  const dst = out.bytes();
+  const convert = w.dtype !== dtype;
+  const kn = kernels();
+  const outSize = dst.byteLength / Math.max(1, idx.length * dim);
+  for (let i = 0; i < idx.length; i++) {
+    const r = idx[i]!;
+    if (!Number.isInteger(r) || r < 0 || r >= rows) {
+      throw new RangeError(`Cannot gather embedding: index ${r} is out of range for ${rows} rows`);
+    }
+    const row = src.subarray(r * dim * size, (r + 1) * dim * size);
+    const at = dst.subarray(i * dim * outSize, (i + 1) * dim * outSize);
+    if (!convert) at.set(row);
+    else if (isKernelDType(w.dtype) && isKernelDType(dtype)) kn.cast(row, w.dtype, at, dtype, dim);
+    else at.set(toDType(Tensor.fromBytes(row.slice(), w.dtype, [dim]), dtype).bytes());
+  }
+  return out;
+}

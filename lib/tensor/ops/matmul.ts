@@ -1,0 +1,163 @@
+/**
+ * Matrix products: batched `matmul` and `linear` (weights read in F32, F16 or BF16 directly).
+ * @module
+ */
+import type { Tensor } from "../tensor.ts";
+import { formatShape, shapeSize } from "../shape.ts";
+import { kernels } from "./_backend.ts";
+import { emptyF32, isKernelDType, requireData, requireFloat } from "./_util.ts";
+import { asF32Array, toDType } from "./cast.ts";
+
+/** Options for {@link linear}. */
+export interface LinearOptions {
+  /** Bias `[N]` added to every row. */
+  bias?: Tensor | null;
+  /** The weight is stored `[K, N]` (GPT-2's Conv1D) instead of `[N, K]`. */
+  transposedWeight?: boolean;
+}
+
+/**
+ * `x · Wᵀ + b` over the last dimension: x `[..., K]`, weight `[N, K]` (or `[K, N]` with
+ * `transposedWeight`) in F32, F16 or BF16, read directly by the kernel (no full-size cast).
+ * Computes in f32; the result has x's dtype.
+ *
+ * @param x Input `[..., K]`.
+ * @param weight Weight `[N, K]` or `[K, N]`.
+ * @param options Bias and layout.
+ * @returns `[..., N]`.
+ *
+ * @example
+ * ```ts
+ * import { Tensor } from "../mod.ts";
+ * import { linear } from "./mod.ts";
+ * const x = Tensor.fromArray([1, 2], [1, 2]);
+ * const w = Tensor.fromArray([1, 0, 0, 1, 1, 1], [3, 2]);
+ * console.log(linear(x, w, { bias: Tensor.fromArray([0, 0, 10]) }).toArray()); // [1, 2, 13]
+ * ```
+ */
+export function linear(x: Tensor, weight: Tensor, options: LinearOptions = {}): Tensor {
+  const op = "apply linear";
+  requireData(x, op);
+  requireData(weight, op, "weight");
+  requireFloat(x, op);
+  if (weight.ndim !== 2) throw new TypeError(`Cannot apply linear: weight must be 2-d: current shape is ${formatShape(weight.shape)}`);
+  const tw = options.transposedWeight === true;
+  const k = x.shape[x.ndim - 1] ?? 1;
+  const [wk, n] = tw ? [weight.shape[0]!, weight.shape[1]!] : [weight.shape[1]!, weight.shape[0]!];
+  if (x.ndim === 0 || wk !== k) {
+    throw new TypeError(
+      `Cannot apply linear: input ${formatShape(x.shape)} has ${k} features but weight ${formatShape(weight.shape)} expects ${wk}`,
+    );
+  }
+  const bias = options.bias ?? null;
+  if (bias && bias.numel !== n) {
+    throw new TypeError(`Cannot apply linear: bias ${formatShape(bias.shape)} does not match ${n} output features`);
+  }
+  const w = isKernelDType(weight.dtype) ? weight.contiguous() : toDType(weight, "F32");
+  const xf = x.dtype === "F32" ? x.contiguous() : toDType(x, "F32");
+  const m = x.numel / k;
+  const [out, o] = emptyF32([...x.shape.slice(0, -1), n]);
+  if (m > 0 && n > 0) {
+    kernels().linear(xf.f32(), m, k, w.bytes(), w.dtype as "F32", n, bias ? asF32Array(bias, op) : null, o, tw);
+  }
+  return x.dtype === "F32" ? out : toDType(out, x.dtype);
+}
+
+function broadcastShapes(a: readonly number[], b: readonly number[]): number[] | null {
+  const n = Math.max(a.length, b.length);
+  const out = new Array<number>(n);
+  for (let i = 0; i < n; i++) {
+    const da = a[a.length - n + i] ?? 1;
+    const db = b[b.length - n + i] ?? 1;
+    if (da !== db && da !== 1 && db !== 1) return null;
+    out[i] = da === 1 ? db : da;
+  }
+  return out;
+}
+
+/** Offsets (in elements) of each broadcast batch of `t` within its contiguous data. */
+function batchOffsets(batch: readonly number[], own: readonly number[], matSize: number): number[] {
+  const total = shapeSize(batch);
+  const offs = new Array<number>(total);
+  const nd = batch.length;
+  const ownStrides = new Array<number>(nd).fill(0);
+  let acc = matSize;
+  for (let i = own.length - 1; i >= 0; i--) {
+    const d = nd - own.length + i;
+    ownStrides[d] = own[i] === 1 ? 0 : acc;
+    acc *= own[i]!;
+  }
+  const idx = new Array<number>(nd).fill(0);
+  for (let b = 0; b < total; b++) {
+    let off = 0;
+    for (let d = 0; d < nd; d++) off += idx[d]! * ownStrides[d]!;
+    offs[b] = off;
+    for (let d = nd - 1; d >= 0; d--) {
+      if (++idx[d]! < batch[d]!) break;
+      idx[d] = 0;
+    }
+  }
+  return offs;
+}
+
+/**
+ * Matrix product with NumPy/PyTorch semantics: 1-d operands are promoted and the added dimension
+ * removed; leading (batch) dimensions broadcast. A 2-d `b` of F16/BF16 is read directly through
+ * the backend's `linear`; everything else runs f32 GEMM. The result has a's dtype.
+ *
+ * @param a `[..., M, K]` or `[K]`.
+ * @param b `[..., K, N]` or `[K]`.
+ * @returns `[..., M, N]`.
+ *
+ * @example
+ * ```ts
+ * import { Tensor } from "../mod.ts";
+ * import { matmul } from "./mod.ts";
+ * const a = Tensor.fromArray([1, 2, 3, 4], [2, 2]);
+ * console.log(matmul(a, a).toArray()); // [7, 10, 15, 22]
+ * ```
+ */
+export function matmul(a: Tensor, b: Tensor): Tensor {
+  requireData(a, "matmul", "first operand");
+  requireData(b, "matmul", "second operand");
+  requireFloat(a, "matmul", "first operand");
+  requireFloat(b, "matmul", "second operand");
+  if (a.ndim === 0 || b.ndim === 0) {
+    throw new TypeError(
+      `Cannot matmul: shapes ${formatShape(a.shape)} and ${formatShape(b.shape)}: both operands need at least 1 dimension`,
+    );
+  }
+  const a2 = a.ndim === 1 ? a.reshape([1, a.shape[0]!]) : a;
+  const b2 = b.ndim === 1 ? b.reshape([b.shape[0]!, 1]) : b;
+  const m = a2.shape[a2.ndim - 2]!, k = a2.shape[a2.ndim - 1]!;
+  const kb = b2.shape[b2.ndim - 2]!, n = b2.shape[b2.ndim - 1]!;
+  const batch = broadcastShapes(a2.shape.slice(0, -2), b2.shape.slice(0, -2));
+  if (k !== kb || batch === null) {
+    throw new TypeError(`Cannot matmul: shapes ${formatShape(a.shape)} and ${formatShape(b.shape)} do not align`);
+  }
+  let outShape = [...batch, m, n];
+  let out: Tensor;
+  if (b2.ndim === 2 && b2.dtype !== "F32" && isKernelDType(b2.dtype)) {
+    // x · B with B [K, N] stored densely, or B = Wᵀ for a dense W [N, K]: the linear kernel reads it as is.
+    const dense = b2.isContiguous;
+    const w = dense ? b2 : b2.transpose(0, 1).contiguous();
+    out = linear(a2.dtype === "F32" ? a2 : toDType(a2, "F32"), w, { transposedWeight: dense });
+  } else {
+    const af = (a2.dtype === "F32" ? a2 : toDType(a2, "F32")).contiguous();
+    const bf = (b2.dtype === "F32" ? b2 : toDType(b2, "F32")).contiguous();
+    const [o, ov] = emptyF32(outShape);
+    out = o;
+    const ad = af.f32(), bd = bf.f32();
+    const aOff = batchOffsets(batch, af.shape.slice(0, -2), m * k);
+    const bOff = batchOffsets(batch, bf.shape.slice(0, -2), k * n);
+    const kn = kernels();
+    for (let i = 0; i < aOff.length; i++) {
+      if (m === 0 || n === 0) break;
+      kn.sgemm(false, false, m, n, k, 1, ad.subarray(aOff[i]!), k, bd.subarray(bOff[i]!), n, 0, ov.subarray(i * m * n), n);
+    }
+  }
+  if (a.ndim === 1) outShape = outShape.filter((_, i) => i !== outShape.length - 2);
+  if (b.ndim === 1) outShape = outShape.slice(0, -1);
+  const r = out.reshape(outShape);
+  return a.dtype === "F32" ? r : toDType(r, a.dtype);
+}

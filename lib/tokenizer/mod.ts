@@ -1,0 +1,11 @@
+/**
+ * Tokenizers from `tokenizer.json` via the npm package `@huggingface/tokenizers`.
+ *
+ * @example
+ * ```ts
+ * import { TOKENIZERS_PACKAGE } from "./mod.ts";
+ * console.log(TOKENIZERS_PACKAGE); // @huggingface/tokenizers@0.2.0
+ * ```
+ * @module
+ */
+export * from "./tokenizer.ts";

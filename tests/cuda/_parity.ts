@@ -1,0 +1,287 @@
+// CUDA-vs-CPU parity for every kernel of the contract: fresh random inputs (seeded), outputs poisoned
+// with NaN (0xff bytes) before the target runs so unwritten elements show, and an error bound per op
+// and dtype. Used by tests/cuda (target: the grid-emulated library, or the GPU when one exists) and
+// by scripts/bench/gpu_parity.ts (prints the table on a GPU machine).
+import type { CpuBackend, KernelDType } from "../../lib/backends/mod.ts";
+import type { HostKernels } from "../../lib/backends/cuda/mod.ts";
+import { rng } from "../_util.ts";
+
+/** One compared case. */
+export interface ParityRow {
+  op: string;
+  dtype: string;
+  shape: string;
+  /** Largest |target - reference| (bytes compared for exact ops: count of differing elements). */
+  maxAbs: number;
+  maxRel: number;
+  /** "exact" or "atol a + rtol r·|ref|". */
+  bound: string;
+  ok: boolean;
+  /** First mismatch, when not ok. */
+  detail: string;
+}
+
+/** Problem sizes: "small" (odd, tail-heavy; fast under grid emulation) or "large" (many blocks). */
+export type ParitySize = "small" | "large";
+
+const DTYPES: KernelDType[] = ["F32", "F16", "BF16"];
+const size = (d: KernelDType) => (d === "F32" ? 4 : 2);
+
+type Kernels = HostKernels | CpuBackend;
+
+function rand(r: () => number, n: number, lo = -1, hi = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * r();
+  return a;
+}
+
+function bytes(a: ArrayBufferView): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+function poisoned(n: number): Float32Array {
+  return new Float32Array(n).fill(NaN);
+}
+
+/** Stored random weights of `dtype` (made by `ref.cast`, so both sides see the same bits). */
+function stored(ref: Kernels, r: () => number, n: number, d: KernelDType): Uint8Array {
+  const out = new Uint8Array(n * size(d));
+  ref.cast(bytes(rand(r, n)), "F32", out, d, n);
+  return out;
+}
+
+function exactRow(op: string, dtype: string, shape: string, got: Uint8Array, want: Uint8Array, es: number): ParityRow {
+  let diff = 0, first = "";
+  for (let i = 0; i < want.length; i += es) {
+    for (let b = 0; b < es; b++) {
+      if (got[i + b] !== want[i + b]) {
+        if (diff === 0) first = `element ${i / es} differs (bytes at ${i})`;
+        diff++;
+        break;
+      }
+    }
+  }
+  return { op, dtype, shape, maxAbs: diff, maxRel: diff, bound: "exact", ok: diff === 0 && got.length === want.length, detail: first };
+}
+
+function closeRow(
+  op: string,
+  dtype: string,
+  shape: string,
+  got: ArrayLike<number>,
+  want: ArrayLike<number>,
+  atol: number,
+  rtol: number,
+): ParityRow {
+  let maxAbs = 0, maxRel = 0, bad = 0, first = "";
+  for (let i = 0; i < want.length; i++) {
+    const g = got[i]!, w = want[i]!;
+    if (Number.isNaN(g) && Number.isNaN(w)) continue;
+    const err = Math.abs(g - w);
+    if (!(err <= atol + rtol * Math.abs(w))) {
+      if (bad === 0) first = `index ${i}: got ${g}, expected ${w}`;
+      bad++;
+    }
+    if (!Number.isNaN(err)) {
+      maxAbs = Math.max(maxAbs, err);
+      maxRel = Math.max(maxRel, err / Math.max(Math.abs(w), 1e-30));
+    } else maxAbs = NaN;
+  }
+  return {
+    op,
+    dtype,
+    shape,
+    maxAbs,
+    maxRel,
+    bound: `atol ${atol.toExponential(0)} + rtol ${rtol.toExponential(0)}`,
+    ok: bad === 0,
+    detail: bad ? `${bad} of ${want.length} outside; first ${first}` : "",
+  };
+}
+
+/** Run every case; `target` is checked against `ref`. Never throws for a mismatch (see `ok`). */
+export function runParity(target: Kernels, ref: CpuBackend, options: { seed: number; size?: ParitySize }): ParityRow[] {
+  const r = rng(options.seed);
+  const big = options.size === "large";
+  const rows: ParityRow[] = [];
+  const add = (row: ParityRow) => rows.push(row);
+  const guard = (op: string, dtype: string, shape: string, fn: () => ParityRow) => {
+    try {
+      add(fn());
+    } catch (e) {
+      add({ op, dtype, shape, maxAbs: NaN, maxRel: NaN, bound: "-", ok: false, detail: `threw ${(e as Error).message.split("\n")[0]}` });
+    }
+  };
+
+  // casts: all 9 pairs, random bits of f32 (NaN, inf, subnormals) narrowed through the reference
+  const nc = big ? 1_000_003 : 1031;
+  const bits = new Uint32Array(nc);
+  for (let i = 0; i < nc; i++) bits[i] = Math.floor(r() * 4294967296) >>> 0;
+  for (const sd of DTYPES) {
+    const src = new Uint8Array(nc * size(sd));
+    ref.cast(bytes(bits), "F32", src, sd, nc);
+    for (const dd of DTYPES) {
+      guard("cast", `${sd}->${dd}`, `[${nc}]`, () => {
+        const want = new Uint8Array(nc * size(dd)), got = new Uint8Array(nc * size(dd)).fill(0xff);
+        ref.cast(src, sd, want, dd, nc);
+        target.cast(src, sd, got, dd, nc);
+        return exactRow("cast", `${sd}->${dd}`, `[${nc}]`, got, want, size(dd));
+      });
+    }
+  }
+
+  // LoRA / DoRA merges and IA3 scaling: bit-identical by construction (common/lora.h)
+  const [outF, inF, rank] = big ? [1031, 2053, 16] : [37, 45, 5];
+  for (const d of DTYPES) {
+    for (const fan of [false, true]) {
+      const shape = `${fan ? "fan " : ""}[${outF}, ${inF}] r${rank}`;
+      const w0 = stored(ref, r, outF * inF, d);
+      const b = rand(r, outF * rank), a = rand(r, rank * inF), mag = rand(r, outF, 0.5, 2);
+      guard("loraMerge", d, shape, () => {
+        const want = w0.slice(), got = w0.slice();
+        ref.loraMerge(want, d, outF, inF, b, a, rank, 0.75, fan);
+        target.loraMerge(got, d, outF, inF, b, a, rank, 0.75, fan);
+        return exactRow("loraMerge", d, shape, got, want, size(d));
+      });
+      guard("doraMerge", d, shape, () => {
+        const want = w0.slice(), got = w0.slice(), nw = new Float32Array(outF), ng = poisoned(outF);
+        ref.doraMerge(want, d, outF, inF, b, a, rank, 0.5, fan, mag, nw);
+        target.doraMerge(got, d, outF, inF, b, a, rank, 0.5, fan, mag, ng);
+        const row = exactRow("doraMerge", d, shape, got, want, size(d));
+        const norms = exactRow("doraMerge", d, shape, bytes(ng), bytes(nw), 4);
+        return row.ok ? { ...norms, detail: norms.ok ? "" : `norms: ${norms.detail}` } : row;
+      });
+    }
+    for (const axis of [0, 1] as const) {
+      for (const divide of [false, true]) {
+        const shape = `[${outF}, ${inF}] axis ${axis}${divide ? " divide" : ""}`;
+        guard("scaleAxis", d, shape, () => {
+          const w0 = stored(ref, r, outF * inF, d), v = rand(r, axis === 0 ? outF : inF, 0.5, 2);
+          const want = w0.slice(), got = w0.slice();
+          ref.scaleAxis(want, d, outF, inF, v, axis, divide);
+          target.scaleAxis(got, d, outF, inF, v, axis, divide);
+          return exactRow("scaleAxis", d, shape, got, want, size(d));
+        });
+      }
+    }
+  }
+
+  // GEMM and linear: f32 accumulation in a different order; the bound grows with k
+  const [m, n, k] = big ? [257, 1031, 2049] : [19, 23, 29];
+  const gtol = 2e-6 * k;
+  for (const [ta, tb] of [[false, false], [false, true], [true, false], [true, true]] as const) {
+    const shape = `${ta ? "Aᵀ" : "A"}·${tb ? "Bᵀ" : "B"} m${m} n${n} k${k}`;
+    guard("sgemm", "F32", shape, () => {
+      const a = rand(r, m * k), b = rand(r, k * n), c0 = rand(r, m * n);
+      const want = c0.slice(), got = c0.slice();
+      ref.sgemm(ta, tb, m, n, k, 0.5, a, ta ? m : k, b, tb ? k : n, 0.25, want, n);
+      target.sgemm(ta, tb, m, n, k, 0.5, a, ta ? m : k, b, tb ? k : n, 0.25, got, n);
+      return closeRow("sgemm", "F32", `${shape} beta .25`, got, want, gtol, 1e-5);
+    });
+  }
+  for (const d of DTYPES) {
+    for (const transposed of [false, true]) {
+      for (const withBias of [false, true]) {
+        const shape = `m${m} k${k} n${n}${transposed ? " Wᵀ" : ""}${withBias ? " +bias" : ""}`;
+        guard("linear", d, shape, () => {
+          const x = rand(r, m * k), w = stored(ref, r, k * n, d), bias = withBias ? rand(r, n) : null;
+          const want = new Float32Array(m * n), got = poisoned(m * n);
+          ref.linear(x, m, k, w, d, n, bias, want, transposed);
+          target.linear(x, m, k, w, d, n, bias, got, transposed);
+          return closeRow("linear", d, shape, got, want, gtol, 1e-5);
+        });
+      }
+    }
+  }
+
+  // rows: norms and softmax (double sums in another order)
+  const [rowsN, cols] = big ? [517, 4099] : [13, 301];
+  const rshape = `[${rowsN}, ${cols}]`;
+  guard("rmsNorm", "F32", rshape, () => {
+    const x = rand(r, rowsN * cols, -3, 3), w = rand(r, cols), want = new Float32Array(rowsN * cols), got = poisoned(rowsN * cols);
+    ref.rmsNorm(x, w, want, rowsN, cols, 1e-6);
+    target.rmsNorm(x, w, got, rowsN, cols, 1e-6);
+    return closeRow("rmsNorm", "F32", rshape, got, want, 1e-6, 1e-5);
+  });
+  guard("layerNorm", "F32", rshape, () => {
+    const x = rand(r, rowsN * cols, -3, 3), w = rand(r, cols), b = rand(r, cols);
+    const want = new Float32Array(rowsN * cols), got = poisoned(rowsN * cols);
+    ref.layerNorm(x, w, b, want, rowsN, cols, 1e-5);
+    target.layerNorm(x, w, b, got, rowsN, cols, 1e-5);
+    return closeRow("layerNorm", "F32", rshape, got, want, 1e-5, 1e-5);
+  });
+  guard("softmax", "F32", rshape, () => {
+    const x = rand(r, rowsN * cols, -8, 8), want = x.slice(), got = x.slice();
+    ref.softmax(want, rowsN, cols);
+    target.softmax(got, rowsN, cols);
+    return closeRow("softmax", "F32", rshape, got, want, 1e-7, 1e-5);
+  });
+
+  // elementwise (device expf/tanhf/erff are within 2 ulp of glibc's)
+  const ne = big ? 1_000_003 : 1031;
+  const eshape = `[${ne}]`;
+  for (const op of ["silu", "geluTanh", "geluErf", "relu"] as const) {
+    guard(op, "F32", eshape, () => {
+      const x = rand(r, ne, -6, 6), want = new Float32Array(ne), got = poisoned(ne);
+      ref[op](x, want);
+      target[op](x, got);
+      return closeRow(op, "F32", eshape, got, want, 1e-6, 1e-5);
+    });
+  }
+  guard("siluMul", "F32", eshape, () => {
+    const g = rand(r, ne, -6, 6), u = rand(r, ne), want = new Float32Array(ne), got = poisoned(ne);
+    ref.siluMul(g, u, want);
+    target.siluMul(g, u, got);
+    return closeRow("siluMul", "F32", eshape, got, want, 1e-6, 1e-5);
+  });
+  guard("add", "F32", eshape, () => {
+    const a = rand(r, ne), b = rand(r, ne), want = new Float32Array(ne), got = poisoned(ne);
+    ref.add(a, b, want, 0.3);
+    target.add(a, b, got, 0.3);
+    return closeRow("add", "F32", eshape, got, want, 1e-7, 1e-6);
+  });
+  guard("mul", "F32", eshape, () => {
+    const a = rand(r, ne), b = rand(r, ne), want = new Float32Array(ne), got = poisoned(ne);
+    ref.mul(a, b, want);
+    target.mul(a, b, got);
+    return closeRow("mul", "F32", eshape, got, want, 0, 0);
+  });
+  guard("scale", "F32", eshape, () => {
+    const x = rand(r, ne), want = x.slice(), got = x.slice();
+    ref.scale(want, 1.7);
+    target.scale(got, 1.7);
+    return closeRow("scale", "F32", eshape, got, want, 0, 0);
+  });
+
+  // rotary embedding and attention
+  const [tok, heads, hd] = big ? [129, 32, 128] : [7, 3, 10];
+  guard("rope", "F32", `[${tok}, ${heads}, ${hd}]`, () => {
+    const x = rand(r, tok * heads * hd, -2, 2), cos = rand(r, tok * hd), sin = rand(r, tok * hd);
+    const want = x.slice(), got = x.slice();
+    ref.rope(want, tok, heads, hd, cos, sin);
+    target.rope(got, tok, heads, hd, cos, sin);
+    return closeRow("rope", "F32", `[${tok}, ${heads}, ${hd}]`, got, want, 1e-6, 1e-6);
+  });
+  const [t, s, hq, hkv, dd] = big ? [33, 1029, 32, 8, 128] : [3, 11, 6, 2, 10];
+  const ashape = `t${t} s${s} hq${hq} hkv${hkv} d${dd}`;
+  guard("attention", "F32", ashape, () => {
+    const q = rand(r, t * hq * dd), kk = rand(r, s * hkv * dd), v = rand(r, s * hkv * dd);
+    const want = new Float32Array(t * hq * dd), got = poisoned(t * hq * dd);
+    ref.attention(q, kk, v, want, t, s, hq, hkv, dd, 1 / Math.sqrt(dd));
+    target.attention(q, kk, v, got, t, s, hq, hkv, dd, 1 / Math.sqrt(dd));
+    return closeRow("attention", "F32", ashape, got, want, 1e-6, 1e-4);
+  });
+  return rows;
+}
+
+/** A Markdown table of parity rows. */
+export function parityTable(rows: readonly ParityRow[]): string {
+  const fmt = (x: number) => (Number.isNaN(x) ? "NaN" : x === 0 ? "0" : x.toExponential(2));
+  const lines = ["| op | dtype | shape | max abs err (exact: #diff) | max rel err | bound | result |", "|---|---|---|---|---|---|---|"];
+  for (const r of rows) {
+    lines.push(
+      `| ${r.op} | ${r.dtype} | ${r.shape} | ${fmt(r.maxAbs)} | ${fmt(r.maxRel)} | ${r.bound} | ${r.ok ? "ok" : `FAIL: ${r.detail}`} |`,
+    );
+  }
+  return lines.join("\n");
+}

@@ -1,0 +1,23 @@
+// Shared helpers for the model fixture tests.
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { SafetensorsFile } from "../../lib/safetensors/mod.ts";
+
+export const FIXTURES = join(fileURLToPath(new URL(".", import.meta.url)), "..", "fixtures", "models");
+export const MODELS = ["llama", "llama3_rope", "qwen2", "mistral", "gpt2"] as const;
+
+/** max |a - b| / max |b|. */
+export function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new RangeError(`lengths differ: ${a.length} vs ${b.length}`);
+  let md = 0, mr = 0;
+  for (let i = 0; i < b.length; i++) {
+    md = Math.max(md, Math.abs(a[i]! - b[i]!));
+    mr = Math.max(mr, Math.abs(b[i]!));
+  }
+  return md / mr;
+}
+
+/** The expected tensors of a fixture model. */
+export function expected(name: string): SafetensorsFile {
+  return SafetensorsFile.open(join(FIXTURES, name, "expected.safetensors"));
+}
