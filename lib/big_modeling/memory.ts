@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { freemem } from "node:os";
 import { log, namedModules, type ModuleLike } from "../hooks/mod.ts";
 import { computeModuleSizes, convertFileSizeToInt, type DTypeLike } from "./sizes.ts";
+import { cudaFreeMemory } from "../backends/cuda/mod.ts";
 
 /** A memory budget key: a GPU index, "cpu" or "disk". */
 export type MemoryDevice = number | "cpu" | "disk";
@@ -19,9 +20,9 @@ export type MaxMemoryInput =
   | Readonly<Record<string | number, number | string>>
   | ReadonlyMap<string | number, number | string>;
 
-/** Free memory of each accelerator, indexed by device id (none until a GPU backend exists). */
+/** Free memory of each CUDA device (`cudaMemGetInfo`), indexed by device id; empty without a driver. */
 function acceleratorFreeMemory(): number[] {
-  return [];
+  return cudaFreeMemory();
 }
 
 /**

@@ -9,7 +9,8 @@ import type { LowRankDelta } from "../peft/delta.ts";
 import type { SafetensorsFile } from "../safetensors/mod.ts";
 import type { PlannedTensor } from "./plan.ts";
 
-type Entry = PlannedTensor["deltas"][number];
+/** The kernels a merge needs: the CPU backend, or the CUDA backend behind the same contract. */
+export type MergeKernels = Pick<CpuBackend, "cast" | "loraMerge" | "doraMerge" | "scaleAxis">;
 
 /** Concatenate weighted low-rank deltas into one `B_cat · A_cat` with the scales folded into B. */
 export function concatLowRank(list: readonly { delta: LowRankDelta; weight: number }[]): { a: Float32Array; b: Float32Array; r: number } {
@@ -32,7 +33,7 @@ export function concatLowRank(list: readonly { delta: LowRankDelta; weight: numb
  * Apply every delta of `t` in place to `w` (stored as `dtype`, shape `t.shape`).
  * `adapterFiles[i]` serves replacement tensors of adapter i.
  */
-export function applyDeltas(backend: CpuBackend, t: PlannedTensor, w: Uint8Array, dtype: KernelDType, adapterFiles: readonly SafetensorsFile[]): void {
+export function applyDeltas(backend: MergeKernels, t: PlannedTensor, w: Uint8Array, dtype: KernelDType, adapterFiles: readonly SafetensorsFile[]): void {
   const rows = t.shape[0] ?? 1;
   const cols = t.shape.slice(1).reduce((a, b) => a * b, 1);
   const ds = t.deltas;

@@ -13,7 +13,7 @@ import { NativeBuffer } from "../ffi/mod.ts";
 import { type AdapterDeltas, readAdapterDeltas } from "../peft/delta.ts";
 import { ShardedCheckpoint, ShardedWriter } from "../safetensors/mod.ts";
 import { fsyncDir } from "../safetensors/_atomic.ts";
-import { allFinite, applyDeltas } from "./apply.ts";
+import { allFinite, applyDeltas, type MergeKernels } from "./apply.ts";
 import { buildMergePlan, type MergePlan, readBaseConfig } from "./plan.ts";
 import { verifyMerge, type VerifyReport } from "./verify.ts";
 import { WriteBehind } from "./_write_behind.ts";
@@ -118,10 +118,8 @@ export async function mergeCheckpoint(options: MergeCheckpointOptions): Promise<
   if (weights.length !== options.adapters.length) {
     throw new RangeError(`Cannot merge: ${options.adapters.length} adapters but ${weights.length} weights; give one weight per adapter`);
   }
-  if ((options.device ?? "cpu") !== "cpu") {
-    const { DeviceError } = await import("../errors.ts");
-    throw new DeviceError(`Cannot merge on device "${options.device}": the CUDA backend is not available in this build; use --device cpu`);
-  }
+  const device = options.device ?? "cpu";
+  if (device !== "cpu" && device !== "cuda") throw new TypeError(`Cannot merge on device "${device}": choose "cpu" or "cuda"`);
   const dtype: "auto" | DType = options.dtype === undefined || options.dtype === "auto" ? "auto" : parseDType(options.dtype);
   if (dtype !== "auto" && !["F32", "F16", "BF16"].includes(dtype)) throw new TypeError(`Cannot merge to dtype ${dtype}: choose auto, bf16, f16 or f32`);
   const maxShardSize = parseSize(options.maxShardSize ?? "5GB");
@@ -141,6 +139,9 @@ export async function mergeCheckpoint(options: MergeCheckpointOptions): Promise<
     return { out, plan, tensorsMerged: 0, bytesWritten: 0, seconds: (performance.now() - t0) / 1000, dryRun: true };
   }
 
+  // On "cuda" the same kernels run on the GPU (staged copies); without a driver this throws a
+  // DeviceError naming the reason before anything is written.
+  const backend: MergeKernels = device === "cuda" ? stack.use(await (await import("../backends/cuda/mod.ts")).CudaHostBackend.create()) : getCpuBackend();
   cleanStalePartials(out);
   const partial = `${out}.partial-${process.pid}-${Date.now().toString(36)}`;
   // The handler goes in before the folder exists, so no signal can slip between the two.
@@ -157,7 +158,6 @@ export async function mergeCheckpoint(options: MergeCheckpointOptions): Promise<
     if (existsSync(partial)) rmSync(partial, { recursive: true, force: true });
   });
 
-  const backend = getCpuBackend();
   const byName = new Map(plan.tensors.map((t) => [t.name, t]));
   let maxWork = 0;
   for (const t of plan.tensors) {

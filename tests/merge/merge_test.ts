@@ -199,3 +199,16 @@ describe("mergeCheckpoint safety and bad input", () => {
     assert.ok(readValues(b.raw("model.norm.weight"), "F32").length > 0);
   });
 });
+
+describe("mergeCheckpoint --device cuda", () => {
+  it("without a CUDA driver fails with one DeviceError line and writes nothing", async (t) => {
+    const { cudaAvailable } = await import("../../lib/backends/cuda/mod.ts");
+    if (cudaAvailable()) return t.skip("a CUDA device is present: the no-driver path cannot be exercised");
+    using tmp = tempDir();
+    await assert.rejects(
+      mergeCheckpoint({ base: fixture("models", "llama"), adapters: [fixture("peft", "lora_llama", "adapter")], out: join(tmp.dir, "o"), device: "cuda" }),
+      (e: unknown) => (e as Error).name === "DeviceError" && /^No CUDA device: /.test((e as Error).message) && !(e as Error).message.includes("\n"),
+    );
+    assert.deepEqual(readdirSync(tmp.dir), []);
+  });
+});
