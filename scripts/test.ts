@@ -62,6 +62,9 @@ if (only !== "--bun-only") {
   results.push(run("deno", denoBin, [...pre, "test", "-A", "--no-lock", `--junit-path=${join(tmp, "deno.xml")}`, ...docPaths, ...testPaths], join(tmp, "deno.xml")));
 }
 if (only !== "--deno-only") {
+  // Bun's test runner does not auto-install npm packages: install package.json's (pinned) first.
+  const inst = spawnSync("npx", ["-y", `bun@${BUN_VERSION}`, "install", "--frozen-lockfile"], { cwd: root, stdio: "inherit" });
+  if (inst.status !== 0) console.error("test: bun install failed; tests that need npm packages will be skipped under Bun");
   const bunTargets = testPaths.map((p) => (p.startsWith("./") || p.startsWith("/") ? p : `./${p}`));
   results.push(run("bun", "npx", ["-y", `bun@${BUN_VERSION}`, "test", "--reporter=junit", `--reporter-outfile=${join(tmp, "bun.xml")}`, ...bunTargets], join(tmp, "bun.xml")));
 }
