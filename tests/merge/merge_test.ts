@@ -212,3 +212,25 @@ describe("mergeCheckpoint --device cuda", () => {
     assert.deepEqual(readdirSync(tmp.dir), []);
   });
 });
+
+describe("mergeCheckpoint on a full disk", () => {
+  it("fails with one line naming the file and tensor, and leaves nothing behind", async (t) => {
+    const { spawnSync } = await import("node:child_process");
+    using tmp = tempDir();
+    const mnt = join(tmp.dir, "small");
+    mkdirSync(mnt);
+    // A 256 KiB tmpfs: the 450 KB fixture model cannot fit. Needs root (CI and developers run as root).
+    const m = spawnSync("mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", mnt]);
+    if (m.status !== 0) return t.skip(`cannot mount a small tmpfs to fill: ${String(m.stderr).trim() || "mount failed"}`);
+    try {
+      const out = join(mnt, "o");
+      await assert.rejects(
+        mergeCheckpoint({ base: fixture("models", "llama"), adapters: [fixture("peft", "lora_llama", "adapter")], out }),
+        (e: unknown) => /^Cannot write tensor ".+" to ".+model\.safetensors": the output disk is full/.test((e as Error).message) && !(e as Error).message.includes("\n"),
+      );
+      assert.deepEqual(readdirSync(mnt), []);
+    } finally {
+      spawnSync("umount", [mnt]);
+    }
+  });
+});
