@@ -20,3 +20,6 @@ export * from "./offload_loader.ts";
 export * from "./dispatch.ts";
 export * from "./load_checkpoint.ts";
 export * from "./init_empty.ts";
+export * from "./onload_layer.ts";
+export * from "./dispatch_submodules.ts";
+import "./_peft_seams.ts";

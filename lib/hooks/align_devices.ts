@@ -120,10 +120,10 @@ export class AlignDevicesHook extends ModelHook {
           if (!this.offloadBuffers || !persistent.has(name)) setModuleTensorToDevice(module, name, exec, { tiedParamsMap: tied });
         }
       }
-      const map = this.weightsMap;
-      if (this.#prefetch && map.prefetch && this.#prefetchId < 0) {
+      if (this.#prefetch && this.weightsMap.prefetch && this.#prefetchId < 0) {
         const names = [...this.#offloaded(module)].map(([n]) => n);
-        this.#prefetchId = this.#prefetch.add({ prefetch: () => map.prefetch!(names), bytes });
+        // Read the map at prefetch time: it may be replaced (merged weights written elsewhere).
+        this.#prefetchId = this.#prefetch.add({ prefetch: () => this.weightsMap?.prefetch?.(names), bytes });
       }
     }
     return module;

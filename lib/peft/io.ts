@@ -16,14 +16,23 @@ import { unload } from "./merge.ts";
 import { AdapterMismatchError } from "./errors.ts";
 import { injectAdapterInModel } from "./inject.ts";
 import { getPeftModelStateDict, setPeftModelStateDict } from "./state_dict.ts";
-import { modelConfig, requireState, stateOf } from "./_state.ts";
+import { modelConfig, requireState, stateOf, tunerLayers } from "./_state.ts";
+import { type AdapterDispatchOptions, dispatchAdapterModules } from "./onload.ts";
+import { ModuleDict } from "./tuners/base.ts";
+import { LoraLayer } from "./tuners/lora_layer.ts";
 import { peftWarn } from "./warnings.ts";
 
 /** PEFT's weights file names. */
 export const SAFETENSORS_WEIGHTS_NAME = "adapter_model.safetensors";
 
-/** Options for {@link loadAdapter}. */
-export interface LoadAdapterOptions {
+/**
+ * Options for {@link loadAdapter}. `deviceMap`, `maxMemory` and `offloadFolder` apply to a
+ * dispatched model (one with `hfDeviceMap`), as in transformers' `PeftAdapterMixin.load_adapter`:
+ * the new adapter's LoRA modules are placed by the map, or by one inferred over `maxMemory`
+ * (default "auto"), through the dispatcher `lib/big_modeling` registers (see `onload.ts`); the
+ * base model stays where it is. Unlike transformers (first adapter only), every adapter is placed.
+ */
+export interface LoadAdapterOptions extends AdapterDispatchOptions {
   /** Name to load under (default "default"). */
   adapterName?: string;
   /** Keep the adapter trainable (`inference_mode` false); default false, as `PeftModel.from_pretrained`. */
@@ -57,7 +66,8 @@ function readWeights(dir: string): Map<string, Tensor> {
  * `adapter_model.safetensors`) or from a state dict with `options.config`. Keys matching no
  * module or with other shapes (an adapter for another architecture) throw an
  * {@link AdapterMismatchError} listing the first few with their shapes; missing adapter keys warn
- * as PEFT does.
+ * as PEFT does. On a dispatched model the adapter's modules are then placed by the big-model
+ * options (see {@link LoadAdapterOptions}).
  *
  * @example
  * ```ts ignore
@@ -111,7 +121,24 @@ export function loadAdapter(
   if (options.activate || !hadAdapters) {
     setAdapter(model, name, { inferenceMode: config.inferenceMode });
   }
+  dispatchAdapterModules(model, adapterModulePaths(model, name), options);
   return { missingKeys: missing };
+}
+
+/**
+ * The modules of adapter `name` that tuner layers call (LoRA's `lora_A`/`lora_B` Linears; not
+ * DoRA's, whose forward also reads the factors directly).
+ */
+function adapterModulePaths(model: Module, name: string): string[] {
+  const out: string[] = [];
+  for (const [path, layer] of tunerLayers(model)) {
+    if (layer instanceof LoraLayer && layer.useDora.get(name)) continue;
+    for (const attr of layer.adapterLayerNames) {
+      const c = layer.container(attr);
+      if (c instanceof ModuleDict && c.has(name) && c.get(name).className === "Linear") out.push(`${path}.${attr}.${name}`);
+    }
+  }
+  return out;
 }
 
 /**

@@ -7,6 +7,7 @@ import type { Module } from "../nn/module.ts";
 import { Parameter } from "../nn/parameter.ts";
 import type { BaseTunerLayer, LayerMergeOptions } from "./tuners/base.ts";
 import { dropState, modelConfig, requireState, savedModules, stateOf, tunerLayers } from "./_state.ts";
+import { onloadForEdit } from "./onload.ts";
 import { peftWarn } from "./warnings.ts";
 
 /** Options for {@link mergeAdapter} and {@link mergeAndUnload}. */
@@ -34,7 +35,8 @@ function markUntied(model: Module): void {
 /**
  * Merge the active (or the named) adapters into the base weights of every tuner layer. Tied
  * weights (e.g. `lm_head` ↔ `embed_tokens`) are untied first and `config.tie_word_embeddings` set
- * to false, so the other side keeps the base values.
+ * to false, so the other side keeps the base values. Each layer is edited inside the registered
+ * layer onloader (see `onload.ts`), so offloaded layers of a dispatched model work too.
  *
  * @example
  * ```ts
@@ -53,6 +55,7 @@ export function mergeAdapter(model: Module, options: MergeOptions = {}): void {
   if (typeof options.adapterNames === "string") throw new TypeError(`adapter_names should be a list of strings, got '${options.adapterNames}'.`);
   for (const [, layer] of tunerLayers(model)) {
     if (untieBeforeMerge(model, layer)) markUntied(model);
+    using _ = onloadForEdit(layer);
     layer.merge(options);
   }
 }
@@ -68,7 +71,10 @@ export function mergeAdapter(model: Module, options: MergeOptions = {}): void {
  * ```
  */
 export function unmergeAdapter(model: Module): void {
-  for (const [, layer] of tunerLayers(model)) layer.unmerge();
+  for (const [, layer] of tunerLayers(model)) {
+    using _ = layer.merged ? onloadForEdit(layer) : null;
+    layer.unmerge();
+  }
 }
 
 function unloadAll(model: Module, merge: boolean, options: MergeOptions): Module {
@@ -77,7 +83,11 @@ function unloadAll(model: Module, merge: boolean, options: MergeOptions): Module
     requireState(model, "merge and unload");
     mergeAdapter(model, options);
   }
-  for (const [path, layer] of [...tunerLayers(model)].reverse()) model.setSubmodule(path, layer.getBaseLayer());
+  for (const [path, layer] of [...tunerLayers(model)].reverse()) {
+    // As PEFT, around the swap too (merges above were already onloaded and written back).
+    using _ = merge ? null : onloadForEdit(layer);
+    model.setSubmodule(path, layer.getBaseLayer());
+  }
   for (const [path, w] of [...savedModules(model)].reverse()) model.setSubmodule(path, w.unwrapped());
   if (s) dropState(model);
   return model;

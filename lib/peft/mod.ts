@@ -22,3 +22,4 @@ export * from "./state_dict.ts";
 export * from "./merge.ts";
 export * from "./io.ts";
 export * from "./delta.ts";
+export * from "./onload.ts";

@@ -188,7 +188,7 @@ export class LoraLayer extends BaseTunerLayer {
     for (const name of this.activeAdapters) {
       if (!this.hasAdapter(name)) continue;
       const s = this.scaling.get(name)!;
-      const { a, b, bias } = this.factors(name);
+      const { a, b } = this.factors(name);
       let u: Tensor;
       if (this.geometry.kind === "embedding") {
         const afterA = embedding(x, a.data.transpose(0, 1).contiguous(), { dtype: "F32" });
@@ -197,7 +197,9 @@ export class LoraLayer extends BaseTunerLayer {
         let xa = x.dtype === a.dtype ? x : toDType(x, a.dtype);
         const p = this.dropoutP.get(name)!;
         if (this.training && p > 0) xa = dropout(xa, p);
-        u = linear(linear(xa, a.data), b.data, { bias: bias?.data ?? null });
+        // Through the modules, as PEFT: hooks on lora_A/lora_B (a dispatched adapter) then fire.
+        const mods = (n: string) => (this.container(n) as ModuleDict).get(name);
+        u = mods("lora_B").forward(mods("lora_A").forward(xa)) as Tensor;
         if (u.dtype !== "F32") u = toDType(u, "F32");
       }
       y = this.useDora.get(name) ? this.#doraAdd(name, y, base, u, s) : add(y, u, { alpha: s });
