@@ -198,6 +198,6 @@ int32_t kn_cast(const void* src, int32_t src_dtype, void* dst, int32_t dst_dtype
   KN_TRY(kn_check_ptr("kn_cast", "src", src));
   KN_TRY(kn_check_ptr("kn_cast", "dst", dst));
   cast_ctx c = {(const uint8_t*)src, (uint8_t*)dst, src_dtype, dst_dtype};
-  kn_parallel_for(n, (int64_t)1 << 20, 64, cast_range, &c);
+  kn_parallel_dyn(n, (int64_t)1 << 20, 64, cast_range, &c);
   return KN_OK;
 }

@@ -98,12 +98,12 @@ static void gemm_block(gemm_ctx* g, int64_t i0, int64_t i1, int64_t j0, int64_t 
     else if (g->beta != 1.0f) for (int64_t j = j0; j < j1; j++) cr[j] *= g->beta;
   }
   if (g->k == 0 || g->alpha == 0.0f) return;
-  float* pa = (float*)kn_alloc((size_t)MC * KC * sizeof(float));
-  float* pb = (float*)kn_alloc((size_t)NC * KC * sizeof(float));
+  float* pa = (float*)kn_scratch(KN_SCRATCH_PA, (size_t)MC * KC * sizeof(float));
+  float* pb = (float*)kn_scratch(KN_SCRATCH_PB, (size_t)NC * KC * sizeof(float));
   if (!pa || !pb) {
     g->status = KN_ENOMEM;
-    kn_free(pa);
-    kn_free(pb);
+    kn_scratch_done(KN_SCRATCH_PA, pa);
+    kn_scratch_done(KN_SCRATCH_PB, pb);
     return;
   }
   const int use512 = (kn_isa() & KN_CPU_AVX512F) != 0;
@@ -126,8 +126,8 @@ static void gemm_block(gemm_ctx* g, int64_t i0, int64_t i1, int64_t j0, int64_t 
       }
     }
   }
-  kn_free(pa);
-  kn_free(pb);
+  kn_scratch_done(KN_SCRATCH_PA, pa);
+  kn_scratch_done(KN_SCRATCH_PB, pb);
 }
 
 static void gemm_task(void* p, int64_t b, int64_t e) {

@@ -19,17 +19,34 @@ int32_t kn_fail(int32_t status, const char* fmt, ...) __attribute__((format(prin
 /* The SIMD features the library may use now (kn_cpu_features() & the test mask). */
 int32_t kn_isa(void);
 
-/* Number of worker threads for large ops. */
+/* Number of threads for large ops (the caller plus pool workers), at most KN_POOL_MAX + 1. */
+#define KN_POOL_MAX 63
 int32_t kn_threads(void);
 
 typedef void (*kn_task_fn)(void* ctx, int64_t begin, int64_t end);
 
-/* Run fn over [0, n) split in contiguous chunks (multiples of `align`), in parallel when n >= 2*grain. */
+/* Run fn over [0, n) on the persistent pool: one contiguous chunk per thread (multiples of `align`),
+ * in parallel when n >= 2*grain, else fn(ctx, 0, n) on the calling thread. */
 void kn_parallel_for(int64_t n, int64_t grain, int64_t align, kn_task_fn fn, void* ctx);
+
+/* Same, but with a few chunks per thread (each >= grain, a multiple of `align`) claimed dynamically:
+ * for tasks whose cost does not depend on how [0, n) is cut (no per-chunk packing). */
+void kn_parallel_dyn(int64_t n, int64_t grain, int64_t align, kn_task_fn fn, void* ctx);
+
+/* The primitive: chunks [i*chunk, min(n, (i+1)*chunk)) over up to `threads` threads. Serial when the
+ * pool is in use by another thread or when called from inside a job. */
+void kn_parallel_chunks(int64_t n, int64_t chunk, int32_t threads, kn_task_fn fn, void* ctx);
 
 /* 64-byte aligned scratch memory (NULL on failure); free with kn_free. */
 void* kn_alloc(size_t bytes);
 void kn_free(void* p);
+
+/* Per-thread scratch kept between calls (memory stays faulted in): a 64-byte aligned block of at
+ * least `bytes` for `slot`, valid until the next kn_scratch(slot) on this thread; NULL on failure.
+ * Pass it back to kn_scratch_done when finished (frees blocks too large to keep). */
+enum { KN_SCRATCH_X, KN_SCRATCH_XP, KN_SCRATCH_WTILE, KN_SCRATCH_PA, KN_SCRATCH_PB, KN_SCRATCH_ATTN, KN_SCRATCH_KT, KN_SCRATCH_SLOTS };
+void* kn_scratch(int32_t slot, size_t bytes);
+void kn_scratch_done(int32_t slot, void* p);
 
 /* Convert n stored elements to f32 / round n f32 values to storage, best SIMD path, bit-exact. */
 void kn_row_to_f32(const void* src, int32_t dtype, float* dst, int64_t n);

@@ -1,6 +1,11 @@
 /**
  * The native {@link CpuBackend}: `libkn_cpu.so` (kernels/cpu) through the FFI layer, OpenBLAS for
  * SGEMM when it is installed. Every method checks sizes in TypeScript before a pointer crosses.
+ *
+ * Large ops run on the library's persistent worker pool (one thread per CPU the process may use,
+ * see {@link CpuNativeBackend.setNumThreads}); ops on fewer than ~64K elements stay on the calling
+ * thread. `linear` has its own AVX-512 kernels (GEMV for up to 8 rows, GEMM beyond); OpenBLAS serves
+ * `sgemm`, and `linear` only on CPUs without AVX-512.
  * @module
  */
 import { basename } from "node:path";
@@ -90,7 +95,7 @@ export class CpuNativeBackend implements CpuBackend {
     return this.#k.kn_set_isa_mask(mask) as number;
   }
 
-  /** Worker threads for large ops (0 = one per CPU); returns the effective count. */
+  /** Threads for large ops, the caller included (0 = one per CPU this process may run on, at most 64); returns the effective count. */
   setNumThreads(n: number): number {
     return this.#k.kn_set_num_threads(n) as number;
   }
@@ -198,6 +203,12 @@ export class CpuNativeBackend implements CpuBackend {
     this.#ok("kn_sgemm", this.#k.kn_sgemm(transA ? 1 : 0, transB ? 1 : 0, B(m), B(n), B(k), alpha, a, B(lda), b, B(ldb), beta, c, B(ldc)));
   }
 
+  /**
+   * `out = x·Wᵀ + bias` (see {@link CpuBackend.linear}). With BF16 weights on a CPU with AVX512-BF16
+   * (and that bit not masked off by {@link CpuNativeBackend.setIsaMask}), x is first rounded to bf16
+   * (nearest even), as oneDNN and PyTorch do: the products are then exact and accumulate in f32, on
+   * every row count, so prefill and decode agree. Everywhere else x stays f32.
+   */
   linear(
     x: Float32Array,
     m: number,

@@ -1,6 +1,7 @@
 // Helpers for the kernel tests: seeded random data, f64 references, dtype decoding that does not
 // share code with lib/backends, and tolerance checks that name the first mismatch.
 import assert from "node:assert/strict";
+import process from "node:process";
 import { rng } from "../_util.ts";
 import { type CpuBackend, CpuNativeBackend, type KernelDType, listCpuBackends } from "../../lib/backends/mod.ts";
 
@@ -110,6 +111,34 @@ export function assertSameBytes(a: Uint8Array, b: Uint8Array, what: string): voi
   for (let i = 0; i < a.length; i++) {
     if (a[i] !== b[i]) assert.fail(`${what}: first byte difference at ${i}: ${a[i]} vs ${b[i]}`);
   }
+}
+
+/** Round each value to bf16 (nearest even) and back, by bit arithmetic independent of lib/backends. */
+export function roundBf16(x: Float32Array): Float32Array {
+  const out = new Float32Array(x.length);
+  const u = new Uint32Array(x.buffer, x.byteOffset, x.length), o = new Uint32Array(out.buffer);
+  for (let i = 0; i < x.length; i++) {
+    const b = u[i]!;
+    o[i] = ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16 << 16) >>> 0;
+  }
+  return out;
+}
+
+/** kn_cpu_features() bit of AVX512-BF16. */
+export const AVX512BF16 = 8;
+
+/**
+ * Whether the native backend `be`, restricted to SIMD mask `mask`, rounds x to bf16 in `linear` with
+ * BF16 weights (the documented contract of kn_linear on AVX512-BF16 CPUs).
+ */
+export function roundsX(be: CpuBackend, dt: KernelDType, mask = -1): boolean {
+  return be instanceof CpuNativeBackend && dt === "BF16" && (be.features & mask & AVX512BF16) !== 0;
+}
+
+/** A seed that differs between runs (fresh inputs), unless GRAFT_TEST_SEED fixes it. */
+export function freshSeed(): number {
+  const fixed = Number(process.env.GRAFT_TEST_SEED);
+  return Number.isFinite(fixed) && fixed > 0 ? fixed : (Date.now() ^ Math.floor(Math.random() * 2 ** 31)) >>> 0;
 }
 
 /** f64 reference: x[m,k]·W[n,k]ᵀ (+ bias). */

@@ -1,7 +1,7 @@
 // rope (HF rotate_half) and causal grouped-query attention over a KV cache against float64
 // references on every backend.
 import { describe, it } from "node:test";
-import { assertClose, BACKENDS, randomF32 } from "./_helpers.ts";
+import { assertClose, BACKENDS, freshSeed, ISA_LEVELS, NATIVE, randomF32, withIsa } from "./_helpers.ts";
 
 function refRope(x: Float32Array, tokens: number, heads: number, d: number, cos: Float32Array, sin: Float32Array): Float64Array {
   const out = new Float64Array(x.length);
@@ -83,3 +83,49 @@ for (const be of BACKENDS) {
     }
   });
 }
+
+// The native kernels on fresh random inputs: one query per task (t < 4) and blocks of 4 queries over
+// transposed K panels (t >= 4, with partial blocks); key blocks of 16 with partial tails, head sizes
+// that are not multiples of 16 or exceed the values kept in registers, grouped-query heads, prefill
+// (t = s), and caches longer than the on-stack score buffers.
+describe("attention: native kernel shapes", { skip: NATIVE === undefined }, () => {
+  const seed = freshSeed();
+  const shapes: [number, number, number, number, number][] = [
+    [1, 1, 1, 1, 1],
+    [1, 15, 3, 1, 16],
+    [1, 16, 2, 2, 17],
+    [1, 17, 4, 2, 64],
+    [1, 150, 12, 12, 64],
+    [2, 33, 8, 2, 130],
+    [5, 300, 4, 4, 128],
+    [16, 16, 2, 1, 96],
+    [40, 40, 3, 3, 200],
+    [1, 4200, 2, 1, 32],
+    [6, 4200, 2, 1, 40],
+  ];
+  for (const level of ISA_LEVELS) {
+    it(`level ${level.name} (seed ${seed})`, () => {
+      withIsa(level.mask, () => {
+        for (const [t, s, hq, hkv, d] of shapes) {
+          const base = seed + t * 7 + s * 131 + d;
+          const q = randomF32(t * hq * d, base, -2, 2), k = randomF32(s * hkv * d, base + 1), v = randomF32(s * hkv * d, base + 2);
+          const out = new Float32Array(t * hq * d);
+          const scale = 1 / Math.sqrt(d);
+          NATIVE!.attention(q, k, v, out, t, s, hq, hkv, d, scale);
+          const want = refAttention(q, k, v, t, s, hq, hkv, d, Math.fround(scale));
+          assertClose(out, want, 2e-6, 1e-5, `t=${t} s=${s} hq=${hq} hkv=${hkv} d=${d}`);
+        }
+      });
+    });
+  }
+
+  it("a query that sees one dominant key returns its value row", () => {
+    const d = 64, s = 40;
+    const k = new Float32Array(s * d), v = randomF32(s * d, seed), q = new Float32Array(d);
+    k[17 * d] = 1;
+    q[0] = 1000;
+    const out = new Float32Array(d);
+    NATIVE!.attention(q, k, v, out, 1, s, 1, 1, d, 1);
+    assertClose(out, Array.from(v.subarray(17 * d, 18 * d)), 1e-6, 1e-6, "argmax key");
+  });
+});

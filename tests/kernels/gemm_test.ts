@@ -3,7 +3,21 @@
 import { describe, it } from "node:test";
 import type { CpuBackend, KernelDType } from "../../lib/backends/mod.ts";
 import { CpuNativeBackend, nativeKernelPath } from "../../lib/backends/mod.ts";
-import { assertClose, BACKENDS, decode, ISA_LEVELS, NATIVE, randomF32, refLinear, store, withIsa } from "./_helpers.ts";
+import assert from "node:assert/strict";
+import {
+  assertClose,
+  BACKENDS,
+  decode,
+  freshSeed,
+  ISA_LEVELS,
+  NATIVE,
+  randomF32,
+  refLinear,
+  roundBf16,
+  roundsX,
+  store,
+  withIsa,
+} from "./_helpers.ts";
 
 const path = nativeKernelPath();
 // The native library's own blocked GEMM too, when OpenBLAS serves the default instance.
@@ -70,14 +84,29 @@ for (const be of GEMM_BACKENDS) {
 
 const DTYPES: KernelDType[] = ["F32", "F16", "BF16"];
 
-function checkLinear(be: CpuBackend, m: number, k: number, n: number, dt: KernelDType, transposed: boolean, withBias: boolean): void {
-  const x = randomF32(m * k, m * 31 + k);
-  const w = store(be, randomF32(n * k, n + k, -0.5, 0.5), dt);
-  const bias = withBias ? randomF32(n, 77) : null;
+/**
+ * linear against the f64 reference. `roundX`: the backend rounds x to bf16 first (native kernels with
+ * BF16 weights on an AVX512-BF16 CPU); the reference then uses the same rounded x, so the tolerance
+ * stays that of f32 accumulation either way.
+ */
+function checkLinear(
+  be: CpuBackend,
+  m: number,
+  k: number,
+  n: number,
+  dt: KernelDType,
+  transposed: boolean,
+  withBias: boolean,
+  roundX = roundsX(be, dt),
+  seed = m * 31 + k,
+): void {
+  const x = randomF32(m * k, seed);
+  const w = store(be, randomF32(n * k, seed + n + k, -0.5, 0.5), dt);
+  const bias = withBias ? randomF32(n, seed + 77) : null;
   const out = new Float32Array(m * n).fill(NaN);
   be.linear(x, m, k, w, dt, n, bias, out, transposed);
-  const want = refLinear(x, m, k, decode(w, dt, n * k), n, bias, transposed);
-  assertClose(out, want, 2e-7 * k + 1e-6, 1e-5, `${dt} m=${m} k=${k} n=${n} transposed=${transposed} bias=${withBias}`);
+  const want = refLinear(roundX ? roundBf16(x) : x, m, k, decode(w, dt, n * k), n, bias, transposed);
+  assertClose(out, want, 2e-7 * k + 1e-6, 1e-5, `${dt} m=${m} k=${k} n=${n} transposed=${transposed} bias=${withBias} seed=${seed}`);
 }
 
 for (const be of BACKENDS) {
@@ -98,8 +127,89 @@ describe("linear: every native SIMD level", { skip: NATIVE === undefined }, () =
   for (const level of ISA_LEVELS) {
     it(`level ${level.name}`, () => {
       withIsa(level.mask, () => {
-        for (const dt of DTYPES) for (const m of [1, 4, 12]) for (const tr of [false, true]) checkLinear(NATIVE!, m, 50, 37, dt, tr, true);
+        for (const dt of DTYPES) {
+          for (const m of [1, 4, 12]) {
+            for (const tr of [false, true]) checkLinear(NATIVE!, m, 50, 37, dt, tr, true, roundsX(NATIVE!, dt, level.mask));
+          }
+        }
       });
     });
   }
+});
+
+// The native GEMV (m <= 8) and GEMM (m > 8) kernels on fresh random inputs: k tails around the 32-element
+// line, odd k (a half pair at the end of each W row), n tails of the 4/8-row GEMV tiles and 12-row GEMM
+// tiles, m tails of the 16-row panels, k past the 2048 block and m past the 128-row block.
+describe("linear: native kernel shapes", { skip: NATIVE === undefined }, () => {
+  const seed = freshSeed();
+  const shapes: [number, number, number][] = [
+    [1, 1, 1],
+    [1, 31, 9],
+    [1, 32, 8],
+    [1, 33, 17],
+    [1, 95, 40],
+    [2, 64, 13],
+    [3, 100, 7],
+    [5, 129, 21],
+    [8, 47, 33],
+    [9, 1, 5],
+    [9, 2, 12],
+    [10, 3, 11],
+    [16, 31, 24],
+    [17, 33, 25],
+    [31, 64, 13],
+    [32, 65, 12],
+    [33, 257, 37],
+    [47, 768, 26],
+    [130, 40, 29],
+    [140, 2051, 14],
+    [20, 4101, 13],
+  ];
+  for (const level of ISA_LEVELS) {
+    it(`level ${level.name} (seed ${seed})`, () => {
+      withIsa(level.mask, () => {
+        for (const dt of DTYPES) {
+          for (const [m, k, n] of shapes) {
+            for (const tr of [false, true]) {
+              if (tr && m * k * n > 2e5) continue;
+              checkLinear(NATIVE!, m, k, n, dt, tr, (m + n) % 2 === 0, roundsX(NATIVE!, dt, level.mask), seed + m + k * 7 + n * 131);
+            }
+          }
+        }
+      });
+    });
+  }
+
+  it("never reads past the end of W (a NaN right after it stays out of every result)", () => {
+    for (const dt of DTYPES) {
+      for (const [m, k, n] of [[1, 33, 5], [3, 31, 9], [12, 33, 13], [40, 67, 25]] as const) {
+        const size = dt === "F32" ? 4 : 2;
+        const raw = store(NATIVE!, randomF32(n * k + 64, seed + k, -0.5, 0.5), dt);
+        const tail = new DataView(raw.buffer, n * k * size);
+        for (let i = 0; i < 64; i++) dt === "F32" ? tail.setUint32(i * 4, 0x7fc00000, true) : tail.setUint16(i * 2, 0x7fc0, true);
+        const x = randomF32(m * k, seed + m), out = new Float32Array(m * n);
+        NATIVE!.linear(x, m, k, raw.subarray(0, n * k * size), dt, n, null, out, false);
+        const want = refLinear(roundsX(NATIVE!, dt) ? roundBf16(x) : x, m, k, decode(raw, dt, n * k), n, null, false);
+        assertClose(out, want, 2e-7 * k + 1e-6, 1e-5, `${dt} m=${m} k=${k} n=${n}`);
+      }
+    }
+  });
+
+  it("gives the same bits on 1 thread and on all threads", () => {
+    for (const dt of DTYPES) {
+      for (const [m, k, n] of [[1, 768, 1000], [5, 300, 700], [64, 768, 300]] as const) {
+        const x = randomF32(m * k, seed + 1), w = store(NATIVE!, randomF32(n * k, seed + 2, -0.5, 0.5), dt);
+        const bias = randomF32(n, seed + 3);
+        const one = new Float32Array(m * n), all = new Float32Array(m * n);
+        NATIVE!.setNumThreads(1);
+        try {
+          NATIVE!.linear(x, m, k, w, dt, n, bias, one, false);
+        } finally {
+          NATIVE!.setNumThreads(0);
+        }
+        NATIVE!.linear(x, m, k, w, dt, n, bias, all, false);
+        assert.deepEqual(all, one, `${dt} m=${m} k=${k} n=${n}`);
+      }
+    }
+  });
 });

@@ -1,6 +1,7 @@
 // Row ops and elementwise ops against float64 references on every backend, in place and out of place.
 import { describe, it } from "node:test";
-import { assertClose, BACKENDS, randomF32 } from "./_helpers.ts";
+import assert from "node:assert/strict";
+import { assertClose, BACKENDS, freshSeed, ISA_LEVELS, NATIVE, randomF32, withIsa } from "./_helpers.ts";
 
 /** erf by its Maclaurin series (|x| < 3 here), independent of lib/backends. */
 function erfRef(x: number): number {
@@ -95,3 +96,71 @@ for (const be of BACKENDS) {
     });
   });
 }
+
+// The native vector paths (exp-based activations, double-accumulated norms) and their thread split, on
+// fresh random inputs: lengths with tails and lengths past the 32K/64K-element thread thresholds.
+describe("row and elementwise ops: native vector paths", { skip: NATIVE === undefined }, () => {
+  const seed = freshSeed();
+  const be = NATIVE!;
+  const silu = (v: number) => v / (1 + Math.exp(-v));
+  const geluTanh = (v: number) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)));
+  for (const level of ISA_LEVELS) {
+    it(`level ${level.name} (seed ${seed})`, () => {
+      withIsa(level.mask, () => {
+        for (const n of [1, 15, 17, 1000, 70001, 200003]) {
+          const x = randomF32(n, seed + n, -20, 20), y = randomF32(n, seed + n + 1, -2, 2), out = new Float32Array(n);
+          be.silu(x, out);
+          assertClose(out, Array.from(x, silu), 1e-6, 2e-6, `silu n=${n}`);
+          be.siluMul(x, y, out);
+          assertClose(out, Array.from(x, (v, i) => silu(v) * y[i]!), 1e-6, 2e-6, `siluMul n=${n}`);
+          be.geluTanh(x, out);
+          assertClose(out, Array.from(x, geluTanh), 1e-6, 2e-6, `geluTanh n=${n}`);
+          be.add(x, y, out, 0.5);
+          assertClose(out, Array.from(x, (v, i) => v + Math.fround(0.5 * y[i]!)), 0, 2 ** -24, `add n=${n}`);
+        }
+        for (const [rows, cols] of [[1, 1], [3, 17], [200, 768], [90, 1531]] as const) {
+          const x = randomF32(rows * cols, seed + cols, -3, 3), w = randomF32(cols, seed + 5), b = randomF32(cols, seed + 6);
+          const out = new Float32Array(x.length), rms = new Float64Array(x.length), ln = new Float64Array(x.length);
+          for (let i = 0; i < rows; i++) {
+            let ss = 0, s = 0, v = 0;
+            for (let j = 0; j < cols; j++) ss += x[i * cols + j]! ** 2, s += x[i * cols + j]!;
+            const mean = s / cols;
+            for (let j = 0; j < cols; j++) v += (x[i * cols + j]! - mean) ** 2;
+            for (let j = 0; j < cols; j++) {
+              rms[i * cols + j] = (x[i * cols + j]! / Math.sqrt(ss / cols + 1e-6)) * w[j]!;
+              ln[i * cols + j] = ((x[i * cols + j]! - mean) / Math.sqrt(v / cols + 1e-5)) * w[j]! + b[j]!;
+            }
+          }
+          be.rmsNorm(x, w, out, rows, cols, 1e-6);
+          assertClose(out, rms, 1e-6, 1e-5, `rmsNorm ${rows}x${cols}`);
+          be.layerNorm(x, w, b, out, rows, cols, 1e-5);
+          assertClose(out, ln, 2e-6, 1e-5, `layerNorm ${rows}x${cols}`);
+          const sm = x.map((z) => z * 10);
+          const want = new Float64Array(sm.length);
+          for (let i = 0; i < rows; i++) {
+            let mx = -Infinity, s = 0;
+            for (let j = 0; j < cols; j++) mx = Math.max(mx, sm[i * cols + j]!);
+            for (let j = 0; j < cols; j++) s += Math.exp(sm[i * cols + j]! - mx);
+            for (let j = 0; j < cols; j++) want[i * cols + j] = Math.exp(sm[i * cols + j]! - mx) / s;
+          }
+          be.softmax(sm, rows, cols);
+          assertClose(sm, want, 1e-7, 1e-5, `softmax ${rows}x${cols}`);
+        }
+      });
+    });
+  }
+
+  it("special values: infinities, NaN, huge magnitudes", () => {
+    const x = new Float32Array([Infinity, -Infinity, NaN, 1e30, -1e30, 100, -100, 88.5, -88.5, 0, -0]);
+    const out = new Float32Array(x.length);
+    be.silu(x, out);
+    for (let i = 0; i < x.length; i++) {
+      const g = out[i]!, r = Math.fround(silu(x[i]!));
+      if (!Number.isFinite(r)) assert.ok(Object.is(g, r), `silu(${x[i]}): got ${g}, expected ${r}`);
+      else assertClose([g], [r], 1e-40, 1e-5, `silu(${x[i]})`);
+    }
+    const sm = new Float32Array([-Infinity, 0, -Infinity, 1]);
+    be.softmax(sm, 1, 4);
+    assertClose(sm, [0, 1 / (1 + Math.E), 0, Math.E / (1 + Math.E)], 1e-7, 1e-6, "softmax with -inf");
+  });
+});
