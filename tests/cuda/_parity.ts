@@ -188,7 +188,10 @@ export function runParity(target: Kernels, ref: CpuBackend, options: { seed: num
           const want = new Float32Array(m * n), got = poisoned(m * n);
           ref.linear(x, m, k, w, d, n, bias, want, transposed);
           target.linear(x, m, k, w, d, n, bias, got, transposed);
-          return closeRow("linear", d, shape, got, want, gtol, 1e-5);
+          // The CPU library's bf16 path rounds activations to bf16 for the AVX512-BF16 dot product (as
+          // oneDNN does); the CUDA kernel keeps f32 activations: each term differs by up to 2^-8
+          // relative, a random walk over k terms.
+          return d === "BF16" ? closeRow("linear", d, shape, got, want, 2 ** -7 * Math.sqrt(k), 1e-2) : closeRow("linear", d, shape, got, want, gtol, 1e-5);
         });
       }
     }
