@@ -34,7 +34,12 @@ describe("CUDA layer on a mock device", { skip: SKIP }, () => {
     const env = { ...process.env, GRAFT_CUDART: so, GRAFT_CUDA_KERNEL_LIB: emu!, GRAFT_CUDA_MOCK: "1", NO_COLOR: "1" };
     const r = spawnSync(process.execPath, args, { cwd: root, env, encoding: "utf8", timeout: 540_000 });
     const out = `${r.stdout}\n${r.stderr}`;
-    assert.equal(r.status, 0, `gpu_test.ts failed on the mock device:\n${out.slice(-4000)}`);
+    // Deno can die by signal while tearing down an isolate with nonblocking FFI calls of the mock
+    // runtime in flight (runtime.md §1), after every test has reported: accept that only when the
+    // child's own summary says everything passed.
+    const reportedOk = /^ok \| \d+ passed.* 0 failed/m.test(out.replace(/\x1b\[[0-9;]*m/g, ""));
+    const ok = r.status === 0 || (isDeno && r.status === null && reportedOk);
+    assert.ok(ok, `gpu_test.ts failed on the mock device (status ${r.status}, signal ${r.signal}):\n${out.slice(-4000)}`);
     assert.doesNotMatch(out, /no CUDA device/, "the GPU tests ran instead of skipping");
     assert.match(out, /matches the CPU library on every kernel \(small, odd shapes\)/);
   });
