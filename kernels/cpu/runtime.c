@@ -95,6 +95,15 @@ void* kn_alloc(size_t bytes) {
 
 void kn_free(void* p) { free(p); }
 
+/* Worker threads and the scratch key's destructor run this library's code after the call that set
+ * them up, so once either exists the library is kept mapped even if the host closes every handle. */
+static pthread_once_t kn_pin_once = PTHREAD_ONCE_INIT;
+
+static void kn_pin_library(void) {
+  Dl_info info;
+  if (dladdr((void*)&kn_pin_library, &info) && info.dli_fname) dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE | RTLD_NOLOAD);
+}
+
 /* ---- per-thread scratch ----------------------------------------------------------------------------
  * Page faults are expensive (tens of microseconds each on some VMs), so per-call scratch is kept per
  * thread and slot between calls (up to KN_SCRATCH_KEEP bytes each) instead of being freed; blocks of
@@ -117,7 +126,10 @@ static void kn_scratch_free_all(void* v) {
   free(s);
 }
 
-static void kn_scratch_init(void) { kn_scratch_ok = pthread_key_create(&kn_scratch_key, kn_scratch_free_all) == 0; }
+static void kn_scratch_init(void) {
+  pthread_once(&kn_pin_once, kn_pin_library);
+  kn_scratch_ok = pthread_key_create(&kn_scratch_key, kn_scratch_free_all) == 0;
+}
 
 static void* kn_big_alloc(size_t* bytes) {
   if (*bytes < ((size_t)1 << 20)) return kn_alloc(*bytes);
@@ -273,8 +285,7 @@ static int32_t kn_pool_grow(int32_t want) {
   if (!once) {
     once = 1;
     pthread_atfork(NULL, NULL, kn_pool_after_fork);
-    Dl_info info; /* workers run this library's code: keep it mapped even if every handle closes */
-    if (dladdr((void*)&kn_parallel_for, &info) && info.dli_fname) dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE | RTLD_NOLOAD);
+    pthread_once(&kn_pin_once, kn_pin_library);
   }
   sigset_t all, old;
   sigfillset(&all);
