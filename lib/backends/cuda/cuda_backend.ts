@@ -28,6 +28,8 @@ export interface CudaBackendOptions {
   libraryPath?: string;
   /** libcublas file (default `GRAFT_CUBLAS`, else the loader's search for libcublas.so.13/.12). */
   cublas?: string;
+  /** Queue kernels on this stream (kept alive by its owner) instead of a stream of the backend's own. */
+  stream?: CudaStream;
 }
 
 /**
@@ -61,6 +63,7 @@ export class CudaBackend implements Disposable {
   readonly emulated: boolean;
   #lib: KnCudaLibrary;
   #k: KnCudaLibrary["symbols"];
+  #ownStream = true;
 
   /** Open the backend on `options.device`, building libkn_cuda.so first when needed. */
   static async create(options: CudaBackendOptions = {}): Promise<CudaBackend> {
@@ -89,7 +92,8 @@ export class CudaBackend implements Disposable {
     const st = this.#k.kn_cuda_blas_attach(blas ? cstr(blas) : null) as number;
     this.cublasPath = st === 0 ? ffi.cString(this.#k.kn_cuda_blas_path()) : null;
     const why = st === 0 ? "" : ffi.cString(this.#k.kn_last_error());
-    this.stream = new CudaStream({ device: this.device });
+    this.#ownStream = options.stream === undefined;
+    this.stream = options.stream ?? new CudaStream({ device: this.device });
     const gemm = this.cublasPath ? `cuBLAS ${this.#k.kn_cuda_blas_version()} (${this.cublasPath})` : `built-in tiled GEMM (${why})`;
     this.info =
       `libkn_cuda.so abi ${abi} on cuda:${this.device}, CUDA runtime ${rt.runtimeVersion}, driver ${rt.driverVersion}, GEMM: ${gemm}`;
@@ -395,6 +399,6 @@ export class CudaBackend implements Disposable {
 
   [Symbol.dispose](): void {
     this.#k.kn_cuda_set_stream(null); // the library must not keep a destroyed stream
-    this.stream[Symbol.dispose]();
+    if (this.#ownStream) this.stream[Symbol.dispose]();
   }
 }

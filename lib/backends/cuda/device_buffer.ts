@@ -6,6 +6,9 @@ import { ffi, type Ptr } from "../../ffi/mod.ts";
 import { check, type Cudart, MEMCPY_DEFAULT, outPtr, useDevice } from "./_cudart.ts";
 import { requireCuda } from "./runtime.ts";
 
+/** The ArrayBuffers that view live pinned allocations. */
+const pinnedViews = new WeakSet<ArrayBufferLike>();
+
 const freeDevice = new FinalizationRegistry<{ rt: Cudart; addr: bigint }>(({ rt, addr }) => {
   rt.cudaFree(ffi.ptrFromBigInt(addr));
 });
@@ -108,7 +111,7 @@ export class DeviceBuffer implements Disposable {
     check(this.#rt, this.#rt.cudaDeviceSynchronize() as number, `${what}: a kernel queued earlier on cuda:${this.device} failed`);
   }
 
-  /** Copy `src` (JS or native host memory) to `byteOffset`, after all queued device work; synchronous. */
+  /** Copy `src` (JS or native host memory) to `byteOffset`, after all queued device work; synchronous (done on return). */
   upload(src: ArrayBufferView, byteOffset = 0): void {
     this.#range("upload", byteOffset, src.byteLength);
     if (src.byteLength === 0) return;
@@ -119,6 +122,9 @@ export class DeviceBuffer implements Disposable {
       this.#rt.cudaMemcpy(dst.ptr, hostPtr(src), BigInt(src.byteLength), MEMCPY_DEFAULT) as number,
       `upload ${src.byteLength} bytes to cuda:${this.device}`,
     );
+    // From pageable memory cudaMemcpy may return before the DMA into device memory is done, and
+    // kernels on non-blocking streams do not wait for the legacy stream: finish it here.
+    this.#quiesce(`upload ${src.byteLength} bytes to cuda:${this.device}`);
   }
 
   /** Copy `dst.byteLength` bytes from `byteOffset` into `dst`, after all queued device work; synchronous. */
@@ -174,6 +180,11 @@ export class DeviceBuffer implements Disposable {
  * ```
  */
 export class PinnedBuffer implements Disposable {
+  /** Whether `bytes` (a view) lies in memory of a live PinnedBuffer: uploads from it need no staging. */
+  static contains(bytes: Uint8Array): boolean {
+    return pinnedViews.has(bytes.buffer);
+  }
+
   /** The zero-copy view; length 0 after dispose. */
   bytes: Uint8Array;
   /** Size in bytes. */
@@ -186,6 +197,7 @@ export class PinnedBuffer implements Disposable {
     this.#ptr = ptr;
     this.byteLength = byteLength;
     this.bytes = byteLength === 0 ? new Uint8Array(0) : new Uint8Array(ffi.view(ptr, byteLength));
+    if (byteLength > 0) pinnedViews.add(this.bytes.buffer);
   }
 
   /** Allocate `byteLength` pinned bytes (a CUDA device must exist). */
@@ -206,6 +218,7 @@ export class PinnedBuffer implements Disposable {
   [Symbol.dispose](): void {
     if (this.#ptr === null) return;
     const ab = this.bytes.buffer as ArrayBuffer;
+    pinnedViews.delete(ab);
     if (ab.byteLength > 0) ab.transfer(0);
     this.bytes = new Uint8Array(0);
     this.#rt.cudaFreeHost(this.#ptr);
