@@ -102,7 +102,9 @@ export function generate(
     const { logits } = model.forward(input, { pastKeyValues: cache, useCache: true, logitsToKeep: 1 });
     input[Symbol.dispose]();
     const v = logits.shape[logits.ndim - 1]!;
-    const data = logits.contiguous().f32();
+    // Logits of a model on a GPU come back to the host here (one copy per step, [B, 1, vocab]).
+    const host = logits.isCuda ? logits.to("cpu") : logits;
+    const data = host.contiguous().f32();
     const next = new Array<number>(b);
     for (let r = 0; r < b; r++) {
       const row = data.subarray((r + 1) * (data.length / b) - v, (r + 1) * (data.length / b));
@@ -113,6 +115,7 @@ export function generate(
       if (options.onToken?.(tok, { row: r, step }) === false) finish[r] = "callback";
       else if (stops.has(tok)) finish[r] = "stop";
     }
+    if (host !== logits) host[Symbol.dispose]();
     logits[Symbol.dispose]();
     const dt = performance.now() - t0;
     if (step === 0) timings.prefillMs = dt;

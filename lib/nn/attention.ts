@@ -6,6 +6,7 @@ import type { DType } from "../dtype.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import { formatShape } from "../tensor/shape.ts";
 import { kernels } from "../tensor/ops/_backend.ts";
+import { type DeviceBuffer, getCudaBackend } from "../backends/cuda/mod.ts";
 import { Module } from "./module.ts";
 import { Linear } from "./linear.ts";
 import type { KVCache } from "./kv_cache.ts";
@@ -38,6 +39,24 @@ export interface CausalAttentionOptions {
   slidingWindow?: number | null;
 }
 
+/** Device copies of cos/sin tables, shared by every layer of one forward (keyed by the host array). */
+const deviceTables = new WeakMap<Float32Array, DeviceBuffer>();
+
+function deviceTable(a: Float32Array, device: number): DeviceBuffer {
+  let d = deviceTables.get(a);
+  if (d === undefined || d.device !== device || d.disposed) {
+    d = Tensor.fromArray(a).to(`cuda:${device}`).deviceBuffer();
+    deviceTables.set(a, d);
+  }
+  return d;
+}
+
+function deviceF32(t: Tensor, what: string): DeviceBuffer {
+  if (t.dtype !== "F32") throw new TypeError(`Cannot run attention: ${what} must be F32: current dtype is ${t.dtype}`);
+  if (!t.isContiguous) throw new TypeError(`Cannot run attention: ${what} on ${t.device} must be contiguous`);
+  return t.deviceBuffer();
+}
+
 function f32Data(t: Tensor, what: string): Float32Array {
   if (t.dtype !== "F32") throw new TypeError(`Cannot run attention: ${what} must be F32: current dtype is ${t.dtype}`);
   return t.contiguous().f32();
@@ -63,10 +82,21 @@ function f32Data(t: Tensor, what: string): Float32Array {
 export function applyRotary(x: Tensor, heads: number, rows: readonly CosSin[]): Tensor {
   const [b, t, w] = [x.shape[0]!, x.shape[1]!, x.shape[2]!];
   const d = w / heads;
-  const data = f32Data(x, "the rotated input");
   if (x.ndim !== 3 || rows.length !== b || !Number.isInteger(d)) {
     throw new TypeError(`Cannot apply rotary embedding to ${formatShape(x.shape)} with ${heads} heads and ${rows.length} cos/sin rows`);
   }
+  if (x.isCuda) {
+    const buf = deviceF32(x, "the rotated input"), dev = buf.device, cuda = getCudaBackend(dev);
+    for (let i = 0; i < b; i++) {
+      const cs = rows[i]!;
+      if (cs.cos.length !== t * d || cs.sin.length !== t * d) {
+        throw new TypeError(`Cannot apply rotary embedding: cos has ${cs.cos.length} values but ${t} tokens × head size ${d} need ${t * d}`);
+      }
+      cuda.rope(buf.slice(i * t * w * 4, t * w * 4), t, heads, d, deviceTable(cs.cos, dev), deviceTable(cs.sin, dev));
+    }
+    return x;
+  }
+  const data = f32Data(x, "the rotated input");
   const kn = kernels();
   for (let i = 0; i < b; i++) {
     const cs = rows[i]!;
@@ -111,6 +141,7 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor, options: Causal
       } do not fit ${hq} query heads, ${hkv} key/value heads of size ${d}`,
     );
   }
+  if (q.isCuda || k.isCuda || v.isCuda) return deviceAttention(q, k, v, options, b, t);
   const qd = f32Data(q, "q"), kd = f32Data(k, "k"), vd = f32Data(v, "v");
   const out = Tensor.empty(q.shape, "F32");
   const od = out.f32();
@@ -125,6 +156,30 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor, options: Causal
       );
     }
     kn.attention(qd.subarray(i * t * qw, (i + 1) * t * qw), kk, vv, od.subarray(i * t * qw, (i + 1) * t * qw), t, s, hq, hkv, d, scale);
+  }
+  return out;
+}
+
+function deviceAttention(q: Tensor, k: Tensor, v: Tensor, options: CausalAttentionOptions, b: number, t: number): Tensor {
+  const { numHeads: hq, numKVHeads: hkv, headDim: d } = options;
+  if (k.device !== q.device || v.device !== q.device) {
+    throw new TypeError(`Cannot run attention: q, k and v are on ${q.device}, ${k.device} and ${v.device}: move them to one device first`);
+  }
+  const qw = hq * d, kw = hkv * d;
+  const qd = deviceF32(q, "q"), kd = deviceF32(k, "k"), vd = deviceF32(v, "v");
+  const out = Tensor.empty(q.shape, "F32", { device: q.device });
+  const od = out.deviceBuffer();
+  const cuda = getCudaBackend(qd.device);
+  const scale = options.scale ?? 1 / Math.sqrt(d);
+  for (let i = 0; i < b; i++) {
+    let kk = kd.slice(i * t * kw * 4, t * kw * 4), vv = vd.slice(i * t * kw * 4, t * kw * 4), s = t;
+    if (options.cache) ({ k: kk, v: vv, s } = options.cache.updateDevice(options.layerIdx ?? 0, i, kk, vv, kw));
+    if (options.slidingWindow != null && s > options.slidingWindow) {
+      throw new RangeError(
+        `Cannot run attention over ${s} positions: sliding-window attention (window ${options.slidingWindow}) is not implemented`,
+      );
+    }
+    cuda.attention(qd.slice(i * t * qw * 4, t * qw * 4), kk, vv, od.slice(i * t * qw * 4, t * qw * 4), t, s, hq, hkv, d, scale);
   }
   return out;
 }

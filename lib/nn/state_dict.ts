@@ -108,7 +108,9 @@ export function loadStateDictInto(
       }
       const dst = cur.contiguous();
       if (dst !== cur) s.set(dst);
-      if (!t.isMeta) dst.bytes().set(v.bytes());
+      if (t.isMeta) continue;
+      if (dst.isCuda) dst.deviceBuffer().upload(v.isCuda ? v.to("cpu").bytes() : v.bytes());
+      else dst.bytes().set(v.isCuda ? v.to("cpu").bytes() : v.bytes());
     }
   }
   return { missingKeys: missing.map((k) => k.key), unexpectedKeys: unexpected.map((k) => k.key) };

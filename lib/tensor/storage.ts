@@ -1,11 +1,14 @@
 /**
- * Where a tensor's bytes live: aligned native memory, a zero-copy mmap view, or a JS array.
+ * Where a tensor's bytes live: aligned native memory, a zero-copy mmap view, a JS array, or the
+ * memory of a CUDA device.
  * @module
  */
 import { NativeBuffer } from "../ffi/mod.ts";
+import type { DeviceBuffer, PinnedBuffer } from "../backends/cuda/device_buffer.ts";
+import { allocPooled } from "../backends/cuda/device_pool.ts";
 
-/** Kind of backing memory. */
-export type StorageKind = "native" | "mmap" | "js";
+/** Kind of backing memory ("pinned": page-locked host memory, uploaded to a GPU by direct DMA). */
+export type StorageKind = "native" | "mmap" | "js" | "cuda" | "pinned";
 
 /** Below this size, new storage is a plain JS ArrayBuffer (cheaper than a native allocation). */
 const NATIVE_THRESHOLD = 64 * 1024;
@@ -26,11 +29,45 @@ export class Storage implements Disposable {
   bytes: Uint8Array;
   readonly kind: StorageKind;
   #owner: NativeBuffer | null;
+  #device: DeviceBuffer | null = null;
+  #release: (() => void) | null = null;
+  #pinned: PinnedBuffer | null = null;
 
   constructor(bytes: Uint8Array, kind: StorageKind, owner: NativeBuffer | null = null) {
     this.bytes = bytes;
     this.kind = kind;
     this.#owner = owner;
+  }
+
+  /**
+   * `byteLength` bytes of device memory on `cuda:device` from the caching allocator (kind "cuda";
+   * `bytes` is empty: the host cannot read it directly). Dispose returns the block for reuse.
+   */
+  static allocateDevice(byteLength: number, device: number): Storage {
+    const s = new Storage(new Uint8Array(0), "cuda");
+    const block = allocPooled(byteLength, device, s);
+    s.#device = block.buffer;
+    s.#release = block.release;
+    return s;
+  }
+
+  /** Storage over page-locked host memory (kind "pinned"); dispose frees it. */
+  static onPinned(buffer: PinnedBuffer): Storage {
+    const s = new Storage(buffer.bytes, "pinned");
+    s.#pinned = buffer;
+    return s;
+  }
+
+  /** Storage over an existing device buffer (kind "cuda"); dispose frees it. */
+  static onDevice(buffer: DeviceBuffer): Storage {
+    const s = new Storage(new Uint8Array(0), "cuda");
+    s.#device = buffer;
+    return s;
+  }
+
+  /** The device memory of a "cuda" storage (null otherwise). */
+  get deviceBuffer(): DeviceBuffer | null {
+    return this.#device;
   }
 
   /** Fresh, uninitialised (native) or zeroed (js) storage of `byteLength` bytes, 64-byte aligned. */
@@ -50,10 +87,23 @@ export class Storage implements Disposable {
 
   /** True once disposed. */
   get disposed(): boolean {
+    if (this.kind === "cuda") return this.#releasedPooled || (this.#device?.disposed ?? true);
     return this.bytes.byteLength === 0 && this.#owner !== null && this.#owner.disposed;
   }
 
+  #releasedPooled = false;
+
   [Symbol.dispose](): void {
+    if (this.#release !== null) {
+      this.#release();
+      this.#release = null;
+      this.#releasedPooled = true;
+      this.#device = null; // views of this storage must not reach a block lent to someone else
+    } else this.#device?.[Symbol.dispose]();
+    if (this.#pinned) {
+      this.#pinned[Symbol.dispose]();
+      this.bytes = new Uint8Array(0);
+    }
     if (this.#owner) {
       this.#owner[Symbol.dispose]();
       this.bytes = new Uint8Array(0);

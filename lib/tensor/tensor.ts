@@ -5,6 +5,11 @@
 import { DTYPE_SIZE, type DType } from "../dtype.ts";
 import { type Device, parseDevice } from "./device.ts";
 import { Storage } from "./storage.ts";
+import { type DeviceBuffer, PinnedBuffer } from "../backends/cuda/device_buffer.ts";
+import { getCudaStream } from "../backends/cuda/registry.ts";
+import { uploadStaged } from "../backends/cuda/staging.ts";
+import { cudaAvailable, cudaUnavailableReason } from "../backends/cuda/runtime.ts";
+import { DeviceError } from "../errors.ts";
 import { shapeSize, contiguousStrides, formatShape } from "./shape.ts";
 
 /** Options for tensor creation. */
@@ -13,8 +18,9 @@ export interface TensorOptions {
 }
 
 /**
- * An n-dimensional array. Storage is aligned native memory, a zero-copy mmap view or a JS
- * array; `meta` tensors have a shape and dtype but no storage. Element strides allow
+ * An n-dimensional array. Storage is aligned native memory, a zero-copy mmap view, a JS array or
+ * CUDA device memory (`cuda:N`, moved with {@link Tensor.to}); `meta` tensors have a shape and
+ * dtype but no storage. Element strides allow
  * zero-copy `transpose`/`slice`; operations that need dense data call `contiguous()`.
  *
  * @example
@@ -49,8 +55,9 @@ export class Tensor implements Disposable {
     this.#storage = storage;
     if (storage && this.isContiguous) {
       const need = this.offset + this.numel * DTYPE_SIZE[dtype];
-      if (need > storage.bytes.byteLength) {
-        throw new RangeError(`Cannot create ${dtype} tensor ${formatShape(shape)}: needs ${need} bytes but storage has ${storage.bytes.byteLength}`);
+      const have = storage.deviceBuffer?.byteLength ?? storage.bytes.byteLength;
+      if (need > have) {
+        throw new RangeError(`Cannot create ${dtype} tensor ${formatShape(shape)}: needs ${need} bytes but storage has ${have}`);
       }
     }
   }
@@ -59,14 +66,20 @@ export class Tensor implements Disposable {
   static empty(shape: readonly number[], dtype: DType = "F32", options: TensorOptions = {}): Tensor {
     const device = parseDevice(options.device ?? "cpu");
     if (device === "meta") return new Tensor(dtype, shape, null, { device });
-    assertCpu(device, "empty");
-    return new Tensor(dtype, shape, Storage.allocate(shapeSize(shape) * DTYPE_SIZE[dtype]), { device });
+    const bytes = shapeSize(shape) * DTYPE_SIZE[dtype];
+    if (device !== "cpu") {
+      if (!cudaAvailable()) throw new DeviceError(`Cannot allocate a tensor on ${device}: No CUDA device: ${cudaUnavailableReason()}`);
+      return new Tensor(dtype, shape, Storage.allocateDevice(bytes, cudaIndex(device)), { device });
+    }
+    return new Tensor(dtype, shape, Storage.allocate(bytes), { device });
   }
 
   /** Zero-filled tensor. */
   static zeros(shape: readonly number[], dtype: DType = "F32", options: TensorOptions = {}): Tensor {
     const t = Tensor.empty(shape, dtype, options);
-    if (t.#storage) t.#storage.bytes.fill(0);
+    const dev = t.#storage?.deviceBuffer;
+    if (dev) getCudaStream(dev.device).fill(dev, 0);
+    else if (t.#storage) t.#storage.bytes.fill(0);
     return t;
   }
 
@@ -127,9 +140,17 @@ export class Tensor implements Disposable {
     return this.device === "meta";
   }
 
-  /** Dense bytes of this tensor (a view, no copy). Throws for meta or non-contiguous tensors. */
+  /** True for tensors in CUDA device memory. */
+  get isCuda(): boolean {
+    return this.device.startsWith("cuda:");
+  }
+
+  /** Dense bytes of this tensor (a view, no copy). Throws for meta, `cuda:N` or non-contiguous tensors. */
   bytes(): Uint8Array {
     const s = this.#requireStorage("read bytes of");
+    if (s.kind === "cuda") {
+      throw new TypeError(`Cannot read bytes of a tensor on ${this.device} from the host: copy it first with .to("cpu")`);
+    }
     if (!this.isContiguous) throw new TypeError(`Cannot read bytes of a non-contiguous tensor ${formatShape(this.shape)}: call contiguous() first`);
     return s.bytes.subarray(this.offset, this.offset + this.byteLength);
   }
@@ -142,9 +163,78 @@ export class Tensor implements Disposable {
     return new Float32Array(b.buffer, b.byteOffset, this.numel);
   }
 
+  /** The device memory of a contiguous `cuda:N` tensor (a view, no copy). */
+  deviceBuffer(): DeviceBuffer {
+    const s = this.#requireStorage("use device memory of");
+    if (s.kind === "cuda" && s.disposed) throw new ReferenceError(`Cannot use a disposed tensor ${formatShape(this.shape)} on ${this.device}`);
+    if (!s.deviceBuffer) throw new TypeError(`Cannot use device memory of a tensor on ${this.device}: move it with .to("cuda:0") first`);
+    if (!this.isContiguous) throw new TypeError(`Cannot use device memory of a non-contiguous tensor ${formatShape(this.shape)}: call contiguous() first`);
+    return s.deviceBuffer.slice(this.offset, this.byteLength);
+  }
+
   /** Values as JS numbers (bigint-free: I64/U64 go through Number). For tests and small tensors. */
   toArray(): number[] {
+    if (this.isCuda) {
+      using host = this.to("cpu");
+      return readValues(host.bytes(), this.dtype);
+    }
     return readValues(this.contiguous().bytes(), this.dtype);
+  }
+
+  /**
+   * A copy of this CPU tensor in page-locked (pinned) host memory, as PyTorch's `pin_memory()`:
+   * it stays on "cpu", and `.to("cuda:N")` uploads it by direct DMA without staging. `this` when it
+   * is already pinned. Needs a CUDA device.
+   *
+   * @example
+   * ```ts ignore
+   * import { Tensor } from "./tensor.ts";
+   * const w = Tensor.fromArray([1, 2]).pinMemory();
+   * console.log(w.storage?.kind, w.to("cuda:0").device); // pinned cuda:0
+   * ```
+   */
+  pinMemory(): Tensor {
+    if (this.storage?.kind === "pinned") return this;
+    if (this.device !== "cpu") throw new TypeError(`Cannot pin a tensor on ${this.device}: only CPU tensors can be pinned`);
+    const src = this.contiguous();
+    const buf = PinnedBuffer.alloc(this.byteLength);
+    buf.bytes.set(src.bytes());
+    return new Tensor(this.dtype, this.shape, Storage.onPinned(buf));
+  }
+
+  /**
+   * This tensor on `device` ("cpu", "cuda:N" or a GPU index, "meta"): `this` when it is already
+   * there, else a copy. A copy to the host is complete on return; a copy to a GPU is queued on the
+   * device's stream through pinned staging (later operations on the device see it; this tensor may
+   * be changed or freed at once). Like PyTorch, a meta tensor cannot be copied to a real device.
+   *
+   * @example
+   * ```ts
+   * import { Tensor } from "./tensor.ts";
+   * const t = Tensor.fromArray([1, 2]);
+   * console.log(t.to("cpu") === t, t.to("meta").toString()); // true Tensor(F32, [2], meta)
+   * ```
+   */
+  to(device: Device | string | number): Tensor {
+    const d = parseDevice(device);
+    if (d === this.device) return this;
+    if (d === "meta") return Tensor.meta(this.shape, this.dtype);
+    if (this.isMeta) {
+      throw new TypeError(`Cannot copy a meta tensor ${formatShape(this.shape)} to "${d}": it has no data; load its weights instead`);
+    }
+    const src = this.contiguous();
+    if (d === "cpu") {
+      const out = Tensor.empty(this.shape, this.dtype);
+      src.deviceBuffer().download(out.bytes());
+      return out;
+    }
+    const host = src.isCuda ? src.to("cpu") : src;
+    const out = Tensor.empty(this.shape, this.dtype, { device: d });
+    // Through pinned staging on the device's stream: later kernels see the data, the host does not wait.
+    const buf = out.deviceBuffer();
+    uploadStaged(buf, host.bytes(), getCudaStream(buf.device));
+    if (host !== src) host[Symbol.dispose]();
+    return out;
   }
 
   /** Reinterpret the shape of a contiguous tensor (no copy). One dimension may be -1. */
@@ -187,6 +277,10 @@ export class Tensor implements Disposable {
   contiguous(): Tensor {
     if (this.isContiguous) return this;
     const s = this.#requireStorage("copy");
+    if (s.kind === "cuda") {
+      if (!s.deviceBuffer) throw new ReferenceError(`Cannot use a disposed tensor ${formatShape(this.shape)} on ${this.device}`);
+      return this.#deviceContiguous(s.deviceBuffer);
+    }
     const out = Tensor.empty(this.shape, this.dtype);
     const size = DTYPE_SIZE[this.dtype];
     const src = s.bytes;
@@ -219,8 +313,46 @@ export class Tensor implements Disposable {
   /** A dense copy with its own storage. */
   clone(): Tensor {
     if (this.isMeta) return Tensor.meta(this.shape, this.dtype);
+    if (this.isCuda) {
+      const src = this.contiguous();
+      if (src !== this) return src;
+      const out = Tensor.empty(this.shape, this.dtype, { device: this.device });
+      const dst = out.deviceBuffer();
+      getCudaStream(dst.device).copy(dst, src.deviceBuffer(), this.byteLength);
+      return out;
+    }
     const out = Tensor.empty(this.shape, this.dtype);
     out.bytes().set(this.contiguous().bytes());
+    return out;
+  }
+
+  /** Strided device tensor → dense: copies of the innermost runs on the device's stream. */
+  #deviceContiguous(buf: DeviceBuffer): Tensor {
+    const out = Tensor.empty(this.shape, this.dtype, { device: this.device });
+    const nd = this.ndim, size = DTYPE_SIZE[this.dtype], n = this.numel;
+    const inner = this.shape[nd - 1] ?? 1;
+    if (n === 0) return out;
+    if ((this.strides[nd - 1] ?? 1) !== 1 && inner > 1) {
+      // Scattered elements: go through the host (rare; no strided-copy kernel).
+      const host = new Tensor(this.dtype, [buf.byteLength / size], Storage.wrap(new Uint8Array(buf.byteLength)));
+      buf.download(host.bytes());
+      const view = new Tensor(this.dtype, this.shape, host.storage, { strides: this.strides, offset: this.offset });
+      out.deviceBuffer().upload(view.contiguous().bytes());
+      return out;
+    }
+    const stream = getCudaStream(buf.device);
+    const dst = out.deviceBuffer();
+    const idx = new Array<number>(nd).fill(0);
+    const run = inner * size;
+    for (let o = 0; o < n; o += inner) {
+      let off = this.offset;
+      for (let d = 0; d < nd - 1; d++) off += idx[d]! * this.strides[d]! * size;
+      stream.copy(dst.slice(o * size, run), buf.slice(off, run), run);
+      for (let d = nd - 2; d >= 0; d--) {
+        if (++idx[d]! < this.shape[d]!) break;
+        idx[d] = 0;
+      }
+    }
     return out;
   }
 
@@ -243,10 +375,9 @@ export class Tensor implements Disposable {
   }
 }
 
-function assertCpu(device: Device, op: string): void {
-  if (device !== "cpu") {
-    throw new TypeError(`Cannot ${op} on device "${device}": only cpu and meta are available in this build`);
-  }
+/** The GPU index of a "cuda:N" device. */
+function cudaIndex(device: Device): number {
+  return Number(device.slice(5));
 }
 
 function inferShape(shape: readonly number[], numel: number): number[] {

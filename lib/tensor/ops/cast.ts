@@ -8,6 +8,7 @@ import { readValues, Tensor, writeValues } from "../tensor.ts";
 import { kernels } from "./_backend.ts";
 import { isKernelDType, requireData } from "./_util.ts";
 import { formatShape } from "../shape.ts";
+import { deviceCast, registerHostCast } from "./_cuda.ts";
 
 /**
  * The tensor converted to `dtype` (round to nearest even). Returns `t` itself when the dtype already
@@ -30,6 +31,7 @@ import { formatShape } from "../shape.ts";
 export function toDType(t: Tensor, dtype: DType): Tensor {
   if (t.dtype === dtype) return t;
   if (t.isMeta) return Tensor.meta(t.shape, dtype);
+  if (t.isCuda) return deviceCast(t, dtype);
   const src = t.contiguous();
   const out = Tensor.empty(t.shape, dtype);
   if (isKernelDType(src.dtype) && isKernelDType(dtype)) {
@@ -57,12 +59,15 @@ export function toDType(t: Tensor, dtype: DType): Tensor {
  */
 export function asF32Array(t: Tensor, op = "read tensor"): Float32Array {
   requireData(t, op);
+  if (t.isCuda) return asF32Array(t.to("cpu"), op);
   return t.dtype === "F32" ? t.contiguous().f32() : toDType(t, "F32").f32();
 }
 
+registerHostCast(toDType);
+
 /**
- * The tensor on `device`: "cpu" and "meta" in this build. Moving to meta drops the data; moving a
- * meta tensor to cpu throws (there is nothing to copy, as in PyTorch).
+ * The tensor on `device` ("cpu", "cuda:N", "meta"; see `Tensor.to`). Moving to meta drops the data;
+ * moving a meta tensor to a real device throws (there is nothing to copy, as in PyTorch).
  *
  * @param t The tensor.
  * @param device The target device.
@@ -76,11 +81,5 @@ export function asF32Array(t: Tensor, op = "read tensor"): Float32Array {
  * ```
  */
 export function toDevice(t: Tensor, device: Device | string): Tensor {
-  const d = parseDevice(device);
-  if (t.device === d) return t;
-  if (d === "meta") return Tensor.meta(t.shape, t.dtype);
-  if (t.isMeta) {
-    throw new TypeError(`Cannot copy a meta tensor ${formatShape(t.shape)} to "${d}": it has no data; load its weights instead`);
-  }
-  throw new TypeError(`Cannot move a tensor from "${t.device}" to "${d}": only cpu and meta are available in this build`);
+  return t.to(parseDevice(device));
 }

@@ -8,6 +8,7 @@ import { formatShape, shapeSize } from "../shape.ts";
 import { kernels } from "./_backend.ts";
 import { emptyF32, requireData, requireFloat } from "./_util.ts";
 import { toDType } from "./cast.ts";
+import { anyCuda, deviceBinary, deviceUnary } from "./_cuda.ts";
 
 function f32Of(t: Tensor): Float32Array {
   return (t.dtype === "F32" ? t.contiguous() : toDType(t, "F32").contiguous()).f32();
@@ -96,6 +97,7 @@ export interface AddOptions {
  */
 export function add(a: Tensor, b: Tensor, options: AddOptions = {}): Tensor {
   const alpha = options.alpha ?? 1;
+  if (anyCuda(a, b)) return deviceBinary("add", a, b, alpha, (x, y) => add(x, y, options));
   return binary(a, b, "add", (x, y, o) => kernels().add(x, y, o, alpha));
 }
 
@@ -114,6 +116,7 @@ export function add(a: Tensor, b: Tensor, options: AddOptions = {}): Tensor {
  * ```
  */
 export function mul(a: Tensor, b: Tensor): Tensor {
+  if (anyCuda(a, b)) return deviceBinary("mul", a, b, 1, mul);
   return binary(a, b, "multiply", (x, y, o) => kernels().mul(x, y, o));
 }
 
@@ -141,6 +144,7 @@ function unary(x: Tensor, op: string, run: (o: Float32Array) => void): Tensor {
  * ```
  */
 export function scale(x: Tensor, s: number): Tensor {
+  if (x.isCuda) return deviceUnary("scale", x, s);
   return unary(x, "scale tensor", (o) => kernels().scale(o, s));
 }
 
@@ -158,6 +162,7 @@ export function scale(x: Tensor, s: number): Tensor {
  * ```
  */
 export function silu(x: Tensor): Tensor {
+  if (x.isCuda) return deviceUnary("silu", x);
   return unary(x, "apply silu", (o) => kernels().silu(o, o));
 }
 
@@ -183,6 +188,7 @@ export interface GeluOptions {
  */
 export function gelu(x: Tensor, options: GeluOptions = {}): Tensor {
   const tanh = options.approximate === "tanh";
+  if (x.isCuda) return deviceUnary(tanh ? "geluTanh" : "geluErf", x);
   return unary(x, "apply gelu", (o) => (tanh ? kernels().geluTanh(o, o) : kernels().geluErf(o, o)));
 }
 
@@ -200,6 +206,7 @@ export function gelu(x: Tensor, options: GeluOptions = {}): Tensor {
  * ```
  */
 export function relu(x: Tensor): Tensor {
+  if (x.isCuda) return deviceUnary("relu", x);
   return unary(x, "apply relu", (o) => kernels().relu(o, o));
 }
 
@@ -221,5 +228,6 @@ export function siluMul(gate: Tensor, up: Tensor): Tensor {
   if (gate.shape.length !== up.shape.length || gate.shape.some((d, i) => d !== up.shape[i])) {
     throw new TypeError(`Cannot apply siluMul: shapes ${formatShape(gate.shape)} and ${formatShape(up.shape)} differ`);
   }
+  if (anyCuda(gate, up)) return deviceBinary("siluMul", gate, up, 1, siluMul);
   return binary(gate, up, "multiply", (g, u, o) => kernels().siluMul(g, u, o));
 }

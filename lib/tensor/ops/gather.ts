@@ -8,6 +8,7 @@ import { formatShape } from "../shape.ts";
 import { kernels } from "./_backend.ts";
 import { isKernelDType, requireData } from "./_util.ts";
 import { toDType } from "./cast.ts";
+import { deviceEmbedding } from "./_cuda.ts";
 
 /** Options for {@link embedding}. */
 export interface EmbeddingOptions {
@@ -30,6 +31,7 @@ export interface EmbeddingOptions {
  */
 export function indicesOf(ids: Tensor): number[] {
   requireData(ids, "read indices", "ids");
+  if (ids.isCuda) return indicesOf(ids.to("cpu"));
   const c = ids.contiguous();
   if (c.dtype === "I32") return Array.from(new Int32Array(c.bytes().slice().buffer));
   return readValues(c.bytes(), c.dtype);
@@ -57,6 +59,7 @@ export function embedding(ids: Tensor, weight: Tensor, options: EmbeddingOptions
   const [rows, dim] = [weight.shape[0]!, weight.shape[1]!];
   const idx = indicesOf(ids);
   const dtype = options.dtype ?? weight.dtype;
+  if (weight.isCuda) return deviceEmbedding(idx, ids.shape, weight, dtype);
   const w = weight.contiguous();
   const src = w.bytes();
   const size = src.byteLength / Math.max(1, rows * dim);

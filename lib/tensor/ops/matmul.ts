@@ -7,6 +7,7 @@ import { formatShape, shapeSize } from "../shape.ts";
 import { kernels } from "./_backend.ts";
 import { emptyF32, isKernelDType, requireData, requireFloat } from "./_util.ts";
 import { asF32Array, toDType } from "./cast.ts";
+import { anyCuda, deviceLinear, viaHost } from "./_cuda.ts";
 
 /** Options for {@link linear}. */
 export interface LinearOptions {
@@ -53,6 +54,7 @@ export function linear(x: Tensor, weight: Tensor, options: LinearOptions = {}): 
   if (bias && bias.numel !== n) {
     throw new TypeError(`Cannot apply linear: bias ${formatShape(bias.shape)} does not match ${n} output features`);
   }
+  if (anyCuda(x, weight, bias)) return deviceLinear(x, weight, bias, n, tw);
   const w = isKernelDType(weight.dtype) ? weight.contiguous() : toDType(weight, "F32");
   const xf = x.dtype === "F32" ? x.contiguous() : toDType(x, "F32");
   const m = x.numel / k;
@@ -137,7 +139,9 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   }
   let outShape = [...batch, m, n];
   let out: Tensor;
-  if (b2.ndim === 2 && b2.dtype !== "F32" && isKernelDType(b2.dtype)) {
+  const linearPath = b2.ndim === 2 && (b2.dtype !== "F32" || a.isCuda) && isKernelDType(b2.dtype);
+  if (anyCuda(a, b) && !linearPath) return viaHost([a, b], ([x, y]) => matmul(x!, y!));
+  if (linearPath) {
     // x · B with B [K, N] stored densely, or B = Wᵀ for a dense W [N, K]: the linear kernel reads it as is.
     const dense = b2.isContiguous;
     const w = dense ? b2 : b2.transpose(0, 1).contiguous();

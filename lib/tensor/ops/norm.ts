@@ -7,6 +7,7 @@ import { formatShape } from "../shape.ts";
 import { kernels } from "./_backend.ts";
 import { emptyF32, requireData, requireFloat } from "./_util.ts";
 import { asF32Array, toDType } from "./cast.ts";
+import { anyCuda, deviceNorm } from "./_cuda.ts";
 
 function rowsOf(x: Tensor, w: Tensor, op: string): [number, number] {
   requireData(x, op);
@@ -38,6 +39,7 @@ function rowsOf(x: Tensor, w: Tensor, op: string): [number, number] {
 export function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
   const op = "apply rmsNorm";
   const [rows, cols] = rowsOf(x, weight, op);
+  if (anyCuda(x, weight)) return deviceNorm(x, weight, null, eps);
   const xf = (x.dtype === "F32" ? x : toDType(x, "F32")).contiguous();
   const [out, o] = emptyF32(x.shape);
   if (rows > 0) kernels().rmsNorm(xf.f32(), asF32Array(weight, op), o, rows, cols, eps);
@@ -67,6 +69,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, options: { ep
   if (bias.numel !== cols) {
     throw new TypeError(`Cannot ${op}: bias ${formatShape(bias.shape)} does not match the last dimension of ${formatShape(x.shape)}`);
   }
+  if (anyCuda(x, weight, bias)) return deviceNorm(x, weight, bias, options.eps ?? 1e-5);
   const xf = (x.dtype === "F32" ? x : toDType(x, "F32")).contiguous();
   const [out, o] = emptyF32(x.shape);
   if (rows > 0) kernels().layerNorm(xf.f32(), asF32Array(weight, op), asF32Array(bias, op), o, rows, cols, options.eps ?? 1e-5);

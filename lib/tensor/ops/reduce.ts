@@ -6,6 +6,7 @@ import { Tensor } from "../tensor.ts";
 import { kernels } from "./_backend.ts";
 import { emptyF32, normDim, requireData, requireFloat } from "./_util.ts";
 import { toDType } from "./cast.ts";
+import { deviceSoftmax, viaHost } from "./_cuda.ts";
 
 /** Move `dim` last (a dense copy when it is not already last). */
 function lastDim(x: Tensor, d: number): Tensor {
@@ -31,6 +32,7 @@ export function softmax(x: Tensor, dim = -1): Tensor {
   requireData(x, op);
   requireFloat(x, op);
   const d = normDim(dim, x.ndim, op);
+  if (x.isCuda) return d === x.ndim - 1 ? deviceSoftmax(x) : viaHost([x], ([h]) => softmax(h!, dim));
   const moved = lastDim(x.dtype === "F32" ? x : toDType(x, "F32"), d);
   const cols = moved.shape[moved.ndim - 1]!;
   const [out, o] = emptyF32(moved.shape);
@@ -83,6 +85,7 @@ export function argmax(x: Tensor, dim = -1): Tensor {
   const op = "compute argmax";
   requireData(x, op);
   requireFloat(x, op);
+  if (x.isCuda) return viaHost([x], ([h]) => argmax(h!, dim));
   const d = normDim(dim, x.ndim, op);
   const moved = lastDim(x.dtype === "F32" ? x : toDType(x, "F32"), d);
   const cols = moved.shape[moved.ndim - 1]!;
