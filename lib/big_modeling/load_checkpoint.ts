@@ -231,7 +231,7 @@ export type DeviceMapOption = Readonly<DeviceMap> | "auto" | "balanced" | "balan
 
 /** Options of {@link loadCheckpointAndDispatch}. */
 export interface LoadCheckpointAndDispatchOptions
-  extends Omit<LoadCheckpointOptions, "deviceMap" | "offloadStateDict">, Pick<DispatchModelOptions, "skipKeys" | "preloadModuleClasses" | "forceHooks" | "prefetch"> {
+  extends Omit<LoadCheckpointOptions, "deviceMap" | "offloadStateDict">, Pick<DispatchModelOptions, "skipKeys" | "preloadModuleClasses" | "forceHooks" | "prefetch" | "pinMemory"> {
   /** A map, or "auto" / "balanced" (spread over GPUs), "balanced_low_0" (spare GPU 0), "sequential" (fill in order). */
   deviceMap?: DeviceMapOption | null;
   /** Budgets for computed maps. */
@@ -288,5 +288,6 @@ export function loadCheckpointAndDispatch<M extends ModuleLike>(model: M, checkp
     preloadModuleClasses: options.preloadModuleClasses,
     forceHooks: options.forceHooks,
     prefetch: options.prefetch,
+    pinMemory: options.pinMemory,
   });
 }
