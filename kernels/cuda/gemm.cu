@@ -46,6 +46,29 @@ __global__ void kn_widen_cols_kernel(const void* w, int32_t dtype, int64_t k, in
   KN_FOR_GRID(i, k * cnt) dst[i] = kn_load(w, dtype, (i / cnt) * n + n0 + i % cnt);
 }
 
+/*
+ * Small-m linear (decode): one block per output feature reads that weight row once in its stored
+ * dtype (bf16/f16 are not widened to f32 first, so a token reads each weight byte once); f32
+ * products per thread, then one block sum per input row.
+ */
+#define KN_GEMV_MAX_M 8
+__global__ void kn_gemv_kernel(const float* x, int64_t m, int64_t k, const void* w, int32_t dtype, int64_t n,
+                               float* out) {
+  __shared__ double sh[KN_MAX_THREADS];
+  KN_FOR_BLOCKS(j, n) {
+    float acc[KN_GEMV_MAX_M];
+    for (int r = 0; r < KN_GEMV_MAX_M; r++) acc[r] = 0.0f;
+    for (int64_t p = threadIdx.x; p < k; p += blockDim.x) {
+      const float wv = kn_load(w, dtype, j * k + p);
+      for (int64_t r = 0; r < m; r++) acc[r] = kn_fmaf(x[r * k + p], wv, acc[r]);
+    }
+    for (int64_t r = 0; r < m; r++) {
+      const double s = kn_block_sum((double)acc[r], sh);
+      if (threadIdx.x == 0) out[r * n + j] = (float)s;
+    }
+  }
+}
+
 __global__ void kn_bias_kernel(float* out, const float* bias, int64_t m, int64_t n) {
   KN_FOR_GRID(i, m * n) out[i] += bias[i % n];
 }
@@ -143,7 +166,11 @@ KN_API int32_t kn_linear(const float* x, int64_t m, int64_t k, const void* w, in
   if (m == 0 || n == 0) return KN_OK;
   const int32_t tb = transposed_w ? 0 : 1;
   const int64_t ldw = transposed_w ? n : k;
-  if (dtype == KN_F32 || k == 0 || kn_cublas() == NULL) {
+  if (dtype != KN_F32 && !transposed_w && m <= KN_GEMV_MAX_M && k > 0) {
+    /* decode-sized: read the reduced-precision rows directly (memory-bound; widening would triple the traffic) */
+    KN_LAUNCH(kn_gemv_kernel, kn_grid_items(n), KN_THREADS, 0, x, m, k, w, dtype, n, out);
+    KN_TRY(kn_launched(op));
+  } else if (dtype == KN_F32 || k == 0 || kn_cublas() == NULL) {
     /* one GEMM; the tiled kernel reads reduced-precision weights directly */
     KN_TRY(kn_gemm_any(op, 0, tb, m, n, k, 1.0f, x, KN_F32, k, w, dtype, ldw, 0.0f, out, KN_F32, n));
   } else {

@@ -179,9 +179,11 @@ export function runParity(target: Kernels, ref: CpuBackend, options: { seed: num
       return closeRow("sgemm", "F32", `${shape} beta .25`, got, want, gtol, 1e-5);
     });
   }
-  for (const d of DTYPES) {
-    for (const transposed of [false, true]) {
+  // m 1 and 5: the small-m (decode) path of the CUDA library; m: the GEMM path.
+  for (const [d, mm] of DTYPES.flatMap((d) => [[d, m], [d, 1], [d, 5]] as const)) {
+    for (const transposed of mm === m ? [false, true] : [false]) {
       for (const withBias of [false, true]) {
+        const m = mm;
         const shape = `m${m} k${k} n${n}${transposed ? " Wᵀ" : ""}${withBias ? " +bias" : ""}`;
         guard("linear", d, shape, () => {
           const x = rand(r, m * k), w = stored(ref, r, k * n, d), bias = withBias ? rand(r, n) : null;
