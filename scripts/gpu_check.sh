@@ -4,13 +4,15 @@
 #   1. build libkn_cpu.so and libkn_cuda.so there (scripts/build_kernels.ts --cuda);
 #   2. the CUDA test suite (tests/cuda: no-GPU paths skip, GPU tests run; Deno, and Bun when found);
 #   3. the CUDA-vs-CPU parity table for every kernel (fresh seed, NaN-poisoned outputs, bounds per dtype);
-#   4. benchmarks: merge of a Llama-7B-shaped checkpoint (CLI --device cpu/cuda, and the kernels
-#      streamed through the GPU with double buffering) and GEMM TFLOP/s against PyTorch.
+#   4. benchmarks: greedy decode of a TinyLlama-shaped model on the GPU and with CPU offload against
+#      PyTorch + transformers + Accelerate; GEMM TFLOP/s against PyTorch; merge of a Llama-7B-shaped
+#      checkpoint (CLI --device cpu/cuda, and the kernels streamed through the GPU with double buffering).
 #
 # Usage (GPU machine):   bash scripts/gpu_check.sh [--quick] [--layers N] [--no-bench]
 #   --quick      tests and the small parity table only (about 1-2 minutes)
 #   --layers N   layers of the 7B-shaped checkpoint for the merge benchmark (default 8 of 32)
 #   --no-bench   tests and parity only
+#   --bench L    only these benchmarks, comma-separated: decode,gemm,merge (default all three)
 #   --mock       no GPU: run the whole flow on a host-memory libcudart and the grid-emulated kernels
 #                (checks this script and the TypeScript layer; small sizes; its figures mean nothing)
 # Usage (here, before):  bash scripts/gpu_check.sh --pack [deno|bun]
@@ -27,6 +29,7 @@ TOOLS=.cache/gpu_tools
 LAYERS=8
 QUICK=0
 BENCH=1
+BENCHES=decode,gemm,merge
 MOCK=0
 
 log() { echo "gpu_check: $*" >&2; }
@@ -60,12 +63,16 @@ while [ $# -gt 0 ]; do
     --mock) MOCK=1 ;;
     --quick) QUICK=1 ;;
     --no-bench) BENCH=0 ;;
+    --bench)
+      shift
+      BENCHES=${1:?--bench needs a list, e.g. decode,gemm}
+      ;;
     --layers)
       shift
       LAYERS=${1:?--layers needs a number}
       ;;
     -h | --help)
-      sed -n '2,24p' "$0"
+      sed -n '2,/^set -e/{/^set -e/!p}' "$0"
       exit 0
       ;;
     *) die "unknown argument \"$1\" (see --help)" ;;
@@ -177,12 +184,27 @@ $DENO run -A scripts/bench/gpu_parity.ts --size "$size" || { log "parity FAILED"
 
 # ---- 4. benchmarks -----------------------------------------------------------------------------
 if [ "$QUICK" = 0 ] && [ "$BENCH" = 1 ]; then
-  step "GEMM: Graft vs PyTorch"
+  want() { case ",$BENCHES," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+  want decode && step "decode: Graft vs PyTorch + Accelerate"
+  if ! want decode; then
+    :
+  elif [ "$MOCK" = 1 ]; then
+    "$PYTHON" scripts/bench/make_decode_model.py .cache/bench/decode-small --preset small --device cpu >/dev/null || failed=1
+    $DENO run -A scripts/bench/gpu_decode.ts --preset small --prompt 4 --new 3 --offload-new 2 || { log "decode benchmark FAILED"; failed=1; }
+  else
+    $DENO run -A scripts/bench/gpu_decode.ts || { log "decode benchmark FAILED"; failed=1; }
+    GRAFT_CUDA_CACHE=0 $DENO run -A scripts/bench/gpu_decode.ts --graft-only --new 32 || { log "decode (no cache) FAILED"; failed=1; }
+  fi
+  want gemm && step "GEMM: Graft vs PyTorch"
   gemm_sizes=4096,8192
   [ "$MOCK" = 1 ] && gemm_sizes=64 && LAYERS=1
-  $DENO run -A scripts/bench/gpu_gemm.ts --sizes "$gemm_sizes" || { log "GEMM benchmark FAILED"; failed=1; }
-  step "merge of a Llama-7B-shaped checkpoint ($LAYERS of 32 layers)"
-  $DENO run -A scripts/bench/gpu_merge.ts --layers "$LAYERS" || { log "merge benchmark FAILED"; failed=1; }
+  if want gemm; then
+    $DENO run -A scripts/bench/gpu_gemm.ts --sizes "$gemm_sizes" || { log "GEMM benchmark FAILED"; failed=1; }
+  fi
+  if want merge; then
+    step "merge of a Llama-7B-shaped checkpoint ($LAYERS of 32 layers)"
+    $DENO run -A scripts/bench/gpu_merge.ts --layers "$LAYERS" || { log "merge benchmark FAILED"; failed=1; }
+  fi
 fi
 
 step "done"

@@ -1,7 +1,8 @@
-// The TypeScript CUDA layer end to end without a GPU: gpu_test.ts runs in a child process of the
-// same runtime over a host-memory libcudart (harness/mock_cudart.c) and the grid-emulated kernel
-// library, so DeviceBuffer, PinnedBuffer, streams, events, CudaBackend and CudaHostBackend (with
-// the CPU parity suite) all execute here. What it cannot show: real asynchrony, cuBLAS, device code.
+// The TypeScript CUDA layer end to end without a GPU: gpu_test.ts and gpu_tensor_test.ts run in a
+// child process of the same runtime over a host-memory libcudart (harness/mock_cudart.c) and the
+// grid-emulated kernel library, so DeviceBuffer, PinnedBuffer, streams, events, CudaBackend and
+// CudaHostBackend (with the CPU parity suite), cuda:N tensors and their ops, a Llama decode and
+// dispatch onto the GPU all execute here. What it cannot show: real asynchrony, cuBLAS, device code.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -17,7 +18,7 @@ const cc = spawnSync("cc", ["--version"], { stdio: "ignore" }).status === 0;
 const SKIP = emu === null || !cc ? "no C/C++ compiler to build the mock runtime and the emulated kernels" : false;
 
 describe("CUDA layer on a mock device", { skip: SKIP }, () => {
-  it("runs tests/cuda/gpu_test.ts over mock libcudart + emulated kernels", { timeout: 600_000 }, () => {
+  it("runs tests/cuda/gpu_test.ts and gpu_tensor_test.ts over mock libcudart + emulated kernels", { timeout: 600_000 }, () => {
     using tmp = tempDir("graft-mock-cuda-");
     const so = join(tmp.dir, "libmock_cudart.so");
     const build = spawnSync("cc", [
@@ -30,7 +31,8 @@ describe("CUDA layer on a mock device", { skip: SKIP }, () => {
       so,
     ], { encoding: "utf8" });
     assert.equal(build.status, 0, build.stderr);
-    const args = isDeno ? ["test", "-A", "--no-check", "tests/cuda/gpu_test.ts"] : ["test", "./tests/cuda/gpu_test.ts"];
+    const files = ["tests/cuda/gpu_test.ts", "tests/cuda/gpu_tensor_test.ts"];
+    const args = isDeno ? ["test", "-A", "--no-check", ...files] : ["test", ...files.map((f) => `./${f}`)];
     const env = { ...process.env, GRAFT_CUDART: so, GRAFT_CUDA_KERNEL_LIB: emu!, GRAFT_CUDA_MOCK: "1", NO_COLOR: "1" };
     const r = spawnSync(process.execPath, args, { cwd: root, env, encoding: "utf8", timeout: 540_000 });
     const out = `${r.stdout}\n${r.stderr}`;
@@ -42,5 +44,6 @@ describe("CUDA layer on a mock device", { skip: SKIP }, () => {
     assert.ok(ok, `gpu_test.ts failed on the mock device (status ${r.status}, signal ${r.signal}):\n${out.slice(-4000)}`);
     assert.doesNotMatch(out, /no CUDA device/, "the GPU tests ran instead of skipping");
     assert.match(out, /matches the CPU library on every kernel \(small, odd shapes\)/);
+    assert.match(out, /run a Llama forward and greedy decode on the GPU with the CPU's logits and tokens/);
   });
 });
