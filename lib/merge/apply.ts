@@ -1,7 +1,8 @@
 /**
- * Apply a planned tensor's deltas to its stored bytes with the CPU kernels: consecutive plain
- * low-rank deltas (several adapters, weighted) become one concatenated rank-Σr product so the
- * weight is read, accumulated in f32 and rounded exactly once.
+ * Apply a planned tensor's deltas to its stored bytes with the merge kernels (CPU, or the GPU with
+ * the weight kept in device memory): consecutive plain low-rank deltas (several adapters, weighted)
+ * become one concatenated rank-Σr product so the weight is read, accumulated in f32 and rounded
+ * exactly once.
  * @module
  */
 import type { CpuBackend, KernelDType } from "../backends/backend.ts";
@@ -11,6 +12,32 @@ import type { PlannedTensor } from "./plan.ts";
 
 /** The kernels a merge needs: the CPU backend, or the CUDA backend behind the same contract. */
 export type MergeKernels = Pick<CpuBackend, "cast" | "loraMerge" | "doraMerge" | "scaleAxis">;
+
+/**
+ * The same kernels over a weight `W` held anywhere (host bytes, or device memory): factors and
+ * vectors always come as host arrays, `cast` reads host bytes into W, `assign` copies them as they are.
+ */
+export interface MergeOps<W> {
+  cast(src: Uint8Array, srcDtype: KernelDType, dst: W, dstDtype: KernelDType, n: number): void;
+  assign(dst: W, src: Uint8Array): void;
+  loraMerge(w: W, wDtype: KernelDType, outF: number, inF: number, b: Float32Array, a: Float32Array, r: number, scale: number, fanInFanOut: boolean): void;
+  doraMerge(
+    w: W, wDtype: KernelDType, outF: number, inF: number, b: Float32Array, a: Float32Array, r: number, scale: number, fanInFanOut: boolean,
+    mag: Float32Array,
+  ): void;
+  scaleAxis(w: W, wDtype: KernelDType, rows: number, cols: number, v: Float32Array, axis: 0 | 1, divide: boolean): void;
+}
+
+/** Host-memory merge ops over a CPU (or host-staged CUDA) backend. */
+export function hostMergeOps(backend: MergeKernels): MergeOps<Uint8Array> {
+  return {
+    cast: (s, sd, d, dd, n) => backend.cast(s, sd, d, dd, n),
+    assign: (d, s) => d.set(s),
+    loraMerge: (...a) => backend.loraMerge(...a),
+    doraMerge: (...a) => backend.doraMerge(...a),
+    scaleAxis: (...a) => backend.scaleAxis(...a),
+  };
+}
 
 /** Concatenate weighted low-rank deltas into one `B_cat · A_cat` with the scales folded into B. */
 export function concatLowRank(list: readonly { delta: LowRankDelta; weight: number }[]): { a: Float32Array; b: Float32Array; r: number } {
@@ -33,7 +60,7 @@ export function concatLowRank(list: readonly { delta: LowRankDelta; weight: numb
  * Apply every delta of `t` in place to `w` (stored as `dtype`, shape `t.shape`).
  * `adapterFiles[i]` serves replacement tensors of adapter i.
  */
-export function applyDeltas(backend: MergeKernels, t: PlannedTensor, w: Uint8Array, dtype: KernelDType, adapterFiles: readonly SafetensorsFile[]): void {
+export function applyDeltas<W>(backend: MergeOps<W>, t: PlannedTensor, w: W, dtype: KernelDType, adapterFiles: readonly SafetensorsFile[]): void {
   const rows = t.shape[0] ?? 1;
   const cols = t.shape.slice(1).reduce((a, b) => a * b, 1);
   const ds = t.deltas;
@@ -43,7 +70,7 @@ export function applyDeltas(backend: MergeKernels, t: PlannedTensor, w: Uint8Arr
     const d = e.delta;
     if (d.kind === "replace") {
       const src = adapterFiles[e.adapter]!.tensor(d.source);
-      if (src.dtype === dtype) w.set(src.bytes());
+      if (src.dtype === dtype) backend.assign(w, src.bytes());
       else backend.cast(src.bytes(), src.dtype as KernelDType, w, dtype, src.numel);
       i++;
     } else if (d.kind === "scale") {

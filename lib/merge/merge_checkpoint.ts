@@ -13,7 +13,7 @@ import { NativeBuffer } from "../ffi/mod.ts";
 import { type AdapterDeltas, readAdapterDeltas } from "../peft/delta.ts";
 import { ShardedCheckpoint, ShardedWriter } from "../safetensors/mod.ts";
 import { fsyncDir } from "../safetensors/_atomic.ts";
-import { allFinite, applyDeltas, type MergeKernels } from "./apply.ts";
+import { allFinite, applyDeltas, hostMergeOps } from "./apply.ts";
 import { buildMergePlan, type MergePlan, readBaseConfig } from "./plan.ts";
 import { verifyMerge, type VerifyReport } from "./verify.ts";
 import { WriteBehind } from "./_write_behind.ts";
@@ -139,9 +139,12 @@ export async function mergeCheckpoint(options: MergeCheckpointOptions): Promise<
     return { out, plan, tensorsMerged: 0, bytesWritten: 0, seconds: (performance.now() - t0) / 1000, dryRun: true };
   }
 
-  // On "cuda" the same kernels run on the GPU (staged copies); without a driver this throws a
+  // On "cuda" each changed tensor goes to the GPU once (pinned staging, queued on the device's
+  // stream), every delta runs there, and it comes back once; without a driver this throws a
   // DeviceError naming the reason before anything is written.
-  const backend: MergeKernels = device === "cuda" ? stack.use(await (await import("../backends/cuda/mod.ts")).CudaHostBackend.create()) : getCpuBackend();
+  const backend = getCpuBackend();
+  const host = hostMergeOps(backend);
+  const gpu = device === "cuda" ? stack.use(await (await import("./_device_ops.ts")).DeviceMergeOps.create()) : null;
   cleanStalePartials(out);
   const partial = `${out}.partial-${process.pid}-${Date.now().toString(36)}`;
   // The handler goes in before the folder exists, so no signal can slip between the two.
@@ -191,10 +194,18 @@ export async function mergeCheckpoint(options: MergeCheckpointOptions): Promise<
           // Merge at the wider of the stored and requested precision, round once at the end.
           const wd: KernelDType = sd === od ? sd : "F32";
           const w = work.bytes.subarray(0, n * DTYPE_SIZE[wd]);
-          if (wd === sd) w.set(src);
-          else backend.cast(src, sd, w, wd, n);
+          if (gpu !== null) {
+            const dw = gpu.alloc(n * DTYPE_SIZE[wd]);
+            gpu.cast(src, sd, dw, wd, n);
+            if (touched) applyDeltas(gpu, t, dw, wd, files);
+            dw.download(w);
+            gpu.release();
+          } else {
+            if (wd === sd) w.set(src);
+            else backend.cast(src, sd, w, wd, n);
+            if (touched) applyDeltas(host, t, w, wd, files);
+          }
           if (touched) {
-            applyDeltas(backend, t, w, wd, files);
             merged++;
             if (options.safe && !allFinite(w, wd)) {
               const names = [...new Set(t.deltas.map((d) => options.adapters[d.adapter]))].join(", ");

@@ -2,8 +2,8 @@
  * Merge benchmark on a GPU machine: a synthetic checkpoint with Llama-7B tensor shapes (bf16, `--layers`
  * of the 32, default 8) and a rank-16 LoRA on q/k/v/o.
  *
- *   1. `scripts/merge.ts --device cpu` and `--device cuda`, end to end (the cuda row reports the
- *      CLI's error until the lead wires `mergeCheckpoint({ device: "cuda" })`);
+ *   1. `scripts/merge.ts --device cpu` and `--device cuda`, end to end (on cuda each changed tensor
+ *      is uploaded once through pinned staging, merged on the GPU and downloaded once);
  *   2. the merge kernels alone over every LoRA target, streamed from the mmap'd checkpoint: the CPU
  *      backend in place, and the GPU with double buffering (pinned slots, an upload stream, the
  *      compute stream and a download stream, ordered by events, so copies overlap kernels), with

@@ -4,7 +4,9 @@
 // executing on the GPU.
 import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { mergeCheckpoint } from "../../lib/merge/mod.ts";
 import { cudaCachedBytes, emptyCudaCache, getCudaMemoryInfo, initCuda } from "../../lib/backends/cuda/mod.ts";
 import { Tensor } from "../../lib/tensor/mod.ts";
 import * as ops from "../../lib/tensor/ops/mod.ts";
@@ -15,7 +17,7 @@ import { addHookToModule, AlignDevicesHook } from "../../lib/hooks/mod.ts";
 import { dispatchModel, getMaxMemory, inferAutoDeviceMap } from "../../lib/big_modeling/mod.ts";
 import { getEnv } from "../../lib/_env.ts";
 import { GPU_SKIP } from "./_cuda.ts";
-import { tempDir } from "../_util.ts";
+import { fixture, tempDir } from "../_util.ts";
 
 const GPU = "cuda:0";
 // Over the mock device the kernels run serially under grid emulation: decode fewer tokens there.
@@ -205,6 +207,26 @@ describe("cuda:N tensors", { skip: GPU_SKIP }, () => {
     assert.ok(mem.get(0)! > 0 && mem.get(0)! <= total && Math.abs(mem.get(0)! - free) < total / 10, `${mem.get(0)} vs free ${free}`);
     const map = inferAutoDeviceMap(LlamaForCausalLM.fromConfig(TINY, { device: "meta" }), { noSplitModuleClasses: ["LlamaDecoderLayer"] });
     assert.deepEqual(Object.values(map), [0], JSON.stringify(map));
+  });
+
+  it("merge adapters on the GPU (mergeCheckpoint device cuda) into the same bytes as on the CPU", { timeout: 300_000 }, async () => {
+    using tmp = tempDir("graft-gpu-merge-");
+    const cases: [string, string[], Record<string, unknown>][] = [
+      ...["lora_llama", "lora_rslora_patterns", "lora_gpt2_fan_in_fan_out", "lora_embedding", "dora_llama", "ia3_ff", "adalora_pruned", "modules_to_save"]
+        .map((c) => [c, [fixture("peft", c, "adapter")], {}] as [string, string[], Record<string, unknown>]),
+      ["two_adapters", [fixture("peft", "two_adapters", "adapter", "a"), fixture("peft", "two_adapters", "adapter", "b")], { weights: [0.5, 2] }],
+      ["lora_llama", [fixture("peft", "lora_llama", "adapter")], { dtype: "bf16", safe: true }],
+    ];
+    for (const [i, [name, adapters, extra]] of cases.entries()) {
+      const base = fixture("models", JSON.parse(readFileSync(fixture("peft", name, "case.json"), "utf8")).base);
+      const cpu = join(tmp.dir, `cpu-${i}`), gpu = join(tmp.dir, `gpu-${i}`);
+      await mergeCheckpoint({ base, adapters, out: cpu, ...extra });
+      const r = await mergeCheckpoint({ base, adapters, out: gpu, device: "cuda", ...extra });
+      assert.ok(r.tensorsMerged > 0, name);
+      for (const f of readdirSync(cpu).filter((f) => f.endsWith(".safetensors"))) {
+        assert.ok(readFileSync(join(gpu, f)).equals(readFileSync(join(cpu, f))), `${name} ${JSON.stringify(extra)}: ${f} differs between cpu and cuda`);
+      }
+    }
   });
 
   it("keep a device KV cache apart from host rows", () => {
