@@ -13,6 +13,7 @@ export * from "./lib/errors.ts";
 export * from "./lib/dtype.ts";
 export * from "./lib/ffi/mod.ts";
 export * from "./lib/backends/mod.ts";
+export * from "./lib/backends/cuda/mod.ts";
 export * from "./lib/tensor/mod.ts";
 export * from "./lib/tensor/ops/mod.ts";
 export * from "./lib/safetensors/mod.ts";
