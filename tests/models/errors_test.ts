@@ -1,6 +1,6 @@
-import { describe, it } from "node:test";
+import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AutoModelForCausalLM, GPT2LMHeadModel, LlamaForCausalLM } from "../../lib/models/mod.ts";
@@ -9,8 +9,17 @@ import { SafetensorsFile, saveFile } from "../../lib/safetensors/mod.ts";
 import type { Tensor } from "../../lib/tensor/mod.ts";
 import { FIXTURES } from "./_fixtures.ts";
 
-function folder(config: object): string {
+/** Folders made by these tests, removed at the end. */
+const made: string[] = [];
+
+function tempFolder(): string {
   const dir = mkdtempSync(join(tmpdir(), "graft-models-"));
+  made.push(dir);
+  return dir;
+}
+
+function folder(config: object): string {
+  const dir = tempFolder();
   writeFileSync(join(dir, "config.json"), JSON.stringify(config));
   return dir;
 }
@@ -29,6 +38,10 @@ function editedLlama(edit: (sd: Record<string, Tensor>) => void): string {
 }
 
 describe("bad input", () => {
+  after(() => {
+    for (const d of made.splice(0)) rmSync(d, { recursive: true, force: true });
+  });
+
   it("an unsupported model_type lists the supported ones and names the file", () => {
     const dir = folder({ model_type: "bert", hidden_size: 8 });
     assert.throws(() => AutoModelForCausalLM.fromPretrained(dir), (e: Error) => {
@@ -55,7 +68,7 @@ describe("bad input", () => {
   });
 
   it("a folder without config.json or weights says so", () => {
-    const empty = mkdtempSync(join(tmpdir(), "graft-models-"));
+    const empty = tempFolder();
     assert.throws(() => LlamaForCausalLM.fromPretrained(empty), /Cannot read config ".*config\.json": no such file/);
     const noWeights = folder(llamaConfig());
     assert.throws(() => LlamaForCausalLM.fromPretrained(noWeights), /no safetensors files/);
