@@ -5,8 +5,7 @@
  */
 import { getEnv } from "../_env.ts";
 import { type DeviceLike, normalizeDevice } from "../hooks/mod.ts";
-import { type InitDevice, setDefaultInitDevice } from "../nn/mod.ts";
-import { setBufferInitDevice } from "./_init_device.ts";
+import { type InitDevice, setBufferInitDevice, setDefaultInitDevice } from "../nn/mod.ts";
 
 /** Options of {@link initOnDevice} and {@link initEmptyWeights}. */
 export interface InitOnDeviceOptions {
@@ -44,11 +43,11 @@ export function initOnDevice<T>(device: DeviceLike, fnOrOptions?: (() => T) | In
   const dev = normalizeDevice(device);
   const prevParams = setDefaultInitDevice(dev as InitDevice);
   const includeBuffers = opts.includeBuffers ?? includeBuffersDefault();
-  const prevBuffers = includeBuffers ? setBufferInitDevice(dev) : null;
+  const prevBuffers = includeBuffers ? setBufferInitDevice(dev as InitDevice) : null;
   const scope: Disposable = {
     [Symbol.dispose]: () => {
       setDefaultInitDevice(prevParams);
-      if (prevBuffers !== null) setBufferInitDevice(prevBuffers);
+      if (includeBuffers) setBufferInitDevice(prevBuffers);
     },
   };
   if (!fn) return scope;

@@ -71,6 +71,46 @@ export function getDefaultInitDevice(): InitDevice {
   return initDevice;
 }
 
+let bufferInitDevice: InitDevice | null = null;
+
+/**
+ * Put buffers registered from now on on `device` ("meta" drops their data), or leave them where
+ * they are (`null`, the default): Accelerate's `init_on_device(include_buffers=True)`. Returns the
+ * previous setting.
+ *
+ * @example
+ * ```ts
+ * import { Module, setBufferInitDevice } from "./mod.ts";
+ * import { Tensor } from "../tensor/mod.ts";
+ * const prev = setBufferInitDevice("meta");
+ * const m = new Module();
+ * m.registerBuffer("running_mean", Tensor.zeros([4]));
+ * setBufferInitDevice(prev);
+ * console.log(m.buffer("running_mean").isMeta); // true
+ * ```
+ */
+export function setBufferInitDevice(device: InitDevice | null): InitDevice | null {
+  if (device !== null && device !== "cpu" && device !== "meta") {
+    throw new TypeError(`Cannot set the buffer init device to "${String(device)}": expected "cpu", "meta" or null`);
+  }
+  const prev = bufferInitDevice;
+  bufferInitDevice = device;
+  return prev;
+}
+
+/**
+ * Where new buffers are put (`null`: where they were created).
+ *
+ * @example
+ * ```ts
+ * import { getBufferInitDevice } from "./mod.ts";
+ * console.log(getBufferInitDevice()); // null
+ * ```
+ */
+export function getBufferInitDevice(): InitDevice | null {
+  return bufferInitDevice;
+}
+
 /**
  * Seed the generator used by random parameter inits (deterministic across runtimes).
  *

@@ -8,6 +8,7 @@ import type { Tensor } from "../tensor/tensor.ts";
 import { formatShape } from "../tensor/shape.ts";
 import { toDevice, toDType } from "../tensor/ops/mod.ts";
 import { Parameter } from "./parameter.ts";
+import { getBufferInitDevice } from "./init.ts";
 import { loadStateDictInto, type LoadStateDictOptions, type LoadStateDictResult, type StateSlot } from "./state_dict.ts";
 
 /** Options for the `named*` iterators. */
@@ -95,7 +96,8 @@ export class Module implements Disposable {
   registerBuffer(name: string, value: Tensor | null, options: { persistent?: boolean } = {}): void {
     checkName("buffer", name);
     if (this.#modules.has(name) || this.#params.has(name)) throw new TypeError(`Cannot register buffer "${name}": the name is taken`);
-    this.#buffers.set(name, value);
+    const dev = getBufferInitDevice();
+    this.#buffers.set(name, value && dev !== null && value.device !== dev ? toDevice(value, dev) : value);
     if (options.persistent === false) this.#nonPersistent.add(name);
     else this.#nonPersistent.delete(name);
   }

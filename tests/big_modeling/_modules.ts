@@ -2,8 +2,7 @@
 // reference's ModelForTest (Linear 3→4, BatchNorm1d 4, Linear 4→5) and a log capture helper.
 import type { ModuleLike } from "../../lib/hooks/mod.ts";
 import { moveModuleTo, setLogger } from "../../lib/hooks/mod.ts";
-import { getBufferInitDevice } from "../../lib/big_modeling/_init_device.ts";
-import { getDefaultInitDevice } from "../../lib/nn/mod.ts";
+import { getBufferInitDevice, getDefaultInitDevice } from "../../lib/nn/mod.ts";
 import type { DType } from "../../lib/dtype.ts";
 import { Tensor } from "../../lib/tensor/mod.ts";
 import { rng } from "../_util.ts";

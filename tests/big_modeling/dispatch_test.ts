@@ -234,6 +234,13 @@ test("initEmptyWeights() builds without storage, as a scope or a callback; initO
   assert.equal(new ModelForTest().linear1.p("weight").device, "cpu");
   const withBuffers = initEmptyWeights(() => new ModelForTest(), { includeBuffers: true });
   assert.ok(withBuffers.batchnorm.p("running_mean").isMeta);
+  // lib/nn modules too: registerBuffer follows the scope (Accelerate patches register_buffer).
+  const llama = { model_type: "llama", vocab_size: 16, hidden_size: 8, intermediate_size: 16, num_hidden_layers: 1, num_attention_heads: 2 };
+  const metaBuffers = initEmptyWeights(() => LlamaForCausalLM.fromConfig(llama), { includeBuffers: true });
+  assert.ok([...metaBuffers.namedBuffers()].length > 0 && [...metaBuffers.namedBuffers()].every(([, b]) => b.isMeta));
+  const cpuBuffers = initEmptyWeights(() => LlamaForCausalLM.fromConfig(llama));
+  assert.ok([...cpuBuffers.namedBuffers()].every(([, b]) => b.device === "cpu"), "buffers stay on the CPU by default");
+  assert.equal(new ModelForTest().batchnorm.p("running_mean").device, "cpu", "the buffer device is restored");
   assert.equal(initOnDevice("cpu", () => new ModelForTest()).linear1.p("weight").device, "cpu");
   assert.throws(() => initEmptyWeights(() => {
     throw new Error("boom");
