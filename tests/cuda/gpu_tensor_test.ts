@@ -11,7 +11,7 @@ import { cudaCachedBytes, emptyCudaCache, getCudaMemoryInfo, initCuda } from "..
 import { Tensor } from "../../lib/tensor/mod.ts";
 import * as ops from "../../lib/tensor/ops/mod.ts";
 import { KVCache } from "../../lib/nn/mod.ts";
-import { LlamaForCausalLM } from "../../lib/models/mod.ts";
+import { GPT2LMHeadModel, LlamaForCausalLM } from "../../lib/models/mod.ts";
 import { generate } from "../../lib/generation/mod.ts";
 import { addHookToModule, AlignDevicesHook } from "../../lib/hooks/mod.ts";
 import { dispatchModel, getMaxMemory, inferAutoDeviceMap } from "../../lib/big_modeling/mod.ts";
@@ -176,6 +176,21 @@ describe("cuda:N tensors", { skip: GPU_SKIP }, () => {
     const a = generate(cpu, [5, 17, 3], { maxNewTokens: n, stopTokens: [] });
     const b = generate(gpu, [5, 17, 3], { maxNewTokens: n, stopTokens: [] });
     assert.deepEqual(b.sequences, a.sequences);
+  });
+
+  it("run a GPT-2 forward and greedy decode on the GPU with the CPU's logits and tokens", { timeout: 300_000 }, () => {
+    const cfg = { model_type: "gpt2", vocab_size: 53, n_embd: 16, n_layer: 2, n_head: 2, n_positions: 64 };
+    const cpu = GPT2LMHeadModel.fromConfig(cfg);
+    const gpu = GPT2LMHeadModel.fromConfig(cfg);
+    gpu.loadStateDict(new Map(Object.entries(cpu.stateDict()).map(([k, v]) => [k, v.clone()])));
+    gpu.to(GPU);
+    const ids = Tensor.fromArray([3, 9, 27, 50, 1], [1, 5], "I64");
+    close(gpu.forward(ids).logits.toArray(), cpu.forward(ids).logits.toArray(), 1e-4, "gpt2 logits");
+    const n = MOCK ? 3 : 20;
+    assert.deepEqual(
+      generate(gpu, [3, 9], { maxNewTokens: n, stopTokens: [] }).sequences,
+      generate(cpu, [3, 9], { maxNewTokens: n, stopTokens: [] }).sequences,
+    );
   });
 
   it("grow a device KV cache by copies on the device, keeping every row", () => {
