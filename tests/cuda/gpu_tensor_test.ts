@@ -171,6 +171,12 @@ describe("cuda:N tensors", { skip: GPU_SKIP }, () => {
     const out = gpu.forward(ids).logits;
     assert.equal(out.device, GPU);
     close(out.toArray(), ref.toArray(), 1e-4, "logits");
+    // loadStateDict into a model already on the GPU writes into its device tensors.
+    const late = LlamaForCausalLM.fromConfig(TINY).to(GPU);
+    const r = late.loadStateDict(new Map(Object.entries(cpu.stateDict())));
+    assert.deepEqual([r.missingKeys, r.unexpectedKeys], [[], []]);
+    assert.ok([...late.namedParameters()].every(([, p]) => p.data.device === GPU));
+    close(late.forward(ids).logits.toArray(), ref.toArray(), 1e-4, "logits after loadStateDict on the GPU");
     // On a GPU 70 new tokens: the device KV cache grows past its first 64 rows.
     const n = MOCK ? 5 : 70;
     const a = generate(cpu, [5, 17, 3], { maxNewTokens: n, stopTokens: [] });
