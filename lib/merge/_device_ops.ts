@@ -3,7 +3,7 @@
 // Uploads go through pinned staging on the device's stream, so the next tensor's upload is queued
 // while kernels run; the one download per tensor waits for them.
 import type { KernelDType } from "../backends/backend.ts";
-import { type CudaBackend, type DeviceBuffer, getCudaStream, initCuda, uploadStaged } from "../backends/cuda/mod.ts";
+import { type CudaBackend, type DeviceBuffer, initCuda, uploadStaged } from "../backends/cuda/mod.ts";
 import { DTYPE_SIZE } from "../dtype.ts";
 import { Storage } from "../tensor/mod.ts";
 import type { MergeOps } from "./apply.ts";
@@ -33,7 +33,7 @@ export class DeviceMergeOps implements MergeOps<DeviceBuffer>, Disposable {
   upload(src: Uint8Array | Float32Array): DeviceBuffer {
     const bytes = src instanceof Uint8Array ? src : new Uint8Array(src.buffer, src.byteOffset, src.byteLength);
     const d = this.alloc(bytes.byteLength);
-    uploadStaged(d, bytes, getCudaStream(this.cuda.device));
+    uploadStaged(d, bytes);
     return d;
   }
 
@@ -48,7 +48,7 @@ export class DeviceMergeOps implements MergeOps<DeviceBuffer>, Disposable {
   }
 
   assign(dst: DeviceBuffer, src: Uint8Array): void {
-    uploadStaged(dst, src, getCudaStream(this.cuda.device));
+    uploadStaged(dst, src);
   }
 
   loraMerge(w: DeviceBuffer, wd: KernelDType, outF: number, inF: number, b: Float32Array, a: Float32Array, r: number, scale: number, fan: boolean): void {

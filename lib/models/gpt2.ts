@@ -127,33 +127,15 @@ export class GPT2Attention extends Module {
     const e = this.#c.nEmbd, nh = this.#c.nHead, d = e / nh;
     using s = new ActivationScope(x);
     const qkv = s.own(this.child("c_attn").forward(x) as Tensor);
-    if (qkv.isCuda) {
-      // On a GPU: q, k and v are strided views of qkv's last dim, made dense by device copies.
-      const [q, k, v] = [0, 1, 2].map((i) => s.own(qkv.slice(2, i * e, (i + 1) * e).contiguous()));
-      return s.keep(this.#attend(q!, k!, v!, d, nh, ctx, s));
-    }
-    const src = qkv.f32();
-    const rows = src.length / (3 * e);
-    const outShape = [x.shape[0]!, x.shape[1]!, e];
-    using q = Tensor.empty(outShape, "F32"), k = Tensor.empty(outShape, "F32"), v = Tensor.empty(outShape, "F32");
-    const [qd, kd, vd] = [q.f32(), k.f32(), v.f32()];
-    for (let r = 0; r < rows; r++) {
-      const o = r * 3 * e;
-      qd.set(src.subarray(o, o + e), r * e);
-      kd.set(src.subarray(o + e, o + 2 * e), r * e);
-      vd.set(src.subarray(o + 2 * e, o + 3 * e), r * e);
-    }
-    return s.keep(this.#attend(q, k, v, d, nh, ctx, s));
-  }
-
-  #attend(q: Tensor, k: Tensor, v: Tensor, d: number, nh: number, ctx: { cache: KVCache | null }, s: ActivationScope): Tensor {
+    // q, k and v: thirds of qkv's last dim, made dense by row copies (on whichever device qkv is).
+    const [q, k, v] = [0, 1, 2].map((i) => s.own(qkv.slice(2, i * e, (i + 1) * e).contiguous())) as [Tensor, Tensor, Tensor];
     let scale = this.#c.scaleAttnWeights ? 1 / Math.sqrt(d) : 1;
     if (this.#c.scaleAttnByInverseLayerIdx) scale /= this.#layerIdx + 1;
     const a = s.own(
       causalAttention(q, k, v, { numHeads: nh, numKVHeads: nh, headDim: d, scale, cache: ctx.cache, layerIdx: this.#layerIdx }),
     );
     const out = s.own(this.child("c_proj").forward(a) as Tensor);
-    return this.child("resid_dropout").forward(out) as Tensor;
+    return s.keep(this.child("resid_dropout").forward(out) as Tensor);
   }
 }
 

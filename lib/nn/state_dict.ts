@@ -109,8 +109,9 @@ export function loadStateDictInto(
       const dst = cur.contiguous();
       if (dst !== cur) s.set(dst);
       if (t.isMeta) continue;
-      if (dst.isCuda) dst.deviceBuffer().upload(v.isCuda ? v.to("cpu").bytes() : v.bytes());
-      else dst.bytes().set(v.isCuda ? v.to("cpu").bytes() : v.bytes());
+      const src = v.isCuda ? v.to("cpu").bytes() : v.bytes();
+      if (dst.isCuda) dst.deviceBuffer().upload(src);
+      else dst.bytes().set(src);
     }
   }
   return { missingKeys: missing.map((k) => k.key), unexpectedKeys: unexpected.map((k) => k.key) };

@@ -7,6 +7,19 @@
 export type Device = "cpu" | "meta" | `cuda:${number}`;
 
 /**
+ * The GPU index of a `cuda:N` device, or null for "cpu" and "meta".
+ *
+ * @example
+ * ```ts
+ * import { cudaIndex } from "./device.ts";
+ * console.log(cudaIndex("cuda:1"), cudaIndex("cpu")); // 1 null
+ * ```
+ */
+export function cudaIndex(d: Device): number | null {
+  return d.startsWith("cuda:") ? Number(d.slice(5)) : null;
+}
+
+/**
  * Parse a device given as a string or a GPU index (Accelerate style: `0` means "cuda:0").
  *
  * @example

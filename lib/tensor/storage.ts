@@ -58,13 +58,6 @@ export class Storage implements Disposable {
     return s;
   }
 
-  /** Storage over an existing device buffer (kind "cuda"); dispose frees it. */
-  static onDevice(buffer: DeviceBuffer): Storage {
-    const s = new Storage(new Uint8Array(0), "cuda");
-    s.#device = buffer;
-    return s;
-  }
-
   /** The device memory of a "cuda" storage (null otherwise). */
   get deviceBuffer(): DeviceBuffer | null {
     return this.#device;
@@ -87,19 +80,15 @@ export class Storage implements Disposable {
 
   /** True once disposed. */
   get disposed(): boolean {
-    if (this.kind === "cuda") return this.#releasedPooled || (this.#device?.disposed ?? true);
+    if (this.kind === "cuda") return this.#device?.disposed ?? true;
     return this.bytes.byteLength === 0 && this.#owner !== null && this.#owner.disposed;
   }
 
-  #releasedPooled = false;
-
   [Symbol.dispose](): void {
-    if (this.#release !== null) {
-      this.#release();
-      this.#release = null;
-      this.#releasedPooled = true;
-      this.#device = null; // views of this storage must not reach a block lent to someone else
-    } else this.#device?.[Symbol.dispose]();
+    // Back to the allocator; views of this storage must not reach a block lent to someone else.
+    this.#release?.();
+    this.#release = null;
+    this.#device = null;
     if (this.#pinned) {
       this.#pinned[Symbol.dispose]();
       this.bytes = new Uint8Array(0);

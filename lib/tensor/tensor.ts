@@ -3,7 +3,7 @@
  * @module
  */
 import { DTYPE_SIZE, type DType } from "../dtype.ts";
-import { type Device, parseDevice } from "./device.ts";
+import { cudaIndex, type Device, parseDevice } from "./device.ts";
 import { Storage } from "./storage.ts";
 import { type DeviceBuffer, PinnedBuffer } from "../backends/cuda/device_buffer.ts";
 import { getCudaStream } from "../backends/cuda/registry.ts";
@@ -72,7 +72,7 @@ export class Tensor implements Disposable {
     const bytes = shapeSize(shape) * DTYPE_SIZE[dtype];
     if (device !== "cpu") {
       if (!cudaAvailable()) throw new DeviceError(`Cannot allocate a tensor on ${device}: No CUDA device: ${cudaUnavailableReason()}`);
-      return new Tensor(dtype, shape, Storage.allocateDevice(bytes, cudaIndex(device)), { device });
+      return new Tensor(dtype, shape, Storage.allocateDevice(bytes, cudaIndex(device)!), { device });
     }
     return new Tensor(dtype, shape, Storage.allocate(bytes), { device });
   }
@@ -234,8 +234,7 @@ export class Tensor implements Disposable {
     const host = src.isCuda ? src.to("cpu") : src;
     const out = Tensor.empty(this.shape, this.dtype, { device: d });
     // Through pinned staging on the device's stream: later kernels see the data, the host does not wait.
-    const buf = out.deviceBuffer();
-    uploadStaged(buf, host.bytes(), getCudaStream(buf.device));
+    uploadStaged(out.deviceBuffer(), host.bytes());
     if (host !== src) host[Symbol.dispose]();
     return out;
   }
@@ -288,15 +287,8 @@ export class Tensor implements Disposable {
     const size = DTYPE_SIZE[this.dtype];
     const src = s.bytes;
     const dst = out.bytes();
-    const n = this.numel;
-    const nd = this.ndim;
-    const idx = new Array<number>(nd).fill(0);
-    // Copy the innermost dimension in runs.
-    const inner = this.shape[nd - 1] ?? 1;
-    const innerStride = this.strides[nd - 1] ?? 1;
-    for (let o = 0; o < n; o += inner) {
-      let off = this.offset;
-      for (let d = 0; d < nd - 1; d++) off += idx[d]! * this.strides[d]! * size;
+    const innerStride = this.strides[this.ndim - 1] ?? 1;
+    this.#forEachRow((o, off, inner) => {
       if (innerStride === 1) {
         dst.set(src.subarray(off, off + inner * size), o * size);
       } else {
@@ -305,12 +297,27 @@ export class Tensor implements Disposable {
           dst.set(src.subarray(so, so + size), (o + j) * size);
         }
       }
+    });
+    return out;
+  }
+
+  /**
+   * Walk the innermost rows in C order: `fn(outElement, srcByteOffset, rowLength)` for each, where
+   * `outElement` is the row's first element in a dense copy and `srcByteOffset` its byte in storage.
+   */
+  #forEachRow(fn: (o: number, off: number, inner: number) => void): void {
+    const nd = this.ndim, size = DTYPE_SIZE[this.dtype], n = this.numel;
+    const inner = this.shape[nd - 1] ?? 1;
+    const idx = new Array<number>(nd).fill(0);
+    for (let o = 0; o < n; o += inner) {
+      let off = this.offset;
+      for (let d = 0; d < nd - 1; d++) off += idx[d]! * this.strides[d]! * size;
+      fn(o, off, inner);
       for (let d = nd - 2; d >= 0; d--) {
         if (++idx[d]! < this.shape[d]!) break;
         idx[d] = 0;
       }
     }
-    return out;
   }
 
   /** A dense copy with its own storage. */
@@ -345,17 +352,8 @@ export class Tensor implements Disposable {
     }
     const stream = getCudaStream(buf.device);
     const dst = out.deviceBuffer();
-    const idx = new Array<number>(nd).fill(0);
     const run = inner * size;
-    for (let o = 0; o < n; o += inner) {
-      let off = this.offset;
-      for (let d = 0; d < nd - 1; d++) off += idx[d]! * this.strides[d]! * size;
-      stream.copy(dst.slice(o * size, run), buf.slice(off, run), run);
-      for (let d = nd - 2; d >= 0; d--) {
-        if (++idx[d]! < this.shape[d]!) break;
-        idx[d] = 0;
-      }
-    }
+    this.#forEachRow((o, off) => stream.copy(dst.slice(o * size, run), buf.slice(off, run), run));
     return out;
   }
 
@@ -378,10 +376,6 @@ export class Tensor implements Disposable {
   }
 }
 
-/** The GPU index of a "cuda:N" device. */
-function cudaIndex(device: Device): number {
-  return Number(device.slice(5));
-}
 
 function inferShape(shape: readonly number[], numel: number): number[] {
   const out = [...shape];

@@ -8,7 +8,8 @@
  */
 import { ffi } from "../../ffi/mod.ts";
 import { type DeviceBuffer, PinnedBuffer } from "./device_buffer.ts";
-import { CudaEvent, type CudaStream } from "./stream.ts";
+import { getCudaStream } from "./registry.ts";
+import { CudaEvent } from "./stream.ts";
 
 /** Bytes per pinned slot, and the number of slots per device. */
 const SLOT = 32 << 20, SLOTS = 3;
@@ -37,26 +38,28 @@ function ring(device: number): Ring {
 }
 
 /**
- * Queue a copy of `src` (any host memory) into `dst` on `stream`; returns once `src` has been read
+ * Queue a copy of `src` (any host memory) into `dst` on the device's stream (`getCudaStream`),
+ * in order with the kernels there; returns once `src` has been read
  * (it may be changed or freed then), except for pinned memory, which is copied from directly (keep
  * it alive and unchanged until the stream is past the copy). The device side completes in stream order.
  *
  * @example
  * ```ts ignore
- * import { DeviceBuffer, getCudaStream } from "./mod.ts";
+ * import { DeviceBuffer } from "./mod.ts";
  * import { uploadStaged } from "./staging.ts";
  * using d = DeviceBuffer.alloc(16);
- * uploadStaged(d, new Uint8Array(16).fill(1), getCudaStream(0));
+ * uploadStaged(d, new Uint8Array(16).fill(1));
  * ```
  */
-export function uploadStaged(dst: DeviceBuffer, src: Uint8Array, stream: CudaStream): void {
+export function uploadStaged(dst: DeviceBuffer, src: Uint8Array): void {
   if (src.byteLength > dst.byteLength) {
     throw new RangeError(`Cannot upload ${src.byteLength} bytes into a DeviceBuffer of ${dst.byteLength} bytes`);
   }
   if (src.byteLength === 0) return;
+  const stream = getCudaStream(dst.device);
   if (PinnedBuffer.contains(src)) {
     // Already page-locked: one DMA straight from it, no staging. The caller keeps it alive.
-    stream.copy(dst, { ptr: ffi.ptrOf(src), byteLength: src.byteLength } as PinnedBuffer, src.byteLength);
+    stream.copy(dst, { ptr: ffi.ptrOf(src), byteLength: src.byteLength }, src.byteLength);
     return;
   }
   const r = ring(dst.device);

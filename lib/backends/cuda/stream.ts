@@ -11,7 +11,8 @@ import { requireCuda } from "./runtime.ts";
 const NON_BLOCKING = 1; // cudaStreamNonBlocking: no implicit sync with the legacy default stream
 const DISABLE_TIMING = 2; // cudaEventDisableTiming
 
-type Memory = DeviceBuffer | PinnedBuffer;
+/** Either side of a copy: device memory, or page-locked host memory (a PinnedBuffer or a view of one). */
+type Memory = DeviceBuffer | PinnedBuffer | { readonly ptr: Ptr; readonly byteLength: number };
 
 /**
  * A recorded point in a stream's work. Timing events (`{ timing: true }`) measure milliseconds

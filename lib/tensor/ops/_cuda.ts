@@ -6,7 +6,7 @@ import type { DType } from "../../dtype.ts";
 import type { KernelDType } from "../../backends/backend.ts";
 import { type CudaBackend, getCudaBackend, getCudaStream } from "../../backends/cuda/mod.ts";
 import { Tensor } from "../tensor.ts";
-import { formatShape } from "../shape.ts";
+import { cudaIndex } from "../device.ts";
 import { isKernelDType } from "./_util.ts";
 
 /** True when any of the tensors lives on a CUDA device. */
@@ -30,7 +30,7 @@ export function commonDevice(op: string, ...ts: readonly (Tensor | null | undefi
 
 /** The backend of a `cuda:N` tensor's device. */
 export function cudaOf(t: Tensor): CudaBackend {
-  return getCudaBackend(Number(t.device.slice(5)));
+  return getCudaBackend(cudaIndex(t.device)!);
 }
 
 /** `t` as a contiguous tensor of `dtype` on its device (cast by the device's kernel when needed). */
@@ -212,12 +212,3 @@ export function deviceEmbedding(idx: readonly number[], idsShape: readonly numbe
   return out;
 }
 
-/** Shape check shared by the ops' error messages. */
-export function sameShape(a: Tensor, b: Tensor): boolean {
-  return a.ndim === b.ndim && a.shape.every((d, i) => d === b.shape[i]);
-}
-
-/** For error messages. */
-export function describe(t: Tensor): string {
-  return `${t.dtype} ${formatShape(t.shape)} on ${t.device}`;
-}
