@@ -74,12 +74,34 @@ export interface LlamaConfig {
   mlpBias: boolean;
   /** MLP activation. */
   hiddenAct: string;
-  /** Mistral's sliding window (null: none). */
+  /** Sliding-window size (Mistral; Qwen2 with `use_sliding_window`), or null: none. */
   slidingWindow: number | null;
+  /** Attention of each layer, as transformers' `layer_types`: sliding layers use `slidingWindow`. */
+  layerTypes: ("full_attention" | "sliding_attention")[];
   /** Init std for fromConfig. */
   initializerRange: number;
   /** End-of-sequence ids. */
   eosTokenIds: number[];
+}
+
+/**
+ * Which layers slide: the config's `layer_types` when given; else, with a window, every layer
+ * (Mistral) or the layers from `max_window_layers` on (Qwen2, default 28), as transformers does.
+ */
+function layerTypesOf(raw: RawConfig, r: ConfigReader, window: number | null, qwen: boolean): LlamaConfig["layerTypes"] {
+  const n = r.int("num_hidden_layers");
+  if (window === null) return Array(n).fill("full_attention");
+  if (Array.isArray(raw.layer_types)) {
+    const types = raw.layer_types as unknown[];
+    if (types.length !== n || types.some((x) => x !== "full_attention" && x !== "sliding_attention")) {
+      throw new TypeError(
+        `Cannot read config "${r.source}": layer_types must list "full_attention" or "sliding_attention" for each of the ${n} layers`,
+      );
+    }
+    return types as LlamaConfig["layerTypes"];
+  }
+  const from = qwen ? r.int("max_window_layers", 28) : 0;
+  return Array.from({ length: n }, (_, i) => (i >= from ? "sliding_attention" : "full_attention"));
 }
 
 /**
@@ -121,6 +143,7 @@ export function parseLlamaConfig(raw: RawConfig): LlamaConfig {
     mlpBias: r.bool("mlp_bias", false),
     hiddenAct: r.str("hidden_act", "silu"),
     slidingWindow: window,
+    layerTypes: layerTypesOf(raw, r, window, qwen),
     initializerRange: r.num("initializer_range", 0.02),
     eosTokenIds: r.ids("eos_token_id"),
   };
@@ -208,7 +231,7 @@ export class LlamaDecoderLayer extends Module {
       dtype: o.dtype,
       init: o.init,
       layerIdx,
-      slidingWindow: c.slidingWindow,
+      slidingWindow: c.layerTypes[layerIdx] === "sliding_attention" ? c.slidingWindow : null,
     });
     attn.className = `${p}Attention`;
     this.registerModule("self_attn", attn);

@@ -35,8 +35,34 @@ export interface CausalAttentionOptions {
   cache?: KVCache | null;
   /** This layer's index in the cache. */
   layerIdx?: number;
-  /** Refuse sequences longer than this (sliding-window attention is not implemented). */
+  /**
+   * Sliding-window attention (Mistral, Qwen2's sliding layers): a query at position p sees keys
+   * p - window + 1 … p, as transformers' `kv_idx > q_idx - sliding_window`. null: every earlier key.
+   */
   slidingWindow?: number | null;
+}
+
+/** One kernel call: `qn` queries from row `q0` attend to `kn` keys from row `k0` (queries last). */
+interface Segment {
+  q0: number;
+  qn: number;
+  k0: number;
+  kn: number;
+}
+
+/**
+ * The kernel calls for `t` queries that are the last of `s` cached positions: one causal call, or
+ * with a window shorter than `s`, one call for the queries whose window starts at key 0 and one
+ * call per later query over its own window.
+ */
+function segments(t: number, s: number, window: number | null | undefined): Segment[] {
+  if (window == null || s <= window) return [{ q0: 0, qn: t, k0: 0, kn: s }];
+  if (!Number.isInteger(window) || window < 1) throw new RangeError(`Cannot run attention: sliding window ${window} must be a positive integer`);
+  const first = s - t; // position of query 0
+  const whole = Math.max(0, Math.min(t, window - first)); // queries at positions < window see keys from 0
+  const out: Segment[] = whole > 0 ? [{ q0: 0, qn: whole, k0: 0, kn: first + whole }] : [];
+  for (let j = whole; j < t; j++) out.push({ q0: j, qn: 1, k0: first + j - window + 1, kn: window });
+  return out;
 }
 
 /** Device copies of cos/sin tables, shared by every layer of one forward (keyed by the host array). */
@@ -150,12 +176,11 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor, options: Causal
   for (let i = 0; i < b; i++) {
     let kk = kd.subarray(i * t * kw, (i + 1) * t * kw), vv = vd.subarray(i * t * kw, (i + 1) * t * kw), s = t;
     if (options.cache) ({ k: kk, v: vv, s } = options.cache.update(options.layerIdx ?? 0, i, kk, vv, kw));
-    if (options.slidingWindow != null && s > options.slidingWindow) {
-      throw new RangeError(
-        `Cannot run attention over ${s} positions: sliding-window attention (window ${options.slidingWindow}) is not implemented`,
-      );
+    const qi = qd.subarray(i * t * qw, (i + 1) * t * qw), oi = od.subarray(i * t * qw, (i + 1) * t * qw);
+    for (const g of segments(t, s, options.slidingWindow)) {
+      const [q, o] = [g.q0 * qw, (g.q0 + g.qn) * qw], [k0, k1] = [g.k0 * kw, (g.k0 + g.kn) * kw];
+      kn.attention(qi.subarray(q, o), kk.subarray(k0, k1), vv.subarray(k0, k1), oi.subarray(q, o), g.qn, g.kn, hq, hkv, d, scale);
     }
-    kn.attention(qd.subarray(i * t * qw, (i + 1) * t * qw), kk, vv, od.subarray(i * t * qw, (i + 1) * t * qw), t, s, hq, hkv, d, scale);
   }
   return out;
 }
@@ -174,12 +199,11 @@ function deviceAttention(q: Tensor, k: Tensor, v: Tensor, options: CausalAttenti
   for (let i = 0; i < b; i++) {
     let kk = kd.slice(i * t * kw * 4, t * kw * 4), vv = vd.slice(i * t * kw * 4, t * kw * 4), s = t;
     if (options.cache) ({ k: kk, v: vv, s } = options.cache.updateDevice(options.layerIdx ?? 0, i, kk, vv, kw));
-    if (options.slidingWindow != null && s > options.slidingWindow) {
-      throw new RangeError(
-        `Cannot run attention over ${s} positions: sliding-window attention (window ${options.slidingWindow}) is not implemented`,
-      );
+    const base = i * t * qw * 4;
+    for (const g of segments(t, s, options.slidingWindow)) {
+      const q = qd.slice(base + g.q0 * qw * 4, g.qn * qw * 4), o = od.slice(base + g.q0 * qw * 4, g.qn * qw * 4);
+      cuda.attention(q, kk.slice(g.k0 * kw * 4, g.kn * kw * 4), vv.slice(g.k0 * kw * 4, g.kn * kw * 4), o, g.qn, g.kn, hq, hkv, d, scale);
     }
-    cuda.attention(qd.slice(i * t * qw * 4, t * qw * 4), kk, vv, od.slice(i * t * qw * 4, t * qw * 4), t, s, hq, hkv, d, scale);
   }
   return out;
 }
@@ -204,7 +228,7 @@ export interface SelfAttentionOptions {
   init?: ParameterInit;
   /** Index in the KV cache. */
   layerIdx?: number;
-  /** Mistral's `sliding_window` (sequences beyond it are refused). */
+  /** Sliding window of this layer (Mistral; Qwen2's sliding layers), or null. */
   slidingWindow?: number | null;
 }
 
@@ -237,7 +261,7 @@ export class CausalSelfAttention extends Module {
   readonly headDim: number;
   /** Cache index. */
   readonly layerIdx: number;
-  /** Longest supported span, or null. */
+  /** Sliding window, or null (full causal attention). */
   readonly slidingWindow: number | null;
 
   /** @param options Sizes and biases. */

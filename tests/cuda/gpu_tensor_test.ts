@@ -199,6 +199,21 @@ describe("cuda:N tensors", { skip: GPU_SKIP }, () => {
     );
   });
 
+  it("run sliding-window attention on the GPU like the CPU (Mistral window 4, Qwen2 sliding layer)", { timeout: 300_000 }, () => {
+    for (const name of ["mistral_window", "qwen2_window"]) {
+      const cpu = LlamaForCausalLM.fromPretrained(fixture("models", name));
+      const gpu = LlamaForCausalLM.fromPretrained(fixture("models", name)).to(GPU);
+      const ids = Tensor.fromArray([1, 17, 45, 200, 3, 99, 128, 255], [1, 8], "I64");
+      close(gpu.forward(ids).logits.toArray(), cpu.forward(ids).logits.toArray(), 1e-4, `${name} logits`);
+      const n = MOCK ? 3 : 12;
+      assert.deepEqual(
+        generate(gpu, [1, 17, 45, 200, 3], { maxNewTokens: n, stopTokens: [] }).sequences,
+        generate(cpu, [1, 17, 45, 200, 3], { maxNewTokens: n, stopTokens: [] }).sequences,
+        name,
+      );
+    }
+  });
+
   it("grow a device KV cache by copies on the device, keeping every row", () => {
     const cache = new KVCache(1);
     const width = 3, rows = values(150 * width, 21);

@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url";
 import { SafetensorsFile } from "../../lib/safetensors/mod.ts";
 
 export const FIXTURES = join(fileURLToPath(new URL(".", import.meta.url)), "..", "fixtures", "models");
-export const MODELS = ["llama", "llama3_rope", "qwen2", "mistral", "gpt2"] as const;
+export const MODELS = ["llama", "llama3_rope", "qwen2", "mistral", "mistral_window", "qwen2_window", "gpt2"] as const;
 
 /** max |a - b| / max |b|. */
 export function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
