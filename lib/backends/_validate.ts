@@ -176,3 +176,52 @@ export function checkAttention(
   checkF32("attention", "v", v, [s, hkv, d]);
   checkF32("attention", "out", out, [t, hq, d]);
 }
+
+/** Every check of `cast`: known dtypes, a valid count, both buffers large enough. */
+export function checkCast(src: Uint8Array, srcDtype: KernelDType, dst: Uint8Array, dstDtype: KernelDType, n: number): void {
+  checkDtype("cast", "src", srcDtype);
+  checkDtype("cast", "dst", dstDtype);
+  checkDim("cast", "n", n);
+  checkBytes("cast", "src", src, [n], srcDtype);
+  checkBytes("cast", "dst", dst, [n], dstDtype);
+}
+
+/** Every check of `doraMerge`: those of a LoRA merge, plus the magnitude and norm vectors. */
+export function checkDoraMerge(
+  w: Uint8Array,
+  wDtype: KernelDType,
+  outF: number,
+  inF: number,
+  b: Float32Array,
+  a: Float32Array,
+  r: number,
+  mag: Float32Array,
+  normOut?: Float32Array,
+): void {
+  checkMerge("doraMerge", w, wDtype, outF, inF, b, a, r);
+  checkF32("doraMerge", "mag", mag, [outF]);
+  if (normOut !== undefined) checkF32("doraMerge", "normOut", normOut, [outF]);
+}
+
+/** Every check of `scaleAxis`. */
+export function checkScaleAxis(w: Uint8Array, wDtype: KernelDType, rows: number, cols: number, v: Float32Array, axis: 0 | 1): void {
+  checkDtype("scaleAxis", "w", wDtype);
+  checkDim("scaleAxis", "rows", rows);
+  checkDim("scaleAxis", "cols", cols);
+  if (axis !== 0 && axis !== 1) throw new RangeError(`Cannot run scaleAxis: axis must be 0 or 1: current value is ${axis}`);
+  checkBytes("scaleAxis", "w", w, [rows, cols], wDtype);
+  checkF32("scaleAxis", "v", v, [axis === 0 ? rows : cols]);
+}
+
+/** Every check of `rmsNorm` (no `b`) and `layerNorm`. */
+export function checkNorm(op: string, x: Float32Array, out: Float32Array, rows: number, cols: number, w: Float32Array, b?: Float32Array): void {
+  checkRows(op, x, out, rows, cols);
+  checkF32(op, "w", w, [cols]);
+  if (b !== undefined) checkF32(op, "b", b, [cols]);
+}
+
+/** Every check of an elementwise op of two inputs (`names`: how messages call them). */
+export function checkBinary(op: string, a: Float32Array, b: Float32Array, out: Float32Array, names: readonly [string, string] = ["a", "b"]): void {
+  checkSameLength(op, `${names[0]} and ${names[1]}`, a, b);
+  checkSameLength(op, `${names[0]} and out`, a, out);
+}

@@ -17,15 +17,17 @@ import { type CpuBackend, KERNEL_DTYPE_CODE as CODE, type KernelDType } from "./
 import {
   aligned,
   checkAttention,
-  checkBytes,
-  checkDim,
-  checkDtype,
+  checkBinary,
+  checkCast,
+  checkDoraMerge,
   checkF32,
   checkLinear,
   checkMerge,
+  checkNorm,
   checkRope,
   checkRows,
   checkSameLength,
+  checkScaleAxis,
   checkSgemm,
 } from "./_validate.ts";
 import { featureNames, KN_ABI, KN_SYMBOLS } from "./_native_symbols.ts";
@@ -110,11 +112,7 @@ export class CpuNativeBackend implements CpuBackend {
   }
 
   cast(src: Uint8Array, srcDtype: KernelDType, dst: Uint8Array, dstDtype: KernelDType, n: number): void {
-    checkDtype("cast", "src", srcDtype);
-    checkDtype("cast", "dst", dstDtype);
-    checkDim("cast", "n", n);
-    checkBytes("cast", "src", src, [n], srcDtype);
-    checkBytes("cast", "dst", dst, [n], dstDtype);
+    checkCast(src, srcDtype, dst, dstDtype, n);
     if (n === 0) return;
     const [s] = aligned(src, srcDtype);
     const [d, back] = aligned(dst, dstDtype);
@@ -153,9 +151,7 @@ export class CpuNativeBackend implements CpuBackend {
     mag: Float32Array,
     normOut?: Float32Array,
   ): void {
-    checkMerge("doraMerge", w, wDtype, outF, inF, b, a, r);
-    checkF32("doraMerge", "mag", mag, [outF]);
-    if (normOut !== undefined) checkF32("doraMerge", "normOut", normOut, [outF]);
+    checkDoraMerge(w, wDtype, outF, inF, b, a, r, mag, normOut);
     if (outF === 0 || inF === 0) return;
     const [wa, back] = aligned(w, wDtype);
     this.#ok(
@@ -166,12 +162,7 @@ export class CpuNativeBackend implements CpuBackend {
   }
 
   scaleAxis(w: Uint8Array, wDtype: KernelDType, rows: number, cols: number, v: Float32Array, axis: 0 | 1, divide: boolean): void {
-    checkDtype("scaleAxis", "w", wDtype);
-    checkDim("scaleAxis", "rows", rows);
-    checkDim("scaleAxis", "cols", cols);
-    if (axis !== 0 && axis !== 1) throw new RangeError(`Cannot run scaleAxis: axis must be 0 or 1: current value is ${axis}`);
-    checkBytes("scaleAxis", "w", w, [rows, cols], wDtype);
-    checkF32("scaleAxis", "v", v, [axis === 0 ? rows : cols]);
+    checkScaleAxis(w, wDtype, rows, cols, v, axis);
     if (rows === 0 || cols === 0) return;
     const [wa, back] = aligned(w, wDtype);
     this.#ok("kn_scale_axis", this.#k.kn_scale_axis(wa, CODE[wDtype], B(rows), B(cols), v, axis, divide ? 1 : 0));
@@ -227,16 +218,13 @@ export class CpuNativeBackend implements CpuBackend {
   }
 
   rmsNorm(x: Float32Array, w: Float32Array, out: Float32Array, rows: number, cols: number, eps: number): void {
-    checkRows("rmsNorm", x, out, rows, cols);
-    checkF32("rmsNorm", "w", w, [cols]);
+    checkNorm("rmsNorm", x, out, rows, cols, w);
     if (rows === 0 || cols === 0) return;
     this.#ok("kn_rms_norm", this.#k.kn_rms_norm(x, w, out, B(rows), B(cols), eps));
   }
 
   layerNorm(x: Float32Array, w: Float32Array, b: Float32Array, out: Float32Array, rows: number, cols: number, eps: number): void {
-    checkRows("layerNorm", x, out, rows, cols);
-    checkF32("layerNorm", "w", w, [cols]);
-    checkF32("layerNorm", "b", b, [cols]);
+    checkNorm("layerNorm", x, out, rows, cols, w, b);
     if (rows === 0 || cols === 0) return;
     this.#ok("kn_layer_norm", this.#k.kn_layer_norm(x, w, b, out, B(rows), B(cols), eps));
   }
@@ -270,22 +258,19 @@ export class CpuNativeBackend implements CpuBackend {
   }
 
   siluMul(gate: Float32Array, up: Float32Array, out: Float32Array): void {
-    checkSameLength("siluMul", "gate and up", gate, up);
-    checkSameLength("siluMul", "gate and out", gate, out);
+    checkBinary("siluMul", gate, up, out, ["gate", "up"]);
     if (gate.length === 0) return;
     this.#ok("kn_silu_mul", this.#k.kn_silu_mul(gate, up, out, B(gate.length)));
   }
 
   add(a: Float32Array, b: Float32Array, out: Float32Array, alpha: number): void {
-    checkSameLength("add", "a and b", a, b);
-    checkSameLength("add", "a and out", a, out);
+    checkBinary("add", a, b, out);
     if (a.length === 0) return;
     this.#ok("kn_add", this.#k.kn_add(a, b, out, B(a.length), alpha));
   }
 
   mul(a: Float32Array, b: Float32Array, out: Float32Array): void {
-    checkSameLength("mul", "a and b", a, b);
-    checkSameLength("mul", "a and out", a, out);
+    checkBinary("mul", a, b, out);
     if (a.length === 0) return;
     this.#ok("kn_mul", this.#k.kn_mul(a, b, out, B(a.length)));
   }

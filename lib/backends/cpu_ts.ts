@@ -8,15 +8,17 @@ import type { CpuBackend, KernelDType } from "./backend.ts";
 import {
   aligned,
   checkAttention,
-  checkBytes,
-  checkDim,
-  checkDtype,
+  checkBinary,
+  checkCast,
+  checkDoraMerge,
   checkF32,
   checkLinear,
   checkMerge,
+  checkNorm,
   checkRope,
   checkRows,
   checkSameLength,
+  checkScaleAxis,
   checkSgemm,
 } from "./_validate.ts";
 import { castTs } from "./_ts_cast.ts";
@@ -41,11 +43,7 @@ export class CpuTsBackend implements CpuBackend {
   readonly info = "TypeScript (no native library)";
 
   cast(src: Uint8Array, srcDtype: KernelDType, dst: Uint8Array, dstDtype: KernelDType, n: number): void {
-    checkDtype("cast", "src", srcDtype);
-    checkDtype("cast", "dst", dstDtype);
-    checkDim("cast", "n", n);
-    checkBytes("cast", "src", src, [n], srcDtype);
-    checkBytes("cast", "dst", dst, [n], dstDtype);
+    checkCast(src, srcDtype, dst, dstDtype, n);
     if (n === 0) return;
     const [s] = aligned(src, srcDtype);
     const [d, back] = aligned(dst, dstDtype);
@@ -84,9 +82,7 @@ export class CpuTsBackend implements CpuBackend {
     mag: Float32Array,
     normOut?: Float32Array,
   ): void {
-    checkMerge("doraMerge", w, wDtype, outF, inF, b, a, r);
-    checkF32("doraMerge", "mag", mag, [outF]);
-    if (normOut !== undefined) checkF32("doraMerge", "normOut", normOut, [outF]);
+    checkDoraMerge(w, wDtype, outF, inF, b, a, r, mag, normOut);
     if (outF === 0 || inF === 0) return;
     const [wa, back] = aligned(w, wDtype);
     doraMergeTs(wa, wDtype, outF, inF, b, a, r, scale, fanInFanOut, mag, normOut);
@@ -94,12 +90,7 @@ export class CpuTsBackend implements CpuBackend {
   }
 
   scaleAxis(w: Uint8Array, wDtype: KernelDType, rows: number, cols: number, v: Float32Array, axis: 0 | 1, divide: boolean): void {
-    checkDtype("scaleAxis", "w", wDtype);
-    checkDim("scaleAxis", "rows", rows);
-    checkDim("scaleAxis", "cols", cols);
-    if (axis !== 0 && axis !== 1) throw new RangeError(`Cannot run scaleAxis: axis must be 0 or 1: current value is ${axis}`);
-    checkBytes("scaleAxis", "w", w, [rows, cols], wDtype);
-    checkF32("scaleAxis", "v", v, [axis === 0 ? rows : cols]);
+    checkScaleAxis(w, wDtype, rows, cols, v, axis);
     if (rows === 0 || cols === 0) return;
     const [wa, back] = aligned(w, wDtype);
     scaleAxisTs(wa, wDtype, rows, cols, v, axis, divide);
@@ -144,15 +135,12 @@ export class CpuTsBackend implements CpuBackend {
   }
 
   rmsNorm(x: Float32Array, w: Float32Array, out: Float32Array, rows: number, cols: number, eps: number): void {
-    checkRows("rmsNorm", x, out, rows, cols);
-    checkF32("rmsNorm", "w", w, [cols]);
+    checkNorm("rmsNorm", x, out, rows, cols, w);
     rmsNormTs(x, w, out, rows, cols, eps);
   }
 
   layerNorm(x: Float32Array, w: Float32Array, b: Float32Array, out: Float32Array, rows: number, cols: number, eps: number): void {
-    checkRows("layerNorm", x, out, rows, cols);
-    checkF32("layerNorm", "w", w, [cols]);
-    checkF32("layerNorm", "b", b, [cols]);
+    checkNorm("layerNorm", x, out, rows, cols, w, b);
     layerNormTs(x, w, b, out, rows, cols, eps);
   }
 
@@ -182,21 +170,18 @@ export class CpuTsBackend implements CpuBackend {
   }
 
   siluMul(gate: Float32Array, up: Float32Array, out: Float32Array): void {
-    checkSameLength("siluMul", "gate and up", gate, up);
-    checkSameLength("siluMul", "gate and out", gate, out);
+    checkBinary("siluMul", gate, up, out, ["gate", "up"]);
     siluMulTs(gate, up, out);
   }
 
   add(a: Float32Array, b: Float32Array, out: Float32Array, alpha: number): void {
-    checkSameLength("add", "a and b", a, b);
-    checkSameLength("add", "a and out", a, out);
+    checkBinary("add", a, b, out);
     const al = Math.fround(alpha);
     for (let i = 0; i < a.length; i++) out[i] = a[i]! + Math.fround(al * b[i]!);
   }
 
   mul(a: Float32Array, b: Float32Array, out: Float32Array): void {
-    checkSameLength("mul", "a and b", a, b);
-    checkSameLength("mul", "a and out", a, out);
+    checkBinary("mul", a, b, out);
     for (let i = 0; i < a.length; i++) out[i] = a[i]! * b[i]!;
   }
 

@@ -9,13 +9,17 @@
 import type { CpuBackend, KernelDType } from "../backend.ts";
 import {
   checkAttention,
-  checkBytes,
+  checkBinary,
+  checkCast,
+  checkDoraMerge,
   checkF32,
   checkLinear,
   checkMerge,
+  checkNorm,
   checkRope,
   checkRows,
   checkSameLength,
+  checkScaleAxis,
   checkSgemm,
 } from "../_validate.ts";
 import { CudaBackend, type CudaBackendOptions } from "./cuda_backend.ts";
@@ -77,8 +81,7 @@ export class CudaHostBackend implements HostKernels, Disposable {
   }
 
   cast(src: Uint8Array, srcDtype: KernelDType, dst: Uint8Array, dstDtype: KernelDType, n: number): void {
-    checkBytes("cast", "src", src, [n], srcDtype);
-    checkBytes("cast", "dst", dst, [n], dstDtype);
+    checkCast(src, srcDtype, dst, dstDtype, n);
     const bytes = n * (dstDtype === "F32" ? 4 : 2);
     const [s] = this.#up(src);
     const out = this.#slot(1, bytes);
@@ -116,8 +119,7 @@ export class CudaHostBackend implements HostKernels, Disposable {
     mag: Float32Array,
     normOut?: Float32Array,
   ): void {
-    checkMerge("doraMerge", w, wDtype, outF, inF, b, a, r);
-    checkF32("doraMerge", "mag", mag, [outF]);
+    checkDoraMerge(w, wDtype, outF, inF, b, a, r, mag, normOut);
     const [dw, db, da, dm] = this.#up(w, b, a, mag);
     const dn = normOut ? this.#slot(4, normOut.byteLength) : undefined;
     this.cuda.doraMerge(dw!, wDtype, outF, inF, db!, da!, r, scale, fanInFanOut, dm!, dn);
@@ -126,7 +128,7 @@ export class CudaHostBackend implements HostKernels, Disposable {
   }
 
   scaleAxis(w: Uint8Array, wDtype: KernelDType, rows: number, cols: number, v: Float32Array, axis: 0 | 1, divide: boolean): void {
-    checkBytes("scaleAxis", "w", w, [rows, cols], wDtype);
+    checkScaleAxis(w, wDtype, rows, cols, v, axis);
     const [dw, dv] = this.#up(w, v);
     this.cuda.scaleAxis(dw!, wDtype, rows, cols, dv!, axis, divide);
     dw!.download(w);
@@ -172,8 +174,7 @@ export class CudaHostBackend implements HostKernels, Disposable {
   }
 
   rmsNorm(x: Float32Array, w: Float32Array, out: Float32Array, rows: number, cols: number, eps: number): void {
-    checkRows("rmsNorm", x, out, rows, cols);
-    checkF32("rmsNorm", "w", w, [cols]);
+    checkNorm("rmsNorm", x, out, rows, cols, w);
     const [dx, dw] = this.#up(x, w);
     const dout = this.#slot(2, out.byteLength);
     this.cuda.rmsNorm(dx!, dw!, dout, rows, cols, eps);
@@ -181,7 +182,7 @@ export class CudaHostBackend implements HostKernels, Disposable {
   }
 
   layerNorm(x: Float32Array, w: Float32Array, b: Float32Array, out: Float32Array, rows: number, cols: number, eps: number): void {
-    checkRows("layerNorm", x, out, rows, cols);
+    checkNorm("layerNorm", x, out, rows, cols, w, b);
     const [dx, dw, db] = this.#up(x, w, b);
     const dout = this.#slot(3, out.byteLength);
     this.cuda.layerNorm(dx!, dw!, db!, dout, rows, cols, eps);
@@ -219,24 +220,21 @@ export class CudaHostBackend implements HostKernels, Disposable {
   }
 
   siluMul(gate: Float32Array, up: Float32Array, out: Float32Array): void {
-    checkSameLength("siluMul", "gate and up", gate, up);
-    checkSameLength("siluMul", "gate and out", gate, out);
+    checkBinary("siluMul", gate, up, out, ["gate", "up"]);
     const [dg, du] = this.#up(gate, up);
     this.cuda.siluMul(dg!, du!, dg!, gate.length);
     dg!.download(out);
   }
 
   add(a: Float32Array, b: Float32Array, out: Float32Array, alpha: number): void {
-    checkSameLength("add", "a and b", a, b);
-    checkSameLength("add", "a and out", a, out);
+    checkBinary("add", a, b, out);
     const [da, db] = this.#up(a, b);
     this.cuda.add(da!, db!, da!, a.length, alpha);
     da!.download(out);
   }
 
   mul(a: Float32Array, b: Float32Array, out: Float32Array): void {
-    checkSameLength("mul", "a and b", a, b);
-    checkSameLength("mul", "a and out", a, out);
+    checkBinary("mul", a, b, out);
     const [da, db] = this.#up(a, b);
     this.cuda.mul(da!, db!, da!, a.length);
     da!.download(out);
