@@ -10,7 +10,7 @@ import { mergeCheckpoint } from "../../lib/merge/mod.ts";
 import { cudaCachedBytes, emptyCudaCache, getCudaMemoryInfo, initCuda } from "../../lib/backends/cuda/mod.ts";
 import { Tensor } from "../../lib/tensor/mod.ts";
 import * as ops from "../../lib/tensor/ops/mod.ts";
-import { KVCache } from "../../lib/nn/mod.ts";
+import { type CausalLM, KVCache } from "../../lib/nn/mod.ts";
 import { GPT2LMHeadModel, LlamaForCausalLM } from "../../lib/models/mod.ts";
 import { generate } from "../../lib/generation/mod.ts";
 import { addHookToModule, AlignDevicesHook } from "../../lib/hooks/mod.ts";
@@ -64,6 +64,18 @@ function parity(what: string, run: (...xs: Tensor[]) => Tensor, inputs: Tensor[]
   assert.deepEqual(gpu.shape, cpu.shape, `${what}: shape`);
   assert.equal(gpu.dtype, cpu.dtype, `${what}: dtype`);
   close(gpu.toArray(), cpu.toArray(), tol, what);
+}
+
+/** A model and its GPU copy give the same logits for `ids` and the same greedy tokens after `prompt`. */
+function sameOnGpu(cpu: CausalLM, gpu: CausalLM, ids: Tensor, prompt: number[], newTokens: number, what: string): void {
+  const out = gpu.forward(ids).logits;
+  assert.equal(out.device, GPU, `${what}: logits device`);
+  close(out.toArray(), cpu.forward(ids).logits.toArray(), 1e-4, `${what} logits`);
+  assert.deepEqual(
+    generate(gpu, prompt, { maxNewTokens: newTokens, stopTokens: [] }).sequences,
+    generate(cpu, prompt, { maxNewTokens: newTokens, stopTokens: [] }).sequences,
+    what,
+  );
 }
 
 const TINY = {
@@ -166,22 +178,15 @@ describe("cuda:N tensors", { skip: GPU_SKIP }, () => {
     gpu.loadStateDict(new Map(Object.entries(cpu.stateDict()).map(([k, v]) => [k, v.clone()])));
     gpu.to(GPU);
     assert.ok([...gpu.namedParameters()].every(([, p]) => p.data.device === GPU));
-    const ids = Tensor.fromArray([[5, 17, 3, 44, 90, 1, 2]].flat(), [1, 7], "I64");
-    const ref = cpu.forward(ids).logits;
-    const out = gpu.forward(ids).logits;
-    assert.equal(out.device, GPU);
-    close(out.toArray(), ref.toArray(), 1e-4, "logits");
+    const ids = Tensor.fromArray([5, 17, 3, 44, 90, 1, 2], [1, 7], "I64");
+    // On a GPU 70 new tokens: the device KV cache grows past its first 64 rows.
+    sameOnGpu(cpu, gpu, ids, [5, 17, 3], MOCK ? 5 : 70, "llama");
     // loadStateDict into a model already on the GPU writes into its device tensors.
     const late = LlamaForCausalLM.fromConfig(TINY).to(GPU);
     const r = late.loadStateDict(new Map(Object.entries(cpu.stateDict())));
     assert.deepEqual([r.missingKeys, r.unexpectedKeys], [[], []]);
     assert.ok([...late.namedParameters()].every(([, p]) => p.data.device === GPU));
-    close(late.forward(ids).logits.toArray(), ref.toArray(), 1e-4, "logits after loadStateDict on the GPU");
-    // On a GPU 70 new tokens: the device KV cache grows past its first 64 rows.
-    const n = MOCK ? 5 : 70;
-    const a = generate(cpu, [5, 17, 3], { maxNewTokens: n, stopTokens: [] });
-    const b = generate(gpu, [5, 17, 3], { maxNewTokens: n, stopTokens: [] });
-    assert.deepEqual(b.sequences, a.sequences);
+    close(late.forward(ids).logits.toArray(), cpu.forward(ids).logits.toArray(), 1e-4, "logits after loadStateDict on the GPU");
   });
 
   it("run a GPT-2 forward and greedy decode on the GPU with the CPU's logits and tokens", { timeout: 300_000 }, () => {
@@ -190,13 +195,7 @@ describe("cuda:N tensors", { skip: GPU_SKIP }, () => {
     const gpu = GPT2LMHeadModel.fromConfig(cfg);
     gpu.loadStateDict(new Map(Object.entries(cpu.stateDict()).map(([k, v]) => [k, v.clone()])));
     gpu.to(GPU);
-    const ids = Tensor.fromArray([3, 9, 27, 50, 1], [1, 5], "I64");
-    close(gpu.forward(ids).logits.toArray(), cpu.forward(ids).logits.toArray(), 1e-4, "gpt2 logits");
-    const n = MOCK ? 3 : 20;
-    assert.deepEqual(
-      generate(gpu, [3, 9], { maxNewTokens: n, stopTokens: [] }).sequences,
-      generate(cpu, [3, 9], { maxNewTokens: n, stopTokens: [] }).sequences,
-    );
+    sameOnGpu(cpu, gpu, Tensor.fromArray([3, 9, 27, 50, 1], [1, 5], "I64"), [3, 9], MOCK ? 3 : 20, "gpt2");
   });
 
   it("run sliding-window attention on the GPU like the CPU (Mistral window 4, Qwen2 sliding layer)", { timeout: 300_000 }, () => {
@@ -204,13 +203,7 @@ describe("cuda:N tensors", { skip: GPU_SKIP }, () => {
       const cpu = LlamaForCausalLM.fromPretrained(fixture("models", name));
       const gpu = LlamaForCausalLM.fromPretrained(fixture("models", name)).to(GPU);
       const ids = Tensor.fromArray([1, 17, 45, 200, 3, 99, 128, 255], [1, 8], "I64");
-      close(gpu.forward(ids).logits.toArray(), cpu.forward(ids).logits.toArray(), 1e-4, `${name} logits`);
-      const n = MOCK ? 3 : 12;
-      assert.deepEqual(
-        generate(gpu, [1, 17, 45, 200, 3], { maxNewTokens: n, stopTokens: [] }).sequences,
-        generate(cpu, [1, 17, 45, 200, 3], { maxNewTokens: n, stopTokens: [] }).sequences,
-        name,
-      );
+      sameOnGpu(cpu, gpu, ids, [1, 17, 45, 200, 3], MOCK ? 3 : 12, name);
     }
   });
 
