@@ -62,8 +62,8 @@ if (made.error) {
   process.exit(1);
 }
 console.error(`gpu_decode: model ${dir} (${((made.bytes as number) / 1e9).toFixed(2)} GB, ${made.seconds} s to write)`);
-const vocab = (JSON.parse(readFileSync(join(dir, "config.json"), "utf8")) as { vocab_size: number }).vocab_size;
-ids.forEach((v, i) => (ids[i] = v % vocab));
+const config = JSON.parse(readFileSync(join(dir, "config.json"), "utf8")) as { vocab_size: number; num_hidden_layers: number };
+ids.forEach((v, i) => (ids[i] = v % config.vocab_size));
 
 interface Run {
   tokS: number;
@@ -86,7 +86,7 @@ await initCuda();
 const free0 = getCudaMemoryInfo(0).free;
 
 // ---- 1. fully on the GPU ------------------------------------------------------------------------
-let t0 = performance.now();
+const t0 = performance.now();
 const onGpu = LlamaForCausalLM.fromPretrained(dir).to("cuda:0");
 const graftGpu = timed(onGpu, nNew, (performance.now() - t0) / 1000, free0);
 onGpu[Symbol.dispose]();
@@ -101,12 +101,11 @@ if (values["graft-only"]) {
 }
 
 // ---- 2. CPU offload, executed on the GPU (weights mmap'd, or copied once into pinned memory) ----
-const layers = (JSON.parse(readFileSync(join(dir, "config.json"), "utf8")) as { num_hidden_layers: number }).num_hidden_layers;
 function offloaded(pinMemory: boolean): Run {
   const t0 = performance.now();
   const off = initEmptyWeights(() => LlamaForCausalLM.fromConfig(dir));
   const map: DeviceMap = { "model.embed_tokens": 0, "model.norm": 0, "model.rotary_emb": 0, "lm_head": 0 };
-  for (let i = 0; i < layers; i++) map[`model.layers.${i}`] = "cpu";
+  for (let i = 0; i < config.num_hidden_layers; i++) map[`model.layers.${i}`] = "cpu";
   loadCheckpointAndDispatch(off, dir, { deviceMap: map, noSplitModuleClasses: off.noSplitModules, pinMemory });
   const r = timed(off, nOff, (performance.now() - t0) / 1000, getCudaMemoryInfo(0).free);
   off[Symbol.dispose]();
