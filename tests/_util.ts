@@ -15,11 +15,6 @@ export function fixture(...parts: string[]): string {
   return join(fileURLToPath(new URL("./fixtures/", import.meta.url)), ...parts);
 }
 
-/** Absolute path of a file under ../shared (beside the checkout). */
-export function shared(...parts: string[]): string {
-  return join(fileURLToPath(new URL("../../shared/", import.meta.url)), ...parts);
-}
-
 /** Deterministic PRNG (mulberry32). */
 export function rng(seed: number): () => number {
   let a = seed >>> 0;

@@ -19,7 +19,7 @@ import {
 
 const here = new URL(".", import.meta.url).pathname;
 const fixtures = JSON.parse(readFileSync(join(here, "fixtures/configs.json"), "utf8"));
-const REAL = join(here, "../../../shared/fixtures/peft-real");
+const REAL = join(here, "../fixtures/peft-real");
 
 test("configFromDict() writes the same adapter_config.json text as PEFT", () => {
   for (const c of fixtures.cases) {

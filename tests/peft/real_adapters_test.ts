@@ -1,4 +1,4 @@
-// Every adapter in shared/fixtures/peft-real (saved by PEFT in public repositories) loads with the
+// Every adapter in tests/fixtures/peft-real (saved by PEFT in public repositories) loads with the
 // right target modules, shapes and fan_in_fan_out. Bases are built on the meta device with the
 // real architectures' shapes (their weights are not part of the fixtures).
 import { test } from "node:test";
