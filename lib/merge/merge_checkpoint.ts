@@ -5,43 +5,30 @@
  * @module
  */
 import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { dirname, join } from "node:path";
 import { getCpuBackend } from "../backends/mod.ts";
-import type { KernelDType } from "../backends/backend.ts";
-import { type DType, DTYPE_SIZE, parseDType } from "../dtype.ts";
-import { NativeBuffer } from "../ffi/mod.ts";
+import { type DType, parseDType } from "../dtype.ts";
 import { type AdapterDeltas, readAdapterDeltas } from "../peft/delta.ts";
 import { ShardedCheckpoint, ShardedWriter } from "../safetensors/mod.ts";
 import { fsyncDir } from "../safetensors/_atomic.ts";
-import { allFinite, applyDeltas, hostMergeOps } from "./apply.ts";
+import { MergeOptionsError, writeFailure } from "./errors.ts";
+import { checkOutputApart, checkReplaceable, cleanStalePartials, markPartial, PARTIAL_MARKER, partialPathFor, SIDE_FILES } from "./_output_path.ts";
 import { buildMergePlan, type MergePlan, readBaseConfig } from "./plan.ts";
-import { verifyMerge, type VerifyReport } from "./verify.ts";
-import { WriteBehind } from "./_write_behind.ts";
+import type { MergeProgress } from "./progress.ts";
 import { parseSize } from "./size.ts";
+import { streamTensors } from "./_stream.ts";
+import { verifyMerge, type VerifyReport } from "./verify.ts";
 
-/** Files copied from the base folder next to the merged weights. */
-export const SIDE_FILES = [
-  "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-  "tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja", "chat_template.json",
-  "preprocessor_config.json",
-];
-
-/** Progress reported after each tensor. */
-export interface MergeProgress {
-  readonly tensorsDone: number;
-  readonly tensorsTotal: number;
-  readonly bytesDone: number;
-  readonly bytesTotal: number;
-  readonly name: string;
-}
+export { cleanStalePartials, SIDE_FILES };
+export type { MergeProgress };
 
 /** Options for {@link mergeCheckpoint}. */
 export interface MergeCheckpointOptions {
-  /** Base model folder (safetensors, single or sharded). */
+  /** Base model folder (safetensors, single or sharded), or its single `.safetensors` file. */
   base: string;
   /** Adapter folders saved by PEFT (applied in this order). */
   adapters: readonly string[];
-  /** Output folder. */
+  /** Output folder: never an input, inside one or holding one (checked after resolving symlinks). */
   out: string;
   /** One weight per adapter (default 1): the merged delta is Σ wᵢ·ΔWᵢ. */
   weights?: readonly number[];
@@ -53,14 +40,19 @@ export interface MergeCheckpointOptions {
   device?: "cpu" | "cuda";
   /** Check every merged tensor for NaN/inf before writing (PEFT's safe_merge). */
   safe?: boolean;
-  /** Replace an existing output folder. */
+  /** Replace an existing output folder, if it holds only what a merge writes (a previous output). */
   force?: boolean;
   /** Plan only; write nothing. */
   dryRun?: boolean;
-  /** Reopen the output and check merged tensors against an independent recomputation. */
-  verify?: boolean;
-  /** Called after each tensor. */
+  /**
+   * Reopen the output and check merged tensors against an independent float64 recomputation:
+   * `true` or `"full"` checks every element of every merged tensor, `"sample"` 16 tensors × 4 rows.
+   */
+  verify?: boolean | "full" | "sample";
+  /** Called after each tensor written (`phase: "merge"`) and each tensor verified (`phase: "verify"`). */
   onProgress?: (p: MergeProgress) => void;
+  /** Where warnings go (default `console.warn`), e.g. a base without config.json. */
+  onWarning?: (message: string) => void;
 }
 
 /** What {@link mergeCheckpoint} did. */
@@ -74,35 +66,11 @@ export interface MergeCheckpointResult {
   readonly verify?: VerifyReport;
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as { code?: string }).code === "EPERM";
-  }
-}
-
-/** Remove `OUT.partial-<pid>-…` folders left by runs that are no longer alive. */
-export function cleanStalePartials(out: string): string[] {
-  const parent = dirname(out);
-  if (!existsSync(parent)) return [];
-  const prefix = basename(out) + ".partial-";
-  const removed: string[] = [];
-  for (const n of readdirSync(parent)) {
-    if (!n.startsWith(prefix)) continue;
-    const pid = Number(n.slice(prefix.length).split("-")[0]);
-    if (Number.isInteger(pid) && pid !== process.pid && pidAlive(pid)) continue;
-    rmSync(join(parent, n), { recursive: true, force: true });
-    removed.push(join(parent, n));
-  }
-  return removed;
-}
-
 /**
  * Merge adapters into a base checkpoint, out of core. Peak memory is one tensor (plus the mmap
- * pages in flight, dropped behind the stream); inputs are never modified; the output folder
- * appears only when every shard and the index are on disk.
+ * pages in flight, dropped behind the stream); inputs are never modified, and an output that
+ * overlaps one is refused; the output folder appears only when every shard and the index are on
+ * disk. Bad options throw {@link MergeOptionsError}; file-system failures {@link MergeIOError}.
  *
  * @example
  * ```ts ignore
@@ -113,23 +81,36 @@ export function cleanStalePartials(out: string): string[] {
  */
 export async function mergeCheckpoint(options: MergeCheckpointOptions): Promise<MergeCheckpointResult> {
   const t0 = performance.now();
-  if (options.adapters.length === 0) throw new TypeError("Cannot merge: no adapter given; pass at least one adapter folder");
+  if (options.adapters.length === 0) throw new MergeOptionsError("adapters", "Cannot merge: no adapter given; pass at least one adapter folder");
   const weights = options.weights ?? options.adapters.map(() => 1);
   if (weights.length !== options.adapters.length) {
-    throw new RangeError(`Cannot merge: ${options.adapters.length} adapters but ${weights.length} weights; give one weight per adapter`);
+    throw new MergeOptionsError("weights", `Cannot merge: ${options.adapters.length} adapters but ${weights.length} weights; give one weight per adapter`);
   }
+  const bad = weights.findIndex((w) => typeof w !== "number" || !Number.isFinite(w));
+  if (bad >= 0) throw new MergeOptionsError("weights", `Cannot merge: weight ${bad + 1} is ${weights[bad]}; weights must be finite numbers`);
   const device = options.device ?? "cpu";
-  if (device !== "cpu" && device !== "cuda") throw new TypeError(`Cannot merge on device "${device}": choose "cpu" or "cuda"`);
-  const dtype: "auto" | DType = options.dtype === undefined || options.dtype === "auto" ? "auto" : parseDType(options.dtype);
-  if (dtype !== "auto" && !["F32", "F16", "BF16"].includes(dtype)) throw new TypeError(`Cannot merge to dtype ${dtype}: choose auto, bf16, f16 or f32`);
-  const maxShardSize = parseSize(options.maxShardSize ?? "5GB");
+  if (device !== "cpu" && device !== "cuda") throw new MergeOptionsError("device", `Cannot merge on device "${device}": choose "cpu" or "cuda"`);
+  const dtype = parseOutDtype(options.dtype);
+  const maxShardSize = optionValue("maxShardSize", () => parseSize(options.maxShardSize ?? "5GB"));
+  const verifyMode = options.verify === undefined || options.verify === false ? null : options.verify === true ? "full" : options.verify;
+  if (verifyMode !== null && verifyMode !== "full" && verifyMode !== "sample") {
+    throw new MergeOptionsError("verify", `Cannot verify with mode "${verifyMode}": choose true ("full") or "sample"`);
+  }
+  const warn = options.onWarning ?? ((m: string) => console.warn(`merge: warning: ${m}`));
   const out = options.out;
-  if (existsSync(out) && !options.force && !options.dryRun) {
-    throw new TypeError(`Cannot write "${out}": it already exists; pass --force (force: true) to replace it`);
+  const { baseDir, baseWeights } = resolveBase(options.base);
+  checkOutputApart(out, [
+    { flag: "--base", path: options.base, files: listInputFiles(baseDir, statSync(options.base).isDirectory() ? null : options.base) },
+    ...options.adapters.map((a) => ({ flag: "--adapter", path: a, files: listInputFiles(a, null) })),
+  ]);
+  if (existsSync(out) && !options.dryRun) {
+    if (!options.force) throw new MergeOptionsError("out", `Cannot write "${out}": it already exists; pass --force (force: true) to replace it`);
+    checkReplaceable(out);
   }
   using stack = new DisposableStack();
-  const base = stack.use(ShardedCheckpoint.open(options.base));
-  const config = readBaseConfig(options.base);
+  const base = stack.use(ShardedCheckpoint.open(baseWeights));
+  const config = readBaseConfig(baseDir);
+  if (config === null) warn(`"${baseDir}" has no config.json: the output will have none either, and transformers cannot load it without one`);
   const modelType = typeof config?.model_type === "string" ? config.model_type : undefined;
   const adapters: AdapterDeltas[] = options.adapters.map((dir) =>
     stack.use(readAdapterDeltas(dir, { ...(modelType ? { modelType } : {}), baseShape: (k) => (base.has(k) ? base.info(k).shape : undefined) }))
@@ -143,10 +124,8 @@ export async function mergeCheckpoint(options: MergeCheckpointOptions): Promise<
   // stream), every delta runs there, and it comes back once; without a driver this throws a
   // DeviceError naming the reason before anything is written.
   const backend = getCpuBackend();
-  const host = hostMergeOps(backend);
   const gpu = device === "cuda" ? stack.use(await (await import("./_device_ops.ts")).DeviceMergeOps.create()) : null;
-  cleanStalePartials(out);
-  const partial = `${out}.partial-${process.pid}-${Date.now().toString(36)}`;
+  const { path: partial, marker } = partialPathFor(out);
   // The handler goes in before the folder exists, so no signal can slip between the two.
   const onSignal = () => {
     rmSync(partial, { recursive: true, force: true });
@@ -154,91 +133,87 @@ export async function mergeCheckpoint(options: MergeCheckpointOptions): Promise<
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
-  mkdirSync(partial, { recursive: true });
   stack.defer(() => {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
     if (existsSync(partial)) rmSync(partial, { recursive: true, force: true });
   });
+  let merged: number;
+  try {
+    cleanStalePartials(out);
+    mkdirSync(partial, { recursive: true });
+    markPartial(partial, marker);
+    using writer = new ShardedWriter(partial, plan.shards.flat(), { maxShardSize, metadata: { format: "pt" } });
+    merged = await streamTensors({
+      plan, base, adapters, adapterNames: options.adapters, writer, backend, gpu, safe: options.safe ?? false, ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    });
+    writer.commit();
+    writeSideFiles(baseDir, partial, config, plan, dtype);
+    rmSync(join(partial, PARTIAL_MARKER));
+    fsyncDir(partial);
+    publish(partial, out);
+  } catch (e) {
+    throw writeFailure(e, partial);
+  }
+  const result: MergeCheckpointResult = { out, plan, tensorsMerged: merged, bytesWritten: plan.totalBytes, seconds: (performance.now() - t0) / 1000, dryRun: false };
+  if (verifyMode === null) return result;
+  const onVerify = options.onProgress;
+  return { ...result, verify: verifyMerge(plan, out, base, adapters, { mode: verifyMode, ...(onVerify ? { onProgress: onVerify } : {}) }) };
+}
 
-  const byName = new Map(plan.tensors.map((t) => [t.name, t]));
-  let maxWork = 0;
-  for (const t of plan.tensors) {
-    if (t.deltas.length > 0 || t.biasOps.length > 0 || t.srcDtype !== t.outDtype) {
-      const n = t.shape.reduce((a, b) => a * b, 1);
-      maxWork = Math.max(maxWork, n * 4);
+function parseOutDtype(d: MergeCheckpointOptions["dtype"]): "auto" | DType {
+  if (d === undefined || d === "auto") return "auto";
+  const dtype = optionValue("dtype", () => parseDType(d));
+  if (!["F32", "F16", "BF16"].includes(dtype)) throw new MergeOptionsError("dtype", `Cannot merge to dtype ${dtype}: choose auto, bf16, f16 or f32`);
+  return dtype;
+}
+
+/** Run a parser of an option's value; its error becomes a {@link MergeOptionsError} for that option. */
+function optionValue<T>(option: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (e) {
+    throw new MergeOptionsError(option, (e as Error).message);
+  }
+}
+
+/**
+ * The base's folder (config, tokenizer) and what to open for weights. A file given as the base
+ * stands for its folder's side files; one shard of a sharded checkpoint is refused.
+ */
+function resolveBase(base: string): { baseDir: string; baseWeights: string } {
+  let st;
+  try {
+    st = statSync(base);
+  } catch {
+    throw new MergeOptionsError("base", `Cannot merge: the base "${base}" does not exist; pass a model folder (or its .safetensors file)`);
+  }
+  if (st.isDirectory()) return { baseDir: base, baseWeights: base };
+  const dir = dirname(base);
+  if (base.endsWith(".safetensors")) {
+    const index = readdirSync(dir).find((n) => n.endsWith(".safetensors.index.json"));
+    if (index !== undefined) {
+      throw new MergeOptionsError("base", `Cannot merge "${base}" alone: it is one shard of the checkpoint indexed by "${join(dir, index)}"; pass the folder "${dir}"`);
     }
   }
-  const work = stack.use(new NativeBuffer(maxWork, 4096));
-  const cast = stack.use(new NativeBuffer(maxWork, 4096));
-  const writer = stack.use(new ShardedWriter(partial, plan.shards.flat(), { maxShardSize, metadata: { format: "pt" } }));
-  const files = adapters.map((a) => a.file);
-  let bytesDone = 0;
-  let done = 0;
-  let merged = 0;
-  const total = plan.tensors.length;
-  let lastYield = performance.now();
-  for (const shard of writer.shards) {
-    using wb = new WriteBehind(shard.tempPath);
-    for (const info of shard.order) {
-      const t = byName.get(info.name)!;
-      const src = base.raw(t.source);
-      const n = t.shape.reduce((a, b) => a * b, 1);
-      const touched = t.deltas.length > 0 || t.biasOps.length > 0;
-      try {
-        if (!touched && t.srcDtype === t.outDtype) {
-          shard.write(t.name, src);
-        } else {
-          const sd = t.srcDtype as KernelDType;
-          const od = t.outDtype as KernelDType;
-          // Merge at the wider of the stored and requested precision, round once at the end.
-          const wd: KernelDType = sd === od ? sd : "F32";
-          const w = work.bytes.subarray(0, n * DTYPE_SIZE[wd]);
-          if (gpu !== null) {
-            const dw = gpu.alloc(n * DTYPE_SIZE[wd]);
-            gpu.cast(src, sd, dw, wd, n);
-            if (touched) applyDeltas(gpu, t, dw, wd, files);
-            dw.download(w);
-            gpu.release();
-          } else {
-            if (wd === sd) w.set(src);
-            else backend.cast(src, sd, w, wd, n);
-            if (touched) applyDeltas(host, t, w, wd, files);
-          }
-          if (touched) {
-            merged++;
-            if (options.safe && !allFinite(w, wd)) {
-              const names = [...new Set(t.deltas.map((d) => options.adapters[d.adapter]))].join(", ");
-              throw new RangeError(`NaNs detected in the merged weights. The adapter ${names} seems to be broken: tensor "${t.name}"`);
-            }
-          }
-          let outBytes = w;
-          if (wd !== od) {
-            outBytes = cast.bytes.subarray(0, n * DTYPE_SIZE[od]);
-            backend.cast(w, wd, outBytes, od, n);
-          }
-          shard.write(t.name, outBytes);
-        }
-      } catch (e) {
-        const err = e as NodeJS.ErrnoException;
-        if (err.code === "ENOSPC") throw new RangeError(`Cannot write tensor "${t.name}" to "${shard.path}": the output disk is full; free space or choose another --out`);
-        throw e;
-      }
-      base.fileOf(t.source).dropCache(t.source);
-      wb.advance(shard.offsetOf(t.name) + info.end - info.begin);
-      bytesDone += info.end - info.begin;
-      options.onProgress?.({ tensorsDone: ++done, tensorsTotal: total, bytesDone, bytesTotal: plan.totalBytes, name: t.name });
-      // Let the event loop run now and then, so Ctrl-C reaches the handler that removes the partial.
-      if (performance.now() - lastYield > 50) {
-        await new Promise((r) => setTimeout(r, 0));
-        lastYield = performance.now();
-      }
-    }
+  return { baseDir: dir, baseWeights: base };
+}
+
+/** Every top-level file of an input folder (for the overlap check), or just the file given. */
+function listInputFiles(dir: string, file: string | null): string[] {
+  if (file !== null) return [file, ...SIDE_FILES.map((f) => join(dir, f)).filter(existsSync)];
+  try {
+    return readdirSync(dir).map((n) => join(dir, n));
+  } catch {
+    return [];
   }
-  writer.commit();
+}
+
+/** config.json (dtype and tying updated), generation config and tokenizer files beside the weights. */
+function writeSideFiles(baseDir: string, partial: string, config: Record<string, unknown> | null, plan: MergePlan, dtype: "auto" | DType): void {
   for (const f of SIDE_FILES) {
-    const p = join(options.base, f);
-    if (!statSafe(p)) continue;
+    const p = join(baseDir, f);
+    if (!isFile(p)) continue;
     if (f === "config.json" && config) {
       const c = { ...config };
       if (plan.untied) c.tie_word_embeddings = false;
@@ -252,7 +227,10 @@ export async function mergeCheckpoint(options: MergeCheckpointOptions): Promise<
       copyFileSync(p, join(partial, f));
     }
   }
-  fsyncDir(partial);
+}
+
+/** Rename the finished partial folder into place (replacing a previous output) durably. */
+function publish(partial: string, out: string): void {
   if (existsSync(out)) {
     const old = `${out}.old-${process.pid}-${Date.now().toString(36)}`;
     renameSync(out, old);
@@ -262,12 +240,9 @@ export async function mergeCheckpoint(options: MergeCheckpointOptions): Promise<
     renameSync(partial, out);
   }
   fsyncDir(dirname(out));
-  const result: MergeCheckpointResult = { out, plan, tensorsMerged: merged, bytesWritten: plan.totalBytes, seconds: (performance.now() - t0) / 1000, dryRun: false };
-  if (options.verify) return { ...result, verify: verifyMerge(plan, out, base, adapters) };
-  return result;
 }
 
-function statSafe(p: string): boolean {
+function isFile(p: string): boolean {
   try {
     return statSync(p).isFile();
   } catch {

@@ -13,3 +13,5 @@ export * from "./plan.ts";
 export * from "./apply.ts";
 export * from "./verify.ts";
 export * from "./size.ts";
+export * from "./errors.ts";
+export * from "./progress.ts";

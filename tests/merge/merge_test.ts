@@ -116,15 +116,15 @@ describe("mergeCheckpoint safety and bad input", () => {
   const base = fixture("models", "llama");
   const lora = fixture("peft", "lora_llama", "adapter");
 
-  it("refuses an existing output without force, replaces it with force", async () => {
+  it("refuses an existing output without force, replaces a previous output with force", async () => {
     using tmp = tempDir();
     const out = join(tmp.dir, "o");
-    mkdirSync(out);
-    writeFileSync(join(out, "keep.txt"), "x");
+    await mergeCheckpoint({ base, adapters: [lora], out });
+    writeFileSync(join(out, "config.json"), "{}");
     await assert.rejects(mergeCheckpoint({ base, adapters: [lora], out }), /already exists; pass --force/);
-    assert.ok(existsSync(join(out, "keep.txt")));
+    assert.equal(readFileSync(join(out, "config.json"), "utf8"), "{}");
     await mergeCheckpoint({ base, adapters: [lora], out, force: true });
-    assert.ok(!existsSync(join(out, "keep.txt")));
+    assert.notEqual(readFileSync(join(out, "config.json"), "utf8"), "{}");
     assert.ok(existsSync(join(out, "model.safetensors")));
     assert.deepEqual(readdirSync(tmp.dir), ["o"]);
   });
@@ -174,8 +174,9 @@ describe("mergeCheckpoint safety and bad input", () => {
 
   it("a pickle base says how to convert it", async () => {
     using tmp = tempDir();
-    writeFileSync(join(tmp.dir, "pytorch_model.bin"), "not really");
-    await assert.rejects(mergeCheckpoint({ base: tmp.dir, adapters: [lora], out: join(tmp.dir, "o") }), /pickle checkpoint: convert it/);
+    mkdirSync(join(tmp.dir, "base"));
+    writeFileSync(join(tmp.dir, "base", "pytorch_model.bin"), "not really");
+    await assert.rejects(mergeCheckpoint({ base: join(tmp.dir, "base"), adapters: [lora], out: join(tmp.dir, "o") }), /pickle checkpoint: convert it/);
   });
 
   it("an unknown peft_type lists the supported ones", async () => {
@@ -191,7 +192,9 @@ describe("mergeCheckpoint safety and bad input", () => {
   it("cleans a stale partial folder left by a dead run", async () => {
     using tmp = tempDir();
     const out = join(tmp.dir, "o");
-    mkdirSync(`${out}.partial-999999999-zz`);
+    const stale = `${out}.partial-999999999-zz`;
+    mkdirSync(stale);
+    writeFileSync(join(stale, ".graft-merge-partial"), JSON.stringify({ pid: 999999999, id: "zz" }));
     await mergeCheckpoint({ base, adapters: [lora], out });
     assert.deepEqual(readdirSync(tmp.dir), ["o"]);
     // Inputs untouched: the base still reads back as before.

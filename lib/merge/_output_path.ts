@@ -1,0 +1,131 @@
+// Where a merge may write: the output never overlaps an input, `force` replaces only a previous
+// merge output, and only partial folders this library made (name, marker, dead PID) are cleaned.
+// Private to lib/merge.
+import { existsSync, lstatSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
+import { MergeOptionsError } from "./errors.ts";
+
+/** The marker file inside a partial output folder: `{ "pid": …, "id": … }`. */
+export const PARTIAL_MARKER = ".graft-merge-partial";
+
+/** Side files a merge copies from the base folder (and so may replace under `force`). */
+export const SIDE_FILES: readonly string[] = [
+  "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+  "tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja", "chat_template.json",
+  "preprocessor_config.json",
+];
+
+const OUTPUT_FILE_RE = /^model(-\d{5}-of-\d{5})?\.safetensors$|^model\.safetensors\.index\.json$/;
+
+/** Real path of `p`: symlinks resolved for the part that exists, the rest appended. */
+export function realPathOf(p: string): string {
+  const abs = resolve(p);
+  const missing: string[] = [];
+  let cur = abs;
+  for (;;) {
+    try {
+      return join(realpathSync(cur), ...missing.reverse());
+    } catch {
+      const parent = dirname(cur);
+      if (parent === cur) return abs;
+      missing.push(basename(cur));
+      cur = parent;
+    }
+  }
+}
+
+function within(child: string, parent: string): boolean {
+  const rel = relative(parent, child);
+  return rel === "" || (!rel.startsWith("..") && !isAbsolute(rel) && rel.split(sep)[0] !== "..");
+}
+
+/**
+ * Refuse an output that equals, contains or lies inside an input (a folder or file given, or any
+ * file the merge reads), compared after resolving symlinks.
+ */
+export function checkOutputApart(out: string, inputs: readonly { flag: string; path: string; files: readonly string[] }[]): void {
+  const o = realPathOf(out);
+  for (const input of inputs) {
+    for (const p of [input.path, ...input.files]) {
+      const r = realPathOf(p);
+      let how: string | null = null;
+      if (o === r) how = "is";
+      else if (within(o, r)) how = "lies inside";
+      else if (within(r, o)) how = "contains";
+      if (how === null) continue;
+      const what = p === input.path ? `${input.flag} "${input.path}"` : `"${p}", read from ${input.flag} "${input.path}"`;
+      throw new MergeOptionsError("out", `Cannot write the merge to "${out}": it ${how} ${what}; the inputs are never replaced: choose an --out outside every input`);
+    }
+  }
+}
+
+/**
+ * Check that an existing `out` may be replaced under `force`: a folder holding only what a merge
+ * writes (shards, index, side files). Anything else is refused, whatever `force` says.
+ */
+export function checkReplaceable(out: string): void {
+  const st = lstatSync(out);
+  if (!statSync(out).isDirectory()) {
+    throw new MergeOptionsError("out", `Cannot replace "${out}": it is a ${st.isSymbolicLink() ? "link to a file" : "file"}, not a previous merge output; choose another --out`);
+  }
+  const foreign = readdirSync(out).find((n) => !OUTPUT_FILE_RE.test(n) && !SIDE_FILES.includes(n));
+  if (foreign !== undefined) {
+    throw new MergeOptionsError(
+      "out",
+      `Cannot replace "${out}": it holds "${foreign}", which a merge does not write; --force replaces only a previous merge output: remove the folder yourself or choose another --out`,
+    );
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as { code?: string }).code === "EPERM";
+  }
+}
+
+function escapeRe(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+/** A new partial folder name for `out` (`OUT.partial-<pid>-<id>`) and its marker's content. */
+export function partialPathFor(out: string): { path: string; marker: string } {
+  const id = `${Date.now().toString(36)}${Math.floor(Math.random() * 36 ** 4).toString(36).padStart(4, "0")}`;
+  return { path: `${out}.partial-${process.pid}-${id}`, marker: JSON.stringify({ pid: process.pid, id }) + "\n" };
+}
+
+/** Write the marker that lets a later run recognise `dir` as a partial folder of this library. */
+export function markPartial(dir: string, marker: string): void {
+  writeFileSync(join(dir, PARTIAL_MARKER), marker);
+}
+
+/**
+ * Remove `OUT.partial-<pid>-<id>` folders left by runs that are no longer alive: only folders
+ * whose name has exactly that form and whose marker file names the same PID and id.
+ */
+export function cleanStalePartials(out: string): string[] {
+  const parent = dirname(out);
+  if (!existsSync(parent)) return [];
+  const re = new RegExp(`^${escapeRe(basename(out))}\\.partial-(\\d{1,10})-([0-9a-z]{1,32})$`);
+  const removed: string[] = [];
+  for (const n of readdirSync(parent)) {
+    const m = re.exec(n);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (pid === process.pid || pidAlive(pid)) continue;
+    const dir = join(parent, n);
+    let marker: { pid?: unknown; id?: unknown };
+    try {
+      if (!lstatSync(dir).isDirectory()) continue;
+      marker = JSON.parse(readFileSync(join(dir, PARTIAL_MARKER), "utf8"));
+    } catch {
+      continue;
+    }
+    if (marker?.pid !== pid || marker.id !== m[2]) continue;
+    rmSync(dir, { recursive: true, force: true });
+    removed.push(dir);
+  }
+  return removed;
+}
