@@ -7,6 +7,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { MergeOptionsError } from "../lib/merge/errors.ts";
 import { mergeCheckpoint } from "../lib/merge/merge_checkpoint.ts";
 import { createProgressReporter } from "../lib/merge/progress.ts";
 
@@ -15,29 +16,47 @@ export const HELP = `Usage: merge.ts --base DIR --adapter DIR [--adapter DIR ...
 Fold one or more PEFT adapters (LoRA, rsLoRA, DoRA, IA3, AdaLoRA) into a safetensors checkpoint,
 streaming one tensor at a time: memory stays near one tensor whatever the model's size.
 
-  --base DIR            base model folder (model.safetensors or a sharded index)
+  --base DIR            base model folder (model.safetensors or a sharded index); a single
+                        .safetensors file stands for its folder (config, tokenizer)
   --adapter DIR         adapter folder saved by PEFT (repeat for several; applied in order)
   --weight W            weight of the matching --adapter (repeat; default 1): merges Σ w·ΔW
-  --out DIR             output folder (refused if it exists, unless --force)
+  --out DIR             output folder: never an input, inside one or holding one (refused,
+                        with or without --force); refused if it exists, unless --force
   --dtype D             auto (keep each tensor's), bf16, f16 or f32 (default auto)
   --max-shard-size S    largest output shard, e.g. 5GB, 2GiB (default 5GB)
   --device D            cpu (default) or cuda
   --safe                check merged tensors for NaN/inf before writing (PEFT's safe_merge)
-  --force               replace an existing --out
+  --force               replace an existing --out that holds only a previous merge's files
   --dry-run             print the plan (tensors per adapter, bytes, shards) and write nothing
-  --verify              reopen the output and check merged tensors against a float64 recomputation
+  --verify              reopen the output and check every merged tensor against a float64
+                        recomputation; --verify=sample checks 16 tensors x 4 rows (fast)
   --quiet               no progress output
   -h, --help            show this help
 
-The output is written to OUT.partial-<id> and renamed into place after every shard and the index
-are fsynced; Ctrl-C or a failure leaves no OUT behind.`;
+The output is written to OUT.partial-<pid>-<id> and renamed into place after every shard and the
+index are fsynced; Ctrl-C or a failure leaves no OUT behind.
+
+Exit status: 0 done, 1 failed (bad input files, I/O, verification), 2 usage error (flags, values,
+an --out that is refused), 130 interrupted.`;
 
 /** Run the CLI with `argv`; returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
+  // --verify takes an optional value (--verify=sample), which parseArgs cannot express.
+  let verify: "full" | "sample" | undefined;
+  const args: string[] = [];
+  for (const a of argv) {
+    const m = /^--verify(?:=(.*))?$/.exec(a);
+    if (!m) args.push(a);
+    else if (m[1] === undefined || m[1] === "full" || m[1] === "sample") verify = (m[1] ?? "full") as "full" | "sample";
+    else {
+      console.error(`merge: --verify takes no value or =sample or =full: got "${a}"; see --help`);
+      return 2;
+    }
+  }
   let values;
   try {
     ({ values } = parseArgs({
-      args: argv,
+      args,
       options: {
         base: { type: "string" },
         adapter: { type: "string", multiple: true },
@@ -49,7 +68,6 @@ export async function main(argv: string[]): Promise<number> {
         safe: { type: "boolean", default: false },
         force: { type: "boolean", default: false },
         "dry-run": { type: "boolean", default: false },
-        verify: { type: "boolean", default: false },
         quiet: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
@@ -68,7 +86,7 @@ export async function main(argv: string[]): Promise<number> {
     console.error(`merge: missing --${missing.join(", --")}; see --help`);
     return 2;
   }
-  const weights = values.weight?.map(Number);
+  const weights = values.weight?.map((w) => (/^\s*[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?\s*$/i.test(w) ? Number(w) : NaN));
   if (weights?.some((w) => !Number.isFinite(w))) {
     console.error(`merge: --weight must be numbers: got ${values.weight!.join(", ")}`);
     return 2;
@@ -78,6 +96,10 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const progress = createProgressReporter({ quiet: values.quiet || values["dry-run"] });
+  const warn = (m: string) => {
+    progress.stop();
+    console.error(`merge: warning: ${m}`);
+  };
   try {
     const r = await mergeCheckpoint({
       base: values.base!,
@@ -90,8 +112,9 @@ export async function main(argv: string[]): Promise<number> {
       safe: values.safe,
       force: values.force,
       dryRun: values["dry-run"],
-      verify: values.verify,
+      ...(verify ? { verify } : {}),
       onProgress: (p) => progress.update(p),
+      onWarning: warn,
     });
     progress.stop();
     if (r.dryRun) {
@@ -107,14 +130,15 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (r.verify) {
       const v = r.verify;
-      console.log(`verify: ${v.ok ? "ok" : "FAILED"}: ${v.tensorsChecked} tensors, ${v.elementsChecked} elements, max error ${v.maxUlpError.toFixed(2)} ulp${v.firstMismatch ? `; first mismatch ${v.firstMismatch}` : ""}`);
+      const what = v.mode === "full" ? `all ${v.tensorsChecked} merged tensors` : `a sample: ${v.tensorsChecked} of ${v.tensorsMerged} merged tensors`;
+      console.log(`verify: ${v.ok ? "ok" : "FAILED"}: ${what}, ${v.elementsChecked} elements, max error ${v.maxUlpError.toFixed(2)} ulp${v.firstMismatch ? `; first mismatch ${v.firstMismatch}` : ""}`);
       if (!v.ok) return 1;
     }
     return 0;
   } catch (e) {
     progress.stop();
     console.error(`merge: ${(e as Error).message}`);
-    return 1;
+    return e instanceof MergeOptionsError ? 2 : 1;
   }
 }
 

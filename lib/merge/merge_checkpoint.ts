@@ -11,7 +11,7 @@ import { type DType, parseDType } from "../dtype.ts";
 import { type AdapterDeltas, readAdapterDeltas } from "../peft/delta.ts";
 import { ShardedCheckpoint, ShardedWriter } from "../safetensors/mod.ts";
 import { fsyncDir } from "../safetensors/_atomic.ts";
-import { MergeOptionsError, writeFailure } from "./errors.ts";
+import { MergeIOError, MergeOptionsError, writeFailure } from "./errors.ts";
 import { checkOutputApart, checkReplaceable, cleanStalePartials, markPartial, PARTIAL_MARKER, partialPathFor, SIDE_FILES } from "./_output_path.ts";
 import { buildMergePlan, type MergePlan, readBaseConfig } from "./plan.ts";
 import type { MergeProgress } from "./progress.ts";
@@ -186,7 +186,7 @@ function resolveBase(base: string): { baseDir: string; baseWeights: string } {
   try {
     st = statSync(base);
   } catch {
-    throw new MergeOptionsError("base", `Cannot merge: the base "${base}" does not exist; pass a model folder (or its .safetensors file)`);
+    throw new MergeIOError("ENOENT", base, `Cannot merge: the base "${base}" does not exist; pass a model folder (or its .safetensors file)`);
   }
   if (st.isDirectory()) return { baseDir: base, baseWeights: base };
   const dir = dirname(base);
