@@ -47,7 +47,7 @@ export interface NativeBackendOptions {
  *
  * @example
  * ```ts
- * import { ensureKernels } from "../../scripts/build_kernels.ts";
+ * import { ensureKernels } from "./_kernel_cpu.ts";
  * import { CpuNativeBackend } from "./cpu_native.ts";
  * const path = await ensureKernels({ quiet: true });
  * if (path !== null) {

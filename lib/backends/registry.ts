@@ -1,15 +1,18 @@
 /**
- * Which {@link CpuBackend} the library uses. The native library is located once when this module
- * loads and opened on first use. Environment:
+ * Which {@link CpuBackend} the library uses. The native library is located (or built, with one
+ * notice line on stderr) once when this module loads and opened on first use; when it cannot be,
+ * the first use prints one line saying why and how to fix it, and the TypeScript backend is used.
+ * Environment:
  *
  * - `GRAFT_BACKEND=ts|native`: force a backend (`native` throws `DeviceError` if it cannot load);
  * - `GRAFT_KERNEL_LIB`: a prebuilt `libkn_cpu.so` (skips the build);
- * - `GRAFT_CACHE_DIR`: where `ensureKernels` caches builds (default `~/.cache/graft`); `CC`: the compiler;
+ * - `GRAFT_CACHE_DIR`: where builds are cached (default `~/.cache/graft`), keyed by the sources' SHA-256
+ *   recorded in `_kernel_sources.ts`, so a URL import finds its build offline; `CC`: the compiler;
  * - `GRAFT_OPENBLAS`: the CBLAS library for `sgemm` (default `libopenblas.so.0`), or `0` / `none`;
  * - `OPENBLAS_CORETYPE`: left alone when set, else chosen from the CPU flags before OpenBLAS loads.
  * @module
  */
-import { ensureKernels } from "../../scripts/build_kernels.ts";
+import { buildCpuKernels, fallbackNotice } from "./_kernel_cpu.ts";
 import { getEnv } from "../_env.ts";
 import { DeviceError } from "../errors.ts";
 import type { CpuBackend } from "./backend.ts";
@@ -27,7 +30,7 @@ if (forced !== "ts") {
   if (prebuilt) libPath = prebuilt;
   else {
     try {
-      libPath = await ensureKernels();
+      libPath = await buildCpuKernels();
     } catch (e) {
       loadError = e as Error;
     }
@@ -98,7 +101,7 @@ export function getCpuBackend(): CpuBackend {
   }
   if (!warned && loadError !== null) {
     warned = true;
-    console.warn(`${whyNoNative()}: using the TypeScript backend`);
+    console.warn(fallbackNotice(loadError));
   }
   return (current = ts());
 }

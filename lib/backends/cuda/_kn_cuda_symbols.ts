@@ -1,6 +1,6 @@
 // The C ABI of libkn_cuda.so (kernels/include/kn.h + kernels/cuda/kn_cuda.h) with device pointers
 // ("ptr"), and the loader that builds or finds the library. Private to lib/backends/cuda.
-import { ensureCudaKernels } from "../../../scripts/build_kernels.ts";
+import { ensureCudaKernels } from "../_kernel_cuda.ts";
 import { getEnv } from "../../_env.ts";
 import { DeviceError } from "../../errors.ts";
 import { openLibrary } from "../../ffi/mod.ts";
