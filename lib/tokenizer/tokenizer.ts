@@ -33,8 +33,10 @@ type HfTokenizerClass = new (json: object, config: object) => HfTokenizer;
 let loading: Promise<HfTokenizerClass> | null = null;
 
 /**
- * Import the package once: the pinned `npm:` specifier in Deno; the bare name in Bun, resolved
- * through package.json / node_modules (or Bun's auto-install when there is no node_modules).
+ * Import the package once: the pinned `npm:` specifier in Deno, which needs no import map and so
+ * also works when Graft itself is imported by URL; the bare name in Bun (which has no `npm:`
+ * specifiers), resolved through package.json / node_modules (or Bun's auto-install when there is
+ * no node_modules). The specifier is chosen at run time so that neither runtime sees the other's.
  */
 function loadPackage(): Promise<HfTokenizerClass> {
   loading ??= (async () => {
