@@ -250,8 +250,9 @@ export function isBuilt(path: string): boolean {
 }
 
 /**
- * Fetch or read the sources, compile each compiled file in parallel in a private temp folder and
- * link to a temp name renamed onto `lib` (so concurrent builds never see a half-written file).
+ * Fetch or read the sources, call `announce` (once they are all here and verified), compile each
+ * compiled file in parallel in a private temp folder and link to a temp name renamed onto `lib`
+ * (so concurrent builds never see a half-written file).
  *
  * @example
  * ```ts ignore
@@ -259,8 +260,9 @@ export function isBuilt(path: string): boolean {
  * await compileLibrary(spec, "/tmp/c/kernels/k/libx.so", {});
  * ```
  */
-export async function compileLibrary(spec: LibrarySpec, lib: string, options: EnsureKernelsOptions): Promise<string> {
+export async function compileLibrary(spec: LibrarySpec, lib: string, options: EnsureKernelsOptions, announce?: () => void): Promise<string> {
   const sources = await readSources(spec.files, options.kernelsUrl ?? DEFAULT_KERNELS_URL);
+  announce?.();
   const dir = dirname(lib);
   mkdirSync(dir, { recursive: true });
   const build = mkdtempSync(join(tmpdir(), "graft-kn-"));

@@ -93,8 +93,8 @@ export async function buildCpuKernels(options: EnsureKernelsOptions = {}): Promi
       "install one (e.g. apt-get install gcc) or set CC to it, or set GRAFT_KERNEL_LIB to a built libkn_cpu.so",
     );
   }
-  if (!options.quiet) console.error(buildNotice(compiler, lib, options.kernelsUrl ?? DEFAULT_KERNELS_URL));
-  return await compileLibrary(spec, lib, options);
+  const announce = () => console.error(buildNotice(compiler, lib, options.kernelsUrl ?? DEFAULT_KERNELS_URL));
+  return await compileLibrary(spec, lib, options, options.quiet ? undefined : announce);
 }
 
 /**

@@ -93,10 +93,9 @@ export async function ensureCudaKernels(options: EnsureKernelsOptions = {}): Pro
   const s = spec("libkn_cuda.so", nvcc, NVCC_FLAGS, ldflags, "the CUDA kernel library");
   const lib = cachedLibraryPath(s, options);
   if (!options.force && isBuilt(lib)) return lib;
-  if (!options.quiet) {
-    console.error(`graft: building the CUDA kernel library (${CUDA_SOURCES.filter((f) => f.endsWith(".cu")).length} .cu files, ${nvcc}) into ${lib}; first use only, a few minutes`);
-  }
-  return await compileLibrary(s, lib, options);
+  const units = CUDA_SOURCES.filter((f) => f.endsWith(".cu")).length;
+  const announce = () => console.error(`graft: building the CUDA kernel library (${units} .cu files, ${nvcc}) into ${lib}; first use only, a few minutes`);
+  return await compileLibrary(s, lib, options, options.quiet ? undefined : announce);
 }
 
 /**
