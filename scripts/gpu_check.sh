@@ -51,7 +51,7 @@ while [ $# -gt 0 ]; do
         *) die "--pack takes deno or bun: got \"$what\"" ;;
       esac
       xz -T0 -6 -c "$bin" >"$TOOLS/$what.xz"
-      if [ "$what" = deno ]; then # npm dependencies (cli-progress for merge.ts) for a machine without network
+      if [ "$what" = deno ]; then # npm dependencies (the tokenizer's) for a machine without network
         DENO_DIR="$TOOLS/deno_dir" "$bin" cache scripts/merge.ts scripts/bench/gpu_*.ts tests/cuda/*_test.ts >&2 || die "deno cache failed"
         rm -rf "$TOOLS/deno_dir"/{check_cache,dep_analysis_cache,fast_check_cache,node_analysis_cache}* 2>/dev/null || true
       fi
