@@ -57,3 +57,29 @@ export class AdapterMismatchError extends TypeError {
     this.unmatched = unmatched;
   }
 }
+
+/**
+ * An adapter folder holds something PEFT could not use: a config value of the wrong type or range
+ * (`lora_alpha: "abc"`, `r: 0`, a bad regex), a config that is not a JSON object, or a weight tensor
+ * of the wrong rank or dtype. `path` is the file (null when a config is built in memory) and `key`
+ * the config key or tensor name at fault.
+ *
+ * @example
+ * ```ts
+ * import { InvalidAdapterError } from "./errors.ts";
+ * const e = new InvalidAdapterError('Cannot load "a/adapter_config.json": "r" must be a positive integer: got "8"', { path: "a/adapter_config.json", key: "r" });
+ * console.log(e instanceof TypeError, e.key); // true r
+ * ```
+ */
+export class InvalidAdapterError extends TypeError {
+  /** The file at fault, or null for a config built in memory. */
+  readonly path: string | null;
+  /** The config key or tensor name at fault, when one is. */
+  readonly key: string | null;
+  constructor(message: string, options: { path?: string | null; key?: string | null; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "InvalidAdapterError";
+    this.path = options.path ?? null;
+    this.key = options.key ?? null;
+  }
+}

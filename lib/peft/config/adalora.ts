@@ -5,6 +5,7 @@
 import type { FieldSpec, PeftType } from "./base.ts";
 import { LORA_FIELDS, LoraConfig, type LoraConfigOptions } from "./lora.ts";
 import { peftWarn } from "../warnings.ts";
+import { badField, checkInt, checkNumber, checkPatternMap, keyed, showValue } from "./_checks.ts";
 
 /** AdaLoRA fields: LoRA's (with `rank_pattern` defaulting to null) and the budget schedule. */
 export const ADALORA_FIELDS: readonly FieldSpec[] = [
@@ -75,23 +76,36 @@ export class AdaLoraConfig extends LoraConfig {
     return this.rankPattern?.[key];
   }
 
+  protected override checkTypes(): void {
+    super.checkTypes();
+    checkInt(this.initR, "init_r", 0);
+    checkPatternMap(this.rankPattern, "rank_pattern", (v, label) => {
+      if (!Array.isArray(v) || !v.every((x) => typeof x === "boolean")) throw badField(label, `${label} must be a list of true/false (the kept ranks): got ${showValue(v)}`);
+    });
+    if (this.totalStep !== null) checkNumber(this.totalStep, "total_step");
+    checkNumber(this.tinit, "tinit");
+    checkNumber(this.tfinal, "tfinal");
+    checkNumber(this.orthRegWeight, "orth_reg_weight");
+  }
+
   protected override postInit(): void {
     super.postInit();
-    if (this.useDora) throw new RangeError("PeftType.ADALORA does not support DoRA.");
+    if (this.useDora) throw keyed(new RangeError("PeftType.ADALORA does not support DoRA."), "use_dora");
     const loftq = this.loftqConfig;
-    if (loftq !== null && typeof loftq === "object" && Object.keys(loftq).length > 0) throw new RangeError("PeftType.ADALORA does not support LOFTQ.");
+    if (loftq !== null && typeof loftq === "object" && Object.keys(loftq).length > 0) throw keyed(new RangeError("PeftType.ADALORA does not support LOFTQ."), "loftq_config");
     if (this.r !== 8) {
       peftWarn("Note that `r` is not used in AdaLora and will be ignored.If you intended to set the initial rank, use `init_r` instead.");
     }
     if (this.totalStep === null || this.totalStep <= 0) {
-      throw new RangeError("AdaLoRA does not work when `total_step` is None, supply a value > 0.");
+      throw keyed(new RangeError("AdaLoRA does not work when `total_step` is None, supply a value > 0."), "total_step");
     }
     if (this.orthRegWeight < 0) {
-      throw new RangeError(`\`orth_reg_weight\` should be greater than or equal to 0, but the value passed is ${this.orthRegWeight}`);
+      throw keyed(new RangeError(`\`orth_reg_weight\` should be greater than or equal to 0, but the value passed is ${this.orthRegWeight}`), "orth_reg_weight");
     }
     if (this.tinit >= this.totalStep - this.tfinal) {
-      throw new RangeError(
-        "The supplied schedule values don't allow for a budgeting phase. Decrease `tfinal`/`tinit` or increase `total_step`.",
+      throw keyed(
+        new RangeError("The supplied schedule values don't allow for a budgeting phase. Decrease `tfinal`/`tinit` or increase `total_step`."),
+        "tinit",
       );
     }
   }

@@ -5,6 +5,7 @@
  * @module
  */
 import { dumpsPyJson, type JsonValue } from "./_pyjson.ts";
+import { keyed } from "./_checks.ts";
 
 /** PEFT's task types (`TaskType`). */
 export const TASK_TYPES = ["SEQ_CLS", "SEQ_2_SEQ_LM", "CAUSAL_LM", "TOKEN_CLS", "QUESTION_ANS", "FEATURE_EXTRACTION"] as const;
@@ -88,7 +89,7 @@ export abstract class PeftConfig {
       self[f.ts] = v === undefined ? f.def() : v;
     }
     if (this.taskType !== null && !(TASK_TYPES as readonly string[]).includes(this.taskType)) {
-      throw new RangeError(`Invalid task type: '${this.taskType}'. Must be one of the following task types: ${TASK_TYPES.join(", ")}.`);
+      throw keyed(new RangeError(`Invalid task type: '${this.taskType}'. Must be one of the following task types: ${TASK_TYPES.join(", ")}.`), "task_type");
     }
   }
 

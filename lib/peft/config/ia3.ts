@@ -2,6 +2,7 @@
  * `IA3Config`: PEFT's (IA)^3 config fields, defaults and checks.
  * @module
  */
+import { checkBool, checkNames, keyed } from "./_checks.ts";
 import { asSetList, BASE_FIELDS, type FieldSpec, PeftConfig, type PeftConfigOptions, type PeftType } from "./base.ts";
 
 /** IA3 fields (JSON key, property, default). */
@@ -50,13 +51,18 @@ export class IA3Config extends PeftConfig {
   constructor(options: IA3ConfigOptions = {}) {
     super();
     this.init(options as Record<string, unknown>);
+    checkNames(this.targetModules, "target_modules", { regex: true });
+    checkNames(this.excludeModules, "exclude_modules", { regex: true });
+    checkNames(this.feedforwardModules, "feedforward_modules", { regex: true });
+    checkNames(this.modulesToSave, "modules_to_save", { regex: false });
+    checkBool(this.fanInFanOut, "fan_in_fan_out", true);
     this.targetModules = asSetList(this.targetModules);
     this.excludeModules = asSetList(this.excludeModules);
     this.feedforwardModules = asSetList(this.feedforwardModules);
     const ff = this.feedforwardModules;
     const tm = this.targetModules;
     if (Array.isArray(ff) && Array.isArray(tm) && !ff.every((m) => tm.includes(m))) {
-      throw new RangeError("`feedforward_modules` should be a subset of `target_modules`");
+      throw keyed(new RangeError("`feedforward_modules` should be a subset of `target_modules`"), "feedforward_modules");
     }
   }
 

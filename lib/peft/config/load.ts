@@ -13,6 +13,8 @@ import { LORA_FIELDS, LoraConfig } from "./lora.ts";
 import { IA3_FIELDS, IA3Config } from "./ia3.ts";
 import { ADALORA_FIELDS, AdaLoraConfig } from "./adalora.ts";
 import { peftWarn } from "../warnings.ts";
+import { InvalidAdapterError } from "../errors.ts";
+import { CONFIG_ERROR_PREFIX, errorKey, keyed, showValue } from "./_checks.ts";
 
 /** The file name PEFT uses for adapter configs. */
 export const CONFIG_NAME = "adapter_config.json";
@@ -63,12 +65,13 @@ export function configFromDict(dict: Readonly<Record<string, unknown>>, options:
   }
   const peftType = d.peft_type;
   if (peftType === undefined || peftType === null) {
-    throw new TypeError("The PeftConfig config that is trying to be loaded is missing required keys: {'peft_type'}.");
+    throw keyed(new TypeError("The PeftConfig config that is trying to be loaded is missing required keys: {'peft_type'}."), "peft_type");
   }
   const cls = Object.hasOwn(CLASSES, String(peftType)) ? CLASSES[peftType as PeftType] : undefined;
   if (!cls) {
-    throw new RangeError(
-      `Cannot load adapter config: unknown peft_type ${JSON.stringify(peftType)}: supported types are ${SUPPORTED_PEFT_TYPES.join(", ")}`,
+    throw keyed(
+      new RangeError(`${CONFIG_ERROR_PREFIX}unknown peft_type ${JSON.stringify(peftType)}: supported types are ${SUPPORTED_PEFT_TYPES.join(", ")}`),
+      "peft_type",
     );
   }
   const byPy = new Map(cls.fields.map((f) => [f.py, f.ts]));
@@ -104,13 +107,15 @@ export function configFromDict(dict: Readonly<Record<string, unknown>>, options:
 export function parseAdapterConfig(text: string): AnyAdapterConfig {
   const { value, floatPaths } = parsePyJson(text);
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
-    throw new TypeError(`Cannot load adapter config: expected a JSON object, got ${Array.isArray(value) ? "an array" : JSON.stringify(value)}`);
+    throw new InvalidAdapterError(`${CONFIG_ERROR_PREFIX}the file must hold a JSON object of config keys: got ${showValue(value)}`);
   }
   return configFromDict(value as Record<string, JsonValue>, { floatPaths });
 }
 
 /**
- * Read `<dir>/adapter_config.json` (PEFT's `PeftConfig.from_pretrained` for local folders).
+ * Read `<dir>/adapter_config.json` (PEFT's `PeftConfig.from_pretrained` for local folders). A file
+ * PEFT could not use (not JSON, not an object, a value of the wrong type or range) throws an
+ * {@link InvalidAdapterError} of one line naming the file and the key.
  *
  * @example
  * ```ts
@@ -129,7 +134,20 @@ export function loadAdapterConfig(dir: string): AnyAdapterConfig {
   } catch (e) {
     throw new Error(`Can't find '${CONFIG_NAME}' at '${dir}'`, { cause: e });
   }
-  return parseAdapterConfig(text);
+  try {
+    return parseAdapterConfig(text);
+  } catch (e) {
+    throw inFile(path, e);
+  }
+}
+
+/** Re-word a config error as one line naming `path`, the key, and what to do. */
+function inFile(path: string, e: unknown): unknown {
+  if (!(e instanceof Error)) return e;
+  const detail = e.message.startsWith(CONFIG_ERROR_PREFIX) ? e.message.slice(CONFIG_ERROR_PREFIX.length) : e.message;
+  const key = errorKey(e);
+  const fix = key === null ? "fix the file" : `fix "${key}"`;
+  return new InvalidAdapterError(`Cannot load "${path}": ${detail.replace(/\s*\n\s*/g, " ").trim().replace(/\.$/, "")}: ${fix} or re-save the adapter with PEFT`, { path, key, cause: e });
 }
 
 /**

@@ -5,6 +5,7 @@
 import type { JsonValue } from "./_pyjson.ts";
 import { asSetList, BASE_FIELDS, type FieldSpec, PeftConfig, type PeftConfigOptions, type PeftType } from "./base.ts";
 import { peftWarn } from "../warnings.ts";
+import { badField, keyed, checkBool, checkInt, checkLayerIndexes, checkLayersPattern, checkLoraInit, checkNames, checkNumber, checkPatternMap } from "./_checks.ts";
 
 /** LoRA-specific fields (JSON key, property, default). Sub-configs are kept as raw JSON. */
 export const LORA_FIELDS: readonly FieldSpec[] = [
@@ -144,25 +145,26 @@ export class LoraConfig extends PeftConfig {
     return LORA_FIELDS;
   }
 
-  /** LoraConfig.__post_init__: normalise module lists and run PEFT's checks. */
+  /** LoraConfig.__post_init__: check value types, normalise module lists and run PEFT's checks. */
   protected postInit(): void {
+    if (typeof this.targetParameters === "string") throw keyed(new TypeError("`target_parameters` must be a list of strings or None."), "target_parameters");
+    this.checkTypes();
     this.targetModules = asSetList(this.targetModules);
     this.excludeModules = asSetList(this.excludeModules);
-    if (typeof this.targetParameters === "string") throw new TypeError("`target_parameters` must be a list of strings or None.");
     if (typeof this.targetModules === "string" && this.layersToTransform !== null) {
-      throw new RangeError("`layers_to_transform` cannot be used when `target_modules` is a str.");
+      throw keyed(new RangeError("`layers_to_transform` cannot be used when `target_modules` is a str."), "layers_to_transform");
     }
     if (typeof this.targetModules === "string" && this.layersPattern !== null) {
-      throw new RangeError("`layers_pattern` cannot be used when `target_modules` is a str.");
+      throw keyed(new RangeError("`layers_pattern` cannot be used when `target_modules` is a str."), "layers_pattern");
     }
     if (this.layersPattern && this.layersPattern.length !== 0 && this.layersToTransform === null) {
-      throw new RangeError("When `layers_pattern` is specified, `layers_to_transform` must also be specified. ");
+      throw keyed(new RangeError("When `layers_pattern` is specified, `layers_to_transform` must also be specified. "), "layers_to_transform");
     }
-    if (this.useDora && this.megatronConfig) throw new RangeError("DoRA does not support megatron_core, please set `use_dora=False`.");
+    if (this.useDora && this.megatronConfig) throw keyed(new RangeError("DoRA does not support megatron_core, please set `use_dora=False`."), "use_dora");
     const init = this.initLoraWeights;
     const nonEmpty = (v: JsonValue) => v !== null && (typeof v !== "object" || Object.keys(v).length > 0);
     if (init === "loftq") {
-      if (!nonEmpty(this.loftqConfig)) throw new RangeError("`loftq_config` must be specified when `init_lora_weights` is 'loftq'.");
+      if (!nonEmpty(this.loftqConfig)) throw keyed(new RangeError("`loftq_config` must be specified when `init_lora_weights` is 'loftq'."), "loftq_config");
     } else if (nonEmpty(this.loftqConfig)) {
       this.loftqConfig = {};
       peftWarn("`loftq_config` specified but will be ignored when `init_lora_weights` is not 'loftq'.");
@@ -177,15 +179,43 @@ export class LoraConfig extends PeftConfig {
     }
     if (this.loraBias) {
       if (init !== true && init !== false) {
-        throw new RangeError(
-          `The argument lora_bias=True is only supported with init_lora_weights=True or False, got init_lora_weights=${init} instead.`,
+        throw keyed(
+          new RangeError(`The argument lora_bias=True is only supported with init_lora_weights=True or False, got init_lora_weights=${init} instead.`),
+          "lora_bias",
         );
       }
-      if (this.useDora) throw new RangeError("The argument lora_bias=True is not supported for DoRA, please pass use_dora=False");
+      if (this.useDora) throw keyed(new RangeError("The argument lora_bias=True is not supported for DoRA, please pass use_dora=False"), "lora_bias");
     }
     if (this.aloraInvocationTokens !== null && this.taskType !== "CAUSAL_LM") peftWarn("aLoRA is currently only supported for CAUSAL_LM task.");
     if (!["none", "all", "lora_only"].includes(this.bias)) {
-      throw new RangeError(`Cannot use bias "${this.bias}": expected "none", "all" or "lora_only"`);
+      throw badField("bias", `"bias" must be "none", "all" or "lora_only": got ${JSON.stringify(this.bias)}`);
     }
+  }
+
+  /**
+   * The value checks PEFT leaves to Python's operators (see `_checks.ts`): numbers where it divides
+   * or compares, booleans where it tests truthiness, module lists and regexes where it matches.
+   */
+  protected checkTypes(): void {
+    const lora = this.peftType === "LORA";
+    if (lora) checkInt(this.r, "r", 1);
+    checkNumber(this.loraAlpha, "lora_alpha");
+    checkNumber(this.loraDropout, "lora_dropout");
+    if (this.loraDropout > 1) {
+      throw badField("lora_dropout", `"lora_dropout" must be at most 1 (dropout probability has to be between 0 and 1, but got ${this.loraDropout})`);
+    }
+    checkBool(this.fanInFanOut, "fan_in_fan_out", true);
+    checkBool(this.useRslora, "use_rslora");
+    checkBool(this.useDora, "use_dora");
+    checkBool(this.loraBias, "lora_bias");
+    checkNames(this.targetModules, "target_modules", { regex: true });
+    checkNames(this.excludeModules, "exclude_modules", { regex: true });
+    checkNames(this.modulesToSave, "modules_to_save", { regex: false });
+    checkNames(this.targetParameters, "target_parameters", { regex: false });
+    checkLayerIndexes(this.layersToTransform, "layers_to_transform");
+    checkLayersPattern(this.layersPattern, "layers_pattern");
+    if (lora) checkPatternMap(this.rankPattern, "rank_pattern", (v, label) => checkInt(v, label, 1));
+    checkPatternMap(this.alphaPattern, "alpha_pattern", checkNumber);
+    if (lora) checkLoraInit(this.initLoraWeights, "init_lora_weights");
   }
 }
