@@ -11,6 +11,13 @@ import { SafetensorsFile } from "../safetensors/mod.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { readValues } from "../tensor/tensor.ts";
 import { resolveRankAlpha } from "./matching.ts";
+import { parsePyJson } from "./config/_pyjson.ts";
+import { AdaLoraConfig } from "./config/adalora.ts";
+import { IA3Config } from "./config/ia3.ts";
+import type { LoraConfig } from "./config/lora.ts";
+import { type AnyAdapterConfig, CONFIG_NAME, loadAdapterConfig } from "./config/load.ts";
+import { InvalidAdapterError } from "./errors.ts";
+import { LayoutResolver } from "./_layout.ts";
 
 /** A low-rank update `W += scale · B · A` (LoRA, rsLoRA, AdaLoRA; DoRA when `magnitude` is set). */
 export interface LowRankDelta {
@@ -58,11 +65,14 @@ export interface ReplaceDelta {
 /** Any delta. */
 export type Delta = LowRankDelta | ScaleDelta | ReplaceDelta;
 
-/** A loaded adapter: its raw config and deltas keyed by base tensor. */
+/** A loaded adapter: its config (raw and checked) and deltas keyed by base tensor. */
 export interface AdapterDeltas extends Disposable {
   readonly dir: string;
   readonly peftType: "LORA" | "IA3" | "ADALORA";
+  /** `adapter_config.json` as it is in the file. */
   readonly config: Readonly<Record<string, unknown>>;
+  /** The same config as PEFT reads it (defaults filled, values checked). */
+  readonly adapterConfig: AnyAdapterConfig;
   /** Base tensor key → deltas in the order PEFT applies them. */
   readonly deltas: ReadonlyMap<string, Delta[]>;
   /** The opened adapter weights file (replacements read from it). */
@@ -78,7 +88,10 @@ export interface ReadAdapterOptions {
 }
 
 const SUPPORTED = ["LORA", "IA3", "ADALORA"] as const;
-const CONV1D_MODEL_TYPES = new Set(["gpt2", "gpt_bigcode", "openai-gpt", "imagegpt", "decision_transformer"]);
+/** dtypes read here as raw bytes would be misread: refused rather than cast (PEFT decodes them). */
+const UNDECODABLE_DTYPES = ["F8_E4M3", "F8_E5M2"];
+/** dtypes the merge kernels cast from: a replacement must have one (the merge writes float weights). */
+const REPLACEABLE_DTYPES = ["F32", "F16", "BF16"];
 
 function toF32(t: Tensor): Float32Array {
   if (t.dtype === "F32") return Float32Array.from(t.f32());
@@ -94,10 +107,32 @@ function splitKey(key: string): { module: string; leaf: string } {
   return { module: k, leaf: "" };
 }
 
+/** Read the config: the merge-specific message for an unsupported `peft_type`, then PEFT's checks. */
+function readConfig(dir: string): { raw: Record<string, unknown>; config: AnyAdapterConfig } {
+  const cfgPath = join(dir, CONFIG_NAME);
+  if (!existsSync(cfgPath)) throw new TypeError(`Cannot read adapter "${dir}": adapter_config.json is missing; pass a folder saved by PEFT's save_pretrained`);
+  let peek: unknown;
+  try {
+    peek = parsePyJson(readFileSync(cfgPath, "utf8")).value;
+  } catch {
+    peek = undefined; // loadAdapterConfig reports it, naming the file
+  }
+  const peftType = peek !== null && typeof peek === "object" ? (peek as Record<string, unknown>).peft_type : undefined;
+  if (typeof peftType === "string" && !(SUPPORTED as readonly string[]).includes(peftType)) {
+    throw new TypeError(`Cannot merge adapter "${dir}": peft_type "${peftType}" is not supported: supported types are ${SUPPORTED.join(", ")}`);
+  }
+  const config = loadAdapterConfig(dir);
+  return { raw: peek as Record<string, unknown>, config };
+}
+
 /**
  * Read a PEFT adapter folder into per-tensor deltas, with PEFT's scaling rules (rank and alpha
  * patterns, rsLoRA, AdaLoRA's `alpha / (ranknum + 1e-5)`, DoRA magnitudes, IA3 feed-forward
- * orientation, `fan_in_fan_out`).
+ * orientation, `fan_in_fan_out`). The config is checked as {@link loadAdapterConfig} checks it;
+ * tensors that PEFT could not load (a factor that is not a matrix, an integer replacement) throw an
+ * {@link InvalidAdapterError} naming the file and tensor. Where `fan_in_fan_out` disagrees with the
+ * base layer's layout (an `nn.Linear` model, by `modelType` or the weight's shape), PEFT's warning
+ * is emitted and the layer's layout used.
  *
  * @example
  * ```ts ignore
@@ -107,19 +142,7 @@ function splitKey(key: string): { module: string; leaf: string } {
  * ```
  */
 export function readAdapterDeltas(dir: string, options: ReadAdapterOptions = {}): AdapterDeltas {
-  const cfgPath = join(dir, "adapter_config.json");
-  if (!existsSync(cfgPath)) throw new TypeError(`Cannot read adapter "${dir}": adapter_config.json is missing; pass a folder saved by PEFT's save_pretrained`);
-  let config: Record<string, unknown>;
-  try {
-    config = JSON.parse(readFileSync(cfgPath, "utf8"));
-  } catch (e) {
-    throw new SyntaxError(`Cannot parse "${cfgPath}": ${(e as Error).message}`);
-  }
-  const peftType = config.peft_type;
-  if (typeof peftType !== "string") throw new TypeError(`Cannot read "${cfgPath}": "peft_type" is required`);
-  if (!(SUPPORTED as readonly string[]).includes(peftType)) {
-    throw new TypeError(`Cannot merge adapter "${dir}": peft_type "${peftType}" is not supported: supported types are ${SUPPORTED.join(", ")}`);
-  }
+  const { raw, config } = readConfig(dir);
   const weights = join(dir, "adapter_model.safetensors");
   if (!existsSync(weights)) {
     const bin = existsSync(join(dir, "adapter_model.bin"));
@@ -127,15 +150,55 @@ export function readAdapterDeltas(dir: string, options: ReadAdapterOptions = {})
   }
   const file = SafetensorsFile.open(weights);
   try {
-    const deltas = buildDeltas(peftType as AdapterDeltas["peftType"], config, file, options);
-    return { dir, peftType: peftType as AdapterDeltas["peftType"], config, deltas, file, [Symbol.dispose]: () => file[Symbol.dispose]() };
+    const deltas = buildDeltas(config, file, options);
+    const peftType = config.peftType;
+    return { dir, peftType, config: raw, adapterConfig: config, deltas, file, [Symbol.dispose]: () => file[Symbol.dispose]() };
   } catch (e) {
     file[Symbol.dispose]();
     throw e;
   }
 }
 
-function buildDeltas(peftType: AdapterDeltas["peftType"], config: Record<string, unknown>, file: SafetensorsFile, options: ReadAdapterOptions): Map<string, Delta[]> {
+/**
+ * Reads tensors of one adapter file, refusing what PEFT could not load into its layers. Integer
+ * LoRA/IA3 factors are taken as their values, as PEFT's `load_state_dict` casts them.
+ */
+class TensorReader {
+  readonly #file: SafetensorsFile;
+  constructor(file: SafetensorsFile) {
+    this.#file = file;
+  }
+  fail(key: string, detail: string, fix: string): never {
+    throw new InvalidAdapterError(`Cannot read adapter "${this.#file.path}": tensor "${key}" ${detail}: ${fix}`, { path: this.#file.path, key });
+  }
+  /** A float tensor of `rank` dimensions (`what` names it in the error). */
+  tensor(key: string, rank: number, what: string): Tensor {
+    const info = this.#file.info(key);
+    if (info.shape.length !== rank) {
+      this.fail(key, `has shape [${info.shape.join(", ")}] but ${what}`, "only adapters on Linear, Conv1D and Embedding layers can be merged; re-save it with PEFT");
+    }
+    this.decodable(key);
+    return this.#file.tensor(key);
+  }
+  /** A tensor whose values can be read as numbers. */
+  decodable(key: string): void {
+    const dtype = this.#file.info(key).dtype;
+    if (UNDECODABLE_DTYPES.includes(dtype)) this.fail(key, `has dtype ${dtype}, which this library cannot convert`, "re-save the adapter in F32, F16 or BF16");
+  }
+  /**
+   * A whole-tensor replacement, cast by the merge kernels to the base weight's dtype. (PEFT's
+   * `load_state_dict` would also cast an integer one; an out-of-core merge refuses it instead.)
+   */
+  replacement(key: string): void {
+    const dtype = this.#file.info(key).dtype;
+    if (!REPLACEABLE_DTYPES.includes(dtype)) {
+      this.fail(key, `has dtype ${dtype} but replaces a model weight`, "replacements (modules_to_save, saved embeddings) must be F32, F16 or BF16; cast it to the model's dtype and re-save the adapter");
+    }
+  }
+}
+
+function buildDeltas(config: AnyAdapterConfig, file: SafetensorsFile, options: ReadAdapterOptions): Map<string, Delta[]> {
+  const reader = new TensorReader(file);
   const groups = new Map<string, Map<string, string>>();
   const out = new Map<string, Delta[]>();
   const push = (d: Delta) => {
@@ -146,6 +209,7 @@ function buildDeltas(peftType: AdapterDeltas["peftType"], config: Record<string,
   for (const key of file.keys()) {
     const { module, leaf } = splitKey(key);
     if (leaf === "") {
+      reader.replacement(key);
       push({ kind: "replace", target: module, source: key });
       continue;
     }
@@ -153,30 +217,24 @@ function buildDeltas(peftType: AdapterDeltas["peftType"], config: Record<string,
     g.set(leaf, key);
     groups.set(module, g);
   }
-  const patterns = {
-    r: Number(config.r ?? 8),
-    loraAlpha: Number(config.lora_alpha ?? 8),
-    rankPattern: (config.rank_pattern as Record<string, unknown> | null) ?? null,
-    alphaPattern: (config.alpha_pattern as Record<string, unknown> | null) ?? null,
-  };
-  const fifoCfg = config.fan_in_fan_out === true;
-  const conv1dArch = options.modelType !== undefined && CONV1D_MODEL_TYPES.has(options.modelType);
+  const layout = new LayoutResolver({ fanInFanOut: config.fanInFanOut === true, modelType: options.modelType });
 
   for (const [module, g] of groups) {
     const target = `${module}.weight`;
     const baseShape = options.baseShape?.(target);
-    if (peftType === "IA3") {
-      const t = file.tensor(g.get("ia3_l")!);
+    const has2D = baseShape !== undefined && baseShape.length === 2;
+    if (config instanceof IA3Config) {
+      const vKey = g.get("ia3_l") ?? reader.fail([...g.values()][0]!, "is not an IA3 vector (ia3_l)", "an IA3 adapter holds only ia3_l vectors and replacements; check peft_type");
+      const t = reader.tensor(vKey, 2, "IA3 vectors are [out, 1] or [1, in]");
+      if (t.shape[0] !== 1 && t.shape[1] !== 1) reader.fail(vKey, `has shape [${t.shape.join(", ")}] but IA3 vectors are [out, 1] or [1, in]`, "re-save it with PEFT");
       const vector = toF32(t);
-      const feedforward = t.shape[0] === 1 && t.shape.length === 2 && !(t.shape[1] === 1);
-      let fifo = fifoCfg || conv1dArch;
-      if (baseShape && baseShape.length === 2) {
-        const n = vector.length;
-        // Linear stores [out, in]: feed-forward scales inputs (columns), otherwise outputs (rows).
-        const fitsLinear = feedforward ? baseShape[1] === n : baseShape[0] === n;
-        const fitsConv1D = feedforward ? baseShape[0] === n : baseShape[1] === n;
-        if (fitsLinear !== fitsConv1D) fifo = fitsConv1D;
-      }
+      const feedforward = t.shape[0] === 1 && t.shape[1] !== 1;
+      const n = vector.length;
+      // Linear stores [out, in]: feed-forward scales inputs (columns), otherwise outputs (rows).
+      const fits = has2D
+        ? { fitsLinear: (feedforward ? baseShape[1] : baseShape[0]) === n, fitsTransposed: (feedforward ? baseShape[0] : baseShape[1]) === n }
+        : { fitsLinear: true, fitsTransposed: true };
+      const fifo = layout.transposed(module, fits);
       push({ kind: "scale", target, module, vector, axis: feedforward !== fifo ? 1 : 0, scalesOutput: !feedforward });
       continue;
     }
@@ -184,48 +242,49 @@ function buildDeltas(peftType: AdapterDeltas["peftType"], config: Record<string,
     const aKey = g.get("lora_A.weight") ?? g.get("lora_A") ?? g.get("lora_embedding_A");
     const bKey = g.get("lora_B.weight") ?? g.get("lora_B") ?? g.get("lora_embedding_B");
     if (!aKey || !bKey) {
-      throw new TypeError(`Cannot read adapter "${file.path}": module "${module}" has ${[...g.keys()].join(", ")} but not both lora_A and lora_B`);
+      throw new InvalidAdapterError(`Cannot read adapter "${file.path}": module "${module}" has ${[...g.keys()].join(", ")} but not both lora_A and lora_B: re-save it with PEFT`, { path: file.path, key: aKey ?? bKey ?? null });
     }
-    const aT = file.tensor(aKey);
-    const bT = file.tensor(bKey);
-    const r = aT.shape[0]!;
-    // AdaLoRA may prune a layer to rank 0: nothing to merge.
-    if (r === 0) continue;
-    const inF = aT.shape.slice(1).reduce((x, y) => x * y, 1);
+    const aT = reader.tensor(aKey, 2, "LoRA's A is a matrix [r, in]");
+    const bT = reader.tensor(bKey, 2, "LoRA's B is a matrix [out, r]");
+    const [r, inF] = aT.shape as [number, number];
     const outF = bT.shape[0]!;
-    if (bT.shape[1] !== r) {
-      throw new RangeError(`Cannot read adapter "${file.path}": ${bKey} has shape [${bT.shape.join(", ")}] but ${aKey} has rank ${r}`);
-    }
+    if (bT.shape[1] !== r) reader.fail(bKey, `has shape [${bT.shape.join(", ")}] but ${aKey} has rank ${r}`, "re-save the adapter with PEFT");
     let a = toF32(aT);
     let scale: number;
-    if (peftType === "ADALORA") {
-      const e = toF32(file.tensor(g.get("lora_E")!));
+    if (config instanceof AdaLoraConfig) {
+      // AdaLoRA may prune a layer to rank 0: nothing to merge.
+      if (r === 0) continue;
+      const eKey = g.get("lora_E") ?? reader.fail(aKey, "has no lora_E beside it", "an AdaLoRA adapter holds lora_A, lora_E and lora_B per module; check peft_type");
+      const eT = reader.tensor(eKey, 2, "AdaLoRA's E is [r, 1]");
+      if (eT.shape[0] !== r || eT.shape[1] !== 1) reader.fail(eKey, `has shape [${eT.shape.join(", ")}] but ${aKey} has rank ${r}`, "re-save the adapter with PEFT");
+      const e = toF32(eT);
       // A ⊙ E: each row of A scaled by its singular value.
       a = a.slice();
       for (let i = 0; i < r; i++) for (let j = 0; j < inF; j++) a[i * inF + j]! *= e[i]!;
-      const initR = Number(config.init_r ?? config.r ?? r);
-      const alpha = Number(config.lora_alpha ?? 8);
-      const scaling = alpha > 0 ? alpha : initR;
-      scale = scaling / (initR + 1e-5);
+      const alpha = config.loraAlpha;
+      const scaling = alpha > 0 ? alpha : config.initR;
+      scale = scaling / (config.initR + 1e-5);
     } else {
-      const { r: rCfg, alpha } = resolveRankAlpha(patterns, module);
+      const lc = config as LoraConfig;
+      const { r: rCfg, alpha } = resolveRankAlpha(lc, module);
       if (rCfg !== r) {
-        throw new RangeError(`Cannot read adapter "${file.path}": module "${module}" has rank ${r} in the file but the config gives r=${rCfg}`);
+        throw new InvalidAdapterError(`Cannot read adapter "${file.path}": module "${module}" has rank ${r} in the file but the config gives r=${rCfg}: fix "r" or "rank_pattern" in adapter_config.json`, { path: file.path, key: aKey });
       }
-      scale = config.use_rslora === true ? alpha / Math.sqrt(rCfg) : alpha / rCfg;
+      scale = lc.useRslora ? alpha / Math.sqrt(rCfg) : alpha / rCfg;
     }
-    let fifo = isEmbedding || fifoCfg || (conv1dArch && /\.(c_attn|c_proj|c_fc|q_attn)$/.test(module));
-    if (!isEmbedding && baseShape && baseShape.length === 2) {
-      const fitsLinear = baseShape[0] === outF && baseShape[1] === inF;
-      const fitsT = baseShape[0] === inF && baseShape[1] === outF;
-      if (fitsLinear !== fitsT) fifo = fitsT;
+    let fifo = isEmbedding;
+    if (!isEmbedding) {
+      const fits = has2D
+        ? { fitsLinear: baseShape[0] === outF && baseShape[1] === inF, fitsTransposed: baseShape[0] === inF && baseShape[1] === outF }
+        : { fitsLinear: true, fitsTransposed: true };
+      fifo = layout.transposed(module, fits);
     }
     const magKey = g.get("lora_magnitude_vector");
     const biasKey = g.get("lora_B.bias");
     push({
       kind: "lowRank", target, module, a, b: toF32(bT), r, inF, outF, scale, fanInFanOut: fifo,
-      ...(magKey ? { magnitude: toF32(file.tensor(magKey)) } : {}),
-      ...(biasKey ? { biasB: toF32(file.tensor(biasKey)) } : {}),
+      ...(magKey ? { magnitude: toF32(reader.tensor(magKey, 1, "DoRA's magnitude is a vector [out]")) } : {}),
+      ...(biasKey ? { biasB: toF32(reader.tensor(biasKey, 1, "lora_B's bias is a vector [out]")) } : {}),
     });
   }
   return out;

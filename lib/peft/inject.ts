@@ -21,6 +21,7 @@ import { modelConfig, stateOf, tunerLayers } from "./_state.ts";
 import { ADALORA_TARGETS, IA3_FEEDFORWARD, IA3_TARGETS, LORA_TARGETS } from "./_targets.ts";
 import { castAdapterDtype } from "./adapters.ts";
 import { peftWarn } from "./warnings.ts";
+import { FAN_IN_FAN_OUT_WARNINGS } from "./_layout.ts";
 
 /** Options for {@link injectAdapterInModel}. */
 export interface InjectOptions {
@@ -90,10 +91,10 @@ function createOrUpdate(config: AnyAdapterConfig, target: Module, key: string, n
   const cls = base.className;
   if ("fanInFanOut" in config) {
     if (cls === "Linear" && config.fanInFanOut) {
-      peftWarn("fan_in_fan_out is set to True but the target module is `torch.nn.Linear`. Setting fan_in_fan_out to False.");
+      peftWarn(FAN_IN_FAN_OUT_WARNINGS.linear);
       config.fanInFanOut = false;
     } else if (cls === "Conv1D" && !config.fanInFanOut) {
-      peftWarn("fan_in_fan_out is set to False but the target module is `Conv1D`. Setting fan_in_fan_out to True.");
+      peftWarn(FAN_IN_FAN_OUT_WARNINGS.conv1d);
       config.fanInFanOut = true;
     }
   }
