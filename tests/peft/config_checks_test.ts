@@ -84,6 +84,9 @@ test("config checks name the key for values built in memory too (no file)", () =
   // Integral floats are the same number (`"r": 8.0` reads as 8); NaN alpha is refused.
   assert.equal((configFromDict({ peft_type: "LORA", r: 8.0 }) as LoraConfig).r, 8);
   assert.throws(() => configFromDict({ peft_type: "LORA", lora_alpha: NaN }), { key: "lora_alpha" });
+  // init_lora_weights names as PEFT's layer compares them ("Gaussian" lower-cased, "LOFTQ" not).
+  assert.equal((configFromDict({ peft_type: "LORA", init_lora_weights: "Gaussian" }) as LoraConfig).initLoraWeights, "Gaussian");
+  assert.throws(() => configFromDict({ peft_type: "LORA", init_lora_weights: "LOFTQ" }), { message: /Unknown initialization init_lora_weights='LOFTQ'/ });
 });
 
 test("injectAdapterInModel() of an in-memory config applies PEFT's fan_in_fan_out override on nn.Linear", () => {

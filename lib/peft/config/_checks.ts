@@ -117,14 +117,15 @@ export function checkPatternMap(v: unknown, key: string, checkValue: (value: unk
   }
 }
 
-const KNOWN_INITS = ["gaussian", "eva", "olora", "loftq", "orthogonal", "mica", "lora_ga"];
+/** PEFT's init names compared as written, and those compared lower-cased. */
+const EXACT_INITS = ["loftq", "eva", "orthogonal", "lora_ga"];
+const CASELESS_INITS = ["gaussian", "olora", "mica"];
 
 /** LoRA's `init_lora_weights`: a bool or one of PEFT's init names (else PEFT's own error). */
 export function checkLoraInit(v: unknown, key: string): void {
   if (typeof v === "boolean") return;
   if (typeof v === "string") {
-    const s = v.toLowerCase();
-    if (v.startsWith("pissa") || v.startsWith("corda") || KNOWN_INITS.includes(s)) return;
+    if (v.startsWith("pissa") || v.startsWith("corda") || EXACT_INITS.includes(v) || CASELESS_INITS.includes(v.toLowerCase())) return;
     throw badField(key, `Unknown initialization init_lora_weights='${v}'`);
   }
   throw badField(key, `"${key}" must be true, false or the name of a PEFT init method: got ${showValue(v)}`);
