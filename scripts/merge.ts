@@ -100,6 +100,16 @@ export async function main(argv: string[]): Promise<number> {
     progress.stop();
     console.error(`merge: warning: ${m}`);
   };
+  // The CLI owns signals: the first Ctrl-C (or SIGTERM) aborts the merge, which removes its partial
+  // output; a second one exits at once.
+  const abort = new AbortController();
+  let phase: "merge" | "verify" | null = null;
+  const onSignal = () => {
+    if (abort.signal.aborted) process.exit(130);
+    abort.abort();
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   try {
     const r = await mergeCheckpoint({
       base: values.base!,
@@ -113,8 +123,12 @@ export async function main(argv: string[]): Promise<number> {
       force: values.force,
       dryRun: values["dry-run"],
       ...(verify ? { verify } : {}),
-      onProgress: (p) => progress.update(p),
+      onProgress: (p) => {
+        phase = p.phase;
+        progress.update(p);
+      },
       onWarning: warn,
+      signal: abort.signal,
     });
     progress.stop();
     if (r.dryRun) {
@@ -137,8 +151,15 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (e) {
     progress.stop();
+    if (abort.signal.aborted) {
+      console.error(`merge: interrupted; ${phase === "verify" ? `"${values.out}" is complete, its check is not` : "nothing written"}`);
+      return 130;
+    }
     console.error(`merge: ${(e as Error).message}`);
     return e instanceof MergeOptionsError ? 2 : 1;
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
   }
 }
 

@@ -22,6 +22,7 @@ export interface StreamInputs {
   readonly gpu: DeviceMergeOps | null;
   readonly safe: boolean;
   readonly onProgress?: (p: MergeProgress) => void;
+  readonly signal?: AbortSignal;
 }
 
 /** Stream every tensor into `writer` (not committed); returns how many tensors were merged. */
@@ -93,11 +94,12 @@ export async function streamTensors(s: StreamInputs): Promise<number> {
       wb.advance(shard.offsetOf(t.name) + info.end - info.begin);
       bytesDone += info.end - info.begin;
       s.onProgress?.({ phase: "merge", tensorsDone: ++done, tensorsTotal: total, bytesDone, bytesTotal: plan.totalBytes, name: t.name });
-      // Let the event loop run now and then, so Ctrl-C reaches the handler that removes the partial.
+      // Let the event loop run now and then, so a signal handler can abort the merge.
       if (performance.now() - lastYield > 50) {
         await new Promise((r) => setTimeout(r, 0));
         lastYield = performance.now();
       }
+      s.signal?.throwIfAborted();
     }
   }
   return merged;

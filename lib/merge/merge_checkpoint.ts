@@ -53,6 +53,11 @@ export interface MergeCheckpointOptions {
   onProgress?: (p: MergeProgress) => void;
   /** Where warnings go (default `console.warn`), e.g. a base without config.json. */
   onWarning?: (message: string) => void;
+  /**
+   * Stops the merge between tensors: the partial output is removed and the promise rejects with
+   * `signal.reason`. The library installs no signal handlers; the CLI turns Ctrl-C into this.
+   */
+  signal?: AbortSignal;
 }
 
 /** What {@link mergeCheckpoint} did. */
@@ -126,26 +131,21 @@ export async function mergeCheckpoint(options: MergeCheckpointOptions): Promise<
   const backend = getCpuBackend();
   const gpu = device === "cuda" ? stack.use(await (await import("./_device_ops.ts")).DeviceMergeOps.create()) : null;
   const { path: partial, marker } = partialPathFor(out);
-  // The handler goes in before the folder exists, so no signal can slip between the two.
-  const onSignal = () => {
-    rmSync(partial, { recursive: true, force: true });
-    process.exit(130);
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+  // Removed on every exit: success (already renamed), failure or abort.
   stack.defer(() => {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
     if (existsSync(partial)) rmSync(partial, { recursive: true, force: true });
   });
   let merged: number;
   try {
+    options.signal?.throwIfAborted();
     cleanStalePartials(out);
     mkdirSync(partial, { recursive: true });
     markPartial(partial, marker);
     using writer = new ShardedWriter(partial, plan.shards.flat(), { maxShardSize, metadata: { format: "pt" } });
     merged = await streamTensors({
-      plan, base, adapters, adapterNames: options.adapters, writer, backend, gpu, safe: options.safe ?? false, ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      plan, base, adapters, adapterNames: options.adapters, writer, backend, gpu, safe: options.safe ?? false,
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
     });
     writer.commit();
     writeSideFiles(baseDir, partial, config, plan, dtype);
@@ -158,7 +158,8 @@ export async function mergeCheckpoint(options: MergeCheckpointOptions): Promise<
   const result: MergeCheckpointResult = { out, plan, tensorsMerged: merged, bytesWritten: plan.totalBytes, seconds: (performance.now() - t0) / 1000, dryRun: false };
   if (verifyMode === null) return result;
   const onVerify = options.onProgress;
-  return { ...result, verify: verifyMerge(plan, out, base, adapters, { mode: verifyMode, ...(onVerify ? { onProgress: onVerify } : {}) }) };
+  const verifyOptions = { mode: verifyMode, ...(onVerify ? { onProgress: onVerify } : {}), ...(options.signal ? { signal: options.signal } : {}) };
+  return { ...result, verify: await verifyMerge(plan, out, base, adapters, verifyOptions) };
 }
 
 function parseOutDtype(d: MergeCheckpointOptions["dtype"]): "auto" | DType {

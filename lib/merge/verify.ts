@@ -34,6 +34,8 @@ export interface VerifyOptions {
   rowsPerTensor?: number;
   /** Called after each tensor checked (`phase: "verify"`). */
   onProgress?: (p: MergeProgress) => void;
+  /** Stops between tensors, rejecting with `signal.reason`. */
+  signal?: AbortSignal;
 }
 
 function roundTo(x: number, dtype: string): number {
@@ -235,11 +237,17 @@ function columnNorms(t: PlannedTensor, all: DataView, di: number, cols: number):
  * @example
  * ```ts ignore
  * import { verifyMerge } from "./verify.ts";
- * const report = verifyMerge(plan, "merged", base, adapters, { mode: "sample" });
+ * const report = await verifyMerge(plan, "merged", base, adapters, { mode: "sample" });
  * console.log(report.ok, report.maxUlpError);
  * ```
  */
-export function verifyMerge(plan: MergePlan, outDir: string, base: ShardedCheckpoint, adapters: readonly AdapterDeltas[], options: VerifyOptions = {}): VerifyReport {
+export async function verifyMerge(
+  plan: MergePlan,
+  outDir: string,
+  base: ShardedCheckpoint,
+  adapters: readonly AdapterDeltas[],
+  options: VerifyOptions = {},
+): Promise<VerifyReport> {
   const mode = options.mode ?? "full";
   const touched = plan.tensors.filter((t) => t.deltas.length > 0 || t.biasOps.length > 0);
   const maxT = options.maxTensors ?? 16;
@@ -284,6 +292,9 @@ export function verifyMerge(plan: MergePlan, outDir: string, base: ShardedCheckp
     }
     bytesDone += bytesOf(t);
     options.onProgress?.({ phase: "verify", tensorsDone: ti + 1, tensorsTotal: checked.length, bytesDone, bytesTotal, name: t.name });
+    // Let the event loop run between tensors, so a signal handler can abort the check.
+    await new Promise((r) => setTimeout(r, 0));
+    options.signal?.throwIfAborted();
   }
   return {
     ok: firstMismatch === undefined,

@@ -220,8 +220,8 @@ describe("--verify checks every merged tensor unless --verify=sample", () => {
     writeFileSync(file, bytes);
     using b = ShardedCheckpoint.open(base);
     using a = readAdapterDeltas(lora);
-    assert.equal(verifyMerge(res.plan, o, b, [a], { mode: "sample" }).ok, true);
-    const full = verifyMerge(res.plan, o, b, [a]);
+    assert.equal((await verifyMerge(res.plan, o, b, [a], { mode: "sample" })).ok, true);
+    const full = await verifyMerge(res.plan, o, b, [a]);
     assert.equal(full.ok, false);
     assert.match(full.firstMismatch!, new RegExp(`^${name.replace(/\./g, "\\.")}\\[1, 2\\]`));
   });
