@@ -28,6 +28,8 @@ import { parseDevice, type Tensor } from "../tensor/mod.ts";
 import { checkDeviceMap, type DeviceMap, type DeviceMapValue, findTiedParameters, parseDeviceMapValue, retieParameters } from "./device_map_utils.ts";
 import { extractSubmodulesStateDict, type OffloadIndex, offloadStateDict } from "./offload.ts";
 import { OffloadedWeightsLoader } from "./offload_loader.ts";
+import { attachPlacement } from "../nn/placement.ts";
+import { bigModelPlacement } from "./placement.ts";
 
 /** Prefetch of offloaded weights: on (default), off, or on with a window in bytes. */
 export type PrefetchOption = boolean | { windowBytes: number };
@@ -188,6 +190,7 @@ export function dispatchModel<M extends ModuleLike>(model: M, deviceMap: Readonl
     moveModuleTo(model, values[0] as DeviceLike);
   }
   Object.defineProperty(model, "hfDeviceMap", { value: { ...deviceMap }, writable: true, configurable: true, enumerable: false });
+  attachPlacement(model, bigModelPlacement());
   return model;
 }
 
@@ -266,6 +269,7 @@ export function cpuOffload<M extends ModuleLike>(model: M, options: CpuOffloadOp
     weightsMap: sd instanceof Map ? sd : new Map(Object.entries(sd)),
     preloadModuleClasses: options.preloadModuleClasses,
   });
+  attachPlacement(model, bigModelPlacement());
   return model;
 }
 
@@ -312,6 +316,7 @@ export function diskOffload<M extends ModuleLike>(model: M, offloadDir: string, 
     preloadModuleClasses: options.preloadModuleClasses,
     prefetch: schedule(options.prefetch),
   });
+  attachPlacement(model, bigModelPlacement());
   return model;
 }
 

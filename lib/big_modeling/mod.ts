@@ -22,4 +22,4 @@ export * from "./load_checkpoint.ts";
 export * from "./init_empty.ts";
 export * from "./onload_layer.ts";
 export * from "./dispatch_submodules.ts";
-import "./_peft_seams.ts";
+export * from "./placement.ts";

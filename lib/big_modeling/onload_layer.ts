@@ -3,7 +3,8 @@
  * offloading `AlignDevicesHook`s below it) onto their execution device for a scope, and at the
  * end of the scope write whatever changed back where the weights live: into the CPU weights map,
  * or to disk in Accelerate's offload-folder format. PEFT's merges run every tuner layer through
- * it (registered by this package's `mod.ts`), so `mergeAndUnload` works on dispatched models.
+ * it (through the placement this package's dispatchers attach to the model: `bigModelPlacement`),
+ * so `mergeAndUnload` works on dispatched models.
  * @module
  */
 import { existsSync, mkdirSync, renameSync } from "node:fs";
@@ -33,7 +34,7 @@ export interface OnloadLayerOptions {
    * `index.json`). Default: `<offload folder>-merged` beside the dispatch's offload folder; for a
    * dispatch given only an index, PEFT's rule: the checkpoint path cut after its first component
    * containing `--` (a hub cache repository folder), else the checkpoint file, plus `-merged`.
-   * For PEFT's merges, register your own: `setLayerOnloader((l) => onloadLayer(l, { mergedFolder }))`.
+   * For PEFT's merges on a dispatched model: `attachPlacement(model, bigModelPlacement({ mergedFolder }))`.
    */
   mergedFolder?: string | null;
 }

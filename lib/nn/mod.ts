@@ -27,3 +27,4 @@ export * from "./kv_cache.ts";
 export * from "./attention.ts";
 export * from "./causal_lm.ts";
 export * from "./scope.ts";
+export * from "./placement.ts";

@@ -53,9 +53,9 @@ function markUntied(model: Module): void {
 export function mergeAdapter(model: Module, options: MergeOptions = {}): void {
   requireState(model, "merge adapters");
   if (typeof options.adapterNames === "string") throw new TypeError(`adapter_names should be a list of strings, got '${options.adapterNames}'.`);
-  for (const [, layer] of tunerLayers(model)) {
+  for (const [path, layer] of tunerLayers(model)) {
     if (untieBeforeMerge(model, layer)) markUntied(model);
-    using _ = onloadForEdit(layer);
+    using _ = onloadForEdit(model, path);
     layer.merge(options);
   }
 }
@@ -71,8 +71,8 @@ export function mergeAdapter(model: Module, options: MergeOptions = {}): void {
  * ```
  */
 export function unmergeAdapter(model: Module): void {
-  for (const [, layer] of tunerLayers(model)) {
-    using _ = layer.merged ? onloadForEdit(layer) : null;
+  for (const [path, layer] of tunerLayers(model)) {
+    using _ = layer.merged ? onloadForEdit(model, path) : null;
     layer.unmerge();
   }
 }
@@ -85,7 +85,7 @@ function unloadAll(model: Module, merge: boolean, options: MergeOptions): Module
   }
   for (const [path, layer] of [...tunerLayers(model)].reverse()) {
     // As PEFT, around the swap too (merges above were already onloaded and written back).
-    using _ = merge ? null : onloadForEdit(layer);
+    using _ = merge ? null : onloadForEdit(model, path);
     model.setSubmodule(path, layer.getBaseLayer());
   }
   for (const [path, w] of [...savedModules(model)].reverse()) model.setSubmodule(path, w.unwrapped());

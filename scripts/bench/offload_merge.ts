@@ -30,7 +30,8 @@ import { fileURLToPath } from "node:url";
 import { initEmptyWeights, loadCheckpointAndDispatch } from "../../lib/big_modeling/mod.ts";
 import { setLogger } from "../../lib/hooks/mod.ts";
 import { LlamaForCausalLM } from "../../lib/models/mod.ts";
-import { captureWarnings, loadAdapter, mergeAndUnload, setLayerOnloader } from "../../lib/peft/mod.ts";
+import { captureWarnings, loadAdapter, mergeAndUnload } from "../../lib/peft/mod.ts";
+import { attachPlacement, placementOf } from "../../lib/nn/placement.ts";
 import { type LlamaShape, llamaSpecs, makeSyntheticLlama, makeSyntheticLora } from "../_synthetic.ts";
 
 const args = process.argv.slice(2);
@@ -80,15 +81,20 @@ function worker(job: Job): Result {
   }
   captureWarnings(() => loadAdapter(model, job.adapter));
   const samples: number[] = [];
-  const inner = setLayerOnloader(null);
-  setLayerOnloader((layer) => {
-    const scope = inner ? inner(layer) : { [Symbol.dispose]() {} };
-    return {
-      [Symbol.dispose]() {
-        scope[Symbol.dispose]();
-        samples.push(status().rss);
-      },
-    };
+  // Sample RSS after each layer's merge is written back: wrap the placement dispatch attached
+  // (a model in memory has none: then only sample).
+  const inner = placementOf(model);
+  attachPlacement(model, {
+    placeSubmodules: (root, paths, o) => inner?.placeSubmodules(root, paths, o),
+    onloadLayer(layer) {
+      const scope = inner ? inner.onloadLayer(layer) : { [Symbol.dispose]() {} };
+      return {
+        [Symbol.dispose]() {
+          scope[Symbol.dispose]();
+          samples.push(status().rss);
+        },
+      };
+    },
   });
   (globalThis as { Bun?: { gc(force: boolean): void } }).Bun?.gc(true);
   const before = status();

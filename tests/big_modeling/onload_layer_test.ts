@@ -16,7 +16,8 @@ import {
   readOffloadIndex,
 } from "../../lib/big_modeling/mod.ts";
 import { Linear, Module } from "../../lib/nn/mod.ts";
-import { onloadForEdit, setLayerOnloader } from "../../lib/peft/onload.ts";
+import { onloadForEdit } from "../../lib/peft/onload.ts";
+import { placementOf } from "../../lib/nn/placement.ts";
 import { saveFile } from "../../lib/safetensors/mod.ts";
 import { Tensor } from "../../lib/tensor/mod.ts";
 import { tempDir } from "../_util.ts";
@@ -155,15 +156,20 @@ test("onloadLayer() still returns weights to meta and writes back when the scope
   assert.deepEqual(state.get("fc.weight")!.toArray(), [0, 0, 0, 0, 0, 0]);
 });
 
-test("importing lib/big_modeling registers onloadLayer as PEFT's layer onloader", () => {
-  const prev = setLayerOnloader(null);
-  assert.ok(prev !== null);
-  setLayerOnloader(prev);
+test("cpuOffload attaches a placement through which PEFT's edits onload the layer (no global registry)", () => {
   const m = net();
-  cpuOffload(m, { executionDevice: "cpu" });
+  assert.equal(placementOf(m), null);
   {
-    using _ = onloadForEdit(fc(m));
+    using _ = onloadForEdit(m, "fc"); // not offloaded: a no-op
+  }
+  cpuOffload(m, { executionDevice: "cpu" });
+  assert.ok(placementOf(m) !== null);
+  assert.ok(fc(m).param("weight").isMeta);
+  {
+    using _ = onloadForEdit(m, "fc");
     assert.ok(!fc(m).param("weight").isMeta);
   }
   assert.ok(fc(m).param("weight").isMeta);
+  // Another model, not offloaded, is unaffected by the first one's placement.
+  assert.equal(placementOf(net()), null);
 });
