@@ -132,8 +132,7 @@ export async function ensureKernels(options: EnsureKernelsOptions = {}): Promise
 export function fallbackNotice(error: Error): string {
   const first = error.message.split("\n")[0]!;
   const why = first.charAt(0).toLowerCase() + first.slice(1);
-  const fix = error instanceof KernelBuildError
-    ? error.fix
-    : "rebuild it (deno run -A scripts/build_kernels.ts --force) or unset GRAFT_KERNEL_LIB";
-  return `graft: ${why}: using the TypeScript backend (about 3x slower): ${fix}; GRAFT_BACKEND=ts silences this`;
+  // A load error already ends with its fix; a build error carries it apart.
+  const fix = error instanceof KernelBuildError ? `: ${error.fix}` : "";
+  return `graft: ${why}: using the TypeScript backend (about 3x slower)${fix}; GRAFT_BACKEND=ts silences this`;
 }

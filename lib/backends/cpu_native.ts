@@ -74,7 +74,7 @@ export class CpuNativeBackend implements CpuBackend {
       this.#lib = openLibrary(path, KN_SYMBOLS);
     } catch (e) {
       throw new DeviceError(
-        `Cannot load the native kernel library "${path}": ${(e as Error).message}: rebuild it with scripts/build_kernels.ts`,
+        `Cannot load the native kernel library "${path}": ${(e as Error).message}: rebuild it (deno run -A scripts/build_kernels.ts --force) or unset GRAFT_KERNEL_LIB`,
         { cause: e },
       );
     }

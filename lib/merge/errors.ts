@@ -65,7 +65,7 @@ const WRITE_REASONS: Record<string, string> = {
  * ```ts
  * import { writeFailure } from "./errors.ts";
  * const e = Object.assign(new Error("EROFS: read-only file system, mkdir '/x'"), { code: "EROFS", path: "/x" });
- * console.log(writeFailure(e, "/out").message); // Cannot write "/x": the file system is read-only; choose another --out
+ * console.log((writeFailure(e, "/out") as Error).message); // Cannot write "/x": the file system is read-only; choose another --out
  * ```
  */
 export function writeFailure(e: unknown, fallbackPath: string): unknown {

@@ -137,9 +137,9 @@ describe("what the first import says on stderr (child process)", () => {
     const mod = new URL("../../lib/backends/mod.ts", import.meta.url).href;
     writeFileSync(script, `import { getCpuBackend } from "${mod}";\nconsole.log(getCpuBackend().name);\n`);
     const argv = isDeno ? ["run", "-A", "--no-lock", script] : [script];
-    const env: Record<string, string> = { ...process.env as Record<string, string>, CC: cc, GRAFT_CACHE_DIR: cacheDir, NO_COLOR: "1" };
-    delete env.GRAFT_KERNEL_LIB;
-    delete env.GRAFT_BACKEND;
+    // Empty, not deleted: Deno's node:child_process merges `env` into the parent's environment, so
+    // a deleted key would still reach the child (the suite sets GRAFT_KERNEL_LIB); empty means unset.
+    const env: Record<string, string> = { ...process.env as Record<string, string>, CC: cc, GRAFT_CACHE_DIR: cacheDir, NO_COLOR: "1", GRAFT_KERNEL_LIB: "", GRAFT_BACKEND: "" };
     const r = spawnSync(process.execPath, argv, { env, encoding: "utf8", timeout: 60_000 });
     assert.equal(r.status, 0, r.stderr);
     return { stdout: r.stdout.trim(), lines: r.stderr.trim().split("\n").filter((l) => l !== "") };
