@@ -53,8 +53,8 @@ describe("import by URL (Deno)", () => {
       ...process.env,
       DENO_DIR: join(tmp.dir, "deno_dir"),
       GRAFT_CACHE_DIR: kernelCacheRoot(),
-      GRAFT_KERNEL_LIB: undefined,
-      GRAFT_BACKEND: undefined,
+      GRAFT_KERNEL_LIB: "", // empty, not absent: Deno's node:child_process merges env into the parent's
+      GRAFT_BACKEND: "",
       NO_COLOR: "1",
     };
     cpSync(fixture("models", "llama"), join(tmp.dir, "models", "Llama-3-8B"), { recursive: true });
