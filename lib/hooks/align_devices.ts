@@ -7,7 +7,7 @@
 import { DTYPE_SIZE } from "../dtype.ts";
 import type { Device, Tensor } from "../tensor/mod.ts";
 import { getHook, ModelHook } from "./hooks.ts";
-import { namedModuleTensors, type ModuleLike, tensorOf } from "./module_like.ts";
+import { namedModuleTensors, type ModuleLike, tensorOf } from "../nn/module_like.ts";
 import type { PrefetchSchedule } from "./prefetch.ts";
 import { setModuleTensorToDevice, type TiedParamsMap } from "./set_module_tensor.ts";
 import { type DeviceLike, findDevice, sendToDevice, normalizeDevice } from "./tensor_ops.ts";

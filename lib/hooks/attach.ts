@@ -6,7 +6,7 @@
  */
 import { AlignDevicesHook } from "./align_devices.ts";
 import { addHookToModule, getHook } from "./hooks.ts";
-import { isPersistentBuffer, namedModuleTensors, namedModules, type ModuleLike } from "./module_like.ts";
+import { isPersistentBuffer, namedModuleTensors, namedModules, type ModuleLike } from "../nn/module_like.ts";
 import type { PrefetchSchedule } from "./prefetch.ts";
 import type { TiedParamsMap } from "./set_module_tensor.ts";
 import type { DeviceLike } from "./tensor_ops.ts";

@@ -6,7 +6,7 @@
  */
 import type { Device, Tensor } from "../tensor/mod.ts";
 import { ModelHook, removeHookFromModule } from "./hooks.ts";
-import { namedModuleTensors, type ModuleLike } from "./module_like.ts";
+import { namedModuleTensors, type ModuleLike } from "../nn/module_like.ts";
 import { setModuleTensorToDevice } from "./set_module_tensor.ts";
 import { type DeviceLike, sendToDevice, normalizeDevice } from "./tensor_ops.ts";
 

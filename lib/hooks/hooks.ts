@@ -4,7 +4,7 @@
  * `removeHookFromModule`).
  * @module
  */
-import type { ModuleLike } from "./module_like.ts";
+import type { ModuleLike } from "../nn/module_like.ts";
 
 /**
  * Callbacks run when attached, around every forward, and when detached. Subclass and override.

@@ -20,7 +20,7 @@
  * ```
  * @module
  */
-export * from "./module_like.ts";
+export * from "../nn/module_like.ts";
 export * from "./tensor_ops.ts";
 export * from "./log.ts";
 export * from "./weights_map.ts";

@@ -5,7 +5,7 @@
  */
 import type { DType } from "../dtype.ts";
 import { type Device, formatShape, type Tensor } from "../tensor/mod.ts";
-import { tensorSlot, type ModuleLike } from "./module_like.ts";
+import { tensorSlot, type ModuleLike } from "../nn/module_like.ts";
 import { type DeviceLike, isFloatingDType, moveTensor, normalizeDevice } from "./tensor_ops.ts";
 
 /**

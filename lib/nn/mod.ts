@@ -16,6 +16,7 @@ export * from "./parameter.ts";
 export * from "./init.ts";
 export * from "./errors.ts";
 export * from "./module.ts";
+export * from "./module_like.ts";
 export * from "./state_dict.ts";
 export * from "./linear.ts";
 export * from "./embedding.ts";

@@ -10,6 +10,7 @@ import { toDevice, toDType } from "../tensor/ops/mod.ts";
 import { Parameter } from "./parameter.ts";
 import { getBufferInitDevice } from "./init.ts";
 import { loadStateDictInto, type LoadStateDictOptions, type LoadStateDictResult, type StateSlot } from "./state_dict.ts";
+import { getSubmodule, moduleTensorEntries, namedModules, stateDictEntries } from "./module_like.ts";
 
 /** Options for the `named*` iterators. */
 export interface NamedOptions {
@@ -201,17 +202,7 @@ export class Module implements Disposable {
 
   /** This module (name "" or the prefix) and every descendant, depth first, in registration order. */
   *namedModules(options: NamedOptions = {}): IterableIterator<[string, Module]> {
-    const seen = options.removeDuplicate === false ? null : new Set<Module>();
-    yield* this.#walk(options.prefix ?? "", seen);
-  }
-
-  *#walk(prefix: string, seen: Set<Module> | null): IterableIterator<[string, Module]> {
-    if (seen) {
-      if (seen.has(this)) return;
-      seen.add(this);
-    }
-    yield [prefix, this];
-    for (const [n, m] of this.#modules) if (m) yield* m.#walk(prefix ? `${prefix}.${n}` : n, seen);
+    yield* namedModules(this, options) as Iterable<[string, Module]>;
   }
 
   /** Every module in the tree (this one first). */
@@ -221,16 +212,12 @@ export class Module implements Disposable {
 
   /** Parameters with dotted names; a tied parameter once unless `removeDuplicate: false`. */
   *namedParameters(options: NamedOptions = {}): IterableIterator<[string, Parameter]> {
-    const seen = options.removeDuplicate === false ? null : new Set<Parameter>();
-    const mods: Iterable<[string, Module]> = options.recurse === false
-      ? [[options.prefix ?? "", this]]
-      : this.namedModules({ prefix: options.prefix ?? "", removeDuplicate: options.removeDuplicate ?? true });
-    for (const [mp, m] of mods) {
-      for (const [n, p] of m.#params) {
-        if (!p || seen?.has(p)) continue;
-        seen?.add(p);
-        yield [mp ? `${mp}.${n}` : n, p];
-      }
+    if (options.recurse === false && options.removeDuplicate === false && !options.prefix) {
+      for (const [n, p] of this.#params) if (p) yield [n, p];
+      return;
+    }
+    for (const e of moduleTensorEntries(this, { ...options, recurse: options.recurse ?? true, includeBuffers: false })) {
+      yield [e.name, e.key as Parameter];
     }
   }
 
@@ -241,22 +228,12 @@ export class Module implements Disposable {
 
   /** Buffers with dotted names (persistent and not). */
   *namedBuffers(options: NamedOptions = {}): IterableIterator<[string, Tensor]> {
-    for (const [name, b] of this.#namedBuffersWithFlag(options)) yield [name, b.tensor];
-  }
-
-  *#namedBuffersWithFlag(
-    options: NamedOptions,
-  ): IterableIterator<[string, { tensor: Tensor; persistent: boolean; owner: Module; local: string }]> {
-    const seen = options.removeDuplicate === false ? null : new Set<Tensor>();
-    const mods: Iterable<[string, Module]> = options.recurse === false
-      ? [[options.prefix ?? "", this]]
-      : this.namedModules({ prefix: options.prefix ?? "", removeDuplicate: options.removeDuplicate ?? true });
-    for (const [mp, m] of mods) {
-      for (const [n, b] of m.#buffers) {
-        if (!b || seen?.has(b)) continue;
-        seen?.add(b);
-        yield [mp ? `${mp}.${n}` : n, { tensor: b, persistent: !m.#nonPersistent.has(n), owner: m, local: n }];
-      }
+    if (options.recurse === false && options.removeDuplicate === false && !options.prefix) {
+      for (const [n, b] of this.#buffers) if (b) yield [n, b];
+      return;
+    }
+    for (const e of moduleTensorEntries(this, { ...options, recurse: options.recurse ?? true, includeParameters: false })) {
+      yield [e.name, e.tensor];
     }
   }
 
@@ -277,21 +254,7 @@ export class Module implements Disposable {
 
   /** The descendant at a dotted path (`""` is this module). */
   getSubmodule(path: string): Module {
-    if (path === "") return this;
-    let m: Module | undefined;
-    let walked = "";
-    for (const part of path.split(".")) {
-      const parent: Module = m ?? this;
-      const next = parent.#modules.get(part);
-      if (!next) {
-        throw new RangeError(
-          `Cannot find submodule "${path}": ${walked ? `"${walked}"` : "the root"} (${parent.className}) has no child "${part}"`,
-        );
-      }
-      m = next;
-      walked = walked ? `${walked}.${part}` : part;
-    }
-    return m ?? this;
+    return getSubmodule(this, path) as Module;
   }
 
   /** Replace (or add) the child at a dotted path in place; returns the module it replaced, if any. */
@@ -342,34 +305,26 @@ export class Module implements Disposable {
   // ---------------------------------------------------------------- state
 
   /**
-   * Parameters and persistent buffers by dotted name. Tied tensors appear under every name, as in
+   * Parameters and persistent buffers by dotted name, in PyTorch's order (per module, pre-order:
+   * its parameters, then its persistent buffers). Tied tensors appear under every name, as in
    * PyTorch. The tensors are the live ones (no copy).
    */
   stateDict(options: { prefix?: string } = {}): Record<string, Tensor> {
-    const out: Record<string, Tensor> = {};
-    for (const [n, p] of this.namedParameters({ prefix: options.prefix ?? "", removeDuplicate: false })) out[n] = p.data;
-    for (const [n, b] of this.#namedBuffersWithFlag({ prefix: options.prefix ?? "", removeDuplicate: false })) {
-      if (b.persistent) out[n] = b.tensor;
-    }
-    return out;
+    return Object.fromEntries(stateDictEntries(this, options));
   }
 
   /** Parameter and persistent-buffer slots for loaders: every name (tied ones too), with getter and setter. */
   stateSlots(): StateSlot[] {
     const slots: StateSlot[] = [];
-    for (const [key, p] of this.namedParameters({ removeDuplicate: false })) {
-      slots.push({ key, shape: p.shape, get: () => p.data, set: (t) => (p.data = t), group: p });
-    }
-    for (const [key, b] of this.#namedBuffersWithFlag({ removeDuplicate: false })) {
-      if (!b.persistent) continue;
-      const { owner, local } = b;
-      slots.push({
-        key,
-        shape: b.tensor.shape,
-        get: () => owner.#buffers.get(local)!,
-        set: (t) => owner.#buffers.set(local, t),
-        group: b.tensor,
-      });
+    for (const e of moduleTensorEntries(this, { recurse: true, removeDuplicate: false, removeNonPersistent: true })) {
+      const shape = e.tensor.shape;
+      if (e.isBuffer) {
+        const owner = e.owner as Module, local = e.localName;
+        slots.push({ key: e.name, shape, get: () => owner.#buffers.get(local)!, set: (t) => owner.#buffers.set(local, t), group: e.tensor });
+      } else {
+        const p = e.key as Parameter;
+        slots.push({ key: e.name, shape: p.shape, get: () => p.data, set: (t) => (p.data = t), group: p });
+      }
     }
     return slots;
   }

@@ -11,7 +11,7 @@ import {
   StateDictError,
 } from "../../lib/nn/mod.ts";
 import { Tensor } from "../../lib/tensor/mod.ts";
-import { type ModuleLike, namedModules } from "../../lib/hooks/module_like.ts";
+import { getSubmodule, type ModuleLike, namedModules, stateDictKeys, tensorSlot } from "../../lib/nn/module_like.ts";
 
 class Block extends Module {
   constructor() {
@@ -167,6 +167,25 @@ describe("Module tree", () => {
     const block = (net as unknown as Net).getSubmodule("blocks.0");
     assert.equal(block.isBufferPersistent("running"), true);
     assert.equal(block.isBufferPersistent("scratch"), false);
+  });
+
+  it("walks with the one walker: Module and a plain ModuleLike give the same names, order and errors", () => {
+    const net = new Net(true);
+    assert.deepEqual(Object.keys(net.stateDict()), stateDictKeys(net), "PyTorch order: per module, parameters then buffers");
+    assert.deepEqual(Object.keys(net.stateDict()).slice(0, 5), ["emb.weight", "blocks.0.running", "blocks.0.fc.weight", "blocks.0.fc.bias", "blocks.1.running"]);
+    const msg = /Cannot find submodule "blocks.0.nope": "blocks.0" \(Block\) has no child "nope"/;
+    assert.throws(() => net.getSubmodule("blocks.0.nope"), (e) => e instanceof RangeError && msg.test(e.message));
+    assert.throws(() => getSubmodule(net, "blocks.0.nope"), (e) => e instanceof RangeError && msg.test(e.message));
+    assert.throws(() => tensorSlot(net, "blocks.0.fc.nope"), RangeError);
+  });
+
+  it("lists a parameter tied under two names of one module under both when asked (removeDuplicate: false)", () => {
+    const lin = new Linear(2, 2);
+    lin.registerParameter("alias", lin.param("weight"));
+    assert.deepEqual([...lin.namedParameters()].map(([n]) => n), ["weight", "bias"]);
+    assert.deepEqual([...lin.namedParameters({ recurse: false, removeDuplicate: false })].map(([n]) => n), ["weight", "bias", "alias"]);
+    assert.deepEqual(stateDictKeys(lin), ["weight", "bias", "alias"]);
+    assert.equal(lin.stateSlots().length, 3);
   });
 
   it("toString() prints a PyTorch-style tree", () => {

@@ -1,10 +1,12 @@
 /**
- * The structural view of a module tree that hooks, device maps and offloading work on. The
- * `Module` of `lib/nn` satisfies it; so does any small tree with the same methods (tests use one).
- * Walkers here follow PyTorch's traversal order exactly, since device maps depend on it.
+ * The module-tree walker: the structural view of a module tree ({@link ModuleLike}) and the one
+ * traversal of it (pre-order modules, parameters then buffers, dotted lookup, state-dict order).
+ * `Module` walks itself with these functions; hooks, device maps and offloading use them on any
+ * tree with the same methods (tests use small ones). The order is PyTorch's exactly, since device
+ * maps and checkpoints depend on it.
  * @module
  */
-import { Tensor } from "../tensor/mod.ts";
+import { Tensor } from "../tensor/tensor.ts";
 
 /** A parameter as a module yields it: a tensor, or a holder of one (lib/nn's `Parameter`). */
 export type ParameterLike = Tensor | { readonly data: Tensor };
@@ -25,7 +27,16 @@ export function tensorOf(p: ParameterLike): Tensor {
 }
 
 /**
- * What a module must offer. Only direct members are asked for (`{ recurse: false }`); recursion,
+ * How a module is asked for its direct members: never recursively. The walker also passes
+ * `removeDuplicate: false` (a parameter tied under two names of one module is listed under both).
+ */
+export interface DirectMembers {
+  readonly recurse: false;
+  readonly removeDuplicate?: boolean;
+}
+
+/**
+ * What a module must offer. Only direct members are asked for ({@link DirectMembers}); recursion,
  * de-duplication and dotted names are done here, in PyTorch's order.
  *
  * @example
@@ -51,12 +62,12 @@ export interface ModuleLike {
   /** Direct children in registration order. */
   namedChildren(): Iterable<[string, ModuleLike]>;
   /**
-   * Direct parameters in registration order (only `{ recurse: false }` is ever passed). Tied
-   * parameters are the same object under two names.
+   * Direct parameters in registration order, every name of a tied one (only {@link DirectMembers}
+   * is ever passed). Tied parameters are the same object under two names.
    */
-  namedParameters(options: { recurse: false }): Iterable<[string, ParameterLike]>;
-  /** Direct buffers in registration order (only `{ recurse: false }` is ever passed). */
-  namedBuffers(options: { recurse: false }): Iterable<[string, Tensor]>;
+  namedParameters(options: DirectMembers): Iterable<[string, ParameterLike]>;
+  /** Direct buffers in registration order (only {@link DirectMembers} is ever passed). */
+  namedBuffers(options: DirectMembers): Iterable<[string, Tensor]>;
   /** Whether a direct buffer is saved in the state dict (absent: every buffer is). */
   isBufferPersistent?(name: string): boolean;
   /** Replace a direct parameter's tensor (a `Parameter` holder keeps its identity and ties). */
@@ -96,9 +107,16 @@ export function* namedModules(module: ModuleLike, options: NamedModulesOptions =
       seen.add(m);
     }
     yield [prefix, m];
-    for (const [name, child] of m.namedChildren()) yield* walk(child, prefix === "" ? name : `${prefix}.${name}`);
+    for (const [name, child] of m.namedChildren()) yield* walk(child, join(prefix, name));
   }
   yield* walk(module, options.prefix ?? "");
+}
+
+const DIRECT: DirectMembers = { recurse: false, removeDuplicate: false };
+
+/** `prefix.name`, or `name` under the empty prefix. */
+function join(prefix: string, name: string): string {
+  return prefix === "" ? name : `${prefix}.${name}`;
 }
 
 /** Options of {@link namedModuleTensors}. */
@@ -113,6 +131,8 @@ export interface NamedTensorsOptions {
   removeNonPersistent?: boolean;
   /** Yield a tensor reachable under two names once (default true). */
   removeDuplicate?: boolean;
+  /** Prefix for every name. */
+  prefix?: string;
 }
 
 /** One tensor found by {@link moduleTensorEntries}. */
@@ -123,6 +143,9 @@ export interface TensorEntry {
   /** What ties are detected by: the parameter object (or the buffer tensor). */
   readonly key: object;
   readonly isBuffer: boolean;
+  /** The module holding it directly, and its name there. */
+  readonly owner: ModuleLike;
+  readonly localName: string;
 }
 
 /**
@@ -154,29 +177,28 @@ export function isPersistentBuffer(module: ModuleLike, name: string): boolean {
  * ```
  */
 export function* moduleTensorEntries(module: ModuleLike, options: NamedTensorsOptions = {}): Generator<TensorEntry> {
-  const recurse = options.recurse ?? false;
   const dedup = options.removeDuplicate ?? true;
-  const modules: [string, ModuleLike][] = recurse ? [...namedModules(module, { removeDuplicate: dedup })] : [["", module]];
+  const prefix = options.prefix ?? "";
+  const modules: [string, ModuleLike][] = options.recurse ? [...namedModules(module, { removeDuplicate: dedup, prefix })] : [[prefix, module]];
   const seen = dedup ? new Set<object>() : null;
-  const join = (p: string, n: string) => (p === "" ? n : `${p}.${n}`);
-  for (const [prefix, m] of options.includeParameters === false ? [] : modules) {
-    for (const [n, p] of m.namedParameters({ recurse: false })) {
+  for (const [at, m] of options.includeParameters === false ? [] : modules) {
+    for (const [n, p] of m.namedParameters(DIRECT)) {
       if (seen) {
         if (seen.has(p)) continue;
         seen.add(p);
       }
-      yield { name: join(prefix, n), tensor: tensorOf(p), key: p, isBuffer: false };
+      yield { name: join(at, n), tensor: tensorOf(p), key: p, isBuffer: false, owner: m, localName: n };
     }
   }
   if (options.includeBuffers === false) return;
-  for (const [prefix, m] of modules) {
-    for (const [n, t] of m.namedBuffers({ recurse: false })) {
+  for (const [at, m] of modules) {
+    for (const [n, t] of m.namedBuffers(DIRECT)) {
       if (options.removeNonPersistent && !isPersistentBuffer(m, n)) continue;
       if (seen) {
         if (seen.has(t)) continue;
         seen.add(t);
       }
-      yield { name: join(prefix, n), tensor: t, key: t, isBuffer: true };
+      yield { name: join(at, n), tensor: t, key: t, isBuffer: true, owner: m, localName: n };
     }
   }
 }
@@ -201,7 +223,8 @@ export function* namedModuleTensors(module: ModuleLike, options: NamedTensorsOpt
 }
 
 /**
- * The submodule at a dotted path ("" is the module itself).
+ * The submodule at a dotted path ("" is the module itself); a RangeError names the deepest module
+ * found and the missing child.
  *
  * @example
  * ```ts
@@ -215,6 +238,7 @@ export function* namedModuleTensors(module: ModuleLike, options: NamedTensorsOpt
 export function getSubmodule(module: ModuleLike, path: string): ModuleLike {
   let m = module;
   if (path === "") return m;
+  let walked = "";
   for (const part of path.split(".")) {
     let next: ModuleLike | undefined;
     for (const [n, c] of m.namedChildren()) {
@@ -223,8 +247,11 @@ export function getSubmodule(module: ModuleLike, path: string): ModuleLike {
         break;
       }
     }
-    if (!next) throw new TypeError(`Cannot find submodule "${path}": ${m.className} has no child "${part}"`);
+    if (!next) {
+      throw new RangeError(`Cannot find submodule "${path}": ${walked ? `"${walked}"` : "the root"} (${m.className}) has no child "${part}"`);
+    }
     m = next;
+    walked = join(walked, part);
   }
   return m;
 }
@@ -256,9 +283,9 @@ export function tensorSlot(module: ModuleLike, path: string): TensorSlot {
   const dot = path.lastIndexOf(".");
   const owner = dot < 0 ? module : getSubmodule(module, path.slice(0, dot));
   const name = path.slice(dot + 1);
-  for (const [n, p] of owner.namedParameters({ recurse: false })) if (n === name) return { module: owner, name, isBuffer: false, tensor: tensorOf(p) };
-  for (const [n, t] of owner.namedBuffers({ recurse: false })) if (n === name) return { module: owner, name, isBuffer: true, tensor: t };
-  throw new TypeError(`Cannot find tensor "${path}": ${owner.className} has no parameter or buffer "${name}"`);
+  for (const [n, p] of owner.namedParameters(DIRECT)) if (n === name) return { module: owner, name, isBuffer: false, tensor: tensorOf(p) };
+  for (const [n, t] of owner.namedBuffers(DIRECT)) if (n === name) return { module: owner, name, isBuffer: true, tensor: t };
+  throw new RangeError(`Cannot find tensor "${path}": ${owner.className} has no parameter or buffer "${name}"`);
 }
 
 /**
@@ -296,18 +323,17 @@ export function stateDictKeys(module: ModuleLike): string[] {
  * console.log(stateDictEntries(m)[0]![1].shape); // [2]
  * ```
  */
-export function stateDictEntries(module: ModuleLike): [string, Tensor][] {
+export function stateDictEntries(module: ModuleLike, options: { prefix?: string } = {}): [string, Tensor][] {
   const out: [string, Tensor][] = [];
-  for (const [prefix, m] of namedModules(module, { removeDuplicate: false })) {
-    const p = prefix === "" ? "" : `${prefix}.`;
-    for (const [n, t] of m.namedParameters({ recurse: false })) out.push([p + n, tensorOf(t)]);
-    for (const [n, t] of m.namedBuffers({ recurse: false })) if (isPersistentBuffer(m, n)) out.push([p + n, t]);
+  for (const [at, m] of namedModules(module, { removeDuplicate: false, prefix: options.prefix ?? "" })) {
+    for (const [n, t] of m.namedParameters(DIRECT)) out.push([join(at, n), tensorOf(t)]);
+    for (const [n, t] of m.namedBuffers(DIRECT)) if (isPersistentBuffer(m, n)) out.push([join(at, n), t]);
   }
   return out;
 }
 
 /**
- * Whether the module has no children.
+ * Whether the module has children.
  *
  * @example
  * ```ts
