@@ -4,8 +4,9 @@
  * calls {@link buildCpuKernels}; scripts/build_kernels.ts is a command line over the same code.
  * @module
  */
+import { spawnSync } from "node:child_process";
 import process from "node:process";
-import { cachedLibraryPath, compileLibrary, DEFAULT_KERNELS_URL, hasCommand, isBuilt, KernelBuildError } from "./_kernel_build.ts";
+import { cachedLibraryPath, compileLibrary, DEFAULT_KERNELS_URL, hasCommand, isBuilt, KernelBuildError, type KernelBuildReason } from "./_kernel_build.ts";
 import type { EnsureKernelsOptions, LibrarySpec } from "./_kernel_build.ts";
 import { CPU_KERNEL_FILES } from "./_kernel_sources.ts";
 
@@ -95,6 +96,56 @@ export async function buildCpuKernels(options: EnsureKernelsOptions = {}): Promi
   }
   const announce = () => console.error(buildNotice(compiler, lib, options.kernelsUrl ?? DEFAULT_KERNELS_URL));
   return await compileLibrary(spec, lib, options, options.quiet ? undefined : announce);
+}
+
+/**
+ * {@link buildCpuKernels} without `await`, for the first kernel call: the cached library is found
+ * here; a build (or a URL import's fetch of the sources) runs in a child process of the same
+ * runtime, which prints the build notice on the inherited stderr. Throws `KernelBuildError`.
+ *
+ * @example
+ * ```ts
+ * import { findOrBuildCpuKernelsSync } from "./_kernel_cpu.ts";
+ * let lib: string | null = null;
+ * try {
+ *   lib = findOrBuildCpuKernelsSync({ quiet: true });
+ * } catch (e) {
+ *   console.log((e as Error).name); // KernelBuildError, e.g. without a C compiler
+ * }
+ * console.log(lib === null || lib.endsWith("libkn_cpu.so"));
+ * ```
+ */
+export function findOrBuildCpuKernelsSync(options: Omit<EnsureKernelsOptions, "force"> = {}): string {
+  const compiler = options.compiler ?? (process.env.CC || "cc");
+  const lib = cachedLibraryPath(cpuSpec(compiler), options);
+  if (isBuilt(lib)) return lib;
+  const main = new URL("./_kernel_build_main.ts", import.meta.url);
+  const arg = JSON.stringify({
+    ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
+    compiler,
+    quiet: options.quiet ?? false,
+    ...(options.kernelsUrl ? { kernelsUrl: options.kernelsUrl.href } : {}),
+  });
+  const deno = (globalThis as { Deno?: { execPath(): string } }).Deno;
+  const script = main.protocol === "file:" ? decodeURIComponent(main.pathname) : main.href;
+  // --no-config/--no-lock: the builder imports only relative and node: modules, and a user's
+  // deno.json or lockfile must not be read or written by it.
+  const argv = deno ? ["run", "-A", "--no-config", "--no-lock", script, arg] : [script, arg];
+  const r = spawnSync(process.execPath, argv, { stdio: ["ignore", "pipe", "inherit"], encoding: "utf8" });
+  const line = (r.stdout ?? "").trim().split("\n").pop() ?? "";
+  let answer: { lib?: string; error?: { reason: KernelBuildReason; message: string; fix: string } };
+  try {
+    answer = JSON.parse(line);
+  } catch {
+    const why = r.error ? r.error.message : `it exited with status ${r.status}${r.signal ? ` (${r.signal})` : ""}`;
+    throw new KernelBuildError(
+      "build-failed",
+      `Cannot build the native kernel library: the build process (${process.execPath} ${script}) gave no answer: ${why}`,
+      "run deno run -A scripts/build_kernels.ts to see the build, or set GRAFT_KERNEL_LIB to a built libkn_cpu.so",
+    );
+  }
+  if (answer.error) throw new KernelBuildError(answer.error.reason, answer.error.message, answer.error.fix);
+  return answer.lib!;
 }
 
 /**

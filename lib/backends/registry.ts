@@ -1,7 +1,8 @@
 /**
- * Which {@link CpuBackend} the library uses. The native library is located (or built, with one
- * notice line on stderr) once when this module loads and opened on first use; when it cannot be,
- * the first use prints one line saying why and how to fix it, and the TypeScript backend is used.
+ * Which {@link CpuBackend} the library uses. Importing starts nothing: the first kernel call
+ * locates the native library (or builds it, with one notice line on stderr) and opens it; when it
+ * cannot be had, that call prints one line saying why and how to fix it, and the TypeScript
+ * backend is used.
  * Environment:
  *
  * - `GRAFT_BACKEND=ts|native`: force a backend (`native` throws `DeviceError` if it cannot load);
@@ -12,7 +13,7 @@
  * - `OPENBLAS_CORETYPE`: left alone when set, else chosen from the CPU flags before OpenBLAS loads.
  * @module
  */
-import { buildCpuKernels, fallbackNotice } from "./_kernel_cpu.ts";
+import { fallbackNotice, findOrBuildCpuKernelsSync } from "./_kernel_cpu.ts";
 import { getEnv } from "../_env.ts";
 import { DeviceError } from "../errors.ts";
 import type { CpuBackend } from "./backend.ts";
@@ -23,18 +24,22 @@ import { CpuTsBackend } from "./cpu_ts.ts";
 export type CpuBackendName = "native" | "ts";
 
 const forced = getEnv("GRAFT_BACKEND");
-let libPath: string | null = null;
+let libPath: string | null | undefined;
 let loadError: Error | null = null;
-if (forced !== "ts") {
+
+/** The library's path: GRAFT_KERNEL_LIB, else the cache, else a build; null when none can be had. */
+function locate(): string | null {
+  if (libPath !== undefined) return libPath;
+  libPath = null;
+  if (forced === "ts") return libPath;
   const prebuilt = getEnv("GRAFT_KERNEL_LIB");
-  if (prebuilt) libPath = prebuilt;
-  else {
-    try {
-      libPath = await buildCpuKernels();
-    } catch (e) {
-      loadError = e as Error;
-    }
+  if (prebuilt) return (libPath = prebuilt);
+  try {
+    libPath = findOrBuildCpuKernelsSync();
+  } catch (e) {
+    loadError = e as Error;
   }
+  return libPath;
 }
 
 let native: CpuNativeBackend | null | undefined;
@@ -45,9 +50,10 @@ let warned = false;
 function openNative(): CpuNativeBackend | null {
   if (native !== undefined) return native;
   native = null;
-  if (libPath !== null) {
+  const path = locate();
+  if (path !== null) {
     try {
-      native = new CpuNativeBackend(libPath);
+      native = new CpuNativeBackend(path);
     } catch (e) {
       loadError = e as Error;
     }
@@ -66,7 +72,8 @@ function whyNoNative(): string {
 }
 
 /**
- * Path of the native kernel library this process uses, or null.
+ * Path of the native kernel library this process uses, or null (locates it, or builds it, on the
+ * first call, like the first kernel call does).
  *
  * @example
  * ```ts
@@ -75,7 +82,7 @@ function whyNoNative(): string {
  * ```
  */
 export function nativeKernelPath(): string | null {
-  return libPath;
+  return locate();
 }
 
 /**

@@ -2,7 +2,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
 import { pathToFileURL } from "node:url";
@@ -59,5 +59,22 @@ describe("registry", () => {
     );
     const hard = child({ ...missing, GRAFT_BACKEND: "native" }, "try { r.getCpuBackend(); } catch (e) { console.log(e.name); }");
     assert.equal(hard.out, "DeviceError", hard.err);
+  });
+
+  it("importing the library starts nothing; the first kernel call locates or builds the library", () => {
+    using tmp = tempDir();
+    // A compiler that records each call and fails, with an empty cache: a build shows as a record.
+    const cc = join(tmp.dir, "fake-cc");
+    const calls = join(tmp.dir, "calls");
+    writeFileSync(cc, `#!/bin/sh\nif [ "$1" = --version ]; then echo fake; exit 0; fi\necho "$@" >> "${calls}"\nexit 1\n`, { mode: 0o755 });
+    const env = { CC: cc, GRAFT_CACHE_DIR: join(tmp.dir, "cache"), GRAFT_KERNEL_LIB: "", GRAFT_BACKEND: "" };
+    const imported = child(env, 'console.log("imported");');
+    assert.equal(imported.out, "imported", imported.err);
+    assert.equal(imported.err, "");
+    assert.ok(!existsSync(calls), "importing ran the compiler");
+    const used = child(env, "console.log(r.getCpuBackend().name);");
+    assert.equal(used.out, "ts", used.err);
+    assert.ok(existsSync(calls), "the first kernel call did not try to build");
+    assert.match(used.err, /^graft: building the native kernel library .*\ngraft: cannot build the native kernel library: .*fake-cc failed on .*: using the TypeScript backend/m);
   });
 });
