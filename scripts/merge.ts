@@ -117,7 +117,8 @@ export async function main(argv: string[]): Promise<number> {
       out: values.out!,
       ...(weights ? { weights } : {}),
       dtype: values.dtype as "auto",
-      maxShardSize: values["max-shard-size"],
+      // A plain count of bytes is a number (parseSize, as Accelerate, reads only numbers with a unit from strings).
+      maxShardSize: /^\d+$/.test(values["max-shard-size"]!) ? Number(values["max-shard-size"]) : values["max-shard-size"],
       device: values.device,
       safe: values.safe,
       force: values.force,

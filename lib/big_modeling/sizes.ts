@@ -1,10 +1,12 @@
 /**
  * Sizes: bytes per dtype as Accelerate counts them, module sizes over a tree, and human sizes
- * such as "5GB" or "2GiB".
+ * such as "5GB" or "2GiB" (`convertFileSizeToInt`, the library's one size parser).
  * @module
  */
 import { DTYPE_SIZE, type DType, parseDType } from "../dtype.ts";
 import { isFloatingDType, namedModuleTensors, type ModuleLike } from "../hooks/mod.ts";
+
+export { convertFileSizeToInt } from "../_sizes.ts";
 
 /** A dtype as users write it: "F16", "float16", "torch.bfloat16", "bf16", … */
 export type DTypeLike = DType | string;
@@ -84,36 +86,4 @@ export function computeModuleSizes(model: ModuleLike, options: ModuleSizeOptions
  */
 export function computeModuleTotalBufferSize(model: ModuleLike, options: Omit<ModuleSizeOptions, "buffersOnly"> = {}): number {
   return computeModuleSizes(model, { ...options, buffersOnly: true }).get("") ?? 0;
-}
-
-const FLOAT_RE = /^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$/;
-
-/**
- * Bytes from a size: an integer as is, or a number with a unit: GiB/MiB/KiB (powers of 2), GB/MB/KB
- * (powers of 10); a lowercase final "b" means bits ("5Gb" is 625000000 bytes).
- *
- * @example
- * ```ts
- * import { convertFileSizeToInt } from "./sizes.ts";
- * console.log(convertFileSizeToInt("2GiB"), convertFileSizeToInt("1.5GB"), convertFileSizeToInt(500)); // 2147483648 1500000000 500
- * ```
- */
-export function convertFileSizeToInt(size: number | string): number {
-  const bad = () => new SyntaxError(`Cannot parse size ${JSON.stringify(size)}: use an integer number of bytes or a number with a unit such as "5.0GB", "2GiB" or "512KB"`);
-  let bytes: number;
-  if (typeof size === "number") {
-    if (!Number.isSafeInteger(size)) throw bad();
-    bytes = size;
-  } else {
-    const up = size.toUpperCase();
-    const units: [string, number][] = [["GIB", 2 ** 30], ["MIB", 2 ** 20], ["KIB", 2 ** 10], ["GB", 1e9], ["MB", 1e6], ["KB", 1e3]];
-    const unit = units.find(([u]) => up.endsWith(u));
-    if (!unit) throw bad();
-    const num = size.slice(0, size.length - unit[0].length);
-    if (!FLOAT_RE.test(num)) throw bad();
-    bytes = Math.trunc(Number(num) * unit[1]);
-    if (unit[0].length === 2 && size.endsWith("b")) bytes = Math.floor(bytes / 8);
-  }
-  if (bytes < 0) throw new RangeError(`Cannot use size ${JSON.stringify(size)}: a size must not be negative`);
-  return bytes;
 }

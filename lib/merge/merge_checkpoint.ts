@@ -15,7 +15,7 @@ import { MergeIOError, MergeOptionsError, writeFailure } from "./errors.ts";
 import { checkOutputApart, checkReplaceable, cleanStalePartials, markPartial, PARTIAL_MARKER, partialPathFor, SIDE_FILES } from "./_output_path.ts";
 import { buildMergePlan, type MergePlan, readBaseConfig } from "./plan.ts";
 import type { MergeProgress } from "./progress.ts";
-import { parseSize } from "./size.ts";
+import { convertFileSizeToInt as parseSize } from "../_sizes.ts";
 import { streamTensors } from "./_stream.ts";
 import { verifyMerge, type VerifyReport } from "./verify.ts";
 
