@@ -3,8 +3,9 @@
  * format in the reference implementation's order, with a `SafetensorsError` code per rule.
  * @module
  */
-import { SafetensorsError } from "../errors.ts";
+import { SafetensorsError, type SafetensorsErrorCode } from "../errors.ts";
 import { type Header, MAX_HEADER_SIZE, ST_DTYPE_BITS, type TensorInfo } from "./format.ts";
+import { type JsonValue, JsonSyntaxError, parseJson } from "./_json.ts";
 
 /**
  * Read the header length N from the first 8 bytes and check it against the file size.
@@ -35,6 +36,8 @@ export function readHeaderLength(prefix: Uint8Array, fileSize: number, path: str
 
 /**
  * Parse and validate a whole header. `headerBytes` are the N bytes after the length prefix.
+ * Accepts what Python `safetensors` 0.8 accepts, except two documented refusals: a key repeated
+ * within one object (`DuplicateKey`) and a dimension above 2^53 − 1 (`InvalidShape`).
  *
  * @example
  * ```ts
@@ -45,7 +48,7 @@ export function readHeaderLength(prefix: Uint8Array, fileSize: number, path: str
  * ```
  */
 export function parseHeader(headerBytes: Uint8Array, fileSize: number, path: string): Header {
-  const fail = (code: ConstructorParameters<typeof SafetensorsError>[0], msg: string): never => {
+  const fail: Fail = (code, msg) => {
     throw new SafetensorsError(code, path, `Cannot read "${path}": ${msg}`);
   };
   let text: string;
@@ -54,49 +57,42 @@ export function parseHeader(headerBytes: Uint8Array, fileSize: number, path: str
   } catch {
     return fail("InvalidHeader", "the header is not valid UTF-8");
   }
-  let json: unknown;
+  let parsed;
   try {
-    json = JSON.parse(text);
+    parsed = parseJson(text);
   } catch (e) {
-    return fail("InvalidHeaderDeserialization", `the header is not valid JSON: ${(e as Error).message}`);
+    if (!(e instanceof JsonSyntaxError)) throw e;
+    return fail("InvalidHeaderDeserialization", `the header is not valid JSON: ${e.message}`);
   }
-  if (typeof json !== "object" || json === null || Array.isArray(json)) {
-    return fail("InvalidHeaderDeserialization", "the header is not a JSON object");
-  }
-  const dup = findDuplicateKey(text);
-  if (dup !== null) fail("DuplicateKey", `the header has the key "${dup}" more than once`);
+  const json = parsed.value;
+  if (!(json instanceof Map)) return fail("InvalidHeaderDeserialization", "the header is not a JSON object");
+  if (parsed.duplicate !== null) fail("DuplicateKey", `the header has the key ${quote(parsed.duplicate)} more than once`);
 
   let metadata: Map<string, string> | null = null;
   const infos: TensorInfo[] = [];
-  for (const [name, value] of Object.entries(json as Record<string, unknown>)) {
-    if (name === "__metadata__") {
-      if (typeof value !== "object" || value === null || Array.isArray(value)) {
-        fail("InvalidHeaderDeserialization", "__metadata__ must be an object of strings");
-      }
-      metadata = new Map();
-      for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-        if (typeof v !== "string") fail("InvalidHeaderDeserialization", `__metadata__ value for "${k}" is not a string`);
-        metadata.set(k, v as string);
-      }
+  for (const [name, value] of json) {
+    if (name !== "__metadata__") {
+      infos.push(parseEntry(name, value, fail));
       continue;
     }
-    infos.push(parseEntry(name, value, fail));
+    if (value === null) continue; // Python reads `null` as no metadata.
+    if (!(value instanceof Map)) return fail("InvalidHeaderDeserialization", "__metadata__ must be an object of strings or null");
+    metadata = new Map();
+    for (const [k, v] of value) {
+      if (typeof v !== "string") fail("InvalidHeaderDeserialization", `__metadata__ value for ${quote(k)} is not a string`);
+      metadata.set(k, v as string);
+    }
   }
   infos.sort((a, b) => a.begin - b.begin || a.end - b.end);
   let expected = 0;
   for (const t of infos) {
     if (t.begin !== expected || t.end < t.begin) {
-      fail("InvalidOffset", `tensor "${t.name}" has data_offsets [${t.begin}, ${t.end}] but the previous tensor ends at ${expected}: holes and overlaps are not allowed`);
+      fail("InvalidOffset", `tensor ${quote(t.name)} has data_offsets [${t.begin}, ${t.end}] but the previous tensor ends at ${expected}: holes and overlaps are not allowed`);
     }
-    const bits = ST_DTYPE_BITS[t.dtype]!;
-    let count = 1n;
-    for (const d of t.shape) count *= BigInt(d);
-    const totalBits = count * BigInt(bits);
-    if (totalBits > BigInt(Number.MAX_SAFE_INTEGER)) fail("ValidationOverflow", `tensor "${t.name}" size overflows`);
-    if (totalBits % 8n !== 0n) fail("MisalignedSlice", `tensor "${t.name}" (${t.dtype}) does not fill whole bytes`);
-    const bytes = Number(totalBits / 8n);
+    const bytes = tensorBytes(t.shape, t.dtype, (msg) => fail("ValidationOverflow", `tensor ${quote(t.name)} ${msg}`));
+    if (bytes === null) fail("MisalignedSlice", `tensor ${quote(t.name)} (${t.dtype}) does not fill whole bytes`);
     if (t.end - t.begin !== bytes) {
-      fail("TensorInvalidInfo", `tensor "${t.name}" is ${t.dtype} [${t.shape.join(", ")}] (${bytes} bytes) but data_offsets span ${t.end - t.begin} bytes`);
+      fail("TensorInvalidInfo", `tensor ${quote(t.name)} is ${t.dtype} [${t.shape.join(", ")}] (${bytes} bytes) but data_offsets span ${t.end - t.begin} bytes`);
     }
     expected = t.end;
   }
@@ -109,51 +105,88 @@ export function parseHeader(headerBytes: Uint8Array, fileSize: number, path: str
   return { metadata, tensors: infos, byName, dataStart };
 }
 
-function parseEntry(name: string, v: unknown, fail: (c: "InvalidHeaderDeserialization" | "InvalidDtype" | "InvalidShape" | "InvalidOffset", m: string) => never): TensorInfo {
-  if (typeof v !== "object" || v === null || Array.isArray(v)) return fail("InvalidHeaderDeserialization", `tensor "${name}" is not an object`);
-  const o = v as Record<string, unknown>;
-  if (typeof o.dtype !== "string") return fail("InvalidHeaderDeserialization", `tensor "${name}" has no dtype string`);
-  if (!Object.hasOwn(ST_DTYPE_BITS, o.dtype)) return fail("InvalidDtype", `tensor "${name}" has unknown dtype "${o.dtype}"`);
-  if (!Array.isArray(o.shape) || !o.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-    return fail("InvalidShape", `tensor "${name}" shape must be a list of non-negative integers: current value is ${JSON.stringify(o.shape)}`);
+/**
+ * The byte size of a tensor, computed as the reference does: the element count is a left fold
+ * of u64 multiplications that fails on the first overflow (so `[2^40, 2^40, 0]` fails although
+ * it holds no elements), then times the bits per element. Returns null when the bits do not
+ * fill whole bytes; calls `overflow` (which must throw) when a product overflows or the size
+ * exceeds 2^53 − 1 bytes.
+ *
+ * @example
+ * ```ts
+ * import { tensorBytes } from "./parse_header.ts";
+ * console.log(tensorBytes([2, 3], "F32", (m) => { throw new RangeError(m); })); // 24
+ * console.log(tensorBytes([0, 2 ** 40, 2 ** 40], "U8", (m) => { throw new RangeError(m); })); // 0
+ * ```
+ */
+export function tensorBytes(shape: readonly number[], dtype: string, overflow: (msg: string) => never): number | null {
+  const bitsPer = ST_DTYPE_BITS[dtype]!;
+  let n = 1;
+  for (const d of shape) n *= d;
+  // Exact in doubles while every partial product stays below 2^53 (it only grows until a 0).
+  if (n * bitsPer <= Number.MAX_SAFE_INTEGER && shape.every((d) => d > 0)) return (n * bitsPer) % 8 === 0 ? (n * bitsPer) / 8 : null;
+  let count = 1n;
+  for (const d of shape) {
+    count *= BigInt(d);
+    if (count > U64_MAX) overflow(`has shape [${shape.join(", ")}], whose element count overflows 64 bits before reaching a 0 dimension`);
   }
-  const off = o.data_offsets;
-  if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-    return fail("InvalidOffset", `tensor "${name}" data_offsets must be two non-negative integers: current value is ${JSON.stringify(off)}`);
+  const bits = count * BigInt(bitsPer);
+  if (bits > U64_MAX || bits / 8n > BigInt(Number.MAX_SAFE_INTEGER)) {
+    overflow(`has shape [${shape.join(", ")}] (${dtype}), whose size in bytes overflows`);
   }
-  return { name, dtype: o.dtype, shape: o.shape as number[], begin: off[0] as number, end: off[1] as number };
+  return bits % 8n === 0n ? Number(bits / 8n) : null;
+}
+
+const U64_MAX = 2n ** 64n - 1n;
+
+type Fail = (code: SafetensorsErrorCode, msg: string) => never;
+
+/** A string as JSON writes it: quoted, escapes visible, always one line. */
+function quote(s: string): string {
+  return JSON.stringify(s);
 }
 
 /**
- * Return the first key repeated within one JSON object anywhere in `text`, or null.
- * `JSON.parse` silently keeps the last duplicate; the format forbids them.
+ * One tensor entry, read as serde reads the reference's `TensorInfo`: an object with `dtype`,
+ * `shape` and `data_offsets` (other fields ignored) or, serde's struct-as-sequence form, the
+ * array `[dtype, shape, data_offsets]`. A dtype may also be serde's enum-as-map form `{"F32": null}`.
  */
-export function findDuplicateKey(text: string): string | null {
-  const stack: (Set<string> | null)[] = [];
-  let expectKey = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === 0x22 /* " */) {
-      let j = i + 1;
-      while (j < text.length && text.charCodeAt(j) !== 0x22) j += text.charCodeAt(j) === 0x5c ? 2 : 1;
-      const top = stack[stack.length - 1];
-      if (expectKey && top) {
-        const key = JSON.parse(text.slice(i, j + 1)) as string;
-        if (top.has(key)) return key;
-        top.add(key);
-      }
-      expectKey = false;
-      i = j;
-    } else if (c === 0x7b /* { */) {
-      stack.push(new Set());
-      expectKey = true;
-    } else if (c === 0x5b /* [ */) {
-      stack.push(null);
-    } else if (c === 0x7d || c === 0x5d) {
-      stack.pop();
-    } else if (c === 0x2c /* , */) {
-      expectKey = stack[stack.length - 1] instanceof Set;
+function parseEntry(name: string, v: JsonValue, fail: Fail): TensorInfo {
+  const what = `tensor ${quote(name)}`;
+  let dtype: JsonValue | undefined, shape: JsonValue | undefined, off: JsonValue | undefined;
+  if (v instanceof Map) {
+    [dtype, shape, off] = [v.get("dtype"), v.get("shape"), v.get("data_offsets")];
+    for (const [field, x] of [["dtype", dtype], ["shape", shape], ["data_offsets", off]] as const) {
+      if (x === undefined) fail("InvalidHeaderDeserialization", `${what} has no "${field}" field`);
     }
+  } else if (Array.isArray(v) && v.length === 3) {
+    [dtype, shape, off] = v;
+  } else {
+    return fail("InvalidHeaderDeserialization", `${what} must be an object with dtype, shape and data_offsets: current value is ${describe(v)}`);
   }
-  return null;
+  if (dtype instanceof Map && dtype.size === 1 && [...dtype.values()][0] === null) dtype = [...dtype.keys()][0]!;
+  if (typeof dtype !== "string") return fail("InvalidHeaderDeserialization", `${what} has no dtype string: current value is ${describe(dtype!)}`);
+  if (!Object.hasOwn(ST_DTYPE_BITS, dtype)) return fail("InvalidDtype", `${what} has unknown dtype ${quote(dtype)}`);
+  // The parser gives unsigned integer literals as numbers up to 2^53 - 1 and bigints above.
+  const isUint = (d: JsonValue) => typeof d === "number" || typeof d === "bigint";
+  if (!Array.isArray(shape) || !shape.every(isUint)) {
+    return fail("InvalidShape", `${what} shape must be a list of non-negative integers written without fraction or exponent: current value is ${describe(shape!)}`);
+  }
+  const big = shape.find((d) => typeof d === "bigint");
+  if (big !== undefined) {
+    fail("InvalidShape", `${what} has dimension ${big}, above 2^53 - 1, the largest this reader supports (Python accepts it only in an empty tensor)`);
+  }
+  if (!Array.isArray(off) || off.length !== 2 || !off.every(isUint)) {
+    return fail("InvalidOffset", `${what} data_offsets must be two non-negative integers written without fraction or exponent: current value is ${describe(off!)}`);
+  }
+  if (typeof off[0] === "bigint" || typeof off[1] === "bigint") {
+    fail("InvalidOffset", `${what} has data_offsets [${off.join(", ")}], beyond any file's size`);
+  }
+  return { name, dtype, shape: shape as number[], begin: off[0] as number, end: off[1] as number };
+}
+
+/** A short one-line rendering of a parsed value for error messages. */
+function describe(v: JsonValue): string {
+  const s = JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? Number(x) : x instanceof Map ? Object.fromEntries(x) : x)) ?? String(v);
+  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }
