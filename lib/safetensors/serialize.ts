@@ -5,6 +5,7 @@
  */
 import { SafetensorsError } from "../errors.ts";
 import { MAX_HEADER_SIZE, ST_DTYPE_BITS, ST_DTYPE_WRITE_RANK, type TensorInfo } from "./format.ts";
+import { tensorBytes } from "./parse_header.ts";
 
 /** A tensor to lay out: its name, dtype and shape. */
 export interface TensorSpec {
@@ -58,6 +59,7 @@ export function layoutFile(specs: Iterable<TensorSpec>, metadata?: Readonly<Reco
     seen.add(s.name);
     if (!Object.hasOwn(ST_DTYPE_BITS, s.dtype)) throw new TypeError(`Cannot write tensor "${s.name}": unknown dtype "${s.dtype}"`);
     if (!s.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw new RangeError(`Cannot write tensor "${s.name}": invalid shape [${s.shape.join(", ")}]`);
+    checkEncodable(s.name, () => `tensor ${JSON.stringify(s.name)}: the name`);
   }
   list.sort((a, b) => ST_DTYPE_WRITE_RANK[a.dtype]! - ST_DTYPE_WRITE_RANK[b.dtype]! || compareUtf8(a.name, b.name));
   const tensors: TensorInfo[] = [];
@@ -66,6 +68,8 @@ export function layoutFile(specs: Iterable<TensorSpec>, metadata?: Readonly<Reco
   if (metadata) {
     for (const [k, v] of Object.entries(metadata)) {
       if (typeof v !== "string") throw new TypeError(`Cannot write metadata "${k}": values must be strings`);
+      checkEncodable(k, () => `metadata key ${JSON.stringify(k)}: the key`);
+      checkEncodable(v, () => `metadata ${JSON.stringify(k)}: the value`);
     }
     // The reference keeps metadata in a hash map (order varies per process); sorting by code point
     // makes the output deterministic and equal to one of the orders Python produces.
@@ -73,10 +77,14 @@ export function layoutFile(specs: Iterable<TensorSpec>, metadata?: Readonly<Reco
     parts.push(`"__metadata__":{${sorted.join(",")}}`);
   }
   for (const s of list) {
-    let bits = ST_DTYPE_BITS[s.dtype]!;
-    for (const d of s.shape) bits *= d;
-    if (bits % 8 !== 0) throw new RangeError(`Cannot write tensor "${s.name}": ${s.dtype} data does not fill whole bytes`);
-    const end = off + bits / 8;
+    const bytes = tensorBytes(s.shape, s.dtype, (msg) => {
+      throw new SafetensorsError("ValidationOverflow", "<output>", `Cannot write tensor ${JSON.stringify(s.name)}: it ${msg}, so Python safetensors could not read the file; put a 0 dimension first or fix the shape`);
+    });
+    if (bytes === null) throw new RangeError(`Cannot write tensor "${s.name}": ${s.dtype} data does not fill whole bytes`);
+    const end = off + bytes;
+    if (end > Number.MAX_SAFE_INTEGER) {
+      throw new SafetensorsError("ValidationOverflow", "<output>", `Cannot write tensor ${JSON.stringify(s.name)}: the data would end past byte 2^53 - 1; split the tensors over several files`);
+    }
     tensors.push({ name: s.name, dtype: s.dtype, shape: [...s.shape], begin: off, end });
     parts.push(`${JSON.stringify(s.name)}:{"dtype":"${s.dtype}","shape":[${s.shape.join(",")}],"data_offsets":[${off},${end}]}`);
     off = end;
@@ -90,4 +98,22 @@ export function layoutFile(specs: Iterable<TensorSpec>, metadata?: Readonly<Reco
   new DataView(header.buffer).setBigUint64(0, BigInt(n), true);
   header.set(json, 8);
   return { header, tensors, dataStart: 8 + n, fileSize: 8 + n + off };
+}
+
+/**
+ * Refuse a string holding a lone UTF-16 surrogate: UTF-8 cannot encode it, JSON can only escape
+ * it (`\ud800`), and the reference reader rejects that escape, so the file would be unreadable.
+ */
+function checkEncodable(s: string, what: () => string): void {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0xd800 || c > 0xdfff) continue;
+    const next = s.charCodeAt(i + 1);
+    if (c <= 0xdbff && next >= 0xdc00 && next <= 0xdfff) {
+      i++;
+      continue;
+    }
+    const hex = c.toString(16).toUpperCase();
+    throw new SafetensorsError("InvalidHeader", "<output>", `Cannot write ${what()} has a lone UTF-16 surrogate U+${hex} at index ${i}, which UTF-8 cannot encode and Python safetensors cannot read; pair or remove it`);
+  }
 }
