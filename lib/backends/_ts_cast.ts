@@ -1,60 +1,9 @@
-// F32/F16/BF16 conversions in TypeScript, bit-exact with kernels/common/dtype.h: round to nearest
-// even, NaN keeps sign and top payload (quiet bit set only if the payload would vanish), F16
-// overflow → inf, exact subnormals. Works on raw bits through integer typed-array views (never a
-// per-element Float16Array, which is slow in Bun). Private to lib/backends.
+// F32/F16/BF16 buffer conversions of the TypeScript backend: whole rows through integer typed-array
+// views (never a per-element Float16Array, which is slow in Bun), with the library's one rounding
+// (lib/_float_bits.ts, bit-exact with kernels/common/dtype.h). Private to lib/backends.
+import { f16BitsToF32, f32BitsToBf16Row, f32BitsToF16Row } from "../_float_bits.ts";
 import type { KernelDType } from "./backend.ts";
 import { dtypeSize } from "./_validate.ts";
-
-/** f32 bits → BF16 bits. */
-export function f32BitsToBf16(x: number): number {
-  if ((x & 0x7fffffff) > 0x7f800000) {
-    const h = x >>> 16;
-    return h & 0x7f ? h : h | 0x40;
-  }
-  return ((x >>> 0) + 0x7fff + ((x >>> 16) & 1)) >>> 16;
-}
-
-/** f32 bits → F16 bits. */
-export function f32BitsToF16(x: number): number {
-  const sign = (x >>> 16) & 0x8000;
-  const a = x & 0x7fffffff;
-  if (a > 0x7f800000) {
-    const m = (a >>> 13) & 0x3ff;
-    return sign | 0x7c00 | (m ? m : 0x200);
-  }
-  if (a >= 0x477ff000) return sign | 0x7c00;
-  if (a >= 0x38800000) {
-    const t = a - 0x38000000;
-    return sign | ((t + 0xfff + ((t >>> 13) & 1)) >>> 13);
-  }
-  if (a <= 0x33000000) return sign;
-  const e = a >>> 23;
-  const m = (a & 0x7fffff) | 0x800000;
-  const shift = 126 - e;
-  let q = m >>> shift;
-  const rem = m & ((1 << shift) - 1);
-  const half = 1 << (shift - 1);
-  if (rem > half || (rem === half && q & 1)) q++;
-  return sign | q;
-}
-
-/** F16 bits → f32 bits (exact; NaN payloads kept). */
-export function f16BitsToF32(h: number): number {
-  const sign = (h & 0x8000) << 16;
-  let e = (h >>> 10) & 0x1f;
-  let m = h & 0x3ff;
-  if (e === 0x1f) return (sign | 0x7f800000 | (m << 13)) >>> 0;
-  if (e === 0) {
-    if (m === 0) return sign >>> 0;
-    e = 113;
-    while (!(m & 0x400)) {
-      m <<= 1;
-      e--;
-    }
-    return (sign | (e << 23) | ((m & 0x3ff) << 13)) >>> 0;
-  }
-  return (sign | ((e + 112) << 23) | (m << 13)) >>> 0;
-}
 
 let f16Table: Uint32Array | null = null;
 
@@ -96,35 +45,9 @@ export function narrow(src: Float32Array, srcOffset: number, bytes: Uint8Array, 
   if (dtype === "F32") {
     u32(bytes, start * 4, n).set(s);
   } else if (dtype === "BF16") {
-    roundBf16(new Int32Array(s.buffer, s.byteOffset, n), u16(bytes, start, n));
+    f32BitsToBf16Row(new Int32Array(s.buffer, s.byteOffset, n), u16(bytes, start, n));
   } else {
-    roundF16(new Int32Array(s.buffer, s.byteOffset, n), u16(bytes, start, n));
-  }
-}
-
-// The hot loops of BF16 / F16 stores: small, with the common case inline (a call in the loop body
-// costs V8 about 3x).
-
-/** f32 bits → BF16 bits for a whole row. */
-function roundBf16(s: Int32Array, d: Uint16Array): void {
-  for (let i = 0; i < s.length; i++) {
-    const x = s[i]!;
-    const h = x >>> 16;
-    d[i] = (x & 0x7fffffff) > 0x7f800000 ? (h & 0x7f ? h : h | 0x40) : (x + 0x7fff + (h & 1)) >>> 16;
-  }
-}
-
-/** f32 bits → F16 bits for a whole row (normal range inline, the rest through f32BitsToF16). */
-function roundF16(s: Int32Array, d: Uint16Array): void {
-  for (let i = 0; i < s.length; i++) {
-    const x = s[i]!;
-    const a = x & 0x7fffffff;
-    if (a >= 0x38800000 && a < 0x477ff000) {
-      const t = a - 0x38000000;
-      d[i] = ((x >>> 16) & 0x8000) | ((t + 0xfff + ((t >>> 13) & 1)) >>> 13);
-    } else {
-      d[i] = f32BitsToF16(x);
-    }
+    f32BitsToF16Row(new Int32Array(s.buffer, s.byteOffset, n), u16(bytes, start, n));
   }
 }
 

@@ -1,7 +1,9 @@
 /**
- * Raw little-endian bytes of a dtype ↔ JS numbers, and the f32 ↔ bf16 bit conversions.
+ * Raw little-endian bytes of a dtype ↔ JS numbers, and the f32 ↔ bf16 bit conversions (the
+ * library's one rounding, lib/_float_bits.ts, bit-exact with the native kernels).
  * @module
  */
+import { f32BitsToBf16 } from "../_float_bits.ts";
 import { DTYPE_SIZE, type DType } from "../dtype.ts";
 
 /**
@@ -77,19 +79,18 @@ const f32buf = new Float32Array(1);
 const u32buf = new Uint32Array(f32buf.buffer);
 
 /**
- * f32 → bf16 bits, round to nearest even, NaN kept quiet.
+ * A number → bf16 bits: rounded to f32, then to bf16 to nearest even, exactly as the native `cast`
+ * kernel rounds that f32 (a NaN stays a NaN).
  *
  * @example
  * ```ts
  * import { f32ToBf16Bits } from "./values.ts";
- * console.log(f32ToBf16Bits(1).toString(16)); // 3f80
+ * console.log(f32ToBf16Bits(1).toString(16), f32ToBf16Bits(1 + 2 ** -8).toString(16)); // 3f80 3f80
  * ```
  */
 export function f32ToBf16Bits(x: number): number {
   f32buf[0] = x;
-  const u = u32buf[0]!;
-  if ((u & 0x7f800000) === 0x7f800000 && (u & 0x007fffff) !== 0) return ((u >>> 16) | 0x0040) & 0xffff;
-  return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
+  return f32BitsToBf16(u32buf[0]!);
 }
 
 /**
