@@ -33,15 +33,8 @@ static void rope_task(void* p, int64_t b, int64_t e) { /* tasks: tokens */
 }
 
 int32_t kn_rope(float* x, int64_t tokens, int64_t heads, int64_t head_dim, const float* cos_t, const float* sin_t) {
-  static const char* op = "kn_rope";
-  KN_TRY(kn_check_dim(op, "tokens", tokens));
-  KN_TRY(kn_check_dim(op, "heads", heads));
-  KN_TRY(kn_check_dim(op, "head_dim", head_dim));
-  if (head_dim % 2) return kn_fail(KN_EINVAL, "%s: head_dim must be even: current value is %lld", op, (long long)head_dim);
+  KN_TRY(kn_check_rope(x, tokens, heads, head_dim, cos_t, sin_t));
   if (tokens == 0 || heads == 0 || head_dim == 0) return KN_OK;
-  KN_TRY(kn_check_ptr(op, "x", x));
-  KN_TRY(kn_check_ptr(op, "cos", cos_t));
-  KN_TRY(kn_check_ptr(op, "sin", sin_t));
   rope_ctx c = {x, heads, head_dim, cos_t, sin_t};
   kn_parallel_dyn(tokens, ((int64_t)1 << 16) / (heads * head_dim) + 1, 1, rope_task, &c);
   return KN_OK;
@@ -363,17 +356,8 @@ static int32_t attention_blocked(attn_ctx* a) {
 int32_t kn_attention(const float* q, const float* k, const float* v, float* out, int64_t t, int64_t s, int64_t hq,
                      int64_t hkv, int64_t d, float scale) {
   static const char* op = "kn_attention";
-  KN_TRY(kn_check_dim(op, "t", t));
-  KN_TRY(kn_check_dim(op, "s", s));
-  KN_TRY(kn_check_dim(op, "hq", hq));
-  KN_TRY(kn_check_dim(op, "d", d));
-  if (hkv < 1 || hq % hkv) return kn_fail(KN_EINVAL, "%s: hq %lld must be a multiple of hkv %lld", op, (long long)hq, (long long)hkv);
-  if (s < t) return kn_fail(KN_EINVAL, "%s: cache length s %lld < query count t %lld", op, (long long)s, (long long)t);
+  KN_TRY(kn_check_attention(q, k, v, out, t, s, hq, hkv, d));
   if (t == 0 || hq == 0 || d == 0) return KN_OK;
-  KN_TRY(kn_check_ptr(op, "q", q));
-  KN_TRY(kn_check_ptr(op, "k", k));
-  KN_TRY(kn_check_ptr(op, "v", v));
-  KN_TRY(kn_check_ptr(op, "out", out));
   attn_ctx c = {q, k, v, out, t, s, hq, hkv, d, scale, 0};
   if (t >= ATTN_QB && (kn_isa() & KN_CPU_AVX512F)) {
     const int32_t st = attention_blocked(&c);

@@ -191,12 +191,8 @@ static void cast_range(void* p, int64_t b, int64_t e) {
 }
 
 int32_t kn_cast(const void* src, int32_t src_dtype, void* dst, int32_t dst_dtype, int64_t n) {
-  KN_TRY(kn_check_dtype("kn_cast", src_dtype));
-  KN_TRY(kn_check_dtype("kn_cast", dst_dtype));
-  KN_TRY(kn_check_dim("kn_cast", "n", n));
+  KN_TRY(kn_check_cast(src, src_dtype, dst, dst_dtype, n));
   if (n == 0) return KN_OK;
-  KN_TRY(kn_check_ptr("kn_cast", "src", src));
-  KN_TRY(kn_check_ptr("kn_cast", "dst", dst));
   cast_ctx c = {(const uint8_t*)src, (uint8_t*)dst, src_dtype, dst_dtype};
   kn_parallel_dyn(n, (int64_t)1 << 20, 64, cast_range, &c);
   return KN_OK;

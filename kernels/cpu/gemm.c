@@ -161,19 +161,8 @@ void kn_gemm(int32_t ta, int32_t tb, int64_t m, int64_t n, int64_t k, float alph
 int32_t kn_sgemm(int32_t trans_a, int32_t trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                  int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   static const char* op = "kn_sgemm";
-  KN_TRY(kn_check_dim(op, "m", m));
-  KN_TRY(kn_check_dim(op, "n", n));
-  KN_TRY(kn_check_dim(op, "k", k));
+  KN_TRY(kn_check_gemm(op, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc));
   if (m == 0 || n == 0) return KN_OK;
-  const int64_t a_cols = trans_a ? m : k, b_cols = trans_b ? k : n;
-  if (lda < (a_cols > 1 ? a_cols : 1)) return kn_fail(KN_EINVAL, "%s: lda %lld < %lld", op, (long long)lda, (long long)a_cols);
-  if (ldb < (b_cols > 1 ? b_cols : 1)) return kn_fail(KN_EINVAL, "%s: ldb %lld < %lld", op, (long long)ldb, (long long)b_cols);
-  if (ldc < n) return kn_fail(KN_EINVAL, "%s: ldc %lld < n %lld", op, (long long)ldc, (long long)n);
-  KN_TRY(kn_check_ptr(op, "c", c));
-  if (k > 0) {
-    KN_TRY(kn_check_ptr(op, "a", a));
-    KN_TRY(kn_check_ptr(op, "b", b));
-  }
   int32_t st = gemm_builtin(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   return st ? kn_fail(st, "%s: out of scratch memory", op) : KN_OK;
 }

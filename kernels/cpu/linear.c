@@ -683,19 +683,12 @@ static int32_t linear_run(lin_ctx* c, int32_t transposed_w) {
 
 int32_t kn_linear(const float* x, int64_t m, int64_t k, const void* w, int32_t dtype, int64_t n, const float* bias,
                   float* out, int32_t transposed_w) {
-  static const char* op = "kn_linear";
-  KN_TRY(kn_check_dtype(op, dtype));
-  KN_TRY(kn_check_dim(op, "m", m));
-  KN_TRY(kn_check_dim(op, "k", k));
-  KN_TRY(kn_check_dim(op, "n", n));
+  KN_TRY(kn_check_linear(x, m, k, w, dtype, n, out));
   if (m == 0 || n == 0) return KN_OK;
-  KN_TRY(kn_check_ptr(op, "out", out));
   int fused = 0;
   if (k == 0) {
     memset(out, 0, (size_t)(m * n) * sizeof(float));
   } else {
-    KN_TRY(kn_check_ptr(op, "x", x));
-    KN_TRY(kn_check_ptr(op, "w", w));
     lin_ctx c = {x, m, k, n, (const uint8_t*)w, dtype, out, NULL, NULL, 0, transposed_w, 0};
     const int32_t isa = kn_isa();
     /* the paths that add the bias themselves */

@@ -256,15 +256,9 @@ static void dora_cols_pass0(void* p, int64_t b, int64_t e) { dora_cols_task(p, b
 static void dora_cols_pass1(void* p, int64_t b, int64_t e) { dora_cols_task(p, b, e, 1); }
 
 /* ---- entry points ----------------------------------------------------------------------------- */
+/* The context of a checked, non-empty merge. */
 static int32_t setup(const char* op, merge_ctx* c, void* w, int32_t dtype, int64_t out_f, int64_t in_f,
                      const float* b, const float* a, int32_t r, double scale, int32_t fan, float** bt) {
-  KN_TRY(kn_check_dtype(op, dtype));
-  KN_TRY(kn_check_dim(op, "out_f", out_f));
-  KN_TRY(kn_check_dim(op, "in_f", in_f));
-  if (r < 1 || r > KN_MAX_RANK) return kn_fail(KN_EINVAL, "%s: rank must be in [1, %d]: current value is %d", op, KN_MAX_RANK, r);
-  KN_TRY(kn_check_ptr(op, "w", w));
-  KN_TRY(kn_check_ptr(op, "b", b));
-  KN_TRY(kn_check_ptr(op, "a", a));
   memset(c, 0, sizeof *c);
   c->w = (uint8_t*)w;
   c->dtype = dtype;
@@ -297,8 +291,10 @@ int32_t kn_lora_merge(void* w, int32_t dtype, int64_t out_f, int64_t in_f, const
                       int32_t r, double scale, int32_t fan_in_fan_out) {
   merge_ctx c;
   float* bt;
+  KN_TRY(kn_check_merge("kn_lora_merge", w, dtype, out_f, in_f, b, a, r, NULL, 0));
+  if (out_f == 0 || in_f == 0) return KN_OK;
   KN_TRY(setup("kn_lora_merge", &c, w, dtype, out_f, in_f, b, a, r, scale, fan_in_fan_out, &bt));
-  if (c.rows > 0 && c.cols > 0) kn_parallel_for(c.rows, row_grain(&c), G, lora_rows_task, &c);
+  kn_parallel_for(c.rows, row_grain(&c), G, lora_rows_task, &c);
   kn_free(bt);
   return c.status ? kn_fail(c.status, "kn_lora_merge: out of scratch memory") : KN_OK;
 }
@@ -307,29 +303,28 @@ int32_t kn_dora_merge(void* w, int32_t dtype, int64_t out_f, int64_t in_f, const
                       int32_t r, double scale, int32_t fan_in_fan_out, const float* mag, float* norm_out) {
   merge_ctx c;
   float* bt;
-  KN_TRY(kn_check_ptr("kn_dora_merge", "mag", mag));
+  KN_TRY(kn_check_merge("kn_dora_merge", w, dtype, out_f, in_f, b, a, r, mag, 1));
+  if (out_f == 0 || in_f == 0) return KN_OK;
   KN_TRY(setup("kn_dora_merge", &c, w, dtype, out_f, in_f, b, a, r, scale, fan_in_fan_out, &bt));
   c.mag = mag;
   c.norm_out = norm_out;
-  if (c.rows > 0 && c.cols > 0) {
-    if (!fan_in_fan_out) {
-      kn_parallel_for(c.rows, row_grain(&c), G, dora_rows_task, &c);
-    } else {
-      c.colsum = (double*)calloc((size_t)c.cols, sizeof(double));
-      c.factor = (double*)calloc((size_t)c.cols, sizeof(double));
-      if (!c.colsum || !c.factor) c.status = KN_ENOMEM;
-      const int64_t grain = (int64_t)64 > (1 << 20) / (c.rows * (c.r + 4)) ? 64 : (1 << 20) / (c.rows * (c.r + 4));
-      if (!c.status) kn_parallel_for(c.cols, grain, 16, dora_cols_pass0, &c);
-      if (!c.status) {
-        for (int64_t q = 0; q < c.cols; q++) {
-          if (norm_out) norm_out[q] = (float)sqrt(c.colsum[q]);
-          c.factor[q] = kn_dora_factor(mag[q], c.colsum[q]);
-        }
-        kn_parallel_for(c.cols, grain, 16, dora_cols_pass1, &c);
+  if (!fan_in_fan_out) {
+    kn_parallel_for(c.rows, row_grain(&c), G, dora_rows_task, &c);
+  } else {
+    c.colsum = (double*)calloc((size_t)c.cols, sizeof(double));
+    c.factor = (double*)calloc((size_t)c.cols, sizeof(double));
+    if (!c.colsum || !c.factor) c.status = KN_ENOMEM;
+    const int64_t grain = (int64_t)64 > (1 << 20) / (c.rows * (c.r + 4)) ? 64 : (1 << 20) / (c.rows * (c.r + 4));
+    if (!c.status) kn_parallel_for(c.cols, grain, 16, dora_cols_pass0, &c);
+    if (!c.status) {
+      for (int64_t q = 0; q < c.cols; q++) {
+        if (norm_out) norm_out[q] = (float)sqrt(c.colsum[q]);
+        c.factor[q] = kn_dora_factor(mag[q], c.colsum[q]);
       }
-      free(c.colsum);
-      free(c.factor);
+      kn_parallel_for(c.cols, grain, 16, dora_cols_pass1, &c);
     }
+    free(c.colsum);
+    free(c.factor);
   }
   kn_free(bt);
   return c.status ? kn_fail(c.status, "kn_dora_merge: out of scratch memory") : KN_OK;
@@ -376,13 +371,8 @@ static void scale_rows_task(void* p, int64_t b, int64_t e) {
 
 int32_t kn_scale_axis(void* w, int32_t dtype, int64_t rows, int64_t cols, const float* v, int32_t axis,
                       int32_t divide) {
-  KN_TRY(kn_check_dtype("kn_scale_axis", dtype));
-  KN_TRY(kn_check_dim("kn_scale_axis", "rows", rows));
-  KN_TRY(kn_check_dim("kn_scale_axis", "cols", cols));
-  if (axis != 0 && axis != 1) return kn_fail(KN_EINVAL, "kn_scale_axis: axis must be 0 or 1: current value is %d", axis);
+  KN_TRY(kn_check_scale_axis(w, dtype, rows, cols, v, axis));
   if (rows == 0 || cols == 0) return KN_OK;
-  KN_TRY(kn_check_ptr("kn_scale_axis", "w", w));
-  KN_TRY(kn_check_ptr("kn_scale_axis", "v", v));
   scale_ctx c = {(uint8_t*)w, dtype, axis, divide, 0, cols, v};
   int64_t grain = ((int64_t)1 << 20) / cols;
   kn_parallel_for(rows, grain < 1 ? 1 : grain, 1, scale_rows_task, &c);

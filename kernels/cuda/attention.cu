@@ -1,13 +1,27 @@
 /*
- * attention.cu: causal grouped-query attention over a KV cache, one block per (query, head).
+ * attention.cu: rotary embedding (HF rotate_half, one thread per rotated pair) and causal
+ * grouped-query attention over a KV cache, one block per (query, head).
  *
- * Keys are visited in chunks of blockDim: each thread scores one key (q·k in f32), the block keeps a
- * running max and a double running sum (online softmax), and the output row lives in dynamic shared
- * memory (head_dim floats) updated by threads split over head_dim. Same inputs and layout as
+ * Attention: keys are visited in chunks of blockDim; each thread scores one key (q·k in f32), the
+ * block keeps a running max and a double running sum (online softmax), and the output row lives in
+ * dynamic shared memory (head_dim floats) updated by threads split over head_dim. Same inputs and layout as
  * kernels/cpu/attention.c; results agree to f32 rounding (the CPU normalizes before the V sum).
  */
 #include <math.h>
 #include "kn_cuda.cuh"
+#include "../common/ops.h"
+
+/* Rope: one thread per rotated pair (token t, head h, j < half). */
+__global__ void kn_rope_kernel(float* x, int64_t tokens, int64_t heads, int64_t head_dim, const float* cos_t,
+                               const float* sin_t) {
+  const int64_t half = head_dim / 2;
+  KN_FOR_GRID(p, tokens * heads * half) {
+    const int64_t j = p % half, th = p / half, t = th / heads;
+    float* v = x + th * head_dim;
+    const float *c = cos_t + t * head_dim, *s = sin_t + t * head_dim;
+    kn_rope_pair(v[j], v[j + half], c[j], s[j], c[j + half], s[j + half], &v[j], &v[j + half]);
+  }
+}
 
 __global__ void kn_attention_kernel(const float* q, const float* k, const float* v, float* out, int64_t t, int64_t s,
                                     int64_t hq, int64_t hkv, int64_t d, float scale) {
@@ -58,20 +72,21 @@ __global__ void kn_attention_kernel(const float* q, const float* k, const float*
 
 extern "C" {
 
+KN_API int32_t kn_rope(float* x, int64_t tokens, int64_t heads, int64_t head_dim, const float* cos_t,
+                       const float* sin_t) {
+  static const char* op = "kn_rope";
+  KN_TRY(kn_check_rope(x, tokens, heads, head_dim, cos_t, sin_t));
+  if (tokens == 0 || heads == 0 || head_dim == 0) return KN_OK;
+  KN_LAUNCH(kn_rope_kernel, kn_grid(tokens * heads * (head_dim / 2)), KN_THREADS, 0, x, tokens, heads, head_dim, cos_t,
+            sin_t);
+  return kn_launched(op);
+}
+
 KN_API int32_t kn_attention(const float* q, const float* k, const float* v, float* out, int64_t t, int64_t s,
                             int64_t hq, int64_t hkv, int64_t d, float scale) {
   static const char* op = "kn_attention";
-  KN_TRY(kn_check_dim(op, "t", t));
-  KN_TRY(kn_check_dim(op, "s", s));
-  KN_TRY(kn_check_dim(op, "hq", hq));
-  KN_TRY(kn_check_dim(op, "d", d));
-  if (hkv < 1 || hq % hkv) return kn_fail(KN_EINVAL, "%s: hq %lld must be a multiple of hkv %lld", op, (long long)hq, (long long)hkv);
-  if (s < t) return kn_fail(KN_EINVAL, "%s: cache length s %lld < query count t %lld", op, (long long)s, (long long)t);
+  KN_TRY(kn_check_attention(q, k, v, out, t, s, hq, hkv, d));
   if (t == 0 || hq == 0 || d == 0) return KN_OK;
-  KN_TRY(kn_check_ptr(op, "q", q));
-  KN_TRY(kn_check_ptr(op, "k", k));
-  KN_TRY(kn_check_ptr(op, "v", v));
-  KN_TRY(kn_check_ptr(op, "out", out));
   const size_t smem = (size_t)(d + KN_THREADS) * sizeof(float);
   if (smem > 48 * 1024) return kn_fail(KN_EUNSUPPORTED, "%s: head_dim %lld needs %llu bytes of shared memory (limit 49152)", op, (long long)d, (unsigned long long)smem);
   KN_LAUNCH(kn_attention_kernel, kn_grid_items(t * hq), KN_THREADS, smem, q, k, v, out, t, s, hq, hkv, d, scale);

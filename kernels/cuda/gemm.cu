@@ -1,5 +1,5 @@
 /*
- * gemm.cu: row-major GEMM (kn_sgemm, kn_gemm_ex) and kn_linear on device memory.
+ * gemm.cu: row-major GEMM (kn_sgemm, kn_gemm_ex) on device memory.
  *
  * cuBLAS (cublasGemmEx, CUBLAS_COMPUTE_32F: f32 accumulation, no TF32) when it loads and the
  * operand types form a combination it supports; otherwise a 16x16 shared-memory tiled kernel that
@@ -40,39 +40,6 @@ __global__ void kn_gemm_tiled_kernel(int32_t ta, int32_t tb, int64_t m, int64_t 
   }
 }
 
-/* dst[kk, jj] = W[kk, n0 + jj] as f32 for a column block of a [k, n] weight. */
-__global__ void kn_widen_cols_kernel(const void* w, int32_t dtype, int64_t k, int64_t n, int64_t n0, int64_t cnt,
-                                     float* dst) {
-  KN_FOR_GRID(i, k * cnt) dst[i] = kn_load(w, dtype, (i / cnt) * n + n0 + i % cnt);
-}
-
-/*
- * Small-m linear (decode): one block per output feature reads that weight row once in its stored
- * dtype (bf16/f16 are not widened to f32 first, so a token reads each weight byte once); f32
- * products per thread, then one block sum per input row.
- */
-#define KN_GEMV_MAX_M 8
-__global__ void kn_gemv_kernel(const float* x, int64_t m, int64_t k, const void* w, int32_t dtype, int64_t n,
-                               float* out) {
-  __shared__ double sh[KN_MAX_THREADS];
-  KN_FOR_BLOCKS(j, n) {
-    float acc[KN_GEMV_MAX_M];
-    for (int r = 0; r < KN_GEMV_MAX_M; r++) acc[r] = 0.0f;
-    for (int64_t p = threadIdx.x; p < k; p += blockDim.x) {
-      const float wv = kn_load(w, dtype, j * k + p);
-      for (int64_t r = 0; r < m; r++) acc[r] = kn_fmaf(x[r * k + p], wv, acc[r]);
-    }
-    for (int64_t r = 0; r < m; r++) {
-      const double s = kn_block_sum((double)acc[r], sh);
-      if (threadIdx.x == 0) out[r * n + j] = (float)s;
-    }
-  }
-}
-
-__global__ void kn_bias_kernel(float* out, const float* bias, int64_t m, int64_t n) {
-  KN_FOR_GRID(i, m * n) out[i] += bias[i % n];
-}
-
 static int kn_cuda_type(int32_t dtype) {
   return dtype == KN_F32 ? KN_CUDA_R_32F : dtype == KN_F16 ? KN_CUDA_R_16F : KN_CUDA_R_16BF;
 }
@@ -104,7 +71,7 @@ static int32_t kn_gemm_cublas(const char* op, int32_t ta, int32_t tb, int64_t m,
   return 1;
 }
 
-static int32_t kn_gemm_any(const char* op, int32_t ta, int32_t tb, int64_t m, int64_t n, int64_t k, float alpha,
+int32_t kn_gemm_any(const char* op, int32_t ta, int32_t tb, int64_t m, int64_t n, int64_t k, float alpha,
                            const void* a, int32_t ad, int64_t lda, const void* b, int32_t bd, int64_t ldb, float beta,
                            void* c, int32_t cd, int64_t ldc) {
   if (m == 0 || n == 0) return KN_OK;
@@ -125,20 +92,6 @@ static int32_t kn_gemm_any(const char* op, int32_t ta, int32_t tb, int64_t m, in
   return kn_launched(op);
 }
 
-static int32_t kn_gemm_checks(const char* op, int64_t m, int64_t n, int64_t k, const void* a, const void* b,
-                              const void* c) {
-  KN_TRY(kn_check_dim(op, "m", m));
-  KN_TRY(kn_check_dim(op, "n", n));
-  KN_TRY(kn_check_dim(op, "k", k));
-  if (m == 0 || n == 0) return KN_OK;
-  KN_TRY(kn_check_ptr(op, "c", c));
-  if (k > 0) {
-    KN_TRY(kn_check_ptr(op, "a", a));
-    KN_TRY(kn_check_ptr(op, "b", b));
-  }
-  return KN_OK;
-}
-
 extern "C" {
 
 KN_API int32_t kn_gemm_ex(int32_t trans_a, int32_t trans_b, int64_t m, int64_t n, int64_t k, float alpha,
@@ -148,57 +101,14 @@ KN_API int32_t kn_gemm_ex(int32_t trans_a, int32_t trans_b, int64_t m, int64_t n
   KN_TRY(kn_check_dtype(op, a_dtype));
   KN_TRY(kn_check_dtype(op, b_dtype));
   KN_TRY(kn_check_dtype(op, c_dtype));
-  KN_TRY(kn_gemm_checks(op, m, n, k, a, b, c));
+  KN_TRY(kn_check_gemm(op, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc));
   return kn_gemm_any(op, trans_a, trans_b, m, n, k, alpha, a, a_dtype, lda, b, b_dtype, ldb, beta, c, c_dtype, ldc);
 }
 
 KN_API int32_t kn_sgemm(int32_t trans_a, int32_t trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                         int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  KN_TRY(kn_gemm_checks("kn_sgemm", m, n, k, a, b, c));
+  KN_TRY(kn_check_gemm("kn_sgemm", trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc));
   return kn_gemm_any("kn_sgemm", trans_a, trans_b, m, n, k, alpha, a, KN_F32, lda, b, KN_F32, ldb, beta, c, KN_F32, ldc);
-}
-
-KN_API int32_t kn_linear(const float* x, int64_t m, int64_t k, const void* w, int32_t dtype, int64_t n,
-                         const float* bias, float* out, int32_t transposed_w) {
-  static const char* op = "kn_linear";
-  KN_TRY(kn_check_dtype(op, dtype));
-  KN_TRY(kn_gemm_checks(op, m, n, k, x, w, out));
-  if (m == 0 || n == 0) return KN_OK;
-  const int32_t tb = transposed_w ? 0 : 1;
-  const int64_t ldw = transposed_w ? n : k;
-  if (dtype != KN_F32 && !transposed_w && m <= KN_GEMV_MAX_M && k > 0) {
-    /* decode-sized: read the reduced-precision rows directly (memory-bound; widening would triple the traffic) */
-    KN_LAUNCH(kn_gemv_kernel, kn_grid_items(n), KN_THREADS, 0, x, m, k, w, dtype, n, out);
-    KN_TRY(kn_launched(op));
-  } else if (dtype == KN_F32 || k == 0 || kn_cublas() == NULL) {
-    /* one GEMM; the tiled kernel reads reduced-precision weights directly */
-    KN_TRY(kn_gemm_any(op, 0, tb, m, n, k, 1.0f, x, KN_F32, k, w, dtype, ldw, 0.0f, out, KN_F32, n));
-  } else {
-    /* cuBLAS needs A and B of one type: widen W to f32 in column blocks of at most 64 Mi elements */
-    int64_t nb = ((int64_t)1 << 26) / k;
-    nb = nb < 1 ? 1 : nb > n ? n : nb;
-    float* buf = (float*)kn_scratch(op, (size_t)(nb * k) * sizeof(float));
-    if (!buf) return KN_ENOMEM;
-    int32_t st = KN_OK;
-    for (int64_t n0 = 0; n0 < n && st == KN_OK; n0 += nb) {
-      const int64_t cnt = n - n0 < nb ? n - n0 : nb;
-      if (!transposed_w) {
-        st = kn_cast((const uint8_t*)w + n0 * k * kn_dtype_size(dtype), dtype, buf, KN_F32, cnt * k);
-        if (st == KN_OK) st = kn_gemm_any(op, 0, 1, m, cnt, k, 1.0f, x, KN_F32, k, buf, KN_F32, k, 0.0f, out + n0, KN_F32, n);
-      } else {
-        KN_LAUNCH(kn_widen_cols_kernel, kn_grid(k * cnt), KN_THREADS, 0, w, dtype, k, n, n0, cnt, buf);
-        st = kn_launched(op);
-        if (st == KN_OK) st = kn_gemm_any(op, 0, 0, m, cnt, k, 1.0f, x, KN_F32, k, buf, KN_F32, cnt, 0.0f, out + n0, KN_F32, n);
-      }
-    }
-    kn_scratch_free(buf);
-    KN_TRY(st);
-  }
-  if (bias) {
-    KN_LAUNCH(kn_bias_kernel, kn_grid(m * n), KN_THREADS, 0, out, bias, m, n);
-    return kn_launched(op);
-  }
-  return KN_OK;
 }
 
 }  // extern "C"

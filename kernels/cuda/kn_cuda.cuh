@@ -4,6 +4,7 @@
  * Every kernel is launch geometry plus a body from kernels/common; indices are int64 throughout.
  * Launches go through KN_LAUNCH on the library's current stream (kn_cuda_set_stream), so the same
  * file also compiles for the host grid emulator (grid_emu.h, -DKN_GRID_EMU) used by the no-GPU tests.
+ * Status and argument checks come from kernels/common (status.h, checks.h), shared with the CPU library.
  */
 #ifndef KN_CUDA_CUH
 #define KN_CUDA_CUH
@@ -17,7 +18,9 @@
 #define KN_LAUNCH(kernel, grid, block, smem, ...) kernel<<<(grid), (block), (smem), kn_stream()>>>(__VA_ARGS__)
 #endif
 #include "../include/kn.h"
+#include "../common/checks.h"
 #include "../common/dtype.h"
+#include "../common/status.h"
 
 /* Threads per block of the 1-D kernels (row kernels use the same). */
 #ifdef KN_GRID_EMU
@@ -28,10 +31,7 @@
 /* Largest block the reductions' shared arrays hold. */
 #define KN_MAX_THREADS 1024
 
-/* Set the thread-local error message and return `status` (printf format). */
-int32_t kn_fail(int32_t status, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* KN_OK after a launch, else the launch error as KN_EUNSUPPORTED with its name. */
+/* device.cu. KN_OK after a launch, else the launch error as KN_EUNSUPPORTED with its name. */
 int32_t kn_launched(const char* op);
 
 /* Map a CUDA error of `op` to a status with the runtime's message. */
@@ -40,20 +40,15 @@ int32_t kn_fail_cuda(const char* op, const char* what, cudaError_t e);
 /* The stream every launch and scratch allocation uses (kn_cuda_set_stream; 0 = legacy default). */
 cudaStream_t kn_stream(void);
 
-/* Stream-ordered scratch memory (cudaMallocAsync on kn_stream); NULL on failure with the error set. */
+/* scratch.cu. Stream-ordered scratch memory (cudaMallocAsync on kn_stream); NULL on failure with the error set. */
 void* kn_scratch(const char* op, size_t bytes);
 void kn_scratch_free(void* p);
 
-/* Argument checks; each returns KN_OK or sets the error. */
-int32_t kn_check_dtype(const char* op, int32_t dtype);
-int32_t kn_check_dim(const char* op, const char* name, int64_t v);
-int32_t kn_check_ptr(const char* op, const char* name, const void* p);
-
-#define KN_TRY(expr)                      \
-  do {                                    \
-    int32_t kn_st_ = (expr);              \
-    if (kn_st_ != KN_OK) return kn_st_;   \
-  } while (0)
+/* gemm.cu. Row-major C = alpha·op(A)·op(B) + beta·C for checked arguments: cuBLAS when it can, else the
+ * tiled kernel; each operand F32/F16/BF16 (KN_* codes). */
+int32_t kn_gemm_any(const char* op, int32_t ta, int32_t tb, int64_t m, int64_t n, int64_t k, float alpha, const void* a,
+                    int32_t ad, int64_t lda, const void* b, int32_t bd, int64_t ldb, float beta, void* c, int32_t cd,
+                    int64_t ldc);
 
 /* Blocks for a grid-stride loop over n items: enough to fill the GPU, capped (the loop covers the rest). */
 static inline dim3 kn_grid(int64_t n) {

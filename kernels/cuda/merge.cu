@@ -1,8 +1,8 @@
 /*
- * merge.cu: dtype casts, the fused LoRA merge, DoRA and IA3 axis scaling on device storage.
+ * merge.cu: the fused LoRA merge, DoRA and IA3 axis scaling on device storage.
  *
  * Each kernel is a grid-stride loop around a body from kernels/common (dtype.h, lora.h), so the GPU
- * rounds exactly as the CPU library: casts, LoRA, DoRA and IA3 results are bit-identical to it.
+ * rounds exactly as the CPU library: LoRA, DoRA and IA3 results are bit-identical to it.
  * DoRA needs the norm of each output feature before it can write: a first pass sums V² per feature
  * in the CPU's order (8 striped double lanes along a stored row, or sequentially down a stored
  * column for fan_in_fan_out), a second turns the sums into factors, a third writes.
@@ -10,10 +10,6 @@
 #include <math.h>
 #include "kn_cuda.cuh"
 #include "../common/lora.h"
-
-__global__ void kn_cast_kernel(const void* src, int32_t sd, void* dst, int32_t dd, int64_t n) {
-  KN_FOR_GRID(i, n) kn_cast_elem(src, sd, dst, dd, i);
-}
 
 typedef struct {
   void* w;
@@ -87,17 +83,8 @@ __global__ void kn_scale_axis_kernel(void* w, int32_t dtype, int64_t rows, int64
   }
 }
 
-static int32_t kn_merge_setup(const char* op, kn_merge_args* m, void* w, int32_t dtype, int64_t out_f, int64_t in_f,
-                              const float* b, const float* a, int32_t r, double scale, int32_t fan) {
-  KN_TRY(kn_check_dtype(op, dtype));
-  KN_TRY(kn_check_dim(op, "out_f", out_f));
-  KN_TRY(kn_check_dim(op, "in_f", in_f));
-  if (r < 1 || r > KN_MAX_RANK) return kn_fail(KN_EINVAL, "%s: rank must be in [1, %d]: current value is %d", op, KN_MAX_RANK, r);
-  if (out_f > 0 && in_f > 0) {
-    KN_TRY(kn_check_ptr(op, "w", w));
-    KN_TRY(kn_check_ptr(op, "b", b));
-    KN_TRY(kn_check_ptr(op, "a", a));
-  }
+static void kn_merge_setup(kn_merge_args* m, void* w, int32_t dtype, int64_t out_f, int64_t in_f, const float* b,
+                           const float* a, int32_t r, double scale, int32_t fan) {
   m->w = w;
   m->dtype = dtype;
   m->r = r;
@@ -108,28 +95,17 @@ static int32_t kn_merge_setup(const char* op, kn_merge_args* m, void* w, int32_t
   m->b = b;
   m->a = a;
   m->scale = (float)scale;
-  return KN_OK;
 }
 
 extern "C" {
 
-KN_API int32_t kn_cast(const void* src, int32_t src_dtype, void* dst, int32_t dst_dtype, int64_t n) {
-  KN_TRY(kn_check_dtype("kn_cast", src_dtype));
-  KN_TRY(kn_check_dtype("kn_cast", dst_dtype));
-  KN_TRY(kn_check_dim("kn_cast", "n", n));
-  if (n == 0) return KN_OK;
-  KN_TRY(kn_check_ptr("kn_cast", "src", src));
-  KN_TRY(kn_check_ptr("kn_cast", "dst", dst));
-  KN_LAUNCH(kn_cast_kernel, kn_grid(n), KN_THREADS, 0, src, src_dtype, dst, dst_dtype, n);
-  return kn_launched("kn_cast");
-}
-
 KN_API int32_t kn_lora_merge(void* w, int32_t dtype, int64_t out_f, int64_t in_f, const float* b, const float* a,
                              int32_t r, double scale, int32_t fan_in_fan_out) {
-  kn_merge_args m;
-  KN_TRY(kn_merge_setup("kn_lora_merge", &m, w, dtype, out_f, in_f, b, a, r, scale, fan_in_fan_out));
+  KN_TRY(kn_check_merge("kn_lora_merge", w, dtype, out_f, in_f, b, a, r, NULL, 0));
   const int64_t n = out_f * in_f;
   if (n == 0) return KN_OK;
+  kn_merge_args m;
+  kn_merge_setup(&m, w, dtype, out_f, in_f, b, a, r, scale, fan_in_fan_out);
   KN_LAUNCH(kn_lora_merge_kernel, kn_grid(n), KN_THREADS, 0, m, n);
   return kn_launched("kn_lora_merge");
 }
@@ -137,11 +113,11 @@ KN_API int32_t kn_lora_merge(void* w, int32_t dtype, int64_t out_f, int64_t in_f
 KN_API int32_t kn_dora_merge(void* w, int32_t dtype, int64_t out_f, int64_t in_f, const float* b, const float* a,
                              int32_t r, double scale, int32_t fan_in_fan_out, const float* mag, float* norm_out) {
   static const char* op = "kn_dora_merge";
-  kn_merge_args m;
-  KN_TRY(kn_merge_setup(op, &m, w, dtype, out_f, in_f, b, a, r, scale, fan_in_fan_out));
+  KN_TRY(kn_check_merge(op, w, dtype, out_f, in_f, b, a, r, mag, 1));
   const int64_t n = out_f * in_f;
   if (n == 0) return KN_OK;
-  KN_TRY(kn_check_ptr(op, "mag", mag));
+  kn_merge_args m;
+  kn_merge_setup(&m, w, dtype, out_f, in_f, b, a, r, scale, fan_in_fan_out);
   const int64_t rows = fan_in_fan_out ? in_f : out_f;
   double* lanes = (double*)kn_scratch(op, (size_t)out_f * 9 * sizeof(double));
   if (!lanes) return KN_ENOMEM;
@@ -164,13 +140,8 @@ KN_API int32_t kn_dora_merge(void* w, int32_t dtype, int64_t out_f, int64_t in_f
 KN_API int32_t kn_scale_axis(void* w, int32_t dtype, int64_t rows, int64_t cols, const float* v, int32_t axis,
                              int32_t divide) {
   static const char* op = "kn_scale_axis";
-  KN_TRY(kn_check_dtype(op, dtype));
-  KN_TRY(kn_check_dim(op, "rows", rows));
-  KN_TRY(kn_check_dim(op, "cols", cols));
-  if (axis != 0 && axis != 1) return kn_fail(KN_EINVAL, "%s: axis must be 0 or 1: current value is %d", op, axis);
+  KN_TRY(kn_check_scale_axis(w, dtype, rows, cols, v, axis));
   if (rows == 0 || cols == 0) return KN_OK;
-  KN_TRY(kn_check_ptr(op, "w", w));
-  KN_TRY(kn_check_ptr(op, "v", v));
   KN_LAUNCH(kn_scale_axis_kernel, kn_grid(rows * cols), KN_THREADS, 0, w, dtype, rows, cols, v, axis, divide);
   return kn_launched(op);
 }

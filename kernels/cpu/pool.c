@@ -1,99 +1,14 @@
 /*
- * runtime.c: errors, CPU features, threads, scratch memory and the optional BLAS attachment.
+ * pool.c: the persistent worker pool behind kn_parallel_for / kn_parallel_dyn / kn_parallel_chunks.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <sys/mman.h>
+#include <stdint.h>
 #include <time.h>
-#include <unistd.h>
 #include "kn_cpu.h"
-
-static __thread char kn_err_buf[512];
-static int32_t kn_features_cache = -1;
-static int32_t kn_isa_mask = -1;
-static int32_t kn_nthreads = 0;
-static kn_cblas_sgemm_fn kn_blas_fn = NULL;
-
-int32_t kn_abi_version(void) { return KN_ABI_VERSION; }
-
-const char* kn_last_error(void) { return kn_err_buf; }
-
-int32_t kn_fail(int32_t status, const char* fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(kn_err_buf, sizeof kn_err_buf, fmt, ap);
-  va_end(ap);
-  return status;
-}
-
-int32_t kn_cpu_features(void) {
-  if (kn_features_cache >= 0) return kn_features_cache;
-  int32_t f = 0;
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c")) f |= KN_CPU_F16C;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) f |= KN_CPU_AVX2;
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") && (f & KN_CPU_AVX2) &&
-      (f & KN_CPU_F16C)) {
-    f |= KN_CPU_AVX512F;
-    if (__builtin_cpu_supports("avx512bf16")) f |= KN_CPU_AVX512BF16;
-    if (__builtin_cpu_supports("avx512fp16")) f |= KN_CPU_AVX512FP16;
-  }
-#endif
-  kn_features_cache = f;
-  return f;
-}
-
-int32_t kn_set_isa_mask(int32_t mask) {
-  kn_isa_mask = mask;
-  return kn_isa();
-}
-
-int32_t kn_isa(void) { return kn_cpu_features() & kn_isa_mask; }
-
-int32_t kn_set_num_threads(int32_t n) {
-  kn_nthreads = n < 0 ? 0 : n > KN_POOL_MAX + 1 ? KN_POOL_MAX + 1 : n;
-  return kn_threads();
-}
-
-/* CPUs this process may run on (affinity mask, else online CPUs), read once: sysconf costs microseconds. */
-static int32_t kn_cpu_count(void) {
-  static _Atomic int32_t cached = 0;
-  int32_t c = atomic_load_explicit(&cached, memory_order_relaxed);
-  if (c > 0) return c;
-#ifdef __linux__
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof set, &set) == 0) c = CPU_COUNT(&set);
-#endif
-  if (c < 1) {
-    long o = sysconf(_SC_NPROCESSORS_ONLN);
-    c = o < 1 ? 1 : (int32_t)(o > 4096 ? 4096 : o);
-  }
-  atomic_store_explicit(&cached, c, memory_order_relaxed);
-  return c;
-}
-
-int32_t kn_threads(void) {
-  if (kn_nthreads > 0) return kn_nthreads;
-  const int32_t c = kn_cpu_count();
-  return c > KN_POOL_MAX + 1 ? KN_POOL_MAX + 1 : c;
-}
-
-void* kn_alloc(size_t bytes) {
-  void* p = NULL;
-  if (posix_memalign(&p, 64, bytes < 64 ? 64 : bytes) != 0) return NULL;
-  return p;
-}
-
-void kn_free(void* p) { free(p); }
 
 /* Worker threads and the scratch key's destructor run this library's code after the call that set
  * them up, so once either exists the library is kept mapped even if the host closes every handle. */
@@ -104,72 +19,7 @@ static void kn_pin_library(void) {
   if (dladdr((void*)&kn_pin_library, &info) && info.dli_fname) dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE | RTLD_NOLOAD);
 }
 
-/* ---- per-thread scratch ----------------------------------------------------------------------------
- * Page faults are expensive (tens of microseconds each on some VMs), so per-call scratch is kept per
- * thread and slot between calls (up to KN_SCRATCH_KEEP bytes each) instead of being freed; blocks of
- * 1 MiB or more are 2 MiB aligned and advised as huge pages. Freed when the thread exits. */
-#define KN_SCRATCH_KEEP ((size_t)64 << 20)
-#define KN_HUGE ((size_t)2 << 20)
-
-typedef struct {
-  void* p[KN_SCRATCH_SLOTS];
-  size_t cap[KN_SCRATCH_SLOTS];
-} kn_scratch_tls;
-
-static pthread_key_t kn_scratch_key;
-static pthread_once_t kn_scratch_once = PTHREAD_ONCE_INIT;
-static int kn_scratch_ok = 0;
-
-static void kn_scratch_free_all(void* v) {
-  kn_scratch_tls* s = (kn_scratch_tls*)v;
-  for (int i = 0; i < KN_SCRATCH_SLOTS; i++) free(s->p[i]);
-  free(s);
-}
-
-static void kn_scratch_init(void) {
-  pthread_once(&kn_pin_once, kn_pin_library);
-  kn_scratch_ok = pthread_key_create(&kn_scratch_key, kn_scratch_free_all) == 0;
-}
-
-static void* kn_big_alloc(size_t* bytes) {
-  if (*bytes < ((size_t)1 << 20)) return kn_alloc(*bytes);
-  *bytes = (*bytes + KN_HUGE - 1) / KN_HUGE * KN_HUGE;
-  void* p = NULL;
-  if (posix_memalign(&p, KN_HUGE, *bytes) != 0) return NULL;
-#ifdef MADV_HUGEPAGE
-  madvise(p, *bytes, MADV_HUGEPAGE);
-#endif
-  return p;
-}
-
-void* kn_scratch(int32_t slot, size_t bytes) {
-  pthread_once(&kn_scratch_once, kn_scratch_init);
-  kn_scratch_tls* s = kn_scratch_ok ? (kn_scratch_tls*)pthread_getspecific(kn_scratch_key) : NULL;
-  if (kn_scratch_ok && !s && (s = (kn_scratch_tls*)calloc(1, sizeof *s)) != NULL && pthread_setspecific(kn_scratch_key, s) != 0) {
-    free(s);
-    s = NULL;
-  }
-  if (s && s->cap[slot] >= bytes && s->p[slot]) return s->p[slot];
-  size_t cap = bytes < 4096 ? 4096 : bytes;
-  if (s && s->cap[slot] && cap <= KN_SCRATCH_KEEP) { /* growing: at least 1.5x, within what is kept */
-    const size_t grown = s->cap[slot] + s->cap[slot] / 2;
-    if (cap < grown) cap = grown < KN_SCRATCH_KEEP ? grown : KN_SCRATCH_KEEP;
-  }
-  void* p = kn_big_alloc(&cap);
-  if (!p) return NULL;
-  if (s && cap <= KN_SCRATCH_KEEP) {
-    free(s->p[slot]);
-    s->p[slot] = p;
-    s->cap[slot] = cap;
-  }
-  return p;
-}
-
-void kn_scratch_done(int32_t slot, void* p) {
-  if (!p) return;
-  kn_scratch_tls* s = kn_scratch_ok ? (kn_scratch_tls*)pthread_getspecific(kn_scratch_key) : NULL;
-  if (!s || s->p[slot] != p) free(p); /* not kept (too big, or no thread-local record) */
-}
+void kn_keep_loaded(void) { pthread_once(&kn_pin_once, kn_pin_library); }
 
 /* ---- persistent worker pool ----------------------------------------------------------------------
  * Workers start on first use and stay. A job is cut into chunks; the caller and the workers claim
@@ -285,7 +135,7 @@ static int32_t kn_pool_grow(int32_t want) {
   if (!once) {
     once = 1;
     pthread_atfork(NULL, NULL, kn_pool_after_fork);
-    pthread_once(&kn_pin_once, kn_pin_library);
+    kn_keep_loaded();
   }
   sigset_t all, old;
   sigfillset(&all);
@@ -353,12 +203,17 @@ void kn_parallel_chunks(int64_t n, int64_t chunk, int32_t threads, kn_task_fn fn
   atomic_flag_clear_explicit(&kn_pool.busy, memory_order_release);
 }
 
+/* Threads for n items of at least `grain` each (grain and align clamped to >= 1); <= 1 means serial. */
+static int64_t kn_split(int64_t n, int64_t* grain, int64_t* align) {
+  if (*align < 1) *align = 1;
+  if (*grain < 1) *grain = 1;
+  const int64_t t = kn_threads();
+  return t > n / *grain ? n / *grain : t;
+}
+
 void kn_parallel_for(int64_t n, int64_t grain, int64_t align, kn_task_fn fn, void* ctx) {
   if (n <= 0) return;
-  if (align < 1) align = 1;
-  if (grain < 1) grain = 1;
-  int64_t t = kn_threads();
-  if (t > n / grain) t = n / grain;
+  const int64_t t = kn_split(n, &grain, &align);
   if (t <= 1) {
     fn(ctx, 0, n);
     return;
@@ -370,10 +225,7 @@ void kn_parallel_for(int64_t n, int64_t grain, int64_t align, kn_task_fn fn, voi
 
 void kn_parallel_dyn(int64_t n, int64_t grain, int64_t align, kn_task_fn fn, void* ctx) {
   if (n <= 0) return;
-  if (align < 1) align = 1;
-  if (grain < 1) grain = 1;
-  int64_t t = kn_threads();
-  if (t > n / grain) t = n / grain;
+  const int64_t t = kn_split(n, &grain, &align);
   if (t <= 1) {
     fn(ctx, 0, n);
     return;
@@ -382,31 +234,4 @@ void kn_parallel_dyn(int64_t n, int64_t grain, int64_t align, kn_task_fn fn, voi
   if (chunk < grain) chunk = grain;
   chunk = (chunk + align - 1) / align * align;
   kn_parallel_chunks(n, chunk, (int32_t)t, fn, ctx);
-}
-
-int32_t kn_blas_attach(const char* path) {
-  if (path == NULL) {
-    kn_blas_fn = NULL;
-    return KN_OK;
-  }
-  void* h = dlopen(path, RTLD_NOW | RTLD_GLOBAL);
-  if (h == NULL) return kn_fail(KN_EUNSUPPORTED, "cannot dlopen \"%s\": %s", path, dlerror());
-  void* sym = dlsym(h, "cblas_sgemm");
-  if (sym == NULL) return kn_fail(KN_EUNSUPPORTED, "\"%s\" has no cblas_sgemm symbol", path);
-  kn_blas_fn = (kn_cblas_sgemm_fn)sym;
-  return KN_OK;
-}
-
-kn_cblas_sgemm_fn kn_blas(void) { return kn_blas_fn; }
-
-int32_t kn_check_ptr(const char* op, const char* name, const void* p) {
-  return p ? KN_OK : kn_fail(KN_EINVAL, "%s: %s is NULL", op, name);
-}
-
-int32_t kn_check_dim(const char* op, const char* name, int64_t v) {
-  return v >= 0 ? KN_OK : kn_fail(KN_EINVAL, "%s: %s must be >= 0: current value is %lld", op, name, (long long)v);
-}
-
-int32_t kn_check_dtype(const char* op, int32_t dtype) {
-  return kn_dtype_size(dtype) ? KN_OK : kn_fail(KN_EINVAL, "%s: unknown dtype code %d (F32=0, F16=1, BF16=2)", op, dtype);
 }

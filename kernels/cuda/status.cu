@@ -1,0 +1,4 @@
+/*
+ * status.cu: the error message buffer and library info of libkn_cuda.so (common/status_impl.h).
+ */
+#include "../common/status_impl.h"
