@@ -8,7 +8,8 @@
  */
 import { parseArgs } from "node:util";
 import { listCpuBackends } from "../../lib/backends/mod.ts";
-import { cudaDeviceName, CudaHostBackend } from "../../lib/backends/cuda/mod.ts";
+import { cudaDeviceName } from "../../lib/backends/cuda/mod.ts";
+import { CudaHostBackend } from "../../tests/cuda/_host_backend.ts";
 import { parityTable, runParity } from "../../tests/cuda/_parity.ts";
 
 const { values } = parseArgs({

@@ -1,12 +1,13 @@
 /**
- * {@link CudaHostBackend}: the CPU kernel contract (typed arrays in host memory) computed on a GPU.
+ * {@link CudaHostBackend}: the CPU kernel contract (typed arrays in host memory) computed on a GPU,
+ * for the CUDA-vs-CPU parity checks (tests/cuda, scripts/bench/gpu_parity.ts); not library code.
  * Each call uploads its inputs into reused device buffers, runs the {@link CudaBackend} kernel and
  * downloads the outputs, so code written against `CpuBackend` (the merge's `applyDeltas`, the parity
  * checks) runs on CUDA unchanged. Copies are synchronous; streaming pipelines use `CudaBackend`
  * with `PinnedBuffer`s directly.
  * @module
  */
-import type { CpuBackend, KernelDType } from "../backend.ts";
+import type { CpuBackend, KernelDType } from "../../lib/backends/backend.ts";
 import {
   checkAttention,
   checkBinary,
@@ -21,9 +22,8 @@ import {
   checkSameLength,
   checkScaleAxis,
   checkSgemm,
-} from "../_validate.ts";
-import { CudaBackend, type CudaBackendOptions } from "./cuda_backend.ts";
-import { DeviceBuffer } from "./device_buffer.ts";
+} from "../../lib/backends/_validate.ts";
+import { CudaBackend, type CudaBackendOptions, DeviceBuffer } from "../../lib/backends/cuda/mod.ts";
 
 type Host = Uint8Array | Float32Array;
 
@@ -35,7 +35,7 @@ export type HostKernels = Omit<CpuBackend, "name"> & { readonly name: string };
  *
  * @example
  * ```ts ignore
- * import { CudaHostBackend } from "./mod.ts";
+ * import { CudaHostBackend } from "./_host_backend.ts";
  * using gpu = await CudaHostBackend.create();
  * const x = new Float32Array([-1, 2]);
  * gpu.relu(x, x);

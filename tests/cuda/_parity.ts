@@ -3,7 +3,7 @@
 // and dtype. Used by tests/cuda (target: the grid-emulated library, or the GPU when one exists) and
 // by scripts/bench/gpu_parity.ts (prints the table on a GPU machine).
 import type { CpuBackend, KernelDType } from "../../lib/backends/mod.ts";
-import type { HostKernels } from "../../lib/backends/cuda/mod.ts";
+import type { HostKernels } from "./_host_backend.ts";
 import { rng } from "../_util.ts";
 
 /** One compared case. */

@@ -7,12 +7,12 @@ import {
   type CudaBackend,
   cudaDeviceName,
   CudaEvent,
-  CudaHostBackend,
   CudaStream,
   DeviceBuffer,
   getCudaMemoryInfo,
   PinnedBuffer,
 } from "../../lib/backends/cuda/mod.ts";
+import { CudaHostBackend } from "./_host_backend.ts";
 import { listCpuBackends } from "../../lib/backends/mod.ts";
 import { getEnv } from "../../lib/_env.ts";
 import { GPU_SKIP } from "./_cuda.ts";

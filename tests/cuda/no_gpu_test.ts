@@ -8,13 +8,13 @@ import {
   cudaDeviceCount,
   CudaEvent,
   cudaFreeMemory,
-  CudaHostBackend,
   CudaStream,
   cudaUnavailableReason,
   DeviceBuffer,
   getCudaMemoryInfo,
   PinnedBuffer,
 } from "../../lib/backends/cuda/mod.ts";
+import { CudaHostBackend } from "./_host_backend.ts";
 import { DeviceError } from "../../lib/errors.ts";
 import { getCpuBackend } from "../../lib/backends/mod.ts";
 import { parseDevice } from "../../lib/tensor/device.ts";

@@ -8,7 +8,7 @@
  *   {@link getCudaMemoryInfo}, {@link cudaFreeMemory}, {@link cudaDeviceName}, {@link cudaRuntimeInfo};
  * - memory: {@link DeviceBuffer} (device), {@link PinnedBuffer} (page-locked host);
  * - ordering: {@link CudaStream}, {@link CudaEvent};
- * - kernels: {@link CudaBackend} (device buffers), {@link CudaHostBackend} (the CPU contract on host arrays).
+ * - kernels: {@link CudaBackend} (device buffers).
  *
  * Environment: `GRAFT_CUDART` (libcudart file), `GRAFT_CUDA_KERNEL_LIB` (a prebuilt libkn_cuda.so),
  * `GRAFT_CUBLAS` (libcublas file; optional, GEMMs fall back to a tiled kernel).
@@ -34,7 +34,6 @@ export {
 export { DeviceBuffer, PinnedBuffer } from "./device_buffer.ts";
 export { CudaEvent, CudaStream } from "./stream.ts";
 export { CudaBackend, type CudaBackendOptions } from "./cuda_backend.ts";
-export { CudaHostBackend, type HostKernels } from "./host_backend.ts";
 export { getCudaBackend, getCudaStream, initCuda, type InitCudaOptions } from "./registry.ts";
 export { cudaCachedBytes, emptyCudaCache } from "./device_pool.ts";
 export { uploadStaged } from "./staging.ts";
