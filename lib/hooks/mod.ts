@@ -22,7 +22,7 @@
  */
 export * from "../nn/module_like.ts";
 export * from "./tensor_ops.ts";
-export * from "./log.ts";
+export { type Logger, log, setLogger } from "../_log.ts";
 export * from "./weights_map.ts";
 export * from "./set_module_tensor.ts";
 export * from "./hooks.ts";

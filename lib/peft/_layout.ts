@@ -6,7 +6,7 @@
  * model's `model_type` and the module name.
  * @module
  */
-import { peftWarn } from "./warnings.ts";
+import { peftWarn } from "../_log.ts";
 
 /**
  * `model_type`s whose transformers models build `Conv1D` layers (`c_attn`, `c_proj`, `c_fc`,
@@ -44,7 +44,7 @@ export function isConv1DModule(modelType: string | undefined, module: string): b
  * @example
  * ```ts
  * import { LayoutResolver } from "./_layout.ts";
- * import { captureWarnings } from "./warnings.ts";
+ * import { captureWarnings } from "../_log.ts";
  * const r = new LayoutResolver({ fanInFanOut: true, modelType: "llama" });
  * const { result, warnings } = captureWarnings(() => r.transposed("model.layers.0.self_attn.q_proj", { fitsLinear: true, fitsTransposed: true }));
  * console.log(result, warnings.length); // false 1

@@ -10,7 +10,7 @@ import { toDType } from "../tensor/ops/mod.ts";
 import { ParameterDict } from "./tuners/base.ts";
 import type { AnyAdapterConfig } from "./config/load.ts";
 import { requireState, savedModules, stateOf, tunerLayers } from "./_state.ts";
-import { captureWarnings, peftWarn } from "./warnings.ts";
+import { captureWarnings, peftWarn } from "../_log.ts";
 
 /**
  * The adapters active at model level (PEFT's `active_adapters`); empty without adapters.

@@ -20,7 +20,7 @@ import { ModulesToSaveWrapper } from "./tuners/modules_to_save.ts";
 import { modelConfig, stateOf, tunerLayers } from "./_state.ts";
 import { ADALORA_TARGETS, IA3_FEEDFORWARD, IA3_TARGETS, LORA_TARGETS } from "./_targets.ts";
 import { castAdapterDtype } from "./adapters.ts";
-import { peftWarn } from "./warnings.ts";
+import { peftWarn } from "../_log.ts";
 import { FAN_IN_FAN_OUT_WARNINGS } from "./_layout.ts";
 
 /** Options for {@link injectAdapterInModel}. */

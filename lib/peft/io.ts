@@ -20,7 +20,7 @@ import { modelConfig, requireState, stateOf, tunerLayers } from "./_state.ts";
 import { type AdapterDispatchOptions, dispatchAdapterModules } from "./onload.ts";
 import { ModuleDict } from "./tuners/base.ts";
 import { LoraLayer } from "./tuners/lora_layer.ts";
-import { peftWarn } from "./warnings.ts";
+import { peftWarn } from "../_log.ts";
 
 /** PEFT's weights file names. */
 export const SAFETENSORS_WEIGHTS_NAME = "adapter_model.safetensors";

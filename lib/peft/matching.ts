@@ -6,7 +6,7 @@
  */
 import { pyRegex, pyRepr } from "./_pyrepr.ts";
 import { NoMatchingPeftModuleError } from "./errors.ts";
-import { peftWarn } from "./warnings.ts";
+import { peftWarn } from "../_log.ts";
 
 /** The config fields the matcher reads (any adapter config has them). */
 export interface MatchConfig {

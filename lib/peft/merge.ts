@@ -8,7 +8,7 @@ import { Parameter } from "../nn/parameter.ts";
 import type { BaseTunerLayer, LayerMergeOptions } from "./tuners/base.ts";
 import { dropState, modelConfig, requireState, savedModules, stateOf, tunerLayers } from "./_state.ts";
 import { onloadForEdit } from "./onload.ts";
-import { peftWarn } from "./warnings.ts";
+import { peftWarn } from "../_log.ts";
 
 /** Options for {@link mergeAdapter} and {@link mergeAndUnload}. */
 export type MergeOptions = LayerMergeOptions;

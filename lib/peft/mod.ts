@@ -13,7 +13,7 @@
 export * from "./config/mod.ts";
 export * from "./matching.ts";
 export * from "./state_dict_keys.ts";
-export * from "./warnings.ts";
+export { captureWarnings, peftWarn } from "../_log.ts";
 export * from "./errors.ts";
 export * from "./tuners/mod.ts";
 export * from "./inject.ts";

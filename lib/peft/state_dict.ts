@@ -17,7 +17,7 @@ import { AdaLoraLayer } from "./tuners/adalora_layer.ts";
 import { requireState, savedModules, tunerLayers } from "./_state.ts";
 import { EMBEDDING_LAYER_NAMES } from "./_targets.ts";
 import { Tensor as T } from "../tensor/tensor.ts";
-import { peftWarn } from "./warnings.ts";
+import { peftWarn } from "../_log.ts";
 
 /** Options for {@link getPeftModelStateDict}. */
 export interface GetStateDictOptions {

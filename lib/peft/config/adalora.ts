@@ -4,7 +4,7 @@
  */
 import type { FieldSpec, PeftType } from "./base.ts";
 import { LORA_FIELDS, LoraConfig, type LoraConfigOptions } from "./lora.ts";
-import { peftWarn } from "../warnings.ts";
+import { peftWarn } from "../../_log.ts";
 import { badField, checkInt, checkNumber, checkPatternMap, keyed, showValue } from "./_checks.ts";
 
 /** AdaLoRA fields: LoRA's (with `rank_pattern` defaulting to null) and the budget schedule. */

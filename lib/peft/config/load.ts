@@ -12,7 +12,7 @@ import type { FieldSpec } from "./base.ts";
 import { LORA_FIELDS, LoraConfig } from "./lora.ts";
 import { IA3_FIELDS, IA3Config } from "./ia3.ts";
 import { ADALORA_FIELDS, AdaLoraConfig } from "./adalora.ts";
-import { peftWarn } from "../warnings.ts";
+import { peftWarn } from "../../_log.ts";
 import { InvalidAdapterError } from "../errors.ts";
 import { CONFIG_ERROR_PREFIX, errorKey, keyed, showValue } from "./_checks.ts";
 

@@ -4,7 +4,7 @@
  */
 import type { JsonValue } from "./_pyjson.ts";
 import { asSetList, BASE_FIELDS, type FieldSpec, PeftConfig, type PeftConfigOptions, type PeftType } from "./base.ts";
-import { peftWarn } from "../warnings.ts";
+import { peftWarn } from "../../_log.ts";
 import { badField, keyed, checkBool, checkInt, checkLayerIndexes, checkLayersPattern, checkLoraInit, checkNames, checkNumber, checkPatternMap } from "./_checks.ts";
 
 /** LoRA-specific fields (JSON key, property, default). Sub-configs are kept as raw JSON. */

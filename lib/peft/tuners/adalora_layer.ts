@@ -12,7 +12,7 @@ import { BaseTunerLayer, type LayerMergeOptions, ParameterDict } from "./base.ts
 import { baseGeometry, dropout, type LayerGeometry } from "./_geometry.ts";
 import { editWeight, f32Copy, tensorOf } from "./_weights.ts";
 import { mergeKernels } from "./_kernels.ts";
-import { peftWarn } from "../warnings.ts";
+import { peftWarn } from "../../_log.ts";
 
 /** Options of one AdaLoRA adapter on a layer. */
 export interface AdaLoraLayerOptions {

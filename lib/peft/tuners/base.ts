@@ -8,7 +8,7 @@
 import { Module } from "../../nn/module.ts";
 import type { Parameter } from "../../nn/parameter.ts";
 import type { Tensor } from "../../tensor/tensor.ts";
-import { peftWarn } from "../warnings.ts";
+import { peftWarn } from "../../_log.ts";
 
 /**
  * Adapter name → sub-module (PyTorch's `nn.ModuleDict`).

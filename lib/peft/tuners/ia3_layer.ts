@@ -12,7 +12,7 @@ import { BaseTunerLayer, type LayerMergeOptions, ParameterDict } from "./base.ts
 import { baseGeometry, type LayerGeometry } from "./_geometry.ts";
 import { editWeight, f32Copy } from "./_weights.ts";
 import { mergeKernels } from "./_kernels.ts";
-import { peftWarn } from "../warnings.ts";
+import { peftWarn } from "../../_log.ts";
 
 /** Options of one IA3 adapter on a layer. */
 export interface IA3LayerOptions {

@@ -14,7 +14,7 @@ import { BaseTunerLayer, type LayerMergeOptions, ModuleDict, ParameterDict } fro
 import { baseGeometry, dropout, type LayerGeometry } from "./_geometry.ts";
 import { assertFinite, editWeight, f32Copy, nanError } from "./_weights.ts";
 import { mergeKernels } from "./_kernels.ts";
-import { peftWarn } from "../warnings.ts";
+import { peftWarn } from "../../_log.ts";
 
 /** Per-adapter LoRA settings of one layer. */
 export interface LoraLayerOptions {
