@@ -102,3 +102,9 @@ export interface CpuBackend {
     t: number, s: number, hq: number, hkv: number, d: number, scale: number,
   ): void;
 }
+
+/**
+ * The kernels that merge adapters into stored weights: what the tuner layers' merges and
+ * `lib/merge` take (a CPU backend, or the CUDA backend behind the same contract).
+ */
+export type MergeKernels = Pick<CpuBackend, "cast" | "loraMerge" | "doraMerge" | "scaleAxis">;

@@ -5,13 +5,13 @@
  * exactly once.
  * @module
  */
-import type { CpuBackend, KernelDType } from "../backends/backend.ts";
+import type { KernelDType, MergeKernels } from "../backends/backend.ts";
 import type { LowRankDelta } from "../peft/delta.ts";
 import type { SafetensorsFile } from "../safetensors/mod.ts";
 import type { PlannedTensor } from "./plan.ts";
 
-/** The kernels a merge needs: the CPU backend, or the CUDA backend behind the same contract. */
-export type MergeKernels = Pick<CpuBackend, "cast" | "loraMerge" | "doraMerge" | "scaleAxis">;
+export { allFinite } from "../tensor/values.ts";
+export type { MergeKernels } from "../backends/backend.ts";
 
 /**
  * The same kernels over a weight `W` held anywhere (host bytes, or device memory): factors and
@@ -107,17 +107,4 @@ export function applyDeltas<W>(backend: MergeOps<W>, t: PlannedTensor, w: W, dty
       backend.scaleAxis(w, dtype, 1, n, v, 1, false);
     }
   }
-}
-
-/** True when every element of F32/F16/BF16 storage is finite. */
-export function allFinite(w: Uint8Array, dtype: KernelDType): boolean {
-  if (dtype === "F32") {
-    const u = new Uint32Array(w.buffer, w.byteOffset, w.byteLength / 4);
-    for (let i = 0; i < u.length; i++) if ((u[i]! & 0x7f800000) === 0x7f800000) return false;
-    return true;
-  }
-  const u = new Uint16Array(w.buffer, w.byteOffset, w.byteLength / 2);
-  const mask = dtype === "BF16" ? 0x7f80 : 0x7c00;
-  for (let i = 0; i < u.length; i++) if ((u[i]! & mask) === mask) return false;
-  return true;
 }

@@ -106,3 +106,36 @@ export function bf16BitsToF32(b: number): number {
   u32buf[0] = (b & 0xffff) << 16;
   return f32buf[0]!;
 }
+
+/** The bits that, all set, make a float non-finite (F64: of its high little-endian word; F8_E4M3: its NaN). */
+const NONFINITE_EXPONENT: Partial<Record<DType, number>> = {
+  F64: 0x7ff00000, F32: 0x7f800000, F16: 0x7c00, BF16: 0x7f80, F8_E5M2: 0x7c, F8_E4M3: 0x7f,
+};
+
+/**
+ * Whether every element of raw `dtype` bytes is finite (no NaN, no infinity): the library's one
+ * non-finite check (PEFT's `safe_merge`), on the bits, without converting. Integer dtypes are
+ * always finite; F8_E4M3 has no infinity, only its NaN.
+ *
+ * @example
+ * ```ts
+ * import { allFinite } from "./values.ts";
+ * console.log(allFinite(new Uint8Array([0x80, 0x3f, 0x80, 0x7f]), "BF16")); // false (1, inf)
+ * console.log(allFinite(new Uint8Array(new Float32Array([1, -2]).buffer), "F32")); // true
+ * ```
+ */
+export function allFinite(bytes: Uint8Array, dtype: DType): boolean {
+  const exp = NONFINITE_EXPONENT[dtype];
+  if (exp === undefined) return true;
+  const size = DTYPE_SIZE[dtype];
+  const b = bytes.byteOffset % size === 0 ? bytes : bytes.slice();
+  const n = b.byteLength / size;
+  if (size === 8) {
+    const u = new Uint32Array(b.buffer, b.byteOffset, n * 2);
+    for (let i = 1; i < u.length; i += 2) if ((u[i]! & exp) === exp) return false;
+  } else {
+    const u = size === 4 ? new Uint32Array(b.buffer, b.byteOffset, n) : size === 2 ? new Uint16Array(b.buffer, b.byteOffset, n) : b;
+    for (let i = 0; i < u.length; i++) if ((u[i]! & exp) === exp) return false;
+  }
+  return true;
+}

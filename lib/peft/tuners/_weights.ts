@@ -3,6 +3,7 @@ import type { KernelDType } from "../../backends/backend.ts";
 import type { Parameter } from "../../nn/parameter.ts";
 import { Tensor } from "../../tensor/tensor.ts";
 import { asF32Array } from "../../tensor/ops/mod.ts";
+import { allFinite } from "../../tensor/values.ts";
 
 /** f32 values of a tensor (a fresh copy: safe to mutate). */
 export function f32Copy(t: Tensor): Float32Array {
@@ -14,10 +15,9 @@ export function nanError(adapterName: string): RangeError {
   return new RangeError(`NaNs detected in the merged weights. The adapter ${adapterName} seems to be broken`);
 }
 
-/** Throw PEFT's safe-merge error if any value is NaN or infinite. */
+/** Throw PEFT's safe-merge error if any value of a contiguous host tensor is NaN or infinite. */
 export function assertFinite(t: Tensor, adapterName: string): void {
-  const v = asF32Array(t, "check merged weights");
-  for (let i = 0; i < v.length; i++) if (!Number.isFinite(v[i]!)) throw nanError(adapterName);
+  if (!allFinite(t.bytes(), t.dtype)) throw nanError(adapterName);
 }
 
 function kernelDType(p: Parameter, what: string): KernelDType {
