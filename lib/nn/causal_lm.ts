@@ -3,7 +3,7 @@
  * @module
  */
 import type { Tensor } from "../tensor/tensor.ts";
-import type { KVCache } from "./kv_cache.ts";
+import type { KVCache } from "../tensor/ops/kv_cache.ts";
 
 /** Options of a causal LM's forward. */
 export interface CausalLMForwardOptions {

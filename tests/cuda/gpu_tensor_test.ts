@@ -214,12 +214,11 @@ describe("cuda:N tensors", { skip: GPU_SKIP }, () => {
     for (const t of [60, 1, 5, 84]) {
       using k = Tensor.fromArray(rows.slice(s * width, (s + t) * width), [t, width]).to(GPU);
       using v = ops.scale(k, 2);
-      const r = cache.updateDevice(0, 0, k.deviceBuffer(), v.deviceBuffer(), width);
+      const r = cache.append(0, 0, k, v);
       s += t;
       assert.equal(r.s, s);
-      const back = new Float32Array(s * width), backV = new Float32Array(s * width);
-      r.k.download(back);
-      r.v.download(backV);
+      assert.equal(r.k.device, GPU);
+      const back = r.k.to("cpu").f32(), backV = r.v.to("cpu").f32();
       close(Array.from(back), rows.slice(0, s * width).map((x) => Math.fround(x)), 0, `keys after ${s}`);
       close(Array.from(backV), rows.slice(0, s * width).map((x) => Math.fround(x) * 2), 0, `values after ${s}`);
     }
@@ -260,9 +259,9 @@ describe("cuda:N tensors", { skip: GPU_SKIP }, () => {
 
   it("keep a device KV cache apart from host rows", () => {
     const cache = new KVCache(1);
-    cache.update(0, 0, new Float32Array(4), new Float32Array(4), 4);
+    cache.append(0, 0, Tensor.zeros([1, 4]), Tensor.zeros([1, 4]));
     using k = Tensor.zeros([1, 4], "F32", { device: GPU });
-    assert.throws(() => cache.updateDevice(0, 0, k.deviceBuffer(), k.deviceBuffer(), 4), /its row 0 is in host memory/);
+    assert.throws(() => cache.append(0, 0, k, k), /rows are 4 wide on cpu, not 4 on cuda:0: use one cache per placement/);
   });
 
   it("execute offloaded layers on the GPU: AlignDevicesHook and dispatchModel with cpu and disk", { timeout: 300_000 }, () => {

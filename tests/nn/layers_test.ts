@@ -163,13 +163,15 @@ describe("attention and KV cache", () => {
 
   it("the cache grows past its initial capacity and can be cropped", () => {
     const cache = new KVCache(1);
-    for (let i = 0; i < 100; i++) cache.update(0, 0, new Float32Array([i, i]), new Float32Array([i, i]), 2);
-    const { k, s } = cache.update(0, 0, new Float32Array([7, 7]), new Float32Array([7, 7]), 2);
+    const row = (x: number) => Tensor.fromArray([x, x], [1, 2]);
+    for (let i = 0; i < 100; i++) cache.append(0, 0, row(i), row(i));
+    const { k, s } = cache.append(0, 0, row(7), row(7));
     assert.equal(s, 101);
-    assert.equal(k[2 * 99], 99);
+    assert.deepEqual(k.shape, [101, 2]);
+    assert.equal(k.f32()[2 * 99], 99);
     cache.crop(10);
     assert.equal(cache.seqLength(), 10);
-    assert.throws(() => cache.update(3, 0, new Float32Array(2), new Float32Array(2), 2), /layer 3: the cache has 1 layers/);
+    assert.throws(() => cache.append(3, 0, row(0), row(0)), /layer 3: the cache has 1 layers/);
   });
 
   it("attention rejects mismatched head counts", () => {

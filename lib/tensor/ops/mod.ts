@@ -22,3 +22,6 @@ export * from "./norm.ts";
 export * from "./reduce.ts";
 export * from "./gather.ts";
 export * from "./concat.ts";
+export * from "./copy.ts";
+export * from "./attention.ts";
+export * from "./kv_cache.ts";

@@ -1,0 +1,105 @@
+/**
+ * The key/value cache of causal attention: per layer and batch row, keys and values `[S, Hkv·D]`
+ * as f32 tensors on the device of the layer that fills them, grown by doubling.
+ * @module
+ */
+import { Tensor } from "../tensor.ts";
+import { formatShape } from "../shape.ts";
+import { copyInto } from "./copy.ts";
+
+class Rows {
+  length = 0;
+  constructor(readonly k: Tensor, readonly v: Tensor) {}
+  get capacity(): number {
+    return this.k.shape[0]!;
+  }
+  get width(): number {
+    return this.k.shape[1]!;
+  }
+  static alloc(width: number, capacity: number, device: Tensor["device"]): Rows {
+    return new Rows(Tensor.empty([capacity, width], "F32", { device }), Tensor.empty([capacity, width], "F32", { device }));
+  }
+  dispose(): void {
+    this.k[Symbol.dispose]();
+    this.v[Symbol.dispose]();
+  }
+}
+
+/**
+ * A dynamic KV cache (transformers' `DynamicCache`). Layers append with {@link KVCache.append};
+ * `seqLength` is the number of cached positions.
+ *
+ * @example
+ * ```ts
+ * import { KVCache } from "./kv_cache.ts";
+ * import { Tensor } from "../tensor.ts";
+ * const cache = new KVCache(2);
+ * const { k } = cache.append(0, 0, Tensor.zeros([2, 4]), Tensor.zeros([2, 4]));
+ * console.log(cache.seqLength(0), k.shape); // 2 [2, 4]
+ * ```
+ */
+export class KVCache {
+  /** Number of layers. */
+  readonly numLayers: number;
+  #layers: Rows[][];
+
+  /** @param numLayers Decoder layers. */
+  constructor(numLayers: number) {
+    this.numLayers = numLayers;
+    this.#layers = Array.from({ length: numLayers }, () => []);
+  }
+
+  /**
+   * Append `k` and `v` (`[T, width]` F32, on any device) for batch row `row` of `layer` and
+   * return views of everything cached so far (`[S, width]`, on that device) with `s` = S. A row
+   * stays on the device of its first keys.
+   */
+  append(layer: number, row: number, k: Tensor, v: Tensor): { k: Tensor; v: Tensor; s: number } {
+    const l = this.#layers[layer];
+    if (!l) throw new RangeError(`Cannot use KV cache layer ${layer}: the cache has ${this.numLayers} layers`);
+    if (k.ndim !== 2 || v.ndim !== 2 || k.shape[0] !== v.shape[0] || k.shape[1] !== v.shape[1] || k.dtype !== "F32" || v.dtype !== "F32") {
+      throw new TypeError(`Cannot update KV cache layer ${layer}: k ${formatShape(k.shape)} ${k.dtype} and v ${formatShape(v.shape)} ${v.dtype} must be equal-shaped [T, width] F32`);
+    }
+    if (k.device !== v.device) throw new TypeError(`Cannot update KV cache layer ${layer}: k is on ${k.device} and v on ${v.device}`);
+    const [t, width] = [k.shape[0]!, k.shape[1]!];
+    let r = l[row];
+    if (!r) l[row] = r = Rows.alloc(width, Math.max(64, 2 * t), k.device);
+    if (r.width !== width || r.k.device !== k.device) {
+      throw new RangeError(`Cannot update KV cache layer ${layer}: rows are ${r.width} wide on ${r.k.device}, not ${width} on ${k.device}: use one cache per placement`);
+    }
+    if (r.length + t > r.capacity) {
+      const grown = Rows.alloc(width, Math.max(r.length + t, 2 * r.capacity), r.k.device);
+      copyInto(grown.k.slice(0, 0, r.length), r.k.slice(0, 0, r.length));
+      copyInto(grown.v.slice(0, 0, r.length), r.v.slice(0, 0, r.length));
+      grown.length = r.length;
+      // Device blocks return to the caching allocator, which reuses them in stream order only.
+      r.dispose();
+      l[row] = r = grown;
+    }
+    copyInto(r.k.slice(0, r.length, r.length + t), k);
+    copyInto(r.v.slice(0, r.length, r.length + t), v);
+    r.length += t;
+    return { k: r.k.slice(0, 0, r.length), v: r.v.slice(0, 0, r.length), s: r.length };
+  }
+
+  /** Cached positions of `layer` (row 0; every row has the same length). */
+  seqLength(layer = 0): number {
+    return this.#layers[layer]?.[0]?.length ?? 0;
+  }
+
+  /** Batch rows seen so far. */
+  get batchSize(): number {
+    return this.#layers[0]?.length ?? 0;
+  }
+
+  /** Drop everything (the rows' memory is freed). */
+  reset(): void {
+    for (const l of this.#layers) for (const r of l) r?.dispose();
+    this.#layers = Array.from({ length: this.numLayers }, () => []);
+  }
+
+  /** Keep only the first `length` positions (e.g. to re-run a suffix). */
+  crop(length: number): void {
+    for (const l of this.#layers) for (const r of l) if (r) r.length = Math.min(r.length, Math.max(0, length));
+  }
+}
