@@ -7,6 +7,7 @@
  */
 import type { KernelDType, MergeKernels } from "../backends/backend.ts";
 import type { LowRankDelta } from "../peft/delta.ts";
+import { type AdapterKernels, applyBiasOp, weightedIa3 } from "../peft/adapter_math.ts";
 import type { SafetensorsFile } from "../safetensors/mod.ts";
 import type { PlannedTensor } from "./plan.ts";
 
@@ -14,18 +15,13 @@ export { allFinite } from "../tensor/values.ts";
 export type { MergeKernels } from "../backends/backend.ts";
 
 /**
- * The same kernels over a weight `W` held anywhere (host bytes, or device memory): factors and
- * vectors always come as host arrays, `cast` reads host bytes into W, `assign` copies them as they are.
+ * The same kernels over a weight `W` held anywhere (host bytes, or device memory): the adapter
+ * kernels with factors and vectors as host arrays, plus `cast` (host bytes into W) and `assign`
+ * (copied as they are).
  */
-export interface MergeOps<W> {
+export interface MergeOps<W> extends AdapterKernels<W> {
   cast(src: Uint8Array, srcDtype: KernelDType, dst: W, dstDtype: KernelDType, n: number): void;
   assign(dst: W, src: Uint8Array): void;
-  loraMerge(w: W, wDtype: KernelDType, outF: number, inF: number, b: Float32Array, a: Float32Array, r: number, scale: number, fanInFanOut: boolean): void;
-  doraMerge(
-    w: W, wDtype: KernelDType, outF: number, inF: number, b: Float32Array, a: Float32Array, r: number, scale: number, fanInFanOut: boolean,
-    mag: Float32Array,
-  ): void;
-  scaleAxis(w: W, wDtype: KernelDType, rows: number, cols: number, v: Float32Array, axis: 0 | 1, divide: boolean): void;
 }
 
 /** Host-memory merge ops over a CPU (or host-staged CUDA) backend. */
@@ -74,8 +70,7 @@ export function applyDeltas<W>(backend: MergeOps<W>, t: PlannedTensor, w: W, dty
       else backend.cast(src.bytes(), src.dtype as KernelDType, w, dtype, src.numel);
       i++;
     } else if (d.kind === "scale") {
-      const v = e.weight === 1 ? d.vector : d.vector.map((x) => 1 + e.weight * (x - 1));
-      backend.scaleAxis(w, dtype, rows, cols, v, d.axis, false);
+      backend.scaleAxis(w, dtype, rows, cols, weightedIa3(d.vector, e.weight), d.axis, false);
       i++;
     } else if (d.magnitude) {
       backend.doraMerge(w, dtype, d.outF, d.inF, d.b, d.a, d.r, d.scale * e.weight, d.fanInFanOut, d.magnitude);
@@ -97,14 +92,6 @@ export function applyDeltas<W>(backend: MergeOps<W>, t: PlannedTensor, w: W, dty
     }
   }
   for (const op of t.biasOps) {
-    const n = op.vector.length;
-    if (op.op === "add") {
-      const ones = new Float32Array(1).fill(1);
-      // bias[1, n] += factor · ones[1,1] · vector[1, n]: a rank-1 merge on a 1-row weight.
-      backend.loraMerge(w, dtype, 1, n, ones, op.vector, 1, op.factor, false);
-    } else {
-      const v = op.weight === 1 ? op.vector : op.vector.map((x) => 1 + op.weight * (x - 1));
-      backend.scaleAxis(w, dtype, 1, n, v, 1, false);
-    }
+    applyBiasOp(backend, w, dtype, op.op === "add" ? op : { op: "mul", vector: weightedIa3(op.vector, op.weight) });
   }
 }

@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ShardedCheckpoint, specBytes, planShards, type TensorSpec } from "../safetensors/mod.ts";
 import { type AdapterDeltas, type Delta, readAdapterDeltas } from "../peft/delta.ts";
+import { storedShape } from "../peft/adapter_math.ts";
 import type { DType } from "../dtype.ts";
 
 /** One output tensor and how to produce it. */
@@ -157,7 +158,7 @@ function checkShape(d: Delta, target: string, shape: readonly number[], ad: Adap
     throw new RangeError(`Cannot merge adapter "${ad.dir}" into "${target}": base shape is [${shape.join(", ")}] but the adapter needs ${want}: is the adapter made for another model?`);
   };
   if (d.kind === "lowRank") {
-    const [r0, r1] = d.fanInFanOut ? [d.inF, d.outF] : [d.outF, d.inF];
+    const [r0, r1] = storedShape(d.outF, d.inF, d.fanInFanOut);
     if (shape.length !== 2 || shape[0] !== r0 || shape[1] !== r1) bad(`[${r0}, ${r1}]`);
     if (d.magnitude && d.magnitude.length !== d.outF) bad(`a DoRA magnitude of ${d.outF}`);
   } else if (d.kind === "scale") {

@@ -1,8 +1,8 @@
 /**
  * Adapter files as weight deltas: read a PEFT adapter folder (adapter_config.json +
  * adapter_model.safetensors) and describe, for each base-checkpoint tensor it changes, the
- * exact update PEFT's `merge_and_unload` applies. No module tree is needed, so the
- * out-of-core merge and the in-model merge share this one description.
+ * exact update PEFT's `merge_and_unload` applies. No module tree is needed. The formulas (scales,
+ * layouts, the IA3 axis) are the tuner layers' own, from `adapter_math.ts`.
  * @module
  */
 import { existsSync, readFileSync } from "node:fs";
@@ -18,6 +18,7 @@ import type { LoraConfig } from "./config/lora.ts";
 import { type AnyAdapterConfig, CONFIG_NAME, loadAdapterConfig } from "./config/load.ts";
 import { InvalidAdapterError } from "./errors.ts";
 import { LayoutResolver } from "./_layout.ts";
+import { adaloraAE, adaloraScale, ia3Axis, loraScaling, storedTransposed } from "./adapter_math.ts";
 
 /** A low-rank update `W += scale · B · A` (LoRA, rsLoRA, AdaLoRA; DoRA when `magnitude` is set). */
 export interface LowRankDelta {
@@ -235,7 +236,7 @@ function buildDeltas(config: AnyAdapterConfig, file: SafetensorsFile, options: R
         ? { fitsLinear: (feedforward ? baseShape[1] : baseShape[0]) === n, fitsTransposed: (feedforward ? baseShape[0] : baseShape[1]) === n }
         : { fitsLinear: true, fitsTransposed: true };
       const fifo = layout.transposed(module, fits);
-      push({ kind: "scale", target, module, vector, axis: feedforward !== fifo ? 1 : 0, scalesOutput: !feedforward });
+      push({ kind: "scale", target, module, vector, axis: ia3Axis(feedforward, fifo), scalesOutput: !feedforward });
       continue;
     }
     const isEmbedding = g.has("lora_embedding_A");
@@ -257,28 +258,22 @@ function buildDeltas(config: AnyAdapterConfig, file: SafetensorsFile, options: R
       const eKey = g.get("lora_E") ?? reader.fail(aKey, "has no lora_E beside it", "an AdaLoRA adapter holds lora_A, lora_E and lora_B per module; check peft_type");
       const eT = reader.tensor(eKey, 2, "AdaLoRA's E is [r, 1]");
       if (eT.shape[0] !== r || eT.shape[1] !== 1) reader.fail(eKey, `has shape [${eT.shape.join(", ")}] but ${aKey} has rank ${r}`, "re-save the adapter with PEFT");
-      const e = toF32(eT);
-      // A ⊙ E: each row of A scaled by its singular value.
-      a = a.slice();
-      for (let i = 0; i < r; i++) for (let j = 0; j < inF; j++) a[i * inF + j]! *= e[i]!;
-      const alpha = config.loraAlpha;
-      const scaling = alpha > 0 ? alpha : config.initR;
-      scale = scaling / (config.initR + 1e-5);
+      a = adaloraAE(a, toF32(eT));
+      // `r` is the kept rank (the layer's scaling when alpha ≤ 0); ranknum stays init_r, an F32
+      // tensor as PEFT's from_pretrained leaves it (adapters autocast to float32).
+      scale = adaloraScale(r, config.loraAlpha, { ranknum: config.initR, dtype: "F32" });
     } else {
       const lc = config as LoraConfig;
       const { r: rCfg, alpha } = resolveRankAlpha(lc, module);
       if (rCfg !== r) {
         throw new InvalidAdapterError(`Cannot read adapter "${file.path}": module "${module}" has rank ${r} in the file but the config gives r=${rCfg}: fix "r" or "rank_pattern" in adapter_config.json`, { path: file.path, key: aKey });
       }
-      scale = lc.useRslora ? alpha / Math.sqrt(rCfg) : alpha / rCfg;
+      scale = loraScaling(rCfg, alpha, lc.useRslora);
     }
-    let fifo = isEmbedding;
-    if (!isEmbedding) {
-      const fits = has2D
-        ? { fitsLinear: baseShape[0] === outF && baseShape[1] === inF, fitsTransposed: baseShape[0] === inF && baseShape[1] === outF }
-        : { fitsLinear: true, fitsTransposed: true };
-      fifo = layout.transposed(module, fits);
-    }
+    const fits = has2D
+      ? { fitsLinear: baseShape[0] === outF && baseShape[1] === inF, fitsTransposed: baseShape[0] === inF && baseShape[1] === outF }
+      : { fitsLinear: true, fitsTransposed: true };
+    const fifo = isEmbedding ? storedTransposed("embedding") : layout.transposed(module, fits);
     const magKey = g.get("lora_magnitude_vector");
     const biasKey = g.get("lora_B.bias");
     push({

@@ -3,10 +3,11 @@ import type { DType } from "../../dtype.ts";
 import type { Module } from "../../nn/module.ts";
 import { Tensor } from "../../tensor/tensor.ts";
 import { asF32Array } from "../../tensor/ops/mod.ts";
+import { type LayerKind, storedTransposed } from "../adapter_math.ts";
 
 /** Kind, features and layout of a base layer. */
 export interface LayerGeometry {
-  kind: "linear" | "conv1d" | "embedding";
+  kind: LayerKind;
   inFeatures: number;
   outFeatures: number;
   /** The weight is stored `[in, out]` (Conv1D, and Embedding's `[V, D]` for ΔW purposes). */
@@ -31,9 +32,9 @@ export function baseGeometry(m: Module, method: string): LayerGeometry {
   const [d0, d1] = [w.shape[0]!, w.shape[1]!];
   const dt = w.dtype;
   const floatDType: DType = dt === "F32" || dt === "F16" || dt === "BF16" || dt === "F64" ? dt : "F32";
-  if (kind === "linear") return { kind, inFeatures: d1, outFeatures: d0, transposed: false, floatDType };
-  if (kind === "conv1d") return { kind, inFeatures: d0, outFeatures: d1, transposed: true, floatDType };
-  return { kind, inFeatures: d0, outFeatures: d1, transposed: true, floatDType };
+  const transposed = storedTransposed(kind);
+  const [outFeatures, inFeatures] = transposed ? [d1, d0] : [d0, d1];
+  return { kind, inFeatures, outFeatures, transposed, floatDType };
 }
 
 /** Inverted dropout (training only): zero with probability p, scale the rest by 1/(1−p). */

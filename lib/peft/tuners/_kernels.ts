@@ -1,9 +1,70 @@
-// Merge kernels on stored weights: the CPU backend's loraMerge / doraMerge / scaleAxis (native C,
-// or the pure-TypeScript backend where nothing native can be built). Private.
-import type { MergeKernels } from "../../backends/backend.ts";
+// The merge kernels for the tuner layers (private): the CPU backend's loraMerge / doraMerge /
+// scaleAxis (native C, or the pure-TypeScript backend where nothing native can be built) on stored
+// host weights, and the DoRA norm and factor on tensors of any device (the CPU backend on host
+// tensors, the device's CUDA backend on `cuda:N` tensors, so nothing leaves the device).
+import type { KernelDType, MergeKernels } from "../../backends/backend.ts";
 import { getCpuBackend } from "../../backends/mod.ts";
+import { getCudaBackend } from "../../backends/cuda/mod.ts";
+import type { DType } from "../../dtype.ts";
+import { cudaIndex } from "../../tensor/device.ts";
+import { Tensor } from "../../tensor/tensor.ts";
+import { toDType } from "../../tensor/ops/mod.ts";
+import { type AdapterKernels, doraFactor, doraWeightNorm, type LowRankShape } from "../adapter_math.ts";
 
 /** The active backend's merge kernels. */
 export function mergeKernels(): MergeKernels {
   return getCpuBackend();
+}
+
+/** Run `body` with the merge kernels of `device` and how they see a contiguous tensor there. */
+function onDevice<R>(
+  device: Tensor["device"],
+  body: <W, V>(k: AdapterKernels<W, V>, weight: (t: Tensor) => W, vector: (t: Tensor) => V) => R,
+): R {
+  const index = cudaIndex(device);
+  if (index === null) return body(getCpuBackend(), (t) => t.bytes(), (t) => t.f32());
+  return body(getCudaBackend(index), (t) => t.deviceBuffer(), (t) => t.deviceBuffer());
+}
+
+function kernelDType(dtype: DType, what: string): KernelDType {
+  if (dtype !== "F32" && dtype !== "F16" && dtype !== "BF16") throw new TypeError(`Cannot ${what}: base weight dtype ${dtype} is not F32, F16 or BF16`);
+  return dtype;
+}
+
+/** `t` as a fresh contiguous F32 tensor on `device` (a copy even when it is one already). */
+function f32On(t: Tensor, device: Tensor["device"]): Tensor {
+  const moved = t.to(device);
+  const f = toDType(moved, "F32");
+  if (f === t) return t.clone();
+  if (moved !== t && moved !== f) moved[Symbol.dispose]();
+  return f;
+}
+
+/**
+ * DoRA's `‖W + s·B·A‖` per output feature (`adapter_math.doraWeightNorm`) as an F32 tensor `[outF]`
+ * on the weight's device, computed there by the DoRA merge kernel on a scratch copy of W.
+ * `magnitude` (any `[outF]` tensor) only fills the kernel's argument; zeros when null.
+ */
+export function doraNorm(
+  weight: Tensor,
+  factors: { b: Tensor; a: Tensor; scale: number; magnitude: Tensor | null },
+  shape: LowRankShape,
+): Tensor {
+  const dev = weight.device;
+  const dtype = kernelDType(weight.dtype, "compute the DoRA weight norm");
+  using scratch = weight.clone();
+  using b = f32On(factors.b, dev);
+  using a = f32On(factors.a, dev);
+  using mag = factors.magnitude ? f32On(factors.magnitude, dev) : Tensor.zeros([shape.outF], "F32", { device: dev });
+  const norm = Tensor.empty([shape.outF], "F32", { device: dev });
+  onDevice(dev, (k, w, v) =>
+    doraWeightNorm(k, w(scratch), dtype, shape, { b: v(b), a: v(a), scale: factors.scale, magnitude: v(mag), normOut: v(norm) }));
+  return norm;
+}
+
+/** DoRA's factor `m / ‖W + s·B·A‖` (`adapter_math.doraFactor`) as an F32 tensor on `norm`'s device. */
+export function doraFactorOf(magnitude: Tensor, norm: Tensor): Tensor {
+  const f = f32On(magnitude, norm.device);
+  onDevice(norm.device, (k, w, v) => doraFactor(k, w(f), v(norm), norm.numel));
+  return f;
 }

@@ -10,14 +10,17 @@ export function f32Copy(t: Tensor): Float32Array {
   return asF32Array(t, "read adapter weight").slice();
 }
 
-/** PEFT's safe-merge error. */
-export function nanError(adapterName: string): RangeError {
-  return new RangeError(`NaNs detected in the merged weights. The adapter ${adapterName} seems to be broken`);
+/**
+ * PEFT's safe-merge error ("merged weights"; IA3 says "merged bias" for a bias, LoRA's `lora_bias`
+ * check keeps "weights").
+ */
+export function nanError(adapterName: string, part: "weights" | "bias" = "weights"): RangeError {
+  return new RangeError(`NaNs detected in the merged ${part}. The adapter ${adapterName} seems to be broken`);
 }
 
 /** Throw PEFT's safe-merge error if any value of a contiguous host tensor is NaN or infinite. */
-export function assertFinite(t: Tensor, adapterName: string): void {
-  if (!allFinite(t.bytes(), t.dtype)) throw nanError(adapterName);
+export function assertFinite(t: Tensor, adapterName: string, part: "weights" | "bias" = "weights"): void {
+  if (!allFinite(t.bytes(), t.dtype)) throw nanError(adapterName, part);
 }
 
 function kernelDType(p: Parameter, what: string): KernelDType {
@@ -37,13 +40,13 @@ function kernelDType(p: Parameter, what: string): KernelDType {
 export function editWeight(
   p: Parameter,
   edit: (bytes: Uint8Array, dtype: KernelDType) => void,
-  options: { safe?: boolean; adapterName: string; what?: string },
+  options: { safe?: boolean | undefined; adapterName: string; what?: string; part?: "weights" | "bias" },
 ): void {
   const dt = kernelDType(p, options.what ?? "merge adapter weights");
   const copy = options.safe || p.data.storage?.kind === "mmap" || !p.data.isContiguous;
   const target = copy ? p.data.clone() : p.data;
   edit(target.bytes(), dt);
-  if (options.safe) assertFinite(target, options.adapterName);
+  if (options.safe) assertFinite(target, options.adapterName, options.part);
   if (copy) p.data = target;
 }
 

@@ -12,6 +12,7 @@ import { BaseTunerLayer, type LayerMergeOptions, ParameterDict } from "./base.ts
 import { baseGeometry, dropout, type LayerGeometry } from "./_geometry.ts";
 import { editWeight, f32Copy, tensorOf } from "./_weights.ts";
 import { mergeKernels } from "./_kernels.ts";
+import { adaloraAE, adaloraDivisor, adaloraScaling } from "../adapter_math.ts";
 import { peftWarn } from "../../_log.ts";
 
 /** Options of one AdaLoRA adapter on a layer. */
@@ -72,7 +73,7 @@ export class AdaLoraLayer extends BaseTunerLayer {
     d("ranknum").set(name, rn);
     rn.requiresGrad = false;
     this.r.set(name, o.r);
-    this.scaling.set(name, o.loraAlpha > 0 ? o.loraAlpha : o.r);
+    this.scaling.set(name, adaloraScaling(o.r, o.loraAlpha));
     this.#dropoutP.set(name, o.loraDropout ?? 0);
     this.setAdapter(this.activeAdapters, { inferenceMode: o.inferenceMode ?? false });
   }
@@ -83,21 +84,17 @@ export class AdaLoraLayer extends BaseTunerLayer {
     this.#dropoutP.delete(name);
   }
 
-  /** `scaling / (ranknum + 1e-5)`: the factor applied to `B·(A ⊙ E)`. */
+  /** `scaling / (ranknum + 1e-5)`, the sum in `ranknum`'s dtype as in PEFT: the factor applied to `B·(A ⊙ E)`. */
   effectiveScale(name: string): number {
-    const rn = f32Copy((this.container("ranknum") as ParameterDict).get(name).data)[0]!;
-    return this.scaling.get(name)! / Math.fround(rn + 1e-5);
+    const rn = (this.container("ranknum") as ParameterDict).get(name).data;
+    return this.scaling.get(name)! / adaloraDivisor(f32Copy(rn)[0]!, rn.dtype);
   }
 
   /** `A ⊙ E` `[r, in]` and B `[out, r]` as f32. */
   #factors(name: string): { ae: Float32Array; b: Float32Array; r: number } {
     const d = (n: string) => (this.container(n) as ParameterDict).get(name).data;
-    const a = f32Copy(d("lora_A"));
-    const e = f32Copy(d("lora_E"));
     const r = d("lora_A").shape[0]!;
-    const inF = this.geometry.inFeatures;
-    for (let k = 0; k < r; k++) for (let i = 0; i < inF; i++) a[k * inF + i] = Math.fround(a[k * inF + i]! * e[k]!);
-    return { ae: a, b: f32Copy(d("lora_B")), r };
+    return { ae: adaloraAE(f32Copy(d("lora_A")), f32Copy(d("lora_E"))), b: f32Copy(d("lora_B")), r };
   }
 
   override forward(x: Tensor): Tensor {

@@ -12,6 +12,7 @@ import { BaseTunerLayer, type LayerMergeOptions, ParameterDict } from "./base.ts
 import { baseGeometry, type LayerGeometry } from "./_geometry.ts";
 import { editWeight, f32Copy } from "./_weights.ts";
 import { mergeKernels } from "./_kernels.ts";
+import { applyBiasOp, ia3Axis, ia3UnmergeDivisor } from "../adapter_math.ts";
 import { peftWarn } from "../../_log.ts";
 
 /** Options of one IA3 adapter on a layer. */
@@ -96,7 +97,7 @@ export class IA3Layer extends BaseTunerLayer {
 
   /** Stored-weight axis the vector scales: rows (0) or columns (1). */
   #axis(): 0 | 1 {
-    return this.isFeedforward !== this.geometry.transposed ? 1 : 0;
+    return ia3Axis(this.isFeedforward, this.geometry.transposed);
   }
 
   /** `W ← W ⊙ l` (and `b ← b ⊙ l` for non-feedforward layers). */
@@ -113,20 +114,21 @@ export class IA3Layer extends BaseTunerLayer {
         safe: options.safeMerge,
         adapterName: name,
       });
-      this.#scaleBias(l, false, options.safeMerge ?? false, name);
+      this.#scaleBias(l, "mul", options.safeMerge ?? false, name);
       this.mergedAdapters.push(name);
     }
   }
 
-  #scaleBias(l: Float32Array, divide: boolean, safe: boolean, name: string): void {
+  /** `b ⊙ l` (merge) or `b / (l + 1e-8)` (unmerge, `l` already the divisor) for output-scaling layers. */
+  #scaleBias(l: Float32Array, op: "mul" | "div", safe: boolean, name: string): void {
     const bp = this.getBaseLayer().optionalParam("bias");
     if (this.isFeedforward || !bp) return;
-    const b = f32Copy(bp.data);
-    for (let i = 0; i < b.length; i++) b[i] = Math.fround(divide ? b[i]! / Math.fround(l[i]! + 1e-8) : b[i]! * l[i]!);
-    if (safe && b.some((x) => !Number.isFinite(x))) {
-      throw new RangeError(`NaNs detected in the merged bias. The adapter ${name} seems to be broken`);
-    }
-    bp.data = toDType(Tensor.fromArray(b, bp.shape), bp.dtype);
+    editWeight(bp, (bytes, dt) => applyBiasOp(mergeKernels(), bytes, dt, { op, vector: l }), {
+      safe,
+      adapterName: name,
+      part: "bias",
+      ...(op === "div" ? { what: "unmerge" } : {}),
+    });
   }
 
   /** Divide by `l + 1e-8` (LIFO), warning that the result can be inaccurate. */
@@ -139,10 +141,10 @@ export class IA3Layer extends BaseTunerLayer {
     while (this.mergedAdapters.length > 0) {
       const name = this.mergedAdapters.pop()!;
       if (!d.has(name)) continue;
-      const l = f32Copy(d.get(name).data);
-      const l8 = l.map((x) => Math.fround(x + 1e-8));
+      const p = d.get(name).data;
+      const l8 = ia3UnmergeDivisor(f32Copy(p), p.dtype);
       editWeight(w, (bytes, dt) => mergeKernels().scaleAxis(bytes, dt, rows, cols, l8, this.#axis(), true), { adapterName: name, what: "unmerge" });
-      this.#scaleBias(l, true, false, name);
+      this.#scaleBias(l8, "div", false, name);
     }
   }
 }

@@ -9,11 +9,12 @@ import { createParameter, type ParameterInit } from "../../nn/init.ts";
 import type { Parameter } from "../../nn/parameter.ts";
 import type { DType } from "../../dtype.ts";
 import { Tensor } from "../../tensor/tensor.ts";
-import { add, asF32Array, embedding, linear, toDType } from "../../tensor/ops/mod.ts";
+import { add, asF32Array, embedding, linear, mul, scale, toDType } from "../../tensor/ops/mod.ts";
 import { BaseTunerLayer, type LayerMergeOptions, ModuleDict, ParameterDict } from "./base.ts";
 import { baseGeometry, dropout, type LayerGeometry } from "./_geometry.ts";
-import { assertFinite, editWeight, f32Copy, nanError } from "./_weights.ts";
-import { mergeKernels } from "./_kernels.ts";
+import { editWeight, f32Copy } from "./_weights.ts";
+import { doraFactorOf, doraNorm, mergeKernels } from "./_kernels.ts";
+import { applyBiasOp, doraFactor, loraScaling, outputAxis, storedShape } from "../adapter_math.ts";
 import { peftWarn } from "../../_log.ts";
 
 /** Per-adapter LoRA settings of one layer. */
@@ -108,7 +109,7 @@ export class LoraLayer extends BaseTunerLayer {
     }
     this.r.set(name, o.r);
     this.loraAlpha.set(name, o.loraAlpha);
-    this.scaling.set(name, o.useRslora ? o.loraAlpha / Math.sqrt(o.r) : o.loraAlpha / o.r);
+    this.scaling.set(name, loraScaling(o.r, o.loraAlpha, o.useRslora ?? false));
     this.dropoutP.set(name, o.loraDropout ?? 0);
     this.useDora.set(name, o.useDora ?? false);
     this.loraBias.set(name, o.loraBias ?? false);
@@ -117,7 +118,15 @@ export class LoraLayer extends BaseTunerLayer {
       m.className = "DoraLinearLayer";
       m.registerParameter("weight", createParameter([g.outFeatures], dtype));
       (this.container("lora_magnitude_vector") as ModuleDict).set(name, m);
-      if (!this.getBaseLayer().param("weight").isMeta) m.param("weight").data = Tensor.fromArray(this.weightNorm(name), [g.outFeatures], dtype);
+      if (!this.getBaseLayer().param("weight").isMeta) {
+        // Beside the new factors (PEFT moves it to the base layer's device with them).
+        const a = this.factors(name).a.data;
+        const norm = this.#doraNorm(name, this.scaling.get(name)!, null);
+        const placed = norm.to(a.isMeta ? "cpu" : a.device);
+        const mag = toDType(placed, dtype);
+        for (const t of [norm, placed]) if (t !== mag) t[Symbol.dispose]();
+        m.param("weight").data = mag;
+      }
     }
     this.setAdapter(this.activeAdapters);
   }
@@ -146,37 +155,21 @@ export class LoraLayer extends BaseTunerLayer {
     return (this.container("lora_magnitude_vector") as ModuleDict).get(name).param("weight");
   }
 
-  /** ΔW without scaling, `[out, in]` f32 (PEFT computes it in f32 on CPU). */
-  #loraWeight(name: string): Float32Array {
+  /** DoRA's `‖W + s·B·A‖` per output feature, an F32 tensor on the base weight's device (see `adapter_math.ts`). */
+  #doraNorm(name: string, s: number, magnitude: Tensor | null): Tensor {
     const { a, b } = this.factors(name);
-    const A = f32Copy(a.data);
-    const B = f32Copy(b.data);
-    const r = a.shape[0]!;
-    const { outFeatures: out, inFeatures: inF } = this.geometry;
-    const d = new Float32Array(out * inF);
-    for (let o = 0; o < out; o++) for (let k = 0; k < r; k++) {
-      const bv = B[o * r + k]!;
-      for (let i = 0; i < inF; i++) d[o * inF + i]! += bv * A[k * inF + i]!;
+    const w = this.getBaseLayer().param("weight").data;
+    if (w.isMeta) {
+      throw new TypeError(`Cannot compute the DoRA weight norm of adapter ${name}: the base weight ${w.toString()} is on the meta device; onload the layer first (onloadLayer)`);
     }
-    return d;
+    const { outFeatures: outF, inFeatures: inF, transposed } = this.geometry;
+    return doraNorm(w, { b: b.data, a: a.data, scale: s, magnitude }, { outF, inF, r: a.shape[0]!, transposed });
   }
 
   /** `‖W + s·B·A‖` per output feature, from the current base weight (DoRA). */
   weightNorm(name: string, scalingOverride?: number): Float32Array {
-    const s = scalingOverride ?? this.scaling.get(name)!;
-    const d = this.#loraWeight(name);
-    const W = asF32Array(this.getBaseLayer().param("weight").data, "compute DoRA norm");
-    const { outFeatures: out, inFeatures: inF, transposed } = this.geometry;
-    const norm = new Float32Array(out);
-    for (let o = 0; o < out; o++) {
-      let ss = 0;
-      for (let i = 0; i < inF; i++) {
-        const v = Math.fround(W[transposed ? i * out + o : o * inF + i]! + Math.fround(s * d[o * inF + i]!));
-        ss += v * v;
-      }
-      norm[o] = Math.sqrt(ss);
-    }
-    return norm;
+    using norm = this.#doraNorm(name, scalingOverride ?? this.scaling.get(name)!, null);
+    return asF32Array(norm, "read the DoRA weight norm").slice();
   }
 
   override forward(x: Tensor): Tensor {
@@ -202,30 +195,45 @@ export class LoraLayer extends BaseTunerLayer {
         u = mods("lora_B").forward(mods("lora_A").forward(xa)) as Tensor;
         if (u.dtype !== "F32") u = toDType(u, "F32");
       }
-      y = this.useDora.get(name) ? this.#doraAdd(name, y, base, u, s) : add(y, u, { alpha: s });
+      y = this.useDora.get(name) ? this.#doraAdd(name, y, u, s) : add(y, u, { alpha: s });
     }
     return outDType === "F32" ? y : toDType(y, outDType);
   }
 
-  /** y + (f − 1)·(base − bias) + f·u·s for Linear; f·y + f·u·s for Embedding (f = m / ‖W + sΔ‖). */
-  #doraAdd(name: string, y: Tensor, base: Tensor, u: Tensor, s: number): Tensor {
-    const norm = this.weightNorm(name);
-    const m = asF32Array(this.magnitude(name).data);
-    const out = this.geometry.outFeatures;
-    const f = new Float32Array(out);
-    for (let o = 0; o < out; o++) f[o] = Math.fround(m[o]! / Math.fround(norm[o]!));
-    const yv = f32Copy(y);
-    const bv = asF32Array(base.dtype === "F32" ? base : toDType(base, "F32"));
-    const uv = asF32Array(u);
-    const biasP = this.geometry.kind === "embedding" ? null : this.getBaseLayer().optionalParam("bias");
-    const bias = biasP ? asF32Array(biasP.data) : null;
-    for (let i = 0; i < yv.length; i++) {
-      const o = i % out;
-      const lora = Math.fround(Math.fround(f[o]! * uv[i]!) * s);
-      if (this.geometry.kind === "embedding") yv[i] = Math.fround(Math.fround(f[o]! * yv[i]!) + lora);
-      else yv[i] = Math.fround(yv[i]! + Math.fround(Math.fround((f[o]! - 1) * Math.fround(bv[i]! - (bias ? bias[o]! : 0))) + lora));
+  /**
+   * PEFT's DoRA forward, on the device of `y`: `y + (f − 1)·(y − bias) + f·u·s` for Linear (PEFT's
+   * `base_result` is the running result), `f·y + f·u·s` for Embedding, with `f = m / ‖W + s·B·A‖`.
+   */
+  #doraAdd(name: string, y: Tensor, u: Tensor, s: number): Tensor {
+    const mag = this.magnitude(name).data;
+    using norm = this.#doraNorm(name, s, mag);
+    using fw = doraFactorOf(mag, norm);
+    using f = fw.to(y.device);
+    using fu = mul(u, f);
+    using lora = scale(fu, s);
+    if (this.geometry.kind === "embedding") {
+      using fy = mul(y, f);
+      return add(fy, lora);
     }
-    return Tensor.fromArray(yv, y.shape);
+    const bias = this.getBaseLayer().optionalParam("bias")?.data ?? null;
+    using ones = Tensor.fromArray(new Float32Array(f.numel).fill(1)).to(y.device);
+    using fm1 = add(f, ones, { alpha: -1 });
+    let scaledBase: Tensor;
+    if (bias) {
+      using baseResult = add(y, bias, { alpha: -1 });
+      scaledBase = mul(baseResult, fm1);
+    } else {
+      scaledBase = mul(y, fm1);
+    }
+    using _scaledBase = scaledBase;
+    using dora = add(scaledBase, lora);
+    return add(y, dora);
+  }
+
+  /** Scaling, f32 host copies of A `[r, in]` and B `[out, r]`, the rank and lora_B's bias: what the merge kernels take. */
+  #hostFactors(name: string): { s: number; A: Float32Array; B: Float32Array; r: number; bias: Parameter | null } {
+    const { a, b, bias } = this.factors(name);
+    return { s: this.scaling.get(name)!, A: f32Copy(a.data), B: f32Copy(b.data), r: a.shape[0]!, bias };
   }
 
   /** Merge adapters into the base weight (PEFT's `merge`): `W += ΔW`, DoRA `W = f ⊙ (W + ΔW)`. */
@@ -236,11 +244,7 @@ export class LoraLayer extends BaseTunerLayer {
     const base = this.getBaseLayer();
     for (const name of names) {
       if (!this.hasAdapter(name)) continue;
-      const s = this.scaling.get(name)!;
-      const { a, b, bias } = this.factors(name);
-      const A = f32Copy(a.data);
-      const B = f32Copy(b.data);
-      const r = a.shape[0]!;
+      const { s, A, B, r, bias } = this.#hostFactors(name);
       const w = base.param("weight");
       if (this.useDora.get(name)) {
         const norm = new Float32Array(out);
@@ -255,21 +259,16 @@ export class LoraLayer extends BaseTunerLayer {
     }
   }
 
+  /** `bias += sign · s · lora_B.bias` (PEFT checks it as it checks weights: "merged weights"). */
   #mergeBias(loraBias: Parameter, s: number, name: string, safe: boolean, sign = 1): void {
     const bp = this.getBaseLayer().optionalParam("bias");
     if (!bp) throw new Error("Impossible to merge LoRA with `lora_bias=True` because the base layer has no bias.");
-    const lb = f32Copy(loraBias.data);
-    const cur = f32Copy(bp.data);
-    for (let i = 0; i < cur.length; i++) cur[i] = Math.fround(cur[i]! + sign * Math.fround(lb[i]! * s));
-    const next = toDType(Tensor.fromArray(cur, bp.shape), bp.dtype);
-    if (safe) {
-      try {
-        assertFinite(next, name);
-      } catch {
-        throw nanError(name);
-      }
-    }
-    bp.data = next;
+    const vector = f32Copy(loraBias.data);
+    editWeight(bp, (bytes, dt) => applyBiasOp(mergeKernels(), bytes, dt, { op: "add", vector, factor: sign * s }), {
+      safe,
+      adapterName: name,
+      ...(sign < 0 ? { what: "unmerge" } : {}),
+    });
   }
 
   /** Undo merges (LIFO), using the current scaling; DoRA uses the norm cached at merge time. */
@@ -281,21 +280,15 @@ export class LoraLayer extends BaseTunerLayer {
     while (this.mergedAdapters.length > 0) {
       const name = this.mergedAdapters.pop()!;
       if (!this.hasAdapter(name)) continue;
-      const s = this.scaling.get(name)!;
-      const { a, b, bias } = this.factors(name);
-      const A = f32Copy(a.data);
-      const B = f32Copy(b.data);
-      const r = a.shape[0]!;
+      const { s, A, B, r, bias } = this.#hostFactors(name);
       if (this.useDora.get(name)) {
         const norm = this.#doraNorms.get(name);
         if (!norm) throw new Error(`Cannot unmerge DoRA adapter ${name}: its weight norm was not cached (merged in another session)`);
-        const mag = f32Copy(this.magnitude(name).data);
-        const f = new Float32Array(out);
-        for (let o = 0; o < out; o++) f[o] = Math.fround(mag[o]! / norm[o]!);
-        const rows = transposed ? inF : out;
-        const cols = transposed ? out : inF;
+        const f = f32Copy(this.magnitude(name).data);
+        doraFactor(k, new Uint8Array(f.buffer, f.byteOffset, f.byteLength), norm, out);
+        const [rows, cols] = storedShape(out, inF, transposed);
         editWeight(w, (bytes, dt) => {
-          k.scaleAxis(bytes, dt, rows, cols, f, transposed ? 1 : 0, true);
+          k.scaleAxis(bytes, dt, rows, cols, f, outputAxis(transposed), true);
           k.loraMerge(bytes, dt, out, inF, B, A, r, -s, transposed);
         }, { adapterName: name, what: "unmerge" });
         this.#doraNorms.delete(name);
