@@ -8,6 +8,7 @@ import { type CudaBackend, getCudaBackend, getCudaStream } from "../../backends/
 import { Tensor } from "../tensor.ts";
 import { cudaIndex } from "../device.ts";
 import { isKernelDType } from "./_util.ts";
+import { hostCast } from "./_host_cast.ts";
 
 /** True when any of the tensors lives on a CUDA device. */
 export function anyCuda(...ts: readonly (Tensor | null | undefined)[]): boolean {
@@ -48,16 +49,7 @@ export function deviceCast(t: Tensor, dtype: DType): Tensor {
     if (src.numel > 0) cudaOf(src).cast(src.deviceBuffer(), src.dtype, out.deviceBuffer(), dtype, src.numel);
     return out;
   }
-  return viaHost([src], ([h]) => castOnHost(h!, dtype));
-}
-
-let castOnHost: (t: Tensor, dtype: DType) => Tensor = () => {
-  throw new Error("cast.ts did not register its host cast");
-};
-
-/** cast.ts hands over its CPU cast (the two files would otherwise import each other). */
-export function registerHostCast(fn: (t: Tensor, dtype: DType) => Tensor): void {
-  castOnHost = fn;
+  return viaHost([src], ([h]) => hostCast(h!, dtype));
 }
 
 /**

@@ -4,11 +4,10 @@
  */
 import type { DType } from "../../dtype.ts";
 import { type Device, parseDevice } from "../device.ts";
-import { readValues, Tensor, writeValues } from "../tensor.ts";
-import { kernels } from "./_backend.ts";
-import { isKernelDType, requireData } from "./_util.ts";
-import { formatShape } from "../shape.ts";
-import { deviceCast, registerHostCast } from "./_cuda.ts";
+import { Tensor } from "../tensor.ts";
+import { requireData } from "./_util.ts";
+import { deviceCast } from "./_cuda.ts";
+import { hostCast } from "./_host_cast.ts";
 
 /**
  * The tensor converted to `dtype` (round to nearest even). Returns `t` itself when the dtype already
@@ -32,14 +31,7 @@ export function toDType(t: Tensor, dtype: DType): Tensor {
   if (t.dtype === dtype) return t;
   if (t.isMeta) return Tensor.meta(t.shape, dtype);
   if (t.isCuda) return deviceCast(t, dtype);
-  const src = t.contiguous();
-  const out = Tensor.empty(t.shape, dtype);
-  if (isKernelDType(src.dtype) && isKernelDType(dtype)) {
-    if (src.numel > 0) kernels().cast(src.bytes(), src.dtype, out.bytes(), dtype, src.numel);
-  } else {
-    writeValues(out.bytes(), dtype, readValues(src.bytes(), src.dtype));
-  }
-  return out;
+  return hostCast(t, dtype);
 }
 
 /**
@@ -62,8 +54,6 @@ export function asF32Array(t: Tensor, op = "read tensor"): Float32Array {
   if (t.isCuda) return asF32Array(t.to("cpu"), op);
   return t.dtype === "F32" ? t.contiguous().f32() : toDType(t, "F32").f32();
 }
-
-registerHostCast(toDType);
 
 /**
  * The tensor on `device` ("cpu", "cuda:N", "meta"; see `Tensor.to`). Moving to meta drops the data;
