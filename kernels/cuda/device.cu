@@ -57,12 +57,12 @@ KN_API int32_t kn_cuda_emulated(void) {
 #endif
 }
 
-KN_API int32_t kn_cuda_set_stream(void* stream) {
+KN_API int32_t kn_cuda_set_stream(kn_cuda_stream_t stream) {
   kn_cur_stream = (cudaStream_t)stream;
   return KN_OK;
 }
 
-KN_API void* kn_cuda_get_stream(void) { return (void*)kn_cur_stream; }
+KN_API kn_cuda_stream_t kn_cuda_get_stream(void) { return (kn_cuda_stream_t)kn_cur_stream; }
 
 KN_API int32_t kn_cuda_synchronize(void) {
   cudaError_t e = cudaStreamSynchronize(kn_cur_stream);

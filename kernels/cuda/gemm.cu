@@ -80,11 +80,7 @@ int32_t kn_gemm_any(const char* op, int32_t ta, int32_t tb, int64_t m, int64_t n
     if (r < 0) return -r;
     if (r > 0) return KN_OK;
   }
-#ifdef KN_GRID_EMU
-  const int64_t cap = kn_emu_max_blocks;
-#else
-  const int64_t cap = 65535;
-#endif
+  const int64_t cap = kn_block_cap(65535);
   const int64_t gx = (n + KN_TILE - 1) / KN_TILE, gy = (m + KN_TILE - 1) / KN_TILE;
   const dim3 grid((unsigned)(gx < cap ? gx : cap), (unsigned)(gy < cap ? gy : cap));
   KN_LAUNCH(kn_gemm_tiled_kernel, grid, dim3(KN_TILE, KN_TILE), 0, ta, tb, m, n, k, alpha, a, ad, lda, b, bd, ldb, beta,

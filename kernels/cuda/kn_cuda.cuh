@@ -50,24 +50,26 @@ int32_t kn_gemm_any(const char* op, int32_t ta, int32_t tb, int64_t m, int64_t n
                     int32_t ad, int64_t lda, const void* b, int32_t bd, int64_t ldb, float beta, void* c, int32_t cd,
                     int64_t ldc);
 
+/* The most blocks per launch dimension: `gpu` on a GPU, the emulator's setting under KN_GRID_EMU. */
+static inline int64_t kn_block_cap(int64_t gpu) {
+#ifdef KN_GRID_EMU
+  (void)gpu;
+  return kn_emu_max_blocks;
+#else
+  return gpu;
+#endif
+}
+
 /* Blocks for a grid-stride loop over n items: enough to fill the GPU, capped (the loop covers the rest). */
 static inline dim3 kn_grid(int64_t n) {
-#ifdef KN_GRID_EMU
-  int64_t cap = kn_emu_max_blocks;
-#else
-  int64_t cap = 65535 * 8;
-#endif
-  int64_t blocks = (n + KN_THREADS - 1) / KN_THREADS;
+  const int64_t cap = kn_block_cap(65535 * 8);
+  const int64_t blocks = (n + KN_THREADS - 1) / KN_THREADS;
   return dim3((unsigned)(blocks < 1 ? 1 : blocks > cap ? cap : blocks));
 }
 
 /* Blocks for one-block-per-item kernels (rows, attention heads), grid-stride beyond the cap. */
 static inline dim3 kn_grid_items(int64_t n) {
-#ifdef KN_GRID_EMU
-  int64_t cap = kn_emu_max_blocks;
-#else
-  int64_t cap = 65535 * 16;
-#endif
+  const int64_t cap = kn_block_cap(65535 * 16);
   return dim3((unsigned)(n < 1 ? 1 : n > cap ? cap : n));
 }
 
@@ -76,36 +78,37 @@ static inline dim3 kn_grid_items(int64_t n) {
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
 #define KN_FOR_BLOCKS(i, n) for (int64_t i = blockIdx.x; i < (n); i += gridDim.x)
 
-/* Sum of v over the block (any blockDim <= KN_MAX_THREADS), result on every thread. sh: blockDim doubles. */
-__device__ __forceinline__ double kn_block_sum(double v, double* sh) {
+/* op(v) over the block (any blockDim <= KN_MAX_THREADS) as a tree over the next power of two, the
+ * result on every thread. sh: blockDim elements of shared memory. */
+template <typename T, typename Op>
+__device__ __forceinline__ T kn_block_reduce(T v, T* sh, Op op) {
   const unsigned t = threadIdx.x, n = blockDim.x;
   sh[t] = v;
   __syncthreads();
   unsigned p = 1;
   while (p < n) p <<= 1;
   for (unsigned s = p >> 1; s > 0; s >>= 1) {
-    if (t < s && t + s < n) sh[t] = sh[t] + sh[t + s];
+    if (t < s && t + s < n) sh[t] = op(sh[t], sh[t + s]);
     __syncthreads();
   }
-  const double r = sh[0];
+  const T r = sh[0];
   __syncthreads();
   return r;
 }
 
-/* Max of v over the block (NaN ignored as in the CPU loops: `x > m ? x : m`). sh: blockDim floats. */
-__device__ __forceinline__ float kn_block_max(float v, float* sh) {
-  const unsigned t = threadIdx.x, n = blockDim.x;
-  sh[t] = v;
-  __syncthreads();
-  unsigned p = 1;
-  while (p < n) p <<= 1;
-  for (unsigned s = p >> 1; s > 0; s >>= 1) {
-    if (t < s && t + s < n) sh[t] = sh[t + s] > sh[t] ? sh[t + s] : sh[t];
-    __syncthreads();
-  }
-  const float r = sh[0];
-  __syncthreads();
-  return r;
-}
+struct kn_sum_op {
+  __device__ double operator()(double a, double b) const { return a + b; }
+};
+
+/* NaN ignored as in the CPU loops (`x > m ? x : m`). */
+struct kn_max_op {
+  __device__ float operator()(float a, float b) const { return b > a ? b : a; }
+};
+
+/* Sum of v over the block, result on every thread. sh: blockDim doubles. */
+__device__ __forceinline__ double kn_block_sum(double v, double* sh) { return kn_block_reduce(v, sh, kn_sum_op()); }
+
+/* Max of v over the block. sh: blockDim floats. */
+__device__ __forceinline__ float kn_block_max(float v, float* sh) { return kn_block_reduce(v, sh, kn_max_op()); }
 
 #endif /* KN_CUDA_CUH */

@@ -15,6 +15,9 @@
 extern "C" {
 #endif
 
+/* A cudaStream_t, opaque to callers (NULL = the legacy default stream). */
+typedef void* kn_cuda_stream_t;
+
 /* Number of CUDA devices, or -1 with kn_last_error() set ("cudaGetDeviceCount returned 35 (...)"). */
 KN_API int32_t kn_cuda_device_count(void);
 /* cudaRuntimeGetVersion of the runtime this library is linked against (e.g. 13000). */
@@ -22,8 +25,9 @@ KN_API int32_t kn_cuda_runtime_version(void);
 /* 1 in a host grid-emulation build (tests without a GPU), else 0. */
 KN_API int32_t kn_cuda_emulated(void);
 /* The stream all kernels and scratch allocations use from now on (NULL = legacy default stream). */
-KN_API int32_t kn_cuda_set_stream(void* stream);
-KN_API void* kn_cuda_get_stream(void);
+KN_API int32_t kn_cuda_set_stream(kn_cuda_stream_t stream);
+/* The current stream. */
+KN_API kn_cuda_stream_t kn_cuda_get_stream(void);
 /* cudaStreamSynchronize of the current stream; reports errors of kernels launched earlier. */
 KN_API int32_t kn_cuda_synchronize(void);
 /* Load cuBLAS from `path` (NULL: libcublas.so.13, .so.12, .so in the loader's search order).

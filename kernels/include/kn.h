@@ -8,6 +8,12 @@
  *   - sizes and indices are int64; dtype codes: KN_F32 = 0, KN_F16 = 1, KN_BF16 = 2;
  *   - storage is contiguous row-major; "w" pointers are raw F32/F16/BF16 bits, activations are f32.
  * The CUDA library exports the same names with device pointers.
+ *
+ * scripts/gen_kn_symbols.ts reads the KN_API prototypes (and the #defines) of this header and of
+ * kernels/cuda/kn_cuda.h into the one FFI table lib/backends/_kn_symbols.ts: a pointer parameter is
+ * memory the library computes on (host memory here, device memory in libkn_cuda), except
+ * `const char*` (a host string) and kn_cuda_stream_t (a handle); a returned pointer is opaque.
+ * Regenerate after changing a prototype: deno run -A scripts/gen_kn_symbols.ts
  */
 #ifndef KN_H
 #define KN_H
@@ -45,7 +51,9 @@ extern "C" {
 #define KN_CPU_AVX512FP16 16
 
 /* --- library info ----------------------------------------------------------------------------- */
+/* KN_ABI_VERSION of this build. */
 KN_API int32_t kn_abi_version(void);
+/* The message of this thread's last failing call (valid until its next failure). */
 KN_API const char* kn_last_error(void);
 /* SIMD features of this CPU (and OS) as KN_CPU_* bits. */
 KN_API int32_t kn_cpu_features(void);
@@ -87,17 +95,25 @@ KN_API int32_t kn_linear(const float* x, int64_t m, int64_t k, const void* w, in
                          const float* bias, float* out, int32_t transposed_w);
 
 /* --- rows and elementwise (f32) --------------------------------------------------------------- */
+/* Per row of `cols`: out = w * x / sqrt(mean(x²) + eps) (sums in double). */
 KN_API int32_t kn_rms_norm(const float* x, const float* w, float* out, int64_t rows, int64_t cols, float eps);
+/* Per row of `cols`: out = (x - mean) / sqrt(var + eps) * w + b (sums in double). */
 KN_API int32_t kn_layer_norm(const float* x, const float* w, const float* b, float* out, int64_t rows,
                              int64_t cols, float eps);
+/* Softmax of each row of `cols`, in place. */
 KN_API int32_t kn_softmax(float* x, int64_t rows, int64_t cols);
+/* out = f(x) elementwise: SiLU, GELU (tanh approximation or exact erf), ReLU. */
 KN_API int32_t kn_silu(const float* x, float* out, int64_t n);
 KN_API int32_t kn_gelu_tanh(const float* x, float* out, int64_t n);
 KN_API int32_t kn_gelu_erf(const float* x, float* out, int64_t n);
 KN_API int32_t kn_relu(const float* x, float* out, int64_t n);
+/* out = silu(gate) * up. */
 KN_API int32_t kn_silu_mul(const float* gate, const float* up, float* out, int64_t n);
+/* out = a + alpha * b. */
 KN_API int32_t kn_add(const float* a, const float* b, float* out, int64_t n, float alpha);
+/* out = a * b. */
 KN_API int32_t kn_mul(const float* a, const float* b, float* out, int64_t n);
+/* x *= s in place. */
 KN_API int32_t kn_scale(float* x, int64_t n, float s);
 
 /* Rotary embedding in place, HF rotate_half: x [tokens, heads, head_dim], cos/sin [tokens, head_dim]. */

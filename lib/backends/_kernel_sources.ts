@@ -55,7 +55,7 @@ export const CUDA_KERNEL_FILES: readonly string[] = [
 
 /** SHA-256 (hex) of each file. */
 export const KERNEL_SOURCE_SHA256: Readonly<Record<string, string>> = {
-  "include/kn.h": "98b1a7cbbe1133ad079a21cdbc0d3ca6598a3cbc08579c90ba297417c9b14c4a",
+  "include/kn.h": "952caa06aef9e76bdcaf31d1ab2ddb72302997effc01da3f9f44e41a662867e6",
   "common/checks.h": "9b272d33999e95c6b1e3659d1b3deac3e101ca60ec0b5bedf1e4095eaa7f9d30",
   "common/dtype.h": "b7bcfbea46f2780b0273e32771645cdc9796e425bfcd1eb936643dac3c463d75",
   "common/kn_hd.h": "2b3fc8b88978ca1a5fe3b9c5cc1bcf782ea44a0212c52afa81a7b95baf024b93",
@@ -84,12 +84,12 @@ export const KERNEL_SOURCE_SHA256: Readonly<Record<string, string>> = {
   "cuda/blas.cu": "03b05d7372cb159f35fb75a7512bad93e4cd5708133f02aa5e6da68b2bedea7e",
   "cuda/cast.cu": "faa54e5b8eaf74d80a92b5eda73e0e4c95aa275c6f5de5d86b9c3ea16b0f67c3",
   "cuda/cublas_dl.h": "c8fae31228488c1385812f082beed600c10b8221188ee7b95cce61b6823e5183",
-  "cuda/device.cu": "034a797b5de3a052d10d9462f18e431062355ed22ed7496a72e819e6b78e3e9f",
+  "cuda/device.cu": "2c51d9433c51a38cf798c7211b713a93508e1d6cf95ad5a0c0323348aa781712",
   "cuda/elementwise.cu": "afc122a2e3f0eaa04d722a91e1c0cb061f5ae878796af081c0673638dab8062b",
-  "cuda/gemm.cu": "aad68ff2233a569258afd7c5ebab6b5f34d444093f8cf5c4dbd5ddff5a453c8c",
+  "cuda/gemm.cu": "73f8d2fbd0b56f45f993f173fd7580aa0543684d52f116eabb95f498cde839de",
   "cuda/grid_emu.h": "c04f7a060f1a63a8be7f469be37b1ea140ee5c197e2ab5eae2aac2f363cf1809",
-  "cuda/kn_cuda.cuh": "37aa8f8b8c54ffb054325269c73976623ddd1001e8b4f78b11e9619bb8ef1710",
-  "cuda/kn_cuda.h": "29f0a048f2f4d25bfabe2bea0ad819830bfff23f54476a0ea6bc3bc13c1c866d",
+  "cuda/kn_cuda.cuh": "436ef2381767d485c3ef2a44e5ac69a99cba73e9d6f7afcda906b5057c4e1856",
+  "cuda/kn_cuda.h": "bc0dc8a7eaf52ee6e3f3372a4a98847b6620833b61b1466a50492bae5b9561d6",
   "cuda/linear.cu": "10befff22ef8f9215bb57db4f330f26b5d28cfc28ac9c44b0abce569d7abb1f0",
   "cuda/merge.cu": "7ada0c019e16049a634e14561030cdd13271ce2c7f2e12619e3ed694d98214ea",
   "cuda/rows.cu": "3f5adc1d2502bf9763efd83f03fdd0bd060e114feaa1b0e469ffecdcf4341412",

@@ -1,47 +1,49 @@
-// The C ABI of libkn_cpu.so (kernels/include/kn.h) as one neutral FFI symbol table. 64-bit sizes
-// are "i64" and must be passed as bigint. Private to lib/backends.
-export const KN_SYMBOLS = {
-  kn_abi_version: { args: [], returns: "i32" },
-  kn_last_error: { args: [], returns: "ptr" },
-  kn_cpu_features: { args: [], returns: "i32" },
-  kn_set_isa_mask: { args: ["i32"], returns: "i32" },
-  kn_set_num_threads: { args: ["i32"], returns: "i32" },
-  kn_blas_attach: { args: ["buffer"], returns: "i32" },
-  kn_cast: { args: ["buffer", "i32", "buffer", "i32", "i64"], returns: "i32" },
-  kn_lora_merge: { args: ["buffer", "i32", "i64", "i64", "buffer", "buffer", "i32", "f64", "i32"], returns: "i32" },
-  kn_dora_merge: {
-    args: ["buffer", "i32", "i64", "i64", "buffer", "buffer", "i32", "f64", "i32", "buffer", "buffer"],
-    returns: "i32",
-  },
-  kn_scale_axis: { args: ["buffer", "i32", "i64", "i64", "buffer", "i32", "i32"], returns: "i32" },
-  kn_sgemm: {
-    args: ["i32", "i32", "i64", "i64", "i64", "f32", "buffer", "i64", "buffer", "i64", "f32", "buffer", "i64"],
-    returns: "i32",
-  },
-  kn_linear: { args: ["buffer", "i64", "i64", "buffer", "i32", "i64", "buffer", "buffer", "i32"], returns: "i32" },
-  kn_rms_norm: { args: ["buffer", "buffer", "buffer", "i64", "i64", "f32"], returns: "i32" },
-  kn_layer_norm: { args: ["buffer", "buffer", "buffer", "buffer", "i64", "i64", "f32"], returns: "i32" },
-  kn_softmax: { args: ["buffer", "i64", "i64"], returns: "i32" },
-  kn_silu: { args: ["buffer", "buffer", "i64"], returns: "i32" },
-  kn_gelu_tanh: { args: ["buffer", "buffer", "i64"], returns: "i32" },
-  kn_gelu_erf: { args: ["buffer", "buffer", "i64"], returns: "i32" },
-  kn_relu: { args: ["buffer", "buffer", "i64"], returns: "i32" },
-  kn_silu_mul: { args: ["buffer", "buffer", "buffer", "i64"], returns: "i32" },
-  kn_add: { args: ["buffer", "buffer", "buffer", "i64", "f32"], returns: "i32" },
-  kn_mul: { args: ["buffer", "buffer", "buffer", "i64"], returns: "i32" },
-  kn_scale: { args: ["buffer", "i64", "f32"], returns: "i32" },
-  kn_rope: { args: ["buffer", "i64", "i64", "i64", "buffer", "buffer"], returns: "i32" },
-  kn_attention: {
-    args: ["buffer", "buffer", "buffer", "buffer", "i64", "i64", "i64", "i64", "i64", "f32"],
-    returns: "i32",
-  },
-} as const;
+// The FFI specs of the kernel libraries, lowered from the one generated table _kn_symbols.ts
+// (kernels/include/kn.h + kernels/cuda/kn_cuda.h): "mem" becomes "buffer" for libkn_cpu (TypedArrays)
+// and "ptr" for libkn_cuda (device pointers); "str" is a host "buffer" in both. 64-bit sizes are
+// "i64" and must be passed as bigint. Private to lib/backends.
+import type { NativeType } from "../ffi/mod.ts";
+import { KN_ABI_VERSION, KN_CPU_FEATURE, KN_H_SYMBOLS } from "./_kn_symbols.ts";
+
+/** A type of the neutral table (_kn_symbols.ts). */
+export type KnType = NativeType | "mem" | "str";
+
+/** One entry of the neutral table. */
+export interface KnFn {
+  readonly args: readonly KnType[];
+  readonly returns: KnType;
+}
+
+type Lower<T, Mem extends NativeType> = T extends "mem" ? Mem : T extends "str" ? "buffer" : T;
+type LowerArgs<A extends readonly KnType[], Mem extends NativeType> = { readonly [I in keyof A]: Lower<A[I], Mem> };
+
+/** A neutral table with "mem" lowered to `Mem` and "str" to "buffer", entry by entry. */
+export type LoweredSymbols<S extends Record<string, KnFn>, Mem extends NativeType> = {
+  readonly [K in keyof S]: {
+    readonly args: LowerArgs<S[K]["args"], Mem>;
+    readonly returns: Lower<S[K]["returns"], Mem>;
+  };
+};
+
+/**
+ * The FFI spec of a neutral table for one library: `mem` is how that library takes the memory it
+ * computes on ("buffer": host TypedArrays; "ptr": device pointers).
+ */
+export function lowerSymbols<S extends Record<string, KnFn>, Mem extends "buffer" | "ptr">(table: S, mem: Mem): LoweredSymbols<S, Mem> {
+  const lower = (t: KnType): NativeType => (t === "mem" ? mem : t === "str" ? "buffer" : t);
+  const out: Record<string, { args: NativeType[]; returns: NativeType }> = {};
+  for (const [name, fn] of Object.entries(table)) out[name] = { args: fn.args.map(lower), returns: lower(fn.returns) };
+  return out as unknown as LoweredSymbols<S, Mem>;
+}
+
+/** The C ABI of libkn_cpu.so (kernels/include/kn.h) with host buffers. */
+export const KN_SYMBOLS = lowerSymbols(KN_H_SYMBOLS, "buffer");
 
 /** ABI version this TypeScript side was written for (KN_ABI_VERSION). */
-export const KN_ABI = 1;
+export const KN_ABI: number = KN_ABI_VERSION;
 
 /** kn_cpu_features() bits. */
-export const CPU_FEATURE = { F16C: 1, AVX2: 2, AVX512F: 4, AVX512BF16: 8, AVX512FP16: 16 } as const;
+export const CPU_FEATURE = KN_CPU_FEATURE;
 
 /** Feature bits as words, e.g. "f16c avx2 avx512f". */
 export function featureNames(bits: number): string {

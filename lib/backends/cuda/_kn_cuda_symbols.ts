@@ -1,50 +1,16 @@
 // The C ABI of libkn_cuda.so (kernels/include/kn.h + kernels/cuda/kn_cuda.h) with device pointers
-// ("ptr"), and the loader that builds or finds the library. Private to lib/backends/cuda.
+// ("ptr"), lowered from the generated table ../_kn_symbols.ts, and the loader that builds or finds
+// the library. Private to lib/backends/cuda.
 import { ensureCudaKernels } from "../_kernel_cuda.ts";
+import { KN_CUDA_H_SYMBOLS, KN_H_SYMBOLS } from "../_kn_symbols.ts";
+import { lowerSymbols } from "../_native_symbols.ts";
 import { getEnv } from "../../_env.ts";
 import { DeviceError } from "../../errors.ts";
 import { openLibrary } from "../../ffi/mod.ts";
 import type { NativeLibrary } from "../../ffi/mod.ts";
 
-export const KN_CUDA_SYMBOLS = {
-  kn_abi_version: { args: [], returns: "i32" },
-  kn_last_error: { args: [], returns: "ptr" },
-  kn_cuda_device_count: { args: [], returns: "i32" },
-  kn_cuda_runtime_version: { args: [], returns: "i32" },
-  kn_cuda_emulated: { args: [], returns: "i32" },
-  kn_cuda_set_stream: { args: ["ptr"], returns: "i32" },
-  kn_cuda_get_stream: { args: [], returns: "ptr" },
-  kn_cuda_synchronize: { args: [], returns: "i32" },
-  kn_cuda_blas_attach: { args: ["buffer"], returns: "i32" },
-  kn_cuda_blas_path: { args: [], returns: "ptr" },
-  kn_cuda_blas_version: { args: [], returns: "i32" },
-  kn_cast: { args: ["ptr", "i32", "ptr", "i32", "i64"], returns: "i32" },
-  kn_lora_merge: { args: ["ptr", "i32", "i64", "i64", "ptr", "ptr", "i32", "f64", "i32"], returns: "i32" },
-  kn_dora_merge: { args: ["ptr", "i32", "i64", "i64", "ptr", "ptr", "i32", "f64", "i32", "ptr", "ptr"], returns: "i32" },
-  kn_scale_axis: { args: ["ptr", "i32", "i64", "i64", "ptr", "i32", "i32"], returns: "i32" },
-  kn_sgemm: {
-    args: ["i32", "i32", "i64", "i64", "i64", "f32", "ptr", "i64", "ptr", "i64", "f32", "ptr", "i64"],
-    returns: "i32",
-  },
-  kn_gemm_ex: {
-    args: ["i32", "i32", "i64", "i64", "i64", "f32", "ptr", "i32", "i64", "ptr", "i32", "i64", "f32", "ptr", "i32", "i64"],
-    returns: "i32",
-  },
-  kn_linear: { args: ["ptr", "i64", "i64", "ptr", "i32", "i64", "ptr", "ptr", "i32"], returns: "i32" },
-  kn_rms_norm: { args: ["ptr", "ptr", "ptr", "i64", "i64", "f32"], returns: "i32" },
-  kn_layer_norm: { args: ["ptr", "ptr", "ptr", "ptr", "i64", "i64", "f32"], returns: "i32" },
-  kn_softmax: { args: ["ptr", "i64", "i64"], returns: "i32" },
-  kn_silu: { args: ["ptr", "ptr", "i64"], returns: "i32" },
-  kn_gelu_tanh: { args: ["ptr", "ptr", "i64"], returns: "i32" },
-  kn_gelu_erf: { args: ["ptr", "ptr", "i64"], returns: "i32" },
-  kn_relu: { args: ["ptr", "ptr", "i64"], returns: "i32" },
-  kn_silu_mul: { args: ["ptr", "ptr", "ptr", "i64"], returns: "i32" },
-  kn_add: { args: ["ptr", "ptr", "ptr", "i64", "f32"], returns: "i32" },
-  kn_mul: { args: ["ptr", "ptr", "ptr", "i64"], returns: "i32" },
-  kn_scale: { args: ["ptr", "i64", "f32"], returns: "i32" },
-  kn_rope: { args: ["ptr", "i64", "i64", "i64", "ptr", "ptr"], returns: "i32" },
-  kn_attention: { args: ["ptr", "ptr", "ptr", "ptr", "i64", "i64", "i64", "i64", "i64", "f32"], returns: "i32" },
-} as const;
+/** The C ABI of libkn_cuda.so (kernels/include/kn.h + kernels/cuda/kn_cuda.h) with device pointers. */
+export const KN_CUDA_SYMBOLS = lowerSymbols({ ...KN_H_SYMBOLS, ...KN_CUDA_H_SYMBOLS }, "ptr");
 
 export type KnCudaLibrary = NativeLibrary<typeof KN_CUDA_SYMBOLS>;
 
