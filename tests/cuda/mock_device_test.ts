@@ -18,7 +18,7 @@ const cc = spawnSync("cc", ["--version"], { stdio: "ignore" }).status === 0;
 const SKIP = emu === null || !cc ? "no C/C++ compiler to build the mock runtime and the emulated kernels" : false;
 
 describe("CUDA layer on a mock device", { skip: SKIP }, () => {
-  it("runs tests/cuda/gpu_test.ts and gpu_tensor_test.ts over mock libcudart + emulated kernels", { timeout: 600_000 }, () => {
+  it("runs tests/cuda/gpu_test.ts, gpu_tensor_test.ts and the DoRA device test over mock libcudart + emulated kernels", { timeout: 600_000 }, () => {
     using tmp = tempDir("graft-mock-cuda-");
     const so = join(tmp.dir, "libmock_cudart.so");
     const build = spawnSync("cc", [
@@ -31,7 +31,7 @@ describe("CUDA layer on a mock device", { skip: SKIP }, () => {
       so,
     ], { encoding: "utf8" });
     assert.equal(build.status, 0, build.stderr);
-    const files = ["tests/cuda/gpu_test.ts", "tests/cuda/gpu_tensor_test.ts"];
+    const files = ["tests/cuda/gpu_test.ts", "tests/cuda/gpu_tensor_test.ts", "tests/peft/dora_test.ts"];
     const args = isDeno ? ["test", "-A", "--no-check", ...files] : ["test", ...files.map((f) => `./${f}`)];
     const env = { ...process.env, GRAFT_CUDART: so, GRAFT_CUDA_KERNEL_LIB: emu!, GRAFT_CUDA_MOCK: "1", NO_COLOR: "1" };
     const r = spawnSync(process.execPath, args, { cwd: root, env, encoding: "utf8", timeout: 540_000 });
@@ -45,5 +45,7 @@ describe("CUDA layer on a mock device", { skip: SKIP }, () => {
     assert.doesNotMatch(out, /no CUDA device/, "the GPU tests ran instead of skipping");
     assert.match(out, /matches the CPU library on every kernel \(small, odd shapes\)/);
     assert.match(out, /run a Llama forward and greedy decode on the GPU with the CPU's logits and tokens/);
+    // Ran and passed (a skipped test prints its name too): Deno "… ok", Bun "(pass) …".
+    assert.match(out.replace(/\x1b\[[0-9;]*m/g, ""), /(DoRA \w+ on cuda:0: the forward stays on the device and equals PEFT's \.\.\. ok|\(pass\) DoRA \w+ on cuda:0: the forward stays on the device and equals PEFT's)/);
   });
 });
