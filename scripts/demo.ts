@@ -43,7 +43,7 @@ console.log(`|---|---|`);
 console.log(`| tensors merged | ${r.tensorsMerged} of ${r.plan.tensors.length} |`);
 console.log(`| written | ${(r.bytesWritten / 1e6).toFixed(1)} MB in ${r.plan.shards.length} shards |`);
 console.log(`| time | ${r.seconds.toFixed(2)} s (${(r.bytesWritten / 1e9 / r.seconds).toFixed(2)} GB/s) |`);
-console.log(`| verify | ${r.verify?.ok ? "ok" : "FAILED"}: ${r.verify?.tensorsChecked} tensors, max error ${r.verify?.maxUlpError.toFixed(2)} ulp |`);
+console.log(`| verify | ${r.verify?.ok ? "ok" : "FAILED"}: all ${r.verify?.tensorsChecked} merged tensors, ${r.verify?.elementsChecked} elements, max error ${r.verify?.maxUlpError.toFixed(2)} ulp |`);
 console.log("");
 console.log(`The merged model is in ${out}`);
 console.log(`Load it with transformers:  AutoModelForCausalLM.from_pretrained("${out}")`);

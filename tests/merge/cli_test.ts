@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { createProgressReporter, type MergeProgress, mergeCheckpoint, verifyMerge } from "../../lib/merge/mod.ts";
+import { createProgressReporter, MergeIOError, type MergeProgress, mergeCheckpoint, verifyMerge, writeFailure } from "../../lib/merge/mod.ts";
 import { readAdapterDeltas } from "../../lib/peft/delta.ts";
 import { ShardedCheckpoint } from "../../lib/safetensors/mod.ts";
 import { main } from "../../scripts/merge.ts";
@@ -224,5 +224,32 @@ describe("--verify checks every merged tensor unless --verify=sample", () => {
     const full = await verifyMerge(res.plan, o, b, [a]);
     assert.equal(full.ok, false);
     assert.match(full.firstMismatch!, new RegExp(`^${name.replace(/\./g, "\\.")}\\[1, 2\\]`));
+  });
+});
+
+describe("file-system errors in one line of our own", () => {
+  // Root (CI, developers) is never refused permission, so the mapping itself is pinned here.
+  const cases: [string, RegExp][] = [
+    ["EROFS", /the file system is read-only; choose another --out$/],
+    ["EACCES", /permission denied; check the folder's permissions or choose another --out$/],
+    ["EPERM", /operation not permitted; check the folder's permissions/],
+    ["ENOSPC", /the output disk is full; free space or choose another --out$/],
+    ["EDQUOT", /the disk quota is exhausted/],
+  ];
+  for (const [code, re] of cases) {
+    it(`${code} names the path and what to do`, () => {
+      const raw = Object.assign(new Error(`${code}: raw node text, open '/x/y'`), { code, path: "/x/y" });
+      const e = writeFailure(raw, "/fallback") as MergeIOError;
+      assert.ok(e instanceof MergeIOError);
+      assert.equal(e.code, code);
+      assert.equal(e.path, "/x/y");
+      assert.match(e.message, new RegExp(`^Cannot write "/x/y": `));
+      assert.match(e.message, re);
+      assert.ok(!e.message.includes("raw node text"));
+    });
+  }
+  it("leaves other errors alone", () => {
+    const other = new RangeError("something else");
+    assert.equal(writeFailure(other, "/o"), other);
   });
 });
