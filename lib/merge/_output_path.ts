@@ -1,12 +1,17 @@
 // Where a merge may write: the output never overlaps an input, `force` replaces only a previous
-// merge output, and only partial folders this library made (name, marker, dead PID) are cleaned.
-// Private to lib/merge.
-import { existsSync, lstatSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { basename, dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
+// merge output (its marker file and nothing a merge does not write), and only partial folders this
+// library made (name, marker, dead PID) are cleaned. Paths are compared as the kernel resolves
+// them (symlinks first, then ".."), never by text. Private to lib/merge.
+import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
+import process from "node:process";
+import { basename, dirname, isAbsolute, join, relative, sep } from "node:path";
 import { MergeOptionsError } from "./errors.ts";
 
 /** The marker file inside a partial output folder: `{ "pid": …, "id": … }`. */
 export const PARTIAL_MARKER = ".graft-merge-partial";
+
+/** The marker file of a finished merge output: what `force` may replace. */
+export const OUTPUT_MARKER = ".graft-merge";
 
 /** Side files a merge copies from the base folder (and so may replace under `force`). */
 export const SIDE_FILES: readonly string[] = [
@@ -17,26 +22,45 @@ export const SIDE_FILES: readonly string[] = [
 
 const OUTPUT_FILE_RE = /^model(-\d{5}-of-\d{5})?\.safetensors$|^model\.safetensors\.index\.json$/;
 
-/** Real path of `p`: symlinks resolved for the part that exists, the rest appended. */
+/**
+ * Real path of `p` as the kernel resolves it, whatever the runtime: component by component, a
+ * symlink is followed before a following ".." (so `lnk/../x` is `x` beside the link's target, not
+ * beside the link — Bun's `realpath` normalises ".." as text first), and the part that does not
+ * exist yet is appended. No textual normalisation of the given path.
+ */
 export function realPathOf(p: string): string {
-  const abs = resolve(p);
-  const missing: string[] = [];
-  let cur = abs;
-  for (;;) {
-    try {
-      return join(realpathSync(cur), ...missing.reverse());
-    } catch {
-      const parent = dirname(cur);
-      if (parent === cur) return abs;
-      missing.push(basename(cur));
-      cur = parent;
+  const parts = (isAbsolute(p) ? p : `${process.cwd()}${sep}${p}`).split(sep).filter((c) => c !== "" && c !== ".");
+  let cur: string = sep;
+  let hops = 0;
+  while (parts.length > 0) {
+    const c = parts.shift()!;
+    if (c === "..") {
+      cur = dirname(cur);
+      continue;
     }
+    const next = join(cur, c);
+    let st;
+    try {
+      st = lstatSync(next);
+    } catch {
+      // Missing from here on: nothing to follow, the rest is plain text.
+      return join(next, ...parts);
+    }
+    if (st.isSymbolicLink()) {
+      if (++hops > 40) return join(next, ...parts); // a loop: the kernel would refuse it too (ELOOP)
+      const target = readlinkSync(next);
+      parts.unshift(...target.split(sep).filter((t) => t !== "" && t !== "."));
+      if (isAbsolute(target)) cur = sep;
+      continue;
+    }
+    cur = next;
   }
+  return cur;
 }
 
 function within(child: string, parent: string): boolean {
   const rel = relative(parent, child);
-  return rel === "" || (!rel.startsWith("..") && !isAbsolute(rel) && rel.split(sep)[0] !== "..");
+  return rel === "" || (rel !== ".." && !rel.startsWith(`..${sep}`) && !isAbsolute(rel));
 }
 
 /**
@@ -60,21 +84,36 @@ export function checkOutputApart(out: string, inputs: readonly { flag: string; p
 }
 
 /**
- * Check that an existing `out` may be replaced under `force`: a folder holding only what a merge
- * writes (shards, index, side files). Anything else is refused, whatever `force` says.
+ * Check that an existing `out` (shown as `shown`) may be replaced under `force`: a previous merge
+ * output, i.e. a folder with this library's output marker holding only files a merge writes
+ * (shards, index, side files). Anything else — another model folder included — is refused,
+ * whatever `force` says.
  */
-export function checkReplaceable(out: string): void {
+export function checkReplaceable(out: string, shown: string = out): void {
   const st = lstatSync(out);
   if (!statSync(out).isDirectory()) {
-    throw new MergeOptionsError("out", `Cannot replace "${out}": it is a ${st.isSymbolicLink() ? "link to a file" : "file"}, not a previous merge output; choose another --out`);
+    throw new MergeOptionsError("out", `Cannot replace "${shown}": it is a ${st.isSymbolicLink() ? "link to a file" : "file"}, not a previous merge output; choose another --out`);
   }
-  const foreign = readdirSync(out).find((n) => !OUTPUT_FILE_RE.test(n) && !SIDE_FILES.includes(n));
+  const names = readdirSync(out);
+  if (!names.includes(OUTPUT_MARKER) || !lstatSync(join(out, OUTPUT_MARKER)).isFile()) {
+    throw new MergeOptionsError(
+      "out",
+      `Cannot replace "${shown}": it has no ${OUTPUT_MARKER} marker, so it is not a previous merge output; --force replaces only those: remove the folder yourself or choose another --out`,
+    );
+  }
+  const foreign = names.find((n) => n !== OUTPUT_MARKER && (!(OUTPUT_FILE_RE.test(n) || SIDE_FILES.includes(n)) || !lstatSync(join(out, n)).isFile()));
   if (foreign !== undefined) {
     throw new MergeOptionsError(
       "out",
-      `Cannot replace "${out}": it holds "${foreign}", which a merge does not write; --force replaces only a previous merge output: remove the folder yourself or choose another --out`,
+      `Cannot replace "${shown}": it holds "${foreign}", which a merge does not write; --force replaces only a previous merge output: remove the folder yourself or choose another --out`,
     );
   }
+}
+
+/** Write the output marker into a finished partial folder (replacing its partial marker). */
+export function markOutput(dir: string, info: Record<string, unknown>): void {
+  writeFileSync(join(dir, OUTPUT_MARKER), JSON.stringify({ graft: "merge", ...info }, null, 2) + "\n");
+  rmSync(join(dir, PARTIAL_MARKER), { force: true });
 }
 
 function pidAlive(pid: number): boolean {

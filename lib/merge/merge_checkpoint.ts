@@ -12,7 +12,7 @@ import { type AdapterDeltas, readAdapterDeltas } from "../peft/delta.ts";
 import { ShardedCheckpoint, ShardedWriter } from "../safetensors/mod.ts";
 import { fsyncDir } from "../safetensors/_atomic.ts";
 import { MergeIOError, MergeOptionsError, writeFailure } from "./errors.ts";
-import { checkOutputApart, checkReplaceable, cleanStalePartials, markPartial, PARTIAL_MARKER, partialPathFor, SIDE_FILES } from "./_output_path.ts";
+import { checkOutputApart, checkReplaceable, cleanStalePartials, markOutput, markPartial, partialPathFor, realPathOf, SIDE_FILES } from "./_output_path.ts";
 import { buildMergePlan, type MergePlan, readBaseConfig } from "./plan.ts";
 import type { MergeProgress } from "./progress.ts";
 import { convertFileSizeToInt as parseSize } from "../_sizes.ts";
@@ -102,22 +102,27 @@ export async function mergeCheckpoint(options: MergeCheckpointOptions): Promise<
     throw new MergeOptionsError("verify", `Cannot verify with mode "${verifyMode}": choose true ("full") or "sample"`);
   }
   const warn = options.onWarning ?? ((m: string) => console.warn(`merge: warning: ${m}`));
+  // Every path is used as the kernel resolves it (symlinks, then ".."): the checks below and the
+  // writes after them must agree on which folder is meant. Messages show the paths as given.
   const out = options.out;
+  const outPath = realPathOf(out);
+  if (dirname(outPath) === outPath) throw new MergeOptionsError("out", `Cannot write the merge to "${out}": it is the root folder; choose a new folder`);
   const { baseDir, baseWeights } = resolveBase(options.base);
+  const adapterDirs = options.adapters.map((a) => (existsSync(a) ? realPathOf(a) : a));
   checkOutputApart(out, [
-    { flag: "--base", path: options.base, files: listInputFiles(baseDir, statSync(options.base).isDirectory() ? null : options.base) },
-    ...options.adapters.map((a) => ({ flag: "--adapter", path: a, files: listInputFiles(a, null) })),
+    { flag: "--base", path: options.base, files: listInputFiles(baseDir, baseWeights === baseDir ? null : baseWeights) },
+    ...options.adapters.map((a, i) => ({ flag: "--adapter", path: a, files: listInputFiles(adapterDirs[i]!, null) })),
   ]);
-  if (existsSync(out) && !options.dryRun) {
+  if (existsSync(outPath) && !options.dryRun) {
     if (!options.force) throw new MergeOptionsError("out", `Cannot write "${out}": it already exists; pass --force (force: true) to replace it`);
-    checkReplaceable(out);
+    checkReplaceable(outPath, out);
   }
   using stack = new DisposableStack();
   const base = stack.use(ShardedCheckpoint.open(baseWeights));
   const config = readBaseConfig(baseDir);
   if (config === null) warn(`"${baseDir}" has no config.json: the output will have none either, and transformers cannot load it without one`);
   const modelType = typeof config?.model_type === "string" ? config.model_type : undefined;
-  const adapters: AdapterDeltas[] = options.adapters.map((dir) =>
+  const adapters: AdapterDeltas[] = adapterDirs.map((dir) =>
     stack.use(readAdapterDeltas(dir, { ...(modelType ? { modelType } : {}), baseShape: (k) => (base.has(k) ? base.info(k).shape : undefined) }))
   );
   const plan = buildMergePlan(base, adapters, { weights, dtype, maxShardSize, config });
@@ -130,7 +135,7 @@ export async function mergeCheckpoint(options: MergeCheckpointOptions): Promise<
   // DeviceError naming the reason before anything is written.
   const backend = getCpuBackend();
   const gpu = device === "cuda" ? stack.use(await (await import("./_device_ops.ts")).DeviceMergeOps.create()) : null;
-  const { path: partial, marker } = partialPathFor(out);
+  const { path: partial, marker } = partialPathFor(outPath);
   // Removed on every exit: success (already renamed), failure or abort.
   stack.defer(() => {
     if (existsSync(partial)) rmSync(partial, { recursive: true, force: true });
@@ -138,7 +143,7 @@ export async function mergeCheckpoint(options: MergeCheckpointOptions): Promise<
   let merged: number;
   try {
     options.signal?.throwIfAborted();
-    cleanStalePartials(out);
+    cleanStalePartials(outPath);
     mkdirSync(partial, { recursive: true });
     markPartial(partial, marker);
     using writer = new ShardedWriter(partial, plan.shards.flat(), { maxShardSize, metadata: { format: "pt" } });
@@ -149,9 +154,9 @@ export async function mergeCheckpoint(options: MergeCheckpointOptions): Promise<
     });
     writer.commit();
     writeSideFiles(baseDir, partial, config, plan, dtype);
-    rmSync(join(partial, PARTIAL_MARKER));
+    markOutput(partial, { base: options.base, adapters: options.adapters, weights, created: new Date().toISOString() });
     fsyncDir(partial);
-    publish(partial, out);
+    publish(partial, outPath);
   } catch (e) {
     throw writeFailure(e, partial);
   }
@@ -159,7 +164,7 @@ export async function mergeCheckpoint(options: MergeCheckpointOptions): Promise<
   if (verifyMode === null) return result;
   const onVerify = options.onProgress;
   const verifyOptions = { mode: verifyMode, ...(onVerify ? { onProgress: onVerify } : {}), ...(options.signal ? { signal: options.signal } : {}) };
-  return { ...result, verify: await verifyMerge(plan, out, base, adapters, verifyOptions) };
+  return { ...result, verify: await verifyMerge(plan, outPath, base, adapters, verifyOptions) };
 }
 
 function parseOutDtype(d: MergeCheckpointOptions["dtype"]): "auto" | DType {
@@ -189,15 +194,16 @@ function resolveBase(base: string): { baseDir: string; baseWeights: string } {
   } catch {
     throw new MergeIOError("ENOENT", base, `Cannot merge: the base "${base}" does not exist; pass a model folder (or its .safetensors file)`);
   }
-  if (st.isDirectory()) return { baseDir: base, baseWeights: base };
-  const dir = dirname(base);
-  if (base.endsWith(".safetensors")) {
+  const real = realPathOf(base);
+  if (st.isDirectory()) return { baseDir: real, baseWeights: real };
+  const dir = dirname(real);
+  if (real.endsWith(".safetensors")) {
     const index = readdirSync(dir).find((n) => n.endsWith(".safetensors.index.json"));
     if (index !== undefined) {
       throw new MergeOptionsError("base", `Cannot merge "${base}" alone: it is one shard of the checkpoint indexed by "${join(dir, index)}"; pass the folder "${dir}"`);
     }
   }
-  return { baseDir: dir, baseWeights: base };
+  return { baseDir: dir, baseWeights: real };
 }
 
 /** Every top-level file of an input folder (for the overlap check), or just the file given. */

@@ -4,7 +4,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { cleanStalePartials, mergeCheckpoint, MergeOptionsError } from "../../lib/merge/mod.ts";
 import { main } from "../../scripts/merge.ts";
@@ -63,6 +63,14 @@ describe("an --out that overlaps an input is refused, with or without --force", 
       symlinkSync(w.lora, join(w.tmp, "alias"));
       return join(w.tmp, "alias", "sub");
     }],
+    // The kernel follows "lnk" before "..": lnk/../base is the base beside the link's target.
+    ["--out lnk/../base through a symlink to a sibling of the base", (w) => {
+      mkdirSync(join(w.tmp, "t"));
+      mkdirSync(join(w.tmp, "sib"));
+      symlinkSync(join(w.tmp, "sib"), join(w.tmp, "t", "lnk"));
+      return `${join(w.tmp, "t", "lnk")}/../base`; // as text: t/base; as the kernel resolves it: the base
+    }],
+    ["--out inside --base under a name starting with two dots", (w) => join(w.base, "..merged")],
   ];
   for (const [name, outOf] of cases) {
     for (const force of [false, true]) {
@@ -98,14 +106,48 @@ describe("an --out that overlaps an input is refused, with or without --force", 
 });
 
 describe("--force replaces only a previous merge output", () => {
-  it("a folder holding a file a merge does not write is refused and kept", async () => {
+  it("another model folder (shards and side files, but no merge marker) is refused and kept", async () => {
+    using t = tempDir();
+    const w = inputs(t.dir);
+    const other = join(t.dir, "other");
+    cpSync(fixture("models", "llama"), other, { recursive: true });
+    for (const n of readdirSync(other)) if (n.startsWith("expected") || n.startsWith("tokenizer_expected")) rmSync(join(other, n));
+    const before = snapshot(other);
+    await assert.rejects(mergeCheckpoint({ base: w.base, adapters: [w.lora], out: other, force: true }), (e: unknown) =>
+      refused(e) && /has no \.graft-merge marker, so it is not a previous merge output/.test((e as Error).message));
+    assert.deepEqual(snapshot(other), before);
+  });
+
+  it("a previous output with a folder inside is refused (only files are replaced)", async () => {
+    using t = tempDir();
+    const w = inputs(t.dir);
+    const out = join(t.dir, "o");
+    await mergeCheckpoint({ base: w.base, adapters: [w.lora], out });
+    rmSync(join(out, "config.json"));
+    mkdirSync(join(out, "config.json"));
+    writeFileSync(join(out, "config.json", "keep"), "x");
+    await assert.rejects(mergeCheckpoint({ base: w.base, adapters: [w.lora], out, force: true }), refused);
+    assert.equal(readFileSync(join(out, "config.json", "keep"), "utf8"), "x");
+  });
+
+  it("a previous output holding a file a merge does not write is refused and kept", async () => {
+    using t = tempDir();
+    const w = inputs(t.dir);
+    const out = join(t.dir, "o");
+    await mergeCheckpoint({ base: w.base, adapters: [w.lora], out });
+    writeFileSync(join(out, "notes.txt"), "mine");
+    await assert.rejects(mergeCheckpoint({ base: w.base, adapters: [w.lora], out, force: true }), (e: unknown) =>
+      refused(e) && /holds "notes\.txt", which a merge does not write/.test((e as Error).message));
+    assert.equal(readFileSync(join(out, "notes.txt"), "utf8"), "mine");
+  });
+
+  it("a folder without the merge marker is refused and kept", async () => {
     using t = tempDir();
     const w = inputs(t.dir);
     const out = join(t.dir, "o");
     mkdirSync(out);
     writeFileSync(join(out, "notes.txt"), "mine");
-    await assert.rejects(mergeCheckpoint({ base: w.base, adapters: [w.lora], out, force: true }), (e: unknown) =>
-      refused(e) && /holds "notes\.txt", which a merge does not write/.test((e as Error).message));
+    await assert.rejects(mergeCheckpoint({ base: w.base, adapters: [w.lora], out, force: true }), refused);
     assert.equal(readFileSync(join(out, "notes.txt"), "utf8"), "mine");
   });
 
@@ -127,6 +169,19 @@ describe("--force replaces only a previous merge output", () => {
     await mergeCheckpoint({ base: w.base, adapters: [w.lora], out, force: true });
     assert.ok(existsSync(join(out, "model.safetensors")));
     assert.ok(!readdirSync(out).some((n) => n.startsWith("model-0")));
+  });
+});
+
+describe("an --out spelled with a trailing slash", () => {
+  it("writes the folder and replaces it under --force, leaving nothing else", async () => {
+    using t = tempDir();
+    const w = inputs(t.dir);
+    const out = join(t.dir, "merged") + "/";
+    await mergeCheckpoint({ base: w.base, adapters: [w.lora], out });
+    await mergeCheckpoint({ base: w.base, adapters: [w.lora], out, force: true });
+    assert.deepEqual(readdirSync(t.dir).sort(), ["base", "lora", "merged"]);
+    assert.ok(existsSync(join(t.dir, "merged", "model.safetensors")));
+    assert.ok(existsSync(join(t.dir, "merged", ".graft-merge")));
   });
 });
 
