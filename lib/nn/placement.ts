@@ -64,7 +64,9 @@ export function placementOf(module: object): WeightPlacement | null {
 
 /**
  * The placement governing the submodule at `path` under `root`: the one attached nearest to it
- * (the submodule itself, or an ancestor up to `root`), or null.
+ * (the submodule itself, or an ancestor up to `root`), else the first one inside it (a layer
+ * whose offloaded part was wrapped later, e.g. a PEFT tuner layer around an offloaded Linear),
+ * or null.
  *
  * @example
  * ```ts
@@ -80,7 +82,12 @@ export function placementFor(root: Module, path: string): WeightPlacement | null
     cur = cur.getSubmodule(p);
     found = placementOf(cur) ?? found;
   }
-  return found;
+  if (found !== null) return found;
+  for (const m of cur.modules()) {
+    const inner = placementOf(m);
+    if (inner !== null) return inner;
+  }
+  return null;
 }
 
 /**

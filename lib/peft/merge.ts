@@ -7,7 +7,7 @@ import type { Module } from "../nn/module.ts";
 import { Parameter } from "../nn/parameter.ts";
 import type { BaseTunerLayer, LayerMergeOptions } from "./tuners/base.ts";
 import { dropState, modelConfig, requireState, savedModules, stateOf, tunerLayers } from "./_state.ts";
-import { onloadForEdit } from "./onload.ts";
+import { checkEditable, onloadForEdit } from "./onload.ts";
 import { peftWarn } from "../_log.ts";
 
 /** Options for {@link mergeAdapter} and {@link mergeAndUnload}. */
@@ -53,6 +53,7 @@ function markUntied(model: Module): void {
 export function mergeAdapter(model: Module, options: MergeOptions = {}): void {
   requireState(model, "merge adapters");
   if (typeof options.adapterNames === "string") throw new TypeError(`adapter_names should be a list of strings, got '${options.adapterNames}'.`);
+  checkEditable(model, tunerLayers(model), "merge adapters into");
   for (const [path, layer] of tunerLayers(model)) {
     if (untieBeforeMerge(model, layer)) markUntied(model);
     using _ = onloadForEdit(model, path);
@@ -71,6 +72,7 @@ export function mergeAdapter(model: Module, options: MergeOptions = {}): void {
  * ```
  */
 export function unmergeAdapter(model: Module): void {
+  checkEditable(model, [...tunerLayers(model)].filter(([, l]) => l.merged), "unmerge adapters from");
   for (const [path, layer] of tunerLayers(model)) {
     using _ = layer.merged ? onloadForEdit(model, path) : null;
     layer.unmerge();

@@ -32,6 +32,30 @@ export function onloadForEdit(model: Module, path: string): Disposable {
 }
 
 /**
+ * Refuse, before anything is edited, to merge or unload tuner layers whose base weights are
+ * offloaded (meta) when no placement can bring them back: hooks attached by hand
+ * (`attachAlignDeviceHook`) carry none. Throws a TypeError naming the first such layer.
+ *
+ * @example
+ * ```ts
+ * import { checkEditable } from "./onload.ts";
+ * import { Module } from "../nn/module.ts";
+ * checkEditable(new Module(), [], "merge"); // nothing to edit: fine
+ * ```
+ */
+export function checkEditable(model: Module, layers: Iterable<readonly [string, Module]>, action: string): void {
+  for (const [path, layer] of layers) {
+    if (placementFor(model, path) !== null) continue;
+    const offloaded = [...layer.namedParameters()].find(([n, p]) => !/(^|\.)lora_|(^|\.)ia3_/.test(n) && p.data.isMeta);
+    if (offloaded === undefined) continue;
+    throw new TypeError(
+      `Cannot ${action} "${path}": its weight "${offloaded[0]}" is offloaded (meta) by hooks that carry no WeightPlacement; ` +
+        `dispatch with dispatchModel/cpuOffload/diskOffload, or attach one: attachPlacement(model, bigModelPlacement())`,
+    );
+  }
+}
+
+/**
  * Place a new adapter's modules with the model's placement when `model` is dispatched (has
  * `hfDeviceMap`); returns whether it ran.
  *
