@@ -5,6 +5,7 @@
  * @module
  */
 import { spawnSync } from "node:child_process";
+import { basename } from "node:path";
 import process from "node:process";
 import { cachedLibraryPath, compileLibrary, DEFAULT_KERNELS_URL, hasCommand, isBuilt, KernelBuildError, type KernelBuildReason } from "./_kernel_build.ts";
 import type { EnsureKernelsOptions, LibrarySpec } from "./_kernel_build.ts";
@@ -128,6 +129,14 @@ export function findOrBuildCpuKernelsSync(options: Omit<EnsureKernelsOptions, "f
   });
   const deno = (globalThis as { Deno?: { execPath(): string } }).Deno;
   const script = main.protocol === "file:" ? decodeURIComponent(main.pathname) : main.href;
+  // A compiled program (deno compile, bun build --compile) is not a runtime that can run the builder.
+  if (!/^(deno|bun)(\.exe)?$/.test(basename(process.execPath))) {
+    throw new KernelBuildError(
+      "build-failed",
+      `Cannot build the native kernel library from within "${process.execPath}": it is not a deno or bun executable`,
+      "build it once with deno run -A scripts/build_kernels.ts and set GRAFT_KERNEL_LIB to the printed path",
+    );
+  }
   // --no-config/--no-lock: the builder imports only relative and node: modules, and a user's
   // deno.json or lockfile must not be read or written by it.
   const argv = deno ? ["run", "-A", "--no-config", "--no-lock", script, arg] : [script, arg];
@@ -137,6 +146,14 @@ export function findOrBuildCpuKernelsSync(options: Omit<EnsureKernelsOptions, "f
   try {
     answer = JSON.parse(line);
   } catch {
+    if (!r.error && r.status == null && !r.signal) {
+      // Deno without --allow-run answers a denied spawn with an empty result.
+      throw new KernelBuildError(
+        "build-failed",
+        `Cannot build the native kernel library: running a child process (${process.execPath}) was not allowed`,
+        "run with --allow-run (or -A) once so the library can be built, or set GRAFT_KERNEL_LIB to a built libkn_cpu.so",
+      );
+    }
     const why = r.error ? r.error.message : `it exited with status ${r.status}${r.signal ? ` (${r.signal})` : ""}`;
     throw new KernelBuildError(
       "build-failed",

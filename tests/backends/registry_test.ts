@@ -77,4 +77,16 @@ describe("registry", () => {
     assert.ok(existsSync(calls), "the first kernel call did not try to build");
     assert.match(used.err, /^graft: building the native kernel library .*\ngraft: cannot build the native kernel library: .*fake-cc failed on .*: using the TypeScript backend/m);
   });
+
+  it("Deno without --allow-run: the fallback line says to allow it", { skip: !("Deno" in globalThis) && "Bun has no permissions to deny" }, () => {
+    using tmp = tempDir();
+    const file = join(tmp.dir, "probe.ts");
+    writeFileSync(file, `import * as r from ${JSON.stringify(registryUrl)};\nconsole.log(r.getCpuBackend().name);\n`);
+    // deno-lint-ignore no-explicit-any
+    const deno = (globalThis as any).Deno.execPath();
+    const env = { ...process.env, GRAFT_CACHE_DIR: join(tmp.dir, "cache"), GRAFT_KERNEL_LIB: "", GRAFT_BACKEND: "" };
+    const r = spawnSync(deno, ["run", "--allow-read", "--allow-write", "--allow-env", "--allow-ffi", file], { env, encoding: "utf8" });
+    assert.equal(r.stdout.trim(), "ts", r.stderr);
+    assert.match(r.stderr, /^graft: cannot build the native kernel library: running a child process .* was not allowed: .*run with --allow-run \(or -A\)/m);
+  });
 });
