@@ -26,7 +26,8 @@ streaming one tensor at a time: memory stays near one tensor whatever the model'
   --max-shard-size S    largest output shard, e.g. 5GB, 2GiB (default 5GB)
   --device D            cpu (default) or cuda
   --safe                check merged tensors for NaN/inf before writing (PEFT's safe_merge)
-  --force               replace an existing --out that holds only a previous merge's files
+  --force               replace an existing --out that is a previous merge output (its
+                        .graft-merge marker, and only files a merge writes)
   --dry-run             print the plan (tensors per adapter, bytes, shards) and write nothing
   --verify              reopen the output and check every merged tensor against a float64
                         recomputation; --verify=sample checks 16 tensors x 4 rows (fast)
