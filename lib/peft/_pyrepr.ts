@@ -2,6 +2,7 @@
  * Python `repr` of the few value kinds PEFT puts into messages, and Python regex → JS RegExp.
  * @module
  */
+import { translatePyRegex } from "./_pyregex.ts";
 
 /** `repr(str)`. */
 export function pyStrRepr(s: string): string {
@@ -23,18 +24,20 @@ export function pyRepr(v: unknown, asSet = false): string {
   return String(v);
 }
 
+
 const cache = new Map<string, RegExp>();
 
 /**
  * A JS RegExp with Python `re` semantics for `mode`: "fullmatch" anchors both ends, "match" only
- * the start. Python-only syntax (`(?P<n>…)`, `(?P=n)`) is translated.
+ * the start. Python-only syntax is translated (named groups, leading flags, `\A`/`\Z`, `{,n}`,
+ * comments, atomic groups and possessive quantifiers); conditionals and verbose mode throw.
  */
 export function pyRegex(pattern: string, mode: "fullmatch" | "match"): RegExp {
   const id = mode + "\u0000" + pattern;
   let re = cache.get(id);
   if (!re) {
-    const src = pattern.replaceAll("(?P<", "(?<").replace(/\(\?P=(\w+)\)/g, "\\k<$1>");
-    re = new RegExp(mode === "fullmatch" ? `^(?:${src})$` : `^(?:${src})`);
+    const { source, flags } = translatePyRegex(pattern);
+    re = new RegExp(mode === "fullmatch" ? `^(?:${source})$` : `^(?:${source})`, flags);
     cache.set(id, re);
   }
   return re;

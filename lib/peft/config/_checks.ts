@@ -7,6 +7,7 @@
  * @module
  */
 import { pyRegex } from "../_pyrepr.ts";
+import { PyRegexError } from "../_pyregex.ts";
 import { InvalidAdapterError } from "../errors.ts";
 
 /** Prefix of every message thrown here; `loadAdapterConfig` swaps it for the file name. */
@@ -57,6 +58,22 @@ export function checkInt(v: unknown, key: string, min: number): void {
   throw badField(key, `${q(key)} must be ${what}: got ${showValue(v)}`);
 }
 
+/**
+ * Python's truthiness, for fields PEFT tests with `if x:` (`{}`, `[]`, `""`, 0 and None are false).
+ *
+ * @example
+ * ```ts
+ * import { pyTruthy } from "./_checks.ts";
+ * console.log(pyTruthy({}), pyTruthy({ a: 1 }), pyTruthy(null)); // false true false
+ * ```
+ */
+export function pyTruthy(v: unknown): boolean {
+  if (v === null || v === undefined || v === false || v === 0 || v === "") return false;
+  if (Array.isArray(v)) return v.length > 0;
+  if (typeof v === "object") return Object.keys(v).length > 0;
+  return true;
+}
+
 /** A boolean, or null where PEFT treats None as False. */
 export function checkBool(v: unknown, key: string, nullable = false): void {
   if (typeof v === "boolean" || (nullable && v === null)) return;
@@ -68,6 +85,9 @@ export function checkRegex(pattern: string, key: string, source = pattern): void
   try {
     pyRegex(source, "match");
   } catch (e) {
+    if (e instanceof PyRegexError) {
+      throw badField(key, `"${key}" holds ${showValue(pattern)}, whose ${e.construct} Python accepts but this library cannot run; rewrite it without that construct`);
+    }
     const why = String((e as Error).message).split(": ").at(-1);
     throw badField(key, `"${key}" holds ${showValue(pattern)}, which is not a valid regular expression (${why})`);
   }
