@@ -57,6 +57,17 @@ export const EXPECT: Record<string, "peft" | { key: string | null; mentions?: st
   target_modules_int_entry: { key: "target_modules" },
   target_modules_number: { key: "target_modules" },
   target_modules_bad_regex: { key: "target_modules" },
+  // Python-only regex syntax: translated where JavaScript can express it, refused (naming the
+  // construct) where it cannot — PEFT runs a conditional group, this library cannot.
+  target_modules_python_flags: "peft",
+  target_modules_python_anchors: "peft",
+  target_modules_python_possessive: "peft",
+  target_modules_python_conditional: { key: "target_modules", mentions: "conditional group" },
+  // PEFT reads these with `if x:`: None and {} are false.
+  use_rslora_null: "peft",
+  use_dora_null: "peft",
+  lora_bias_null: "peft",
+  megatron_config_empty_dora: "peft",
   exclude_modules_bad_regex: { key: "exclude_modules" },
   modules_to_save_str: { key: "modules_to_save" },
   layers_to_transform_str: { key: "layers_to_transform" },

@@ -5,7 +5,7 @@
 import type { JsonValue } from "./_pyjson.ts";
 import { asSetList, BASE_FIELDS, type FieldSpec, PeftConfig, type PeftConfigOptions, type PeftType } from "./base.ts";
 import { peftWarn } from "../../_log.ts";
-import { badField, keyed, checkBool, checkInt, checkLayerIndexes, checkLayersPattern, checkLoraInit, checkNames, checkNumber, checkPatternMap } from "./_checks.ts";
+import { badField, keyed, checkBool, pyTruthy, checkInt, checkLayerIndexes, checkLayersPattern, checkLoraInit, checkNames, checkNumber, checkPatternMap } from "./_checks.ts";
 
 /** LoRA-specific fields (JSON key, property, default). Sub-configs are kept as raw JSON. */
 export const LORA_FIELDS: readonly FieldSpec[] = [
@@ -160,7 +160,7 @@ export class LoraConfig extends PeftConfig {
     if (this.layersPattern && this.layersPattern.length !== 0 && this.layersToTransform === null) {
       throw keyed(new RangeError("When `layers_pattern` is specified, `layers_to_transform` must also be specified. "), "layers_to_transform");
     }
-    if (this.useDora && this.megatronConfig) throw keyed(new RangeError("DoRA does not support megatron_core, please set `use_dora=False`."), "use_dora");
+    if (this.useDora && pyTruthy(this.megatronConfig)) throw keyed(new RangeError("DoRA does not support megatron_core, please set `use_dora=False`."), "use_dora");
     const init = this.initLoraWeights;
     const nonEmpty = (v: JsonValue) => v !== null && (typeof v !== "object" || Object.keys(v).length > 0);
     if (init === "loftq") {
@@ -205,9 +205,10 @@ export class LoraConfig extends PeftConfig {
       throw badField("lora_dropout", `"lora_dropout" must be at most 1 (dropout probability has to be between 0 and 1, but got ${this.loraDropout})`);
     }
     checkBool(this.fanInFanOut, "fan_in_fan_out", true);
-    checkBool(this.useRslora, "use_rslora");
-    checkBool(this.useDora, "use_dora");
-    checkBool(this.loraBias, "lora_bias");
+    // PEFT reads these with `if x:`, so None is False.
+    checkBool(this.useRslora, "use_rslora", true);
+    checkBool(this.useDora, "use_dora", true);
+    checkBool(this.loraBias, "lora_bias", true);
     checkNames(this.targetModules, "target_modules", { regex: true });
     checkNames(this.excludeModules, "exclude_modules", { regex: true });
     checkNames(this.modulesToSave, "modules_to_save", { regex: false });
