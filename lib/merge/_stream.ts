@@ -3,9 +3,9 @@
 import type { CpuBackend, KernelDType } from "../backends/backend.ts";
 import { DTYPE_SIZE } from "../dtype.ts";
 import { NativeBuffer } from "../ffi/mod.ts";
-import type { AdapterDeltas } from "../peft/delta.ts";
+import type { AdapterDeltas, LowRankDelta } from "../peft/delta.ts";
 import type { ShardedCheckpoint, ShardedWriter } from "../safetensors/mod.ts";
-import { allFinite, applyDeltas, hostMergeOps } from "./apply.ts";
+import { allFinite, applyDeltas, baseDoraFactor, hostMergeOps, needsBaseNorm } from "./apply.ts";
 import type { DeviceMergeOps } from "./_device_ops.ts";
 import type { MergePlan } from "./plan.ts";
 import { WriteBehind } from "./_write_behind.ts";
@@ -38,6 +38,9 @@ export async function streamTensors(s: StreamInputs): Promise<number> {
   }
   using work = new NativeBuffer(maxWork, 4096);
   using cast = new NativeBuffer(maxWork, 4096);
+  // The original tensor in f32 for a DoRA delta merged after another delta (its norm comes from the
+  // base plus that delta alone, as PEFT 0.21): one more buffer, made only when some tensor needs it.
+  using baseScratch = plan.tensors.some(needsBaseNorm) ? new NativeBuffer(maxWork, 4096) : null;
   const files = s.adapters.map((a) => a.file);
   let bytesDone = 0;
   let done = 0;
@@ -57,19 +60,22 @@ export async function streamTensors(s: StreamInputs): Promise<number> {
         } else {
           const sd = t.srcDtype as KernelDType;
           const od = t.outDtype as KernelDType;
-          // Merge at the wider of the stored and requested precision, round once at the end.
-          const wd: KernelDType = sd === od ? sd : "F32";
+          // Merge at the wider of the stored and requested precision, round once at the end (in
+          // f32 when a DoRA factor scales the weight after another delta: no rounding in between).
+          const baseNorm = baseScratch !== null && needsBaseNorm(t);
+          const wd: KernelDType = sd === od && !baseNorm ? sd : "F32";
           const w = work.bytes.subarray(0, n * DTYPE_SIZE[wd]);
+          const baseFactor = baseNorm ? (d: LowRankDelta, scale: number) => baseDoraFactor(backend, src, sd, baseScratch.bytes, d, scale) : undefined;
           if (gpu !== null) {
             const dw = gpu.alloc(n * DTYPE_SIZE[wd]);
             gpu.cast(src, sd, dw, wd, n);
-            if (touched) applyDeltas(gpu, t, dw, wd, files);
+            if (touched) applyDeltas(gpu, t, dw, wd, files, baseFactor);
             dw.download(w);
             gpu.release();
           } else {
             if (wd === sd) w.set(src);
             else backend.cast(src, sd, w, wd, n);
-            if (touched) applyDeltas(host, t, w, wd, files);
+            if (touched) applyDeltas(host, t, w, wd, files, baseFactor);
           }
           if (touched) {
             merged++;

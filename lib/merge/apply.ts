@@ -7,7 +7,7 @@
  */
 import type { KernelDType, MergeKernels } from "../backends/backend.ts";
 import type { LowRankDelta } from "../peft/delta.ts";
-import { type AdapterKernels, applyBiasOp, weightedIa3 } from "../peft/adapter_math.ts";
+import { type AdapterKernels, applyBiasOp, doraFactor, doraWeightNorm, outputAxis, weightedIa3 } from "../peft/adapter_math.ts";
 import type { SafetensorsFile } from "../safetensors/mod.ts";
 import type { PlannedTensor } from "./plan.ts";
 
@@ -53,10 +53,53 @@ export function concatLowRank(list: readonly { delta: LowRankDelta; weight: numb
 }
 
 /**
- * Apply every delta of `t` in place to `w` (stored as `dtype`, shape `t.shape`).
- * `adapterFiles[i]` serves replacement tensors of adapter i.
+ * Whether `t` has a DoRA delta that is not its first delta: PEFT 0.21 takes that adapter's weight
+ * norm from the base weight with the earlier merges taken out (`_unmerged_base_weight`), so the
+ * merge needs the original tensor beside the running one ({@link baseDoraFactor}).
  */
-export function applyDeltas<W>(backend: MergeOps<W>, t: PlannedTensor, w: W, dtype: KernelDType, adapterFiles: readonly SafetensorsFile[]): void {
+export function needsBaseNorm(t: PlannedTensor): boolean {
+  return t.deltas.some((e, i) => i > 0 && e.delta.kind === "lowRank" && !!e.delta.magnitude);
+}
+
+/**
+ * DoRA's factor `m / ‖W₀ + s·B·A‖` of low-rank delta `d` at scale `scale`, with W₀ the original
+ * tensor (`src`, stored as `srcDtype`): the norm is taken by the host kernels on `scratch` (at
+ * least `4 · numel` bytes, overwritten) holding W₀ in f32.
+ */
+export function baseDoraFactor(
+  k: MergeKernels,
+  src: Uint8Array,
+  srcDtype: KernelDType,
+  scratch: Uint8Array,
+  d: LowRankDelta,
+  scale: number,
+): Float32Array {
+  const n = d.outF * d.inF;
+  const w0 = scratch.subarray(0, n * 4);
+  k.cast(src, srcDtype, w0, "F32", n);
+  const norm = new Float32Array(d.outF);
+  const f = Float32Array.from(d.magnitude!);
+  const shape = { outF: d.outF, inF: d.inF, r: d.r, transposed: d.fanInFanOut };
+  doraWeightNorm(k, w0, "F32", shape, { b: d.b, a: d.a, scale, magnitude: f, normOut: norm });
+  doraFactor(k, new Uint8Array(f.buffer, f.byteOffset, f.byteLength), norm, d.outF);
+  return f;
+}
+
+/**
+ * Apply every delta of `t` in place to `w` (stored as `dtype`, shape `t.shape`).
+ * `adapterFiles[i]` serves replacement tensors of adapter i. `baseFactor` gives the DoRA factor of
+ * a DoRA delta that is not the first (its norm from the original tensor plus that delta alone, as
+ * PEFT 0.21; see {@link needsBaseNorm} and {@link baseDoraFactor}): the factor then scales the
+ * current weight plus the delta.
+ */
+export function applyDeltas<W>(
+  backend: MergeOps<W>,
+  t: PlannedTensor,
+  w: W,
+  dtype: KernelDType,
+  adapterFiles: readonly SafetensorsFile[],
+  baseFactor?: (d: LowRankDelta, scale: number) => Float32Array,
+): void {
   const rows = t.shape[0] ?? 1;
   const cols = t.shape.slice(1).reduce((a, b) => a * b, 1);
   const ds = t.deltas;
@@ -73,7 +116,15 @@ export function applyDeltas<W>(backend: MergeOps<W>, t: PlannedTensor, w: W, dty
       backend.scaleAxis(w, dtype, rows, cols, weightedIa3(d.vector, e.weight), d.axis, false);
       i++;
     } else if (d.magnitude) {
-      backend.doraMerge(w, dtype, d.outF, d.inF, d.b, d.a, d.r, d.scale * e.weight, d.fanInFanOut, d.magnitude);
+      const scale = d.scale * e.weight;
+      if (i === 0) {
+        backend.doraMerge(w, dtype, d.outF, d.inF, d.b, d.a, d.r, scale, d.fanInFanOut, d.magnitude);
+      } else {
+        if (!baseFactor) throw new TypeError(`Cannot merge the DoRA delta of tensor "${t.name}" after another delta without the base tensor's factor (baseFactor)`);
+        const f = baseFactor(d, scale);
+        backend.loraMerge(w, dtype, d.outF, d.inF, d.b, d.a, d.r, scale, d.fanInFanOut);
+        backend.scaleAxis(w, dtype, rows, cols, f, outputAxis(d.fanInFanOut), false);
+      }
       i++;
     } else {
       const group: { delta: LowRankDelta; weight: number }[] = [];

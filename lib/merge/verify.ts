@@ -81,7 +81,10 @@ class Rows {
   readonly mag: Float64Array;
   readonly acc: Float64Array;
   readonly accAbs: Float64Array;
+  /** The base tensor's row (a DoRA norm's W₀). */
+  readonly base: Float64Array;
   constructor(cols: number) {
+    this.base = new Float64Array(cols);
     this.v = new Float64Array(cols);
     this.mag = new Float64Array(cols);
     this.acc = new Float64Array(cols);
@@ -151,7 +154,7 @@ function sourcesOf(t: PlannedTensor, base: ShardedCheckpoint, adapters: readonly
  * cancellation error.
  */
 function referenceRow(t: PlannedTensor, src: TensorSources, i: number, cols: number, rows: Rows): void {
-  const { v, mag, acc, accAbs } = rows;
+  const { v, mag, acc, accAbs, base } = rows;
   decodeRow(src.base, t.srcDtype, i, cols, v);
   for (let j = 0; j < cols; j++) mag[j] = Math.abs(v[j]!);
   for (const [di, { weight, delta: d }] of t.deltas.entries()) {
@@ -171,23 +174,26 @@ function referenceRow(t: PlannedTensor, src: TensorSources, i: number, cols: num
       if (!d.magnitude) {
         for (let j = 0; j < cols; j++) v[j]! += acc[j]!;
       } else if (!d.fanInFanOut) {
+        // PEFT 0.21 takes the norm from the base weight plus this delta alone (the adapters merged
+        // before taken out: `_unmerged_base_weight`); the factor scales the current row plus it.
+        const w0 = di === 0 ? v : decodeRow(src.base, t.srcDtype, i, cols, base);
         let ss = 0;
-        for (let j = 0; j < cols; j++) {
-          v[j]! += acc[j]!;
-          ss += v[j]! * v[j]!;
-        }
+        for (let j = 0; j < cols; j++) ss += (w0[j]! + acc[j]!) ** 2;
+        for (let j = 0; j < cols; j++) v[j]! += acc[j]!;
         const f = d.magnitude[i]! / Math.sqrt(ss);
         for (let j = 0; j < cols; j++) {
           v[j]! *= f;
           mag[j] = Math.abs(mag[j]! * f);
         }
       } else {
-        // Column norms need the whole weight: computed once per tensor and delta (see columnNorms).
+        // Column norms need the whole weight: computed once per tensor and delta, from the base
+        // tensor plus this delta alone as above (see columnNorms).
         const norms = src.colNorms.get(di) ?? columnNorms(t, src.base, di, cols);
         src.colNorms.set(di, norms);
         for (let j = 0; j < cols; j++) {
-          v[j] = ((v[j]! + acc[j]!) * d.magnitude[j]!) / norms[j]!;
-          mag[j] = Math.abs(v[j]!);
+          const f = d.magnitude[j]! / norms[j]!;
+          v[j] = (v[j]! + acc[j]!) * f;
+          mag[j] = Math.abs(mag[j]! * f);
         }
       }
     }
@@ -208,8 +214,8 @@ function referenceRow(t: PlannedTensor, src: TensorSources, i: number, cols: num
 }
 
 /**
- * Norm of each output column of a fan_in_fan_out DoRA weight (stored [in, out]) after delta `di`
- * alone, over every stored row: one pass over the tensor.
+ * Norm of each output column of a fan_in_fan_out DoRA weight (stored [in, out]): the base tensor
+ * plus delta `di` alone (PEFT 0.21's rule), over every stored row: one pass over the tensor.
  */
 function columnNorms(t: PlannedTensor, all: DataView, di: number, cols: number): Float64Array {
   const d = t.deltas[di]!.delta;

@@ -8,6 +8,7 @@ import { Linear } from "../../nn/linear.ts";
 import { createParameter, type ParameterInit } from "../../nn/init.ts";
 import type { Parameter } from "../../nn/parameter.ts";
 import type { DType } from "../../dtype.ts";
+import type { KernelDType, MergeKernels } from "../../backends/backend.ts";
 import { Tensor } from "../../tensor/tensor.ts";
 import { add, asF32Array, embedding, linear, mul, scale, toDType } from "../../tensor/ops/mod.ts";
 import { BaseTunerLayer, type LayerMergeOptions, ModuleDict, ParameterDict } from "./base.ts";
@@ -236,11 +237,16 @@ export class LoraLayer extends BaseTunerLayer {
     return { s: this.scaling.get(name)!, A: f32Copy(a.data), B: f32Copy(b.data), r: a.shape[0]!, bias };
   }
 
-  /** Merge adapters into the base weight (PEFT's `merge`): `W += ΔW`, DoRA `W = f ⊙ (W + ΔW)`. */
+  /**
+   * Merge adapters into the base weight (PEFT's `merge`): `W += ΔW`, DoRA `W = f ⊙ (W + ΔW)` with
+   * `f = m / ‖W₀ + ΔW‖`, where W₀ is the base weight with the adapters merged before taken out, as
+   * PEFT 0.21's `_unmerged_base_weight` (computed on a scratch copy undone as {@link unmerge} would).
+   */
   merge(options: LayerMergeOptions = {}): void {
     const names = this.adaptersToMerge(options.adapterNames);
     const k = mergeKernels();
     const { outFeatures: out, inFeatures: inF, transposed } = this.geometry;
+    const [rows, cols] = storedShape(out, inF, transposed);
     const base = this.getBaseLayer();
     for (const name of names) {
       if (!this.hasAdapter(name)) continue;
@@ -249,7 +255,26 @@ export class LoraLayer extends BaseTunerLayer {
       if (this.useDora.get(name)) {
         const norm = new Float32Array(out);
         const mag = f32Copy(this.magnitude(name).data);
-        editWeight(w, (bytes, dt) => k.doraMerge(bytes, dt, out, inF, B, A, r, s, transposed, mag, norm), { safe: options.safeMerge, adapterName: name });
+        const earlier = this.mergedAdapters.filter((n) => this.hasAdapter(n));
+        if (earlier.length === 0) {
+          editWeight(w, (bytes, dt) => k.doraMerge(bytes, dt, out, inF, B, A, r, s, transposed, mag, norm), { safe: options.safeMerge, adapterName: name });
+        } else {
+          editWeight(w, (bytes, dt) => {
+            // The norm from W₀ + ΔW on a scratch copy of W with the earlier merges undone (LIFO)…
+            const scratch = bytes.slice();
+            for (const e of earlier.toReversed()) this.#unmergeBytes(k, scratch, dt, e);
+            k.doraMerge(scratch, dt, out, inF, B, A, r, s, transposed, mag, norm);
+            // …and the factor scales the current weight plus ΔW (in f32, rounded once).
+            const f = mag.slice();
+            doraFactor(k, new Uint8Array(f.buffer, f.byteOffset, f.byteLength), norm, out);
+            const n = rows * cols;
+            const w32 = dt === "F32" ? bytes : new Uint8Array(n * 4);
+            if (w32 !== bytes) k.cast(bytes, dt, w32, "F32", n);
+            k.loraMerge(w32, "F32", out, inF, B, A, r, s, transposed);
+            k.scaleAxis(w32, "F32", rows, cols, f, outputAxis(transposed), false);
+            if (w32 !== bytes) k.cast(w32, "F32", bytes, dt, n);
+          }, { safe: options.safeMerge, adapterName: name });
+        }
         this.#doraNorms.set(name, norm);
       } else {
         editWeight(w, (bytes, dt) => k.loraMerge(bytes, dt, out, inF, B, A, r, s, transposed), { safe: options.safeMerge, adapterName: name });
@@ -257,6 +282,24 @@ export class LoraLayer extends BaseTunerLayer {
       if (this.loraBias.get(name) && bias) this.#mergeBias(bias, s, name, options.safeMerge ?? false);
       this.mergedAdapters.push(name);
     }
+  }
+
+  /**
+   * Undo merged adapter `name` on stored weight bytes (PEFT's unmerge): `W −= ΔW`, DoRA
+   * `W = W / f − ΔW` with the norm cached at merge time.
+   */
+  #unmergeBytes(k: MergeKernels, bytes: Uint8Array, dt: KernelDType, name: string): void {
+    const { outFeatures: out, inFeatures: inF, transposed } = this.geometry;
+    const { s, A, B, r } = this.#hostFactors(name);
+    if (this.useDora.get(name)) {
+      const norm = this.#doraNorms.get(name);
+      if (!norm) throw new Error(`Cannot unmerge DoRA adapter ${name}: its weight norm was not cached (merged in another session)`);
+      const f = f32Copy(this.magnitude(name).data);
+      doraFactor(k, new Uint8Array(f.buffer, f.byteOffset, f.byteLength), norm, out);
+      const [rows, cols] = storedShape(out, inF, transposed);
+      k.scaleAxis(bytes, dt, rows, cols, f, outputAxis(transposed), true);
+    }
+    k.loraMerge(bytes, dt, out, inF, B, A, r, -s, transposed);
   }
 
   /** `bias += sign · s · lora_B.bias` (PEFT checks it as it checks weights: "merged weights"). */
@@ -275,26 +318,17 @@ export class LoraLayer extends BaseTunerLayer {
   unmerge(): void {
     if (!this.merged) return void peftWarn("Already unmerged. Nothing to do.");
     const k = mergeKernels();
-    const { outFeatures: out, inFeatures: inF, transposed } = this.geometry;
     const w = this.getBaseLayer().param("weight");
     while (this.mergedAdapters.length > 0) {
       const name = this.mergedAdapters.pop()!;
       if (!this.hasAdapter(name)) continue;
-      const { s, A, B, r, bias } = this.#hostFactors(name);
-      if (this.useDora.get(name)) {
-        const norm = this.#doraNorms.get(name);
-        if (!norm) throw new Error(`Cannot unmerge DoRA adapter ${name}: its weight norm was not cached (merged in another session)`);
-        const f = f32Copy(this.magnitude(name).data);
-        doraFactor(k, new Uint8Array(f.buffer, f.byteOffset, f.byteLength), norm, out);
-        const [rows, cols] = storedShape(out, inF, transposed);
-        editWeight(w, (bytes, dt) => {
-          k.scaleAxis(bytes, dt, rows, cols, f, outputAxis(transposed), true);
-          k.loraMerge(bytes, dt, out, inF, B, A, r, -s, transposed);
-        }, { adapterName: name, what: "unmerge" });
-        this.#doraNorms.delete(name);
-      } else {
-        editWeight(w, (bytes, dt) => k.loraMerge(bytes, dt, out, inF, B, A, r, -s, transposed), { adapterName: name, what: "unmerge" });
+      const s = this.scaling.get(name)!;
+      const { bias } = this.factors(name);
+      if (this.useDora.get(name) && !this.#doraNorms.has(name)) {
+        throw new Error(`Cannot unmerge DoRA adapter ${name}: its weight norm was not cached (merged in another session)`);
       }
+      editWeight(w, (bytes, dt) => this.#unmergeBytes(k, bytes, dt, name), { adapterName: name, what: "unmerge" });
+      this.#doraNorms.delete(name);
       if (this.loraBias.get(name) && bias) this.#mergeBias(bias, s, name, false, -1);
     }
   }
