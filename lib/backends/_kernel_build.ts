@@ -249,10 +249,14 @@ export function isBuilt(path: string): boolean {
   return existsSync(path) && statSync(path).size > 0;
 }
 
+/** Milliseconds between "still building" lines (`GRAFT_BUILD_TICK_MS` overrides it, for tests). */
+const TICK_MS = Number(process.env.GRAFT_BUILD_TICK_MS) > 0 ? Number(process.env.GRAFT_BUILD_TICK_MS) : 5000;
+
 /**
  * Fetch or read the sources, call `announce` (once they are all here and verified), compile each
  * compiled file in parallel in a private temp folder and link to a temp name renamed onto `lib`
- * (so concurrent builds never see a half-written file).
+ * (so concurrent builds never see a half-written file). When it announced, it also prints a
+ * "still building … N/M files compiled" line every 5 s until done.
  *
  * @example
  * ```ts ignore
@@ -266,6 +270,7 @@ export async function compileLibrary(spec: LibrarySpec, lib: string, options: En
   const dir = dirname(lib);
   mkdirSync(dir, { recursive: true });
   const build = mkdtempSync(join(tmpdir(), "graft-kn-"));
+  let ticker: ReturnType<typeof setInterval> | undefined;
   try {
     for (const [name, bytes] of sources) {
       const p = join(build, name);
@@ -273,11 +278,19 @@ export async function compileLibrary(spec: LibrarySpec, lib: string, options: En
       writeFileSync(p, bytes);
     }
     const units = spec.files.filter(spec.compiled);
-    await Promise.all(units.map((f) => run(spec.what, spec.compiler, [...spec.cflags, "-c", f, "-o", `${f}.o`], build)));
+    // With a notice printed, never silent for long: a line every few seconds until it is done.
+    let done = 0;
+    const t0 = performance.now();
+    ticker = announce === undefined ? undefined : setInterval(() => {
+      const secs = Math.round((performance.now() - t0) / 1000);
+      console.error(`graft: still building ${spec.what}: ${done}/${units.length} files compiled (${secs} s)`);
+    }, TICK_MS);
+    await Promise.all(units.map((f) => run(spec.what, spec.compiler, [...spec.cflags, "-c", f, "-o", `${f}.o`], build).then(() => void done++)));
     const tmp = join(dir, `${spec.name}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`);
     await run(spec.what, spec.compiler, [...units.map((f) => `${f}.o`), "-o", tmp, ...spec.ldflags], build);
     renameSync(tmp, lib);
   } finally {
+    clearInterval(ticker);
     rmSync(build, { recursive: true, force: true });
   }
   return lib;

@@ -172,4 +172,30 @@ describe("what the first import says on stderr (child process)", () => {
     );
     assert.match(lines[1]!, /^graft: cannot build the native kernel library: .*fake-cc failed on cpu\/\w+\.c \(status 1\): x\.c:1:1: error: simulated failure: using the TypeScript backend \(about 3x slower\): .*GRAFT_BACKEND=ts silences this$/);
   });
+
+  it("a slow build is never silent: a 'still building' line every few seconds until it ends", () => {
+    using tmp = tempDir();
+    // Each compile takes 0.4 s and succeeds; the link fails (so nothing is cached).
+    const cc = join(tmp.dir, "slow-cc");
+    writeFileSync(
+      cc,
+      '#!/bin/sh\nif [ "$1" = "--version" ]; then echo slow-cc 1.0; exit 0; fi\n' +
+        'case " $* " in *" -c "*) sleep 0.4; while [ "$1" != "-o" ]; do shift; done; : > "$2"; exit 0;; esac\n' +
+        'echo "ld: simulated link failure" >&2\nexit 1\n',
+    );
+    chmodSync(cc, 0o755);
+    const prev = process.env.GRAFT_BUILD_TICK_MS;
+    process.env.GRAFT_BUILD_TICK_MS = "150"; // the child inherits it
+    try {
+      const { stdout, lines } = child(cc, tmp.dir);
+      assert.equal(stdout, "ts");
+      assert.match(lines[0]!, /^graft: building the native kernel library /);
+      const ticks = lines.filter((l) => /^graft: still building the native kernel library: \d+\/\d+ files compiled \(\d+ s\)$/.test(l));
+      assert.ok(ticks.length >= 1, lines.join("\n"));
+      assert.match(lines.at(-1)!, /^graft: cannot build the native kernel library: .*slow-cc failed on the link .*simulated link failure/);
+    } finally {
+      if (prev === undefined) delete process.env.GRAFT_BUILD_TICK_MS;
+      else process.env.GRAFT_BUILD_TICK_MS = prev;
+    }
+  });
 });
