@@ -1,5 +1,7 @@
-// Argument checks shared by every CpuBackend, run before any native call takes a pointer, so a bad
-// size is a RangeError (never a read past the end of a buffer). Private: backends call these.
+// Argument checks shared by every backend, run before any native call takes a pointer, so a bad
+// size is a RangeError (never a read past the end of a buffer). Each op's shape rule is stated once
+// here; how an operand's size is checked comes from the device (OperandSizes: host typed arrays by
+// default, device buffers for CUDA). Private: backends call these.
 import { KERNEL_DTYPE_CODE, type KernelDType } from "./backend.ts";
 
 /** Bytes per element of a kernel dtype. */
@@ -49,18 +51,37 @@ export function checkSameLength(op: string, names: string, a: Float32Array, b: F
   }
 }
 
+/**
+ * How a backend's operands are measured. The shape rules below are stated once; each device
+ * supplies how to check that an operand holds enough values: typed arrays on the host (the
+ * default, {@link HOST_SIZES}), device buffers on a GPU (`cuda/_device_checks.ts`).
+ */
+export interface OperandSizes<F, R> {
+  /** `x` holds prod(dims) f32 values. */
+  f32(op: string, name: string, x: F, dims: readonly number[]): void;
+  /** `x` holds prod(dims) values of `dtype` (raw F32/F16/BF16 bits). */
+  raw(op: string, name: string, x: R, dims: readonly number[], dtype: KernelDType): void;
+}
+
+/** Host operands: `Float32Array` activations, `Uint8Array` raw weights. */
+export const HOST_SIZES: OperandSizes<Float32Array, Uint8Array> = { f32: checkF32, raw: checkBytes };
+
+// deno-lint-ignore no-explicit-any
+const HOST_ANY = HOST_SIZES as OperandSizes<any, any>;
+
 /** Largest LoRA rank the kernels accept (kernels/common/lora.h KN_MAX_RANK). */
 export const MAX_RANK = 1024;
 
-export function checkMerge(
+export function checkMerge<F = Float32Array, R = Uint8Array>(
   op: string,
-  w: Uint8Array,
+  w: R,
   wDtype: KernelDType,
   outF: number,
   inF: number,
-  b: Float32Array,
-  a: Float32Array,
+  b: F,
+  a: F,
   r: number,
+  sz: OperandSizes<F, R> = HOST_ANY,
 ): void {
   checkDtype(op, "w", wDtype);
   checkDim(op, "outF", outF);
@@ -68,9 +89,9 @@ export function checkMerge(
   if (!Number.isSafeInteger(r) || r < 1 || r > MAX_RANK) {
     throw new RangeError(`Cannot run ${op}: rank must be an integer in [1, ${MAX_RANK}]: current value is ${r}`);
   }
-  checkBytes(op, "w", w, [outF, inF], wDtype);
-  checkF32(op, "b", b, [outF, r]);
-  checkF32(op, "a", a, [r, inF]);
+  sz.raw(op, "w", w, [outF, inF], wDtype);
+  sz.f32(op, "b", b, [outF, r]);
+  sz.f32(op, "a", a, [r, inF]);
 }
 
 /** Storage of an sgemm operand: `rows` rows of `cols` with leading dimension `ld`. */
@@ -119,105 +140,146 @@ export function checkSgemm(
   checkMatrix("sgemm", "c", c, m, n, ldc);
 }
 
-export function checkLinear(
-  x: Float32Array,
+export function checkLinear<F = Float32Array, R = Uint8Array>(
+  x: F,
   m: number,
   k: number,
-  w: Uint8Array,
+  w: R,
   wDtype: KernelDType,
   n: number,
-  bias: Float32Array | null,
-  out: Float32Array,
+  bias: F | null,
+  out: F,
   transposedW: boolean,
+  sz: OperandSizes<F, R> = HOST_ANY,
 ): void {
   checkDtype("linear", "w", wDtype);
   checkDim("linear", "m", m);
   checkDim("linear", "k", k);
   checkDim("linear", "n", n);
-  checkF32("linear", "x", x, [m, k]);
-  checkBytes("linear", "w", w, transposedW ? [k, n] : [n, k], wDtype);
-  if (bias !== null) checkF32("linear", "bias", bias, [n]);
-  checkF32("linear", "out", out, [m, n]);
+  sz.f32("linear", "x", x, [m, k]);
+  sz.raw("linear", "w", w, transposedW ? [k, n] : [n, k], wDtype);
+  if (bias !== null) sz.f32("linear", "bias", bias, [n]);
+  sz.f32("linear", "out", out, [m, n]);
 }
 
-export function checkRows(op: string, x: Float32Array, out: Float32Array, rows: number, cols: number): void {
+export function checkRows<F = Float32Array>(op: string, x: F, out: F, rows: number, cols: number, sz: OperandSizes<F, unknown> = HOST_ANY): void {
   checkDim(op, "rows", rows);
   checkDim(op, "cols", cols);
-  checkF32(op, "x", x, [rows, cols]);
-  checkF32(op, "out", out, [rows, cols]);
+  sz.f32(op, "x", x, [rows, cols]);
+  sz.f32(op, "out", out, [rows, cols]);
 }
 
-export function checkRope(x: Float32Array, tokens: number, heads: number, headDim: number, cos: Float32Array, sin: Float32Array): void {
+export function checkRope<F = Float32Array>(
+  x: F,
+  tokens: number,
+  heads: number,
+  headDim: number,
+  cos: F,
+  sin: F,
+  sz: OperandSizes<F, unknown> = HOST_ANY,
+): void {
   checkDim("rope", "tokens", tokens);
   checkDim("rope", "heads", heads);
   checkDim("rope", "headDim", headDim);
   if (headDim % 2 !== 0) throw new RangeError(`Cannot run rope: headDim must be even: current value is ${headDim}`);
-  checkF32("rope", "x", x, [tokens, heads, headDim]);
-  checkF32("rope", "cos", cos, [tokens, headDim]);
-  checkF32("rope", "sin", sin, [tokens, headDim]);
+  sz.f32("rope", "x", x, [tokens, heads, headDim]);
+  sz.f32("rope", "cos", cos, [tokens, headDim]);
+  sz.f32("rope", "sin", sin, [tokens, headDim]);
 }
 
-export function checkAttention(
-  q: Float32Array,
-  k: Float32Array,
-  v: Float32Array,
-  out: Float32Array,
+export function checkAttention<F = Float32Array>(
+  q: F,
+  k: F,
+  v: F,
+  out: F,
   t: number,
   s: number,
   hq: number,
   hkv: number,
   d: number,
+  sz: OperandSizes<F, unknown> = HOST_ANY,
 ): void {
   for (const [name, val] of [["t", t], ["s", s], ["hq", hq], ["hkv", hkv], ["d", d]] as const) checkDim("attention", name, val);
   if (hkv < 1 || hq % hkv !== 0) throw new RangeError(`Cannot run attention: hq ${hq} must be a multiple of hkv ${hkv}`);
   if (s < t) throw new RangeError(`Cannot run attention: cache length s ${s} is shorter than the ${t} queries`);
-  checkF32("attention", "q", q, [t, hq, d]);
-  checkF32("attention", "k", k, [s, hkv, d]);
-  checkF32("attention", "v", v, [s, hkv, d]);
-  checkF32("attention", "out", out, [t, hq, d]);
+  sz.f32("attention", "q", q, [t, hq, d]);
+  sz.f32("attention", "k", k, [s, hkv, d]);
+  sz.f32("attention", "v", v, [s, hkv, d]);
+  sz.f32("attention", "out", out, [t, hq, d]);
 }
 
 /** Every check of `cast`: known dtypes, a valid count, both buffers large enough. */
-export function checkCast(src: Uint8Array, srcDtype: KernelDType, dst: Uint8Array, dstDtype: KernelDType, n: number): void {
+export function checkCast<R = Uint8Array>(
+  src: R,
+  srcDtype: KernelDType,
+  dst: R,
+  dstDtype: KernelDType,
+  n: number,
+  sz: OperandSizes<unknown, R> = HOST_ANY,
+): void {
   checkDtype("cast", "src", srcDtype);
   checkDtype("cast", "dst", dstDtype);
   checkDim("cast", "n", n);
-  checkBytes("cast", "src", src, [n], srcDtype);
-  checkBytes("cast", "dst", dst, [n], dstDtype);
+  sz.raw("cast", "src", src, [n], srcDtype);
+  sz.raw("cast", "dst", dst, [n], dstDtype);
 }
 
 /** Every check of `doraMerge`: those of a LoRA merge, plus the magnitude and norm vectors. */
-export function checkDoraMerge(
-  w: Uint8Array,
+export function checkDoraMerge<F = Float32Array, R = Uint8Array>(
+  w: R,
   wDtype: KernelDType,
   outF: number,
   inF: number,
-  b: Float32Array,
-  a: Float32Array,
+  b: F,
+  a: F,
   r: number,
-  mag: Float32Array,
-  normOut?: Float32Array,
+  mag: F,
+  normOut?: F,
+  sz: OperandSizes<F, R> = HOST_ANY,
 ): void {
-  checkMerge("doraMerge", w, wDtype, outF, inF, b, a, r);
-  checkF32("doraMerge", "mag", mag, [outF]);
-  if (normOut !== undefined) checkF32("doraMerge", "normOut", normOut, [outF]);
+  checkMerge("doraMerge", w, wDtype, outF, inF, b, a, r, sz);
+  sz.f32("doraMerge", "mag", mag, [outF]);
+  if (normOut !== undefined) sz.f32("doraMerge", "normOut", normOut, [outF]);
 }
 
 /** Every check of `scaleAxis`. */
-export function checkScaleAxis(w: Uint8Array, wDtype: KernelDType, rows: number, cols: number, v: Float32Array, axis: 0 | 1): void {
+export function checkScaleAxis<F = Float32Array, R = Uint8Array>(
+  w: R,
+  wDtype: KernelDType,
+  rows: number,
+  cols: number,
+  v: F,
+  axis: 0 | 1,
+  sz: OperandSizes<F, R> = HOST_ANY,
+): void {
   checkDtype("scaleAxis", "w", wDtype);
   checkDim("scaleAxis", "rows", rows);
   checkDim("scaleAxis", "cols", cols);
   if (axis !== 0 && axis !== 1) throw new RangeError(`Cannot run scaleAxis: axis must be 0 or 1: current value is ${axis}`);
-  checkBytes("scaleAxis", "w", w, [rows, cols], wDtype);
-  checkF32("scaleAxis", "v", v, [axis === 0 ? rows : cols]);
+  sz.raw("scaleAxis", "w", w, [rows, cols], wDtype);
+  sz.f32("scaleAxis", "v", v, [axis === 0 ? rows : cols]);
 }
 
 /** Every check of `rmsNorm` (no `b`) and `layerNorm`. */
-export function checkNorm(op: string, x: Float32Array, out: Float32Array, rows: number, cols: number, w: Float32Array, b?: Float32Array): void {
-  checkRows(op, x, out, rows, cols);
-  checkF32(op, "w", w, [cols]);
-  if (b !== undefined) checkF32(op, "b", b, [cols]);
+export function checkNorm<F = Float32Array>(
+  op: string,
+  x: F,
+  out: F,
+  rows: number,
+  cols: number,
+  w: F,
+  b?: F,
+  sz: OperandSizes<F, unknown> = HOST_ANY,
+): void {
+  checkRows(op, x, out, rows, cols, sz);
+  sz.f32(op, "w", w, [cols]);
+  if (b !== undefined) sz.f32(op, "b", b, [cols]);
+}
+
+/** Every check of an elementwise op over `n` values given as separate operands (device backends). */
+export function checkElementwise<F>(op: string, n: number, operands: readonly (readonly [string, F])[], sz: OperandSizes<F, unknown>): void {
+  checkDim(op, "n", n);
+  for (const [name, x] of operands) sz.f32(op, name, x, [n]);
 }
 
 /** Every check of an elementwise op of two inputs (`names`: how messages call them). */

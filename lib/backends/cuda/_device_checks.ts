@@ -1,6 +1,6 @@
 // Size and device checks of CudaBackend, run before a device pointer crosses the FFI. Private.
 import type { KernelDType } from "../backend.ts";
-import { checkDim, checkDtype, dtypeSize } from "../_validate.ts";
+import { checkDim, checkDtype, dtypeSize, type OperandSizes } from "../_validate.ts";
 import type { DeviceBuffer } from "./device_buffer.ts";
 
 /** Bytes per f32. */
@@ -39,38 +39,11 @@ export function checkGemm(
   }
 }
 
-/** rope: x [tokens, heads, headDim], cos/sin [tokens, headDim], headDim even. */
-export function checkRope(
-  device: number,
-  x: DeviceBuffer,
-  tokens: number,
-  heads: number,
-  headDim: number,
-  cos: DeviceBuffer,
-  sin: DeviceBuffer,
-): void {
-  dims("rope", { tokens, heads, headDim });
-  if (headDim % 2 !== 0) throw new RangeError(`Cannot run rope: headDim must be even: current value is ${headDim}`);
-  need("rope", "x", x, tokens * heads * headDim * F32, device);
-  need("rope", "cos", cos, tokens * headDim * F32, device);
-  need("rope", "sin", sin, tokens * headDim * F32, device);
-}
-
-/** attention: q/out [t, hq, d], k/v [s, hkv, d], hq a multiple of hkv, s >= t. */
-export function checkAttention(
-  device: number,
-  [q, k, v, out]: DeviceBuffer[],
-  t: number,
-  s: number,
-  hq: number,
-  hkv: number,
-  d: number,
-): void {
-  dims("attention", { t, s, hq, hkv, d });
-  if (hkv < 1 || hq % hkv !== 0) throw new RangeError(`Cannot run attention: hq ${hq} must be a multiple of hkv ${hkv}`);
-  if (s < t) throw new RangeError(`Cannot run attention: cache length s ${s} is shorter than the ${t} queries`);
-  need("attention", "q", q!, t * hq * d * F32, device);
-  need("attention", "k", k!, s * hkv * d * F32, device);
-  need("attention", "v", v!, s * hkv * d * F32, device);
-  need("attention", "out", out!, t * hq * d * F32, device);
+/** Operand sizes for the shared shape rules of `_validate.ts`: device buffers on `cuda:device`. */
+export function deviceSizes(device: number): OperandSizes<DeviceBuffer, DeviceBuffer> {
+  const count = (dims: readonly number[]) => dims.reduce((p, d) => p * d, 1);
+  return {
+    f32: (op, name, x, shape) => need(op, name, x, count(shape) * F32, device),
+    raw: (op, name, x, shape, dtype) => need(op, name, x, count(shape) * dtypeSize(dtype), device),
+  };
 }

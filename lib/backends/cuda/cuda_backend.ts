@@ -10,8 +10,20 @@ import { DeviceError, KernelError } from "../../errors.ts";
 import { ffi } from "../../ffi/mod.ts";
 import { cstr } from "../../ffi/libc.ts";
 import { KERNEL_DTYPE_CODE as CODE, type KernelDType } from "../backend.ts";
-import { checkDtype, dtypeSize, MAX_RANK } from "../_validate.ts";
-import { checkAttention, checkGemm, checkRope, dims, F32, need } from "./_device_checks.ts";
+import {
+  checkAttention,
+  checkCast,
+  checkDoraMerge,
+  checkElementwise,
+  checkLinear,
+  checkMerge,
+  checkNorm,
+  checkRope,
+  checkRows,
+  checkScaleAxis,
+  type OperandSizes,
+} from "../_validate.ts";
+import { checkGemm, deviceSizes } from "./_device_checks.ts";
 import { KN_ABI } from "../_native_symbols.ts";
 import { cudaRuntimeInfo, requireCuda } from "./runtime.ts";
 import { cudaKernelPath, type KnCudaLibrary, openKnCuda } from "./_kn_cuda_symbols.ts";
@@ -63,6 +75,8 @@ export class CudaBackend implements Disposable {
   readonly emulated: boolean;
   #lib: KnCudaLibrary;
   #k: KnCudaLibrary["symbols"];
+  /** How this device's operands are measured by the shared shape rules (`_validate.ts`). */
+  #sizes: OperandSizes<DeviceBuffer, DeviceBuffer>;
   #ownStream = true;
 
   /** Open the backend on `options.device`, building libkn_cuda.so first when needed. */
@@ -73,6 +87,7 @@ export class CudaBackend implements Disposable {
 
   constructor(libraryPath: string, options: CudaBackendOptions = {}) {
     this.device = options.device ?? 0;
+    this.#sizes = deviceSizes(this.device);
     requireCuda(this.device);
     this.#lib = openKnCuda(libraryPath);
     this.#k = this.#lib.symbols;
@@ -116,25 +131,10 @@ export class CudaBackend implements Disposable {
 
   /** Convert `n` elements between F32/F16/BF16 (round to nearest even, NaN stays NaN). */
   cast(src: DeviceBuffer, srcDtype: KernelDType, dst: DeviceBuffer, dstDtype: KernelDType, n: number): void {
-    checkDtype("cast", "src", srcDtype);
-    checkDtype("cast", "dst", dstDtype);
-    dims("cast", { n });
-    need("cast", "src", src, n * dtypeSize(srcDtype), this.device);
-    need("cast", "dst", dst, n * dtypeSize(dstDtype), this.device);
+    checkCast(src, srcDtype, dst, dstDtype, n, this.#sizes);
     if (n === 0) return;
     this.#enter();
     this.#ok("kn_cast", this.#k.kn_cast(src.ptr, CODE[srcDtype], dst.ptr, CODE[dstDtype], B(n)));
-  }
-
-  #merge(op: string, w: DeviceBuffer, d: KernelDType, outF: number, inF: number, b: DeviceBuffer, a: DeviceBuffer, r: number): void {
-    checkDtype(op, "w", d);
-    dims(op, { outF, inF });
-    if (!Number.isSafeInteger(r) || r < 1 || r > MAX_RANK) {
-      throw new RangeError(`Cannot run ${op}: rank must be an integer in [1, ${MAX_RANK}]: current value is ${r}`);
-    }
-    need(op, "w", w, outF * inF * dtypeSize(d), this.device);
-    need(op, "b", b, outF * r * F32, this.device);
-    need(op, "a", a, r * inF * F32, this.device);
   }
 
   /** Fused LoRA merge in place: `W += scale · B · A` (B `[outF, r]`, A `[r, inF]` f32); see `CpuBackend.loraMerge`. */
@@ -149,7 +149,7 @@ export class CudaBackend implements Disposable {
     scale: number,
     fanInFanOut: boolean,
   ): void {
-    this.#merge("loraMerge", w, wDtype, outF, inF, b, a, r);
+    checkMerge("loraMerge", w, wDtype, outF, inF, b, a, r, this.#sizes);
     if (outF === 0 || inF === 0) return;
     this.#enter();
     this.#ok("kn_lora_merge", this.#k.kn_lora_merge(w.ptr, CODE[wDtype], B(outF), B(inF), b.ptr, a.ptr, r, scale, fanInFanOut ? 1 : 0));
@@ -169,9 +169,7 @@ export class CudaBackend implements Disposable {
     mag: DeviceBuffer,
     normOut?: DeviceBuffer,
   ): void {
-    this.#merge("doraMerge", w, wDtype, outF, inF, b, a, r);
-    need("doraMerge", "mag", mag, outF * F32, this.device);
-    if (normOut !== undefined) need("doraMerge", "normOut", normOut, outF * F32, this.device);
+    checkDoraMerge(w, wDtype, outF, inF, b, a, r, mag, normOut, this.#sizes);
     if (outF === 0 || inF === 0) return;
     this.#enter();
     this.#ok(
@@ -194,11 +192,7 @@ export class CudaBackend implements Disposable {
 
   /** `W[i,j] *= v[i]` (axis 0) or `v[j]` (axis 1), or divides (IA3 unmerge). */
   scaleAxis(w: DeviceBuffer, wDtype: KernelDType, rows: number, cols: number, v: DeviceBuffer, axis: 0 | 1, divide: boolean): void {
-    checkDtype("scaleAxis", "w", wDtype);
-    dims("scaleAxis", { rows, cols });
-    if (axis !== 0 && axis !== 1) throw new RangeError(`Cannot run scaleAxis: axis must be 0 or 1: current value is ${axis}`);
-    need("scaleAxis", "w", w, rows * cols * dtypeSize(wDtype), this.device);
-    need("scaleAxis", "v", v, (axis === 0 ? rows : cols) * F32, this.device);
+    checkScaleAxis(w, wDtype, rows, cols, v, axis, this.#sizes);
     if (rows === 0 || cols === 0) return;
     this.#enter();
     this.#ok("kn_scale_axis", this.#k.kn_scale_axis(w.ptr, CODE[wDtype], B(rows), B(cols), v.ptr, axis, divide ? 1 : 0));
@@ -283,46 +277,47 @@ export class CudaBackend implements Disposable {
     out: DeviceBuffer,
     transposedW: boolean,
   ): void {
-    checkDtype("linear", "w", wDtype);
-    dims("linear", { m, k, n });
-    need("linear", "x", x, m * k * F32, this.device);
-    need("linear", "w", w, k * n * dtypeSize(wDtype), this.device);
-    if (bias !== null) need("linear", "bias", bias, n * F32, this.device);
-    need("linear", "out", out, m * n * F32, this.device);
+    checkLinear(x, m, k, w, wDtype, n, bias, out, transposedW, this.#sizes);
     if (m === 0 || n === 0) return;
     this.#enter();
     this.#ok("kn_linear", this.#k.kn_linear(x.ptr, B(m), B(k), w.ptr, CODE[wDtype], B(n), bias?.ptr ?? null, out.ptr, transposedW ? 1 : 0));
   }
 
-  #rows(op: string, rows: number, cols: number, ...bufs: [string, DeviceBuffer, number][]): boolean {
-    dims(op, { rows, cols });
-    for (const [nm, buf, bytes] of bufs) need(op, nm, buf, bytes, this.device);
-    if (rows === 0 || cols === 0) return false;
+  /** After an op's checks: false when there is nothing to compute, else enters the device. */
+  #go(nonEmpty: boolean): boolean {
+    if (!nonEmpty) return false;
     this.#enter();
     return true;
   }
 
+  #elementwise(op: string, n: number, ...operands: [string, DeviceBuffer][]): boolean {
+    checkElementwise(op, n, operands, this.#sizes);
+    return this.#go(n > 0);
+  }
+
   /** RMSNorm per row: `out = x / sqrt(mean(x²) + eps) · w`. */
   rmsNorm(x: DeviceBuffer, w: DeviceBuffer, out: DeviceBuffer, rows: number, cols: number, eps: number): void {
-    if (!this.#rows("rmsNorm", rows, cols, ["x", x, rows * cols * F32], ["w", w, cols * F32], ["out", out, rows * cols * F32])) return;
+    checkNorm("rmsNorm", x, out, rows, cols, w, undefined, this.#sizes);
+    if (!this.#go(rows > 0 && cols > 0)) return;
     this.#ok("kn_rms_norm", this.#k.kn_rms_norm(x.ptr, w.ptr, out.ptr, B(rows), B(cols), eps));
   }
 
   /** LayerNorm per row with weight and bias. */
   layerNorm(x: DeviceBuffer, w: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, rows: number, cols: number, eps: number): void {
-    const rc = rows * cols * F32;
-    if (!this.#rows("layerNorm", rows, cols, ["x", x, rc], ["w", w, cols * F32], ["b", b, cols * F32], ["out", out, rc])) return;
+    checkNorm("layerNorm", x, out, rows, cols, w, b, this.#sizes);
+    if (!this.#go(rows > 0 && cols > 0)) return;
     this.#ok("kn_layer_norm", this.#k.kn_layer_norm(x.ptr, w.ptr, b.ptr, out.ptr, B(rows), B(cols), eps));
   }
 
   /** Softmax per row, in place. */
   softmax(x: DeviceBuffer, rows: number, cols: number): void {
-    if (!this.#rows("softmax", rows, cols, ["x", x, rows * cols * F32])) return;
+    checkRows("softmax", x, x, rows, cols, this.#sizes);
+    if (!this.#go(rows > 0 && cols > 0)) return;
     this.#ok("kn_softmax", this.#k.kn_softmax(x.ptr, B(rows), B(cols)));
   }
 
   #unary(op: string, sym: "kn_silu" | "kn_gelu_tanh" | "kn_gelu_erf" | "kn_relu", x: DeviceBuffer, out: DeviceBuffer, n: number): void {
-    if (!this.#rows(op, 1, n, ["x", x, n * F32], ["out", out, n * F32])) return;
+    if (!this.#elementwise(op, n, ["x", x], ["out", out])) return;
     this.#ok(sym, this.#k[sym](x.ptr, out.ptr, B(n)));
   }
 
@@ -348,31 +343,31 @@ export class CudaBackend implements Disposable {
 
   /** `out = silu(gate) ⊙ up`. */
   siluMul(gate: DeviceBuffer, up: DeviceBuffer, out: DeviceBuffer, n: number): void {
-    if (!this.#rows("siluMul", 1, n, ["gate", gate, n * F32], ["up", up, n * F32], ["out", out, n * F32])) return;
+    if (!this.#elementwise("siluMul", n, ["gate", gate], ["up", up], ["out", out])) return;
     this.#ok("kn_silu_mul", this.#k.kn_silu_mul(gate.ptr, up.ptr, out.ptr, B(n)));
   }
 
   /** `out = a + alpha·b`. */
   add(a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, n: number, alpha: number): void {
-    if (!this.#rows("add", 1, n, ["a", a, n * F32], ["b", b, n * F32], ["out", out, n * F32])) return;
+    if (!this.#elementwise("add", n, ["a", a], ["b", b], ["out", out])) return;
     this.#ok("kn_add", this.#k.kn_add(a.ptr, b.ptr, out.ptr, B(n), alpha));
   }
 
   /** `out = a ⊙ b`. */
   mul(a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, n: number): void {
-    if (!this.#rows("mul", 1, n, ["a", a, n * F32], ["b", b, n * F32], ["out", out, n * F32])) return;
+    if (!this.#elementwise("mul", n, ["a", a], ["b", b], ["out", out])) return;
     this.#ok("kn_mul", this.#k.kn_mul(a.ptr, b.ptr, out.ptr, B(n)));
   }
 
   /** `x *= s` over `n` f32. */
   scale(x: DeviceBuffer, n: number, s: number): void {
-    if (!this.#rows("scale", 1, n, ["x", x, n * F32])) return;
+    if (!this.#elementwise("scale", n, ["x", x])) return;
     this.#ok("kn_scale", this.#k.kn_scale(x.ptr, B(n), s));
   }
 
   /** Rotary embedding in place on x `[tokens, heads, headDim]`; cos/sin `[tokens, headDim]`. */
   rope(x: DeviceBuffer, tokens: number, heads: number, headDim: number, cos: DeviceBuffer, sin: DeviceBuffer): void {
-    checkRope(this.device, x, tokens, heads, headDim, cos, sin);
+    checkRope(x, tokens, heads, headDim, cos, sin, this.#sizes);
     if (tokens === 0 || heads === 0 || headDim === 0) return;
     this.#enter();
     this.#ok("kn_rope", this.#k.kn_rope(x.ptr, B(tokens), B(heads), B(headDim), cos.ptr, sin.ptr));
@@ -391,7 +386,7 @@ export class CudaBackend implements Disposable {
     d: number,
     scale: number,
   ): void {
-    checkAttention(this.device, [q, k, v, out], t, s, hq, hkv, d);
+    checkAttention(q, k, v, out, t, s, hq, hkv, d, this.#sizes);
     if (t === 0 || hq === 0 || d === 0) return;
     this.#enter();
     this.#ok("kn_attention", this.#k.kn_attention(q.ptr, k.ptr, v.ptr, out.ptr, B(t), B(s), B(hq), B(hkv), B(d), scale));
