@@ -324,9 +324,7 @@ export class LoraLayer extends BaseTunerLayer {
       if (!this.hasAdapter(name)) continue;
       const s = this.scaling.get(name)!;
       const { bias } = this.factors(name);
-      if (this.useDora.get(name) && !this.#doraNorms.has(name)) {
-        throw new Error(`Cannot unmerge DoRA adapter ${name}: its weight norm was not cached (merged in another session)`);
-      }
+      // #unmergeBytes refuses a DoRA adapter without a cached norm before touching the bytes.
       editWeight(w, (bytes, dt) => this.#unmergeBytes(k, bytes, dt, name), { adapterName: name, what: "unmerge" });
       this.#doraNorms.delete(name);
       if (this.loraBias.get(name) && bias) this.#mergeBias(bias, s, name, false, -1);
