@@ -64,11 +64,14 @@ function within(child: string, parent: string): boolean {
 }
 
 /**
- * Refuse an output that equals, contains or lies inside an input (a folder or file given, or any
- * file the merge reads), compared after resolving symlinks.
+ * Refuse an output (`real`: its {@link realPathOf}) that equals, contains or lies inside an input
+ * (a folder or file given, or any file the merge reads), compared after resolving symlinks.
  */
-export function checkOutputApart(out: string, inputs: readonly { flag: string; path: string; files: readonly string[] }[]): void {
-  const o = realPathOf(out);
+export function checkOutputApart(
+  out: { shown: string; real: string },
+  inputs: readonly { flag: string; path: string; files: readonly string[] }[],
+): void {
+  const o = out.real;
   for (const input of inputs) {
     for (const p of [input.path, ...input.files]) {
       const r = realPathOf(p);
@@ -78,7 +81,7 @@ export function checkOutputApart(out: string, inputs: readonly { flag: string; p
       else if (within(r, o)) how = "contains";
       if (how === null) continue;
       const what = p === input.path ? `${input.flag} "${input.path}"` : `"${p}", read from ${input.flag} "${input.path}"`;
-      throw new MergeOptionsError("out", `Cannot write the merge to "${out}": it ${how} ${what}; the inputs are never replaced: choose an --out outside every input`);
+      throw new MergeOptionsError("out", `Cannot write the merge to "${out.shown}": it ${how} ${what}; the inputs are never replaced: choose an --out outside every input`);
     }
   }
 }

@@ -109,7 +109,7 @@ export async function mergeCheckpoint(options: MergeCheckpointOptions): Promise<
   if (dirname(outPath) === outPath) throw new MergeOptionsError("out", `Cannot write the merge to "${out}": it is the root folder; choose a new folder`);
   const { baseDir, baseWeights } = resolveBase(options.base);
   const adapterDirs = options.adapters.map((a) => (existsSync(a) ? realPathOf(a) : a));
-  checkOutputApart(out, [
+  checkOutputApart({ shown: out, real: outPath }, [
     { flag: "--base", path: options.base, files: listInputFiles(baseDir, baseWeights === baseDir ? null : baseWeights) },
     ...options.adapters.map((a, i) => ({ flag: "--adapter", path: a, files: listInputFiles(adapterDirs[i]!, null) })),
   ]);
