@@ -19,7 +19,7 @@
  */
 export { DeviceError, KernelError, OutOfMemoryError, SafetensorsError } from "./lib/errors.ts";
 export { DTYPE_SIZE, parseDType } from "./lib/dtype.ts";
-export { getCpuBackend, listCpuBackends, nativeKernelPath, setCpuBackend } from "./lib/backends/mod.ts";
+export { getCpuBackend, listCpuBackends, nativeKernelPath, registerDevice, setCpuBackend } from "./lib/backends/mod.ts";
 export {
   cudaAvailable,
   cudaDeviceCount,

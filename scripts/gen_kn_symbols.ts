@@ -7,7 +7,7 @@
  *
  * The table is neutral: a pointer parameter is "mem" (memory the library computes on: host memory
  * for libkn_cpu, device memory for libkn_cuda), `const char*` is "str" (a host C string) and
- * `kn_cuda_stream_t` or a returned pointer is "ptr" (opaque). lib/backends/_native_symbols.ts lowers
+ * `kn_cuda_stream_t` or a returned pointer is "ptr" (opaque). lib/backends/_kn_ffi.ts lowers
  * it to the CPU spec ("mem" → "buffer") and the CUDA spec ("mem" → "ptr").
  * tests/kernels/symbols_test.ts fails while the generated file is stale.
  *
@@ -149,7 +149,7 @@ export function renderKnSymbols(): string {
 // The one FFI symbol table of the kernel libraries, neutral about where memory lives: "mem" is
 // memory the library computes on (host memory for libkn_cpu, device memory for libkn_cuda), "str" a
 // NUL-terminated host string, "ptr" an opaque handle or returned pointer, i64 a bigint.
-// lib/backends/_native_symbols.ts lowers it to the FFI spec of each library. Private to lib/backends.
+// lib/backends/_kn_ffi.ts lowers it to the FFI spec of each library. Private to lib/backends.
 
 /** The symbols of kernels/include/kn.h, exported by libkn_cpu.so and libkn_cuda.so. */
 export const KN_H_SYMBOLS = {

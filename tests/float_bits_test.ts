@@ -39,7 +39,7 @@ function f16NanClasses(): Uint32Array {
 
 function nativeCast(bits: Uint32Array, dd: "BF16" | "F16"): Uint16Array {
   const out = new Uint16Array(bits.length);
-  NATIVE!.cast(new Uint8Array(bits.buffer), "F32", new Uint8Array(out.buffer), dd, bits.length);
+  NATIVE!.cast({ src: new Uint8Array(bits.buffer), srcDtype: "F32", dst: new Uint8Array(out.buffer), dstDtype: dd, n: bits.length });
   return out;
 }
 
@@ -71,7 +71,7 @@ describe("F32 → BF16: the TypeScript rounding is the native kernel's", { skip:
 
   it("the TypeScript backend's cast agrees with the kernel", () => {
     const out = new Uint16Array(src.length);
-    TS.cast(new Uint8Array(src.buffer), "F32", new Uint8Array(out.buffer), "BF16", src.length);
+    TS.cast({ src: new Uint8Array(src.buffer), srcDtype: "F32", dst: new Uint8Array(out.buffer), dstDtype: "BF16", n: src.length });
     firstMismatch("CpuTsBackend.cast", src, out, want);
   });
 
@@ -112,7 +112,7 @@ describe("F32 ↔ F16: the TypeScript rounding is the native kernel's", { skip: 
   it("f16BitsToF32 widens all 65536 patterns as the kernel does", () => {
     const halves = new Uint16Array(65536).map((_, i) => i);
     const wide = new Uint32Array(65536);
-    NATIVE!.cast(new Uint8Array(halves.buffer), "F16", new Uint8Array(wide.buffer), "F32", 65536);
+    NATIVE!.cast({ src: new Uint8Array(halves.buffer), srcDtype: "F16", dst: new Uint8Array(wide.buffer), dstDtype: "F32", n: 65536 });
     for (let h = 0; h < 65536; h++) if (f16BitsToF32(h) !== wide[h]) assert.fail(`F16 0x${h.toString(16)}`);
   });
 });

@@ -5,7 +5,7 @@
 // The one FFI symbol table of the kernel libraries, neutral about where memory lives: "mem" is
 // memory the library computes on (host memory for libkn_cpu, device memory for libkn_cuda), "str" a
 // NUL-terminated host string, "ptr" an opaque handle or returned pointer, i64 a bigint.
-// lib/backends/_native_symbols.ts lowers it to the FFI spec of each library. Private to lib/backends.
+// lib/backends/_kn_ffi.ts lowers it to the FFI spec of each library. Private to lib/backends.
 
 /** The symbols of kernels/include/kn.h, exported by libkn_cpu.so and libkn_cuda.so. */
 export const KN_H_SYMBOLS = {

@@ -16,9 +16,9 @@
 import { fallbackNotice, findOrBuildCpuKernelsSync } from "./_kernel_cpu.ts";
 import { getEnv } from "../_env.ts";
 import { DeviceError } from "../errors.ts";
-import type { CpuBackend } from "./backend.ts";
-import { CpuNativeBackend } from "./cpu_native.ts";
-import { CpuTsBackend } from "./cpu_ts.ts";
+import type { CpuBackend } from "./kernels.ts";
+import { CpuNativeBackend } from "./cpu/native/kernels.ts";
+import { CpuTsBackend } from "./cpu/ts/kernels.ts";
 
 /** Names accepted by {@link setCpuBackend} and `GRAFT_BACKEND`. */
 export type CpuBackendName = "native" | "ts";

@@ -3,13 +3,22 @@
  * checks (`checkDeviceMap`).
  * @module
  */
+import { parseDevice } from "../tensor/mod.ts";
 import { log, moduleTensorEntries, namedModules, namedModuleTensors, stateDictKeys, type ModuleLike, tensorSlot } from "../hooks/mod.ts";
 
 /** Where a block goes: a GPU index, "cuda:N", "cpu", "disk" or "meta". */
-export type DeviceMapValue = number | "cpu" | "disk" | "meta" | `cuda:${number}`;
+export type DeviceMapValue = number | "cpu" | "disk" | "meta" | `${string}:${number}`;
 
 /** Module (or tensor) name → device; "" is the whole model. */
 export type DeviceMap = Record<string, DeviceMapValue>;
+
+function isDeviceName(value: string): boolean {
+  try {
+    return parseDevice(value) === value;
+  } catch {
+    return false;
+  }
+}
 
 /**
  * Normalize and validate a device-map value.
@@ -23,9 +32,11 @@ export type DeviceMap = Record<string, DeviceMapValue>;
 export function parseDeviceMapValue(value: unknown, key = ""): DeviceMapValue {
   if (typeof value === "number" && Number.isInteger(value) && value >= 0) return value;
   if (value === "cpu" || value === "disk" || value === "meta") return value;
-  if (typeof value === "string" && /^cuda:\d+$/.test(value)) return value as `cuda:${number}`;
+  if (typeof value === "string" && /^[a-z][a-z0-9_]*:\d+$/.test(value) && isDeviceName(value)) {
+    return value as `${string}:${number}`;
+  }
   if (typeof value === "string" && /^\d+$/.test(value)) return Number(value);
-  throw new TypeError(`Cannot use device ${JSON.stringify(value)} for "${key}" in the device map: it is not recognized: use a GPU index, "cuda:N", "cpu", "disk" or "meta"`);
+  throw new TypeError(`Cannot use device ${JSON.stringify(value)} for "${key}" in the device map: it is not recognized: use a GPU index, "cuda:N" (or another registered device type's "type:N"), "cpu", "disk" or "meta"`);
 }
 
 /**

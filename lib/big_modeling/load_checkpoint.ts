@@ -135,7 +135,7 @@ export function loadCheckpointInModel(model: ModuleLike, checkpoint: string, opt
     return dtype;
   };
   /** Copy into the model (mapped pages are dropped from the process afterwards; the page cache keeps them). */
-  const place = (file: string, name: string, value: Tensor, device: "cpu" | "meta" | number | `cuda:${number}`, to: DType) => {
+  const place = (file: string, name: string, value: Tensor, device: "cpu" | "meta" | number | `${string}:${number}`, to: DType) => {
     const owned = value.dtype === to ? value.clone() : toDType(value, to);
     setModuleTensorToDevice(model, name, device, { value: owned, dtype: to });
     src.advise(file, name, Advice.dontNeed);

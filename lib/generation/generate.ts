@@ -102,8 +102,8 @@ export function generate(
     const { logits } = model.forward(input, { pastKeyValues: cache, useCache: true, logitsToKeep: 1 });
     input[Symbol.dispose]();
     const v = logits.shape[logits.ndim - 1]!;
-    // Logits of a model on a GPU come back to the host here (one copy per step, [B, 1, vocab]).
-    const host = logits.isCuda ? logits.to("cpu") : logits;
+    // Logits of a model on a device come back to the host here (one copy per step, [B, 1, vocab]).
+    const host = logits.onDevice ? logits.to("cpu") : logits;
     const data = host.contiguous().f32();
     const next = new Array<number>(b);
     for (let r = 0; r < b; r++) {

@@ -1,69 +1,77 @@
-// The merge's kernels on a GPU (private): the weight stays in device memory from its upload to its
-// download, every delta of every adapter is applied there, and only the small factors travel.
-// Uploads go through pinned staging on the device's stream, so the next tensor's upload is queued
-// while kernels run; the one download per tensor waits for them.
-import type { KernelDType } from "../backends/backend.ts";
-import { type CudaBackend, type DeviceBuffer, initCuda, uploadStaged } from "../backends/cuda/mod.ts";
+// The merge's kernels on a device (private): the weight stays in device memory from its upload to
+// its download, every delta of every adapter is applied there, and only the small factors travel.
+// Uploads are queued in the device's order (on CUDA through pinned staging, so the next tensor's
+// upload is queued while kernels run); the one download per tensor waits for them. Written against
+// the device seam (`DeviceRuntime`), so any registered device runs it.
+import type { Kernels } from "../backends/kernels.ts";
+import { type DeviceRuntime, deviceRuntime, prepareDevice } from "../backends/device.ts";
 import { DTYPE_SIZE } from "../dtype.ts";
 import { Storage } from "../tensor/mod.ts";
-import type { MergeOps } from "./apply.ts";
+import type { LoadArgs, MergeOps } from "./apply.ts";
+import type { DoraMergeArgs, LoraMergeArgs, ScaleAxisArgs } from "../backends/kernels.ts";
 
-/** Merge ops over device buffers of one GPU. */
-export class DeviceMergeOps implements MergeOps<DeviceBuffer>, Disposable {
-  readonly cuda: CudaBackend;
+/** Merge ops over the memory of one device. */
+export class DeviceMergeOps<M = unknown> implements MergeOps<M>, Disposable {
+  readonly runtime: DeviceRuntime<M>;
+  readonly kernels: Kernels<M, M>;
   #temps: Storage[] = [];
 
-  private constructor(cuda: CudaBackend) {
-    this.cuda = cuda;
+  private constructor(runtime: DeviceRuntime<M>) {
+    this.runtime = runtime;
+    this.kernels = runtime.kernels();
   }
 
-  /** Load the CUDA kernels of `device` (builds them on first use); throws DeviceError without a GPU. */
-  static async create(device = 0): Promise<DeviceMergeOps> {
-    return new DeviceMergeOps(await initCuda({ device }));
+  /** Load the kernels of `type:index` (builds them on first use); throws DeviceError without such a device. */
+  static async create(type = "cuda", index = 0): Promise<DeviceMergeOps> {
+    await prepareDevice(type, index);
+    return new DeviceMergeOps(deviceRuntime(type, index));
   }
 
-  /** `bytes` bytes of device memory from the caching allocator, kept until {@link DeviceMergeOps.release}. */
-  alloc(bytes: number): DeviceBuffer {
-    const s = Storage.allocateDevice(bytes, this.cuda.device);
+  /** `bytes` bytes of device memory from the device's allocator, kept until {@link DeviceMergeOps.release}. */
+  alloc(bytes: number): M {
+    const s = Storage.allocateOn(this.runtime, bytes);
     this.#temps.push(s);
-    return s.deviceBuffer!;
+    return s.memory as M;
   }
 
   /** Queue an upload of host bytes into a fresh device buffer. */
-  upload(src: Uint8Array | Float32Array): DeviceBuffer {
+  upload(src: Uint8Array | Float32Array): M {
     const bytes = src instanceof Uint8Array ? src : new Uint8Array(src.buffer, src.byteOffset, src.byteLength);
     const d = this.alloc(bytes.byteLength);
-    uploadStaged(d, bytes);
+    this.runtime.upload(d, bytes);
     return d;
   }
 
-  /** Return every temporary buffer to the allocator (queued kernels finish first: same stream). */
+  /** Copy `src` to host bytes (after the work queued before it). */
+  download(src: M, dst: Uint8Array): void {
+    this.runtime.download(this.runtime.view(src, 0, dst.byteLength), dst);
+  }
+
+  /** Return every temporary buffer to the allocator (queued kernels finish first: same order). */
   release(): void {
     for (const s of this.#temps.splice(0)) s[Symbol.dispose]();
   }
 
-  cast(src: Uint8Array, srcDtype: KernelDType, dst: DeviceBuffer, dstDtype: KernelDType, n: number): void {
-    if (srcDtype === dstDtype) return this.assign(dst, src.subarray(0, n * DTYPE_SIZE[srcDtype]));
-    this.cuda.cast(this.upload(src.subarray(0, n * DTYPE_SIZE[srcDtype])), srcDtype, dst, dstDtype, n);
+  load(a: LoadArgs<M>): void {
+    const src = a.src.subarray(0, a.n * DTYPE_SIZE[a.srcDtype]);
+    if (a.srcDtype === a.dstDtype) return this.assign(a.dst, src);
+    this.kernels.cast({ src: this.upload(src), srcDtype: a.srcDtype, dst: a.dst, dstDtype: a.dstDtype, n: a.n });
   }
 
-  assign(dst: DeviceBuffer, src: Uint8Array): void {
-    uploadStaged(dst, src);
+  assign(dst: M, src: Uint8Array): void {
+    this.runtime.upload(dst, src);
   }
 
-  loraMerge(w: DeviceBuffer, wd: KernelDType, outF: number, inF: number, b: Float32Array, a: Float32Array, r: number, scale: number, fan: boolean): void {
-    this.cuda.loraMerge(w, wd, outF, inF, this.upload(b), this.upload(a), r, scale, fan);
+  loraMerge(a: LoraMergeArgs<Float32Array, M>): void {
+    this.kernels.loraMerge({ ...a, b: this.upload(a.b), a: this.upload(a.a) });
   }
 
-  doraMerge(
-    w: DeviceBuffer, wd: KernelDType, outF: number, inF: number, b: Float32Array, a: Float32Array, r: number, scale: number, fan: boolean,
-    mag: Float32Array,
-  ): void {
-    this.cuda.doraMerge(w, wd, outF, inF, this.upload(b), this.upload(a), r, scale, fan, this.upload(mag));
+  doraMerge(a: DoraMergeArgs<Float32Array, M>): void {
+    this.kernels.doraMerge({ ...a, b: this.upload(a.b), a: this.upload(a.a), mag: this.upload(a.mag), normOut: a.normOut ? this.upload(a.normOut) : null });
   }
 
-  scaleAxis(w: DeviceBuffer, wd: KernelDType, rows: number, cols: number, v: Float32Array, axis: 0 | 1, divide: boolean): void {
-    this.cuda.scaleAxis(w, wd, rows, cols, this.upload(v), axis, divide);
+  scaleAxis(a: ScaleAxisArgs<Float32Array, M>): void {
+    this.kernels.scaleAxis({ ...a, v: this.upload(a.v) });
   }
 
   [Symbol.dispose](): void {

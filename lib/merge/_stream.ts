@@ -1,6 +1,6 @@
 // The merge's inner loop: every planned tensor, shard by shard, from the mmap'd base through the
 // kernels (CPU or GPU) into the sharded writer, with page-cache control behind it. Private.
-import type { CpuBackend, KernelDType } from "../backends/backend.ts";
+import type { CpuBackend, KernelDType } from "../backends/kernels.ts";
 import { DTYPE_SIZE } from "../dtype.ts";
 import { NativeBuffer } from "../ffi/mod.ts";
 import type { AdapterDeltas, LowRankDelta } from "../peft/delta.ts";
@@ -68,13 +68,13 @@ export async function streamTensors(s: StreamInputs): Promise<number> {
           const baseFactor = baseNorm ? (d: LowRankDelta, scale: number) => baseDoraFactor(backend, src, sd, baseScratch.bytes, d, scale) : undefined;
           if (gpu !== null) {
             const dw = gpu.alloc(n * DTYPE_SIZE[wd]);
-            gpu.cast(src, sd, dw, wd, n);
+            gpu.load({ src, srcDtype: sd, dst: dw, dstDtype: wd, n });
             if (touched) applyDeltas(gpu, t, dw, wd, files, baseFactor);
-            dw.download(w);
+            gpu.download(dw, w);
             gpu.release();
           } else {
             if (wd === sd) w.set(src);
-            else backend.cast(src, sd, w, wd, n);
+            else backend.cast({ src, srcDtype: sd, dst: w, dstDtype: wd, n });
             if (touched) applyDeltas(host, t, w, wd, files, baseFactor);
           }
           if (touched) {
@@ -87,7 +87,7 @@ export async function streamTensors(s: StreamInputs): Promise<number> {
           let outBytes = w;
           if (wd !== od) {
             outBytes = cast.bytes.subarray(0, n * DTYPE_SIZE[od]);
-            backend.cast(w, wd, outBytes, od, n);
+            backend.cast({ src: w, srcDtype: wd, dst: outBytes, dstDtype: od, n });
           }
           shard.write(t.name, outBytes);
         }

@@ -5,33 +5,42 @@
  * exactly once.
  * @module
  */
-import type { KernelDType, MergeKernels } from "../backends/backend.ts";
+import type { KernelDType, MergeKernels } from "../backends/kernels.ts";
 import type { LowRankDelta } from "../peft/delta.ts";
-import { type AdapterKernels, applyBiasOp, doraFactor, doraWeightNorm, outputAxis, weightedIa3 } from "../peft/adapter_math.ts";
+import { applyBiasOp, doraFactor, doraWeightNorm, outputAxis, weightedIa3 } from "../peft/adapter_math.ts";
 import type { SafetensorsFile } from "../safetensors/mod.ts";
 import type { PlannedTensor } from "./plan.ts";
 
 export { allFinite } from "../tensor/values.ts";
-export type { MergeKernels } from "../backends/backend.ts";
+export type { MergeKernels } from "../backends/kernels.ts";
+
+/** {@link MergeOps.load}: `n` values of host bytes (`srcDtype`) into the weight `dst` as `dstDtype`. */
+export interface LoadArgs<W> {
+  src: Uint8Array;
+  srcDtype: KernelDType;
+  dst: W;
+  dstDtype: KernelDType;
+  n: number;
+}
 
 /**
- * The same kernels over a weight `W` held anywhere (host bytes, or device memory): the adapter
- * kernels with factors and vectors as host arrays, plus `cast` (host bytes into W) and `assign`
- * (copied as they are).
+ * The merge kernels over a weight `W` held anywhere (host bytes, or a device's memory), with the
+ * adapters' factors and vectors as host arrays, plus `load` (host bytes into W, cast on the way)
+ * and `assign` (copied as they are).
  */
-export interface MergeOps<W> extends AdapterKernels<W> {
-  cast(src: Uint8Array, srcDtype: KernelDType, dst: W, dstDtype: KernelDType, n: number): void;
+export interface MergeOps<W> extends Omit<MergeKernels<Float32Array, W>, "cast"> {
+  load(args: LoadArgs<W>): void;
   assign(dst: W, src: Uint8Array): void;
 }
 
-/** Host-memory merge ops over a CPU (or host-staged CUDA) backend. */
-export function hostMergeOps(backend: MergeKernels): MergeOps<Uint8Array> {
+/** Host-memory merge ops over host kernels. */
+export function hostMergeOps(k: MergeKernels): MergeOps<Uint8Array> {
   return {
-    cast: (s, sd, d, dd, n) => backend.cast(s, sd, d, dd, n),
+    load: (a) => k.cast(a),
     assign: (d, s) => d.set(s),
-    loraMerge: (...a) => backend.loraMerge(...a),
-    doraMerge: (...a) => backend.doraMerge(...a),
-    scaleAxis: (...a) => backend.scaleAxis(...a),
+    loraMerge: (a) => k.loraMerge(a),
+    doraMerge: (a) => k.doraMerge(a),
+    scaleAxis: (a) => k.scaleAxis(a),
   };
 }
 
@@ -76,7 +85,7 @@ export function baseDoraFactor(
 ): Float32Array {
   const n = d.outF * d.inF;
   const w0 = scratch.subarray(0, n * 4);
-  k.cast(src, srcDtype, w0, "F32", n);
+  k.cast({ src, srcDtype, dst: w0, dstDtype: "F32", n });
   const norm = new Float32Array(d.outF);
   const f = Float32Array.from(d.magnitude!);
   const shape = { outF: d.outF, inF: d.inF, r: d.r, transposed: d.fanInFanOut };
@@ -110,20 +119,20 @@ export function applyDeltas<W>(
     if (d.kind === "replace") {
       const src = adapterFiles[e.adapter]!.tensor(d.source);
       if (src.dtype === dtype) backend.assign(w, src.bytes());
-      else backend.cast(src.bytes(), src.dtype as KernelDType, w, dtype, src.numel);
+      else backend.load({ src: src.bytes(), srcDtype: src.dtype as KernelDType, dst: w, dstDtype: dtype, n: src.numel });
       i++;
     } else if (d.kind === "scale") {
-      backend.scaleAxis(w, dtype, rows, cols, weightedIa3(d.vector, e.weight), d.axis, false);
+      backend.scaleAxis({ w, wDtype: dtype, rows, cols, v: weightedIa3(d.vector, e.weight), axis: d.axis, divide: false });
       i++;
     } else if (d.magnitude) {
       const scale = d.scale * e.weight;
       if (i === 0) {
-        backend.doraMerge(w, dtype, d.outF, d.inF, d.b, d.a, d.r, scale, d.fanInFanOut, d.magnitude);
+        backend.doraMerge({ w, wDtype: dtype, outF: d.outF, inF: d.inF, b: d.b, a: d.a, r: d.r, scale, fanInFanOut: d.fanInFanOut, mag: d.magnitude });
       } else {
         if (!baseFactor) throw new TypeError(`Cannot merge the DoRA delta of tensor "${t.name}" after another delta without the base tensor's factor (baseFactor)`);
         const f = baseFactor(d, scale);
-        backend.loraMerge(w, dtype, d.outF, d.inF, d.b, d.a, d.r, scale, d.fanInFanOut);
-        backend.scaleAxis(w, dtype, rows, cols, f, outputAxis(d.fanInFanOut), false);
+        backend.loraMerge({ w, wDtype: dtype, outF: d.outF, inF: d.inF, b: d.b, a: d.a, r: d.r, scale, fanInFanOut: d.fanInFanOut });
+        backend.scaleAxis({ w, wDtype: dtype, rows, cols, v: f, axis: outputAxis(d.fanInFanOut), divide: false });
       }
       i++;
     } else {
@@ -135,10 +144,10 @@ export function applyDeltas<W>(
         i++;
       }
       if (group.length === 1) {
-        backend.loraMerge(w, dtype, d.outF, d.inF, d.b, d.a, d.r, d.scale * e.weight, d.fanInFanOut);
+        backend.loraMerge({ w, wDtype: dtype, outF: d.outF, inF: d.inF, b: d.b, a: d.a, r: d.r, scale: d.scale * e.weight, fanInFanOut: d.fanInFanOut });
       } else {
         const c = concatLowRank(group);
-        backend.loraMerge(w, dtype, d.outF, d.inF, c.b, c.a, c.r, 1, d.fanInFanOut);
+        backend.loraMerge({ w, wDtype: dtype, outF: d.outF, inF: d.inF, b: c.b, a: c.a, r: c.r, scale: 1, fanInFanOut: d.fanInFanOut });
       }
     }
   }

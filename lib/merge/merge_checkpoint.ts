@@ -6,7 +6,7 @@
  */
 import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { getCpuBackend } from "../backends/mod.ts";
+import { getCpuBackend, registeredDeviceTypes } from "../backends/mod.ts";
 import { type DType, parseDType } from "../dtype.ts";
 import { type AdapterDeltas, readAdapterDeltas } from "../peft/delta.ts";
 import { ShardedCheckpoint, ShardedWriter } from "../safetensors/mod.ts";
@@ -36,8 +36,8 @@ export interface MergeCheckpointOptions {
   dtype?: "auto" | "bf16" | "f16" | "f32" | DType;
   /** Largest shard, bytes or "5GB" (default 5GB, as transformers). */
   maxShardSize?: number | string;
-  /** "cpu" (default) or "cuda" (needs the CUDA backend). */
-  device?: "cpu" | "cuda";
+  /** "cpu" (default), "cuda" (needs the CUDA backend), or another registered device type. */
+  device?: "cpu" | "cuda" | (string & {});
   /** Check every merged tensor for NaN/inf before writing (PEFT's safe_merge). */
   safe?: boolean;
   /** Replace an existing output folder, if it holds only what a merge writes (a previous output). */
@@ -94,7 +94,8 @@ export async function mergeCheckpoint(options: MergeCheckpointOptions): Promise<
   const bad = weights.findIndex((w) => typeof w !== "number" || !Number.isFinite(w));
   if (bad >= 0) throw new MergeOptionsError("weights", `Cannot merge: weight ${bad + 1} is ${weights[bad]}; weights must be finite numbers`);
   const device = options.device ?? "cpu";
-  if (device !== "cpu" && device !== "cuda") throw new MergeOptionsError("device", `Cannot merge on device "${device}": choose "cpu" or "cuda"`);
+  const known = ["cpu", ...registeredDeviceTypes()];
+  if (!known.includes(device)) throw new MergeOptionsError("device", `Cannot merge on device "${device}": choose ${known.map((d) => `"${d}"`).join(" or ")}`);
   const dtype = parseOutDtype(options.dtype);
   const maxShardSize = optionValue("maxShardSize", () => parseSize(options.maxShardSize ?? "5GB"));
   const verifyMode = options.verify === undefined || options.verify === false ? null : options.verify === true ? "full" : options.verify;
@@ -134,7 +135,7 @@ export async function mergeCheckpoint(options: MergeCheckpointOptions): Promise<
   // stream), every delta runs there, and it comes back once; without a driver this throws a
   // DeviceError naming the reason before anything is written.
   const backend = getCpuBackend();
-  const gpu = device === "cuda" ? stack.use(await (await import("./_device_ops.ts")).DeviceMergeOps.create()) : null;
+  const gpu = device !== "cpu" ? stack.use(await (await import("./_device_ops.ts")).DeviceMergeOps.create(device)) : null;
   const { path: partial, marker } = partialPathFor(outPath);
   // Removed on every exit: success (already renamed), failure or abort.
   stack.defer(() => {

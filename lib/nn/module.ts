@@ -26,7 +26,7 @@ export interface NamedOptions {
 export type ModuleTarget = Device | DType | { device?: Device | string; dtype?: DType };
 
 const FLOATS = new Set<DType>(["F32", "F16", "BF16", "F64"]);
-const DEVICE_RE = /^(cpu|meta|cuda(:\d+)?)$/;
+const DEVICE_RE = /^(cpu|meta|cuda|[a-z][a-z0-9_]*:\d+)$/;
 
 function checkName(kind: string, name: string): void {
   if (name === "" || name.includes(".")) {
@@ -368,7 +368,8 @@ export class Module implements Disposable {
 
   /**
    * Convert every floating parameter and buffer to a dtype and/or move everything to a device
-   * ("cpu" or "meta" in this build; moving to meta drops the data). Tied parameters stay tied.
+   * ("cpu", "meta", "cuda:N" or another registered `type:N`; moving to meta drops the data). Tied
+   * parameters stay tied.
    */
   to(target: ModuleTarget): this {
     const t = typeof target === "string" ? (DEVICE_RE.test(target) ? { device: target } : { dtype: target as DType }) : target;

@@ -163,6 +163,9 @@ export class RotaryEmbedding extends Module {
     }
   }
 
+  /** inv_freq as host values, with the buffer they were read from (not persistent state). */
+  #invHost: { of: unknown; values: Float32Array } | null = null;
+
   /**
    * `cos` and `sin` rows `[positions.length, dim]` (halves duplicated, HF's `cat(freqs, freqs)`).
    *
@@ -175,7 +178,10 @@ export class RotaryEmbedding extends Module {
       for (let i = 0; i < positions.length; i++) mx = Math.max(mx, positions[i]!);
       this.#dynamicUpdate(mx + 1);
     }
-    const inv = asF32Array(this.buffer("inv_freq"), "compute rotary embedding");
+    // The host copy of inv_freq, read once per buffer (a device buffer is not downloaded every step).
+    const buf = this.buffer("inv_freq");
+    if (this.#invHost?.of !== buf) this.#invHost = { of: buf, values: asF32Array(buf, "compute rotary embedding") };
+    const inv = this.#invHost.values;
     const half = this.dim / 2;
     const n = positions.length;
     const cos = new Float32Array(n * this.dim), sin = new Float32Array(n * this.dim);

@@ -109,8 +109,9 @@ export function loadStateDictInto(
       const dst = cur.contiguous();
       if (dst !== cur) s.set(dst);
       if (t.isMeta) continue;
-      const src = v.isCuda ? v.to("cpu").bytes() : v.bytes();
-      if (dst.isCuda) dst.deviceBuffer().upload(src);
+      const src = v.onDevice ? v.to("cpu").bytes() : v.bytes();
+      const rt = dst.runtime;
+      if (rt !== null) rt.upload(dst.deviceMemory(), src);
       else dst.bytes().set(src);
     }
   }

@@ -4,32 +4,15 @@
  * unmerge divisor, the bias updates and the DoRA weight norm. The tuner layers (forward, merge and
  * unmerge, which `onloadLayer`'s merges also run) and the out-of-core merge (`readAdapterDeltas`
  * and `lib/merge`) take every formula from here and run the element work through the merge
- * kernels, whichever device holds the weight ({@link AdapterKernels}).
+ * kernels, whichever device holds the weight ({@link MergeKernels}).
  *
  * Where PEFT computes a scalar in the adapter's dtype (AdaLoRA's `ranknum + 1e-5`, IA3's
  * `l + 1e-8`), so does this module: each such function takes that dtype.
  * @module
  */
 import type { DType } from "../dtype.ts";
-import type { KernelDType } from "../backends/backend.ts";
+import type { KernelDType, MergeKernels } from "../backends/kernels.ts";
 import { readValues, writeValues } from "../tensor/values.ts";
-
-/**
- * The merge kernels over a weight `W` held anywhere (host bytes or device memory) with vectors of
- * type `V` (host `Float32Array`s, or device buffers on a GPU): the CPU backends, the CUDA backend
- * and the out-of-core merge's `MergeOps` all have this shape.
- */
-export interface AdapterKernels<W, V = Float32Array> {
-  /** `W += scale · B · A` (B `[outF, r]`, A `[r, inF]` f32; W `[inF, outF]` when `fanInFanOut`). */
-  loraMerge(w: W, wDtype: KernelDType, outF: number, inF: number, b: V, a: V, r: number, scale: number, fanInFanOut: boolean): void;
-  /** `W = m / ‖W + s·B·A‖ ⊙ (W + s·B·A)` per output feature; the norms go to `normOut` when given. */
-  doraMerge(
-    w: W, wDtype: KernelDType, outF: number, inF: number, b: V, a: V, r: number, scale: number, fanInFanOut: boolean,
-    mag: V, normOut?: V,
-  ): void;
-  /** `W[i, j] *= v[i]` (axis 0) or `v[j]` (axis 1), dividing instead when `divide`. */
-  scaleAxis(w: W, wDtype: KernelDType, rows: number, cols: number, v: V, axis: 0 | 1, divide: boolean): void;
-}
 
 /** The value `x` takes when stored as `dtype` (F32, F16 or BF16; round to nearest even). */
 function roundTo(x: number, dtype: DType): number {
@@ -296,11 +279,11 @@ export type BiasOp =
  * console.log(b); // Float32Array(2) [6, 12]
  * ```
  */
-export function applyBiasOp<W>(k: Pick<AdapterKernels<W>, "loraMerge" | "scaleAxis">, bias: W, dtype: KernelDType, op: BiasOp): void {
+export function applyBiasOp<W>(k: Pick<MergeKernels<Float32Array, W>, "loraMerge" | "scaleAxis">, bias: W, dtype: KernelDType, op: BiasOp): void {
   const n = op.vector.length;
   if (n === 0) return;
-  if (op.op === "add") k.loraMerge(bias, dtype, 1, n, ONE, op.vector, 1, op.factor, false);
-  else k.scaleAxis(bias, dtype, 1, n, op.vector, 1, op.op === "div");
+  if (op.op === "add") k.loraMerge({ w: bias, wDtype: dtype, outF: 1, inF: n, b: ONE, a: op.vector, r: 1, scale: op.factor, fanInFanOut: false });
+  else k.scaleAxis({ w: bias, wDtype: dtype, rows: 1, cols: n, v: op.vector, axis: 1, divide: op.op === "div" });
 }
 
 const ONE = new Float32Array([1]);
@@ -341,14 +324,26 @@ export interface LowRankShape {
  * ```
  */
 export function doraWeightNorm<W, V>(
-  k: Pick<AdapterKernels<W, V>, "doraMerge">,
+  k: Pick<MergeKernels<V, W>, "doraMerge">,
   scratch: W,
   dtype: KernelDType,
   shape: LowRankShape,
   factors: { b: V; a: V; scale: number; magnitude: V; normOut: V },
 ): void {
   const { outF, inF, r, transposed } = shape;
-  k.doraMerge(scratch, dtype, outF, inF, factors.b, factors.a, r, factors.scale, transposed, factors.magnitude, factors.normOut);
+  k.doraMerge({
+    w: scratch,
+    wDtype: dtype,
+    outF,
+    inF,
+    b: factors.b,
+    a: factors.a,
+    r,
+    scale: factors.scale,
+    fanInFanOut: transposed,
+    mag: factors.magnitude,
+    normOut: factors.normOut,
+  });
 }
 
 /**
@@ -369,6 +364,6 @@ export function doraWeightNorm<W, V>(
  * console.log(m); // Float32Array(2) [2, 0.5]
  * ```
  */
-export function doraFactor<W, V>(k: Pick<AdapterKernels<W, V>, "scaleAxis">, magnitude: W, norm: V, outF: number): void {
-  if (outF > 0) k.scaleAxis(magnitude, "F32", 1, outF, norm, 1, true);
+export function doraFactor<W, V>(k: Pick<MergeKernels<V, W>, "scaleAxis">, magnitude: W, norm: V, outF: number): void {
+  k.scaleAxis({ w: magnitude, wDtype: "F32", rows: 1, cols: outF, v: norm, axis: 1, divide: true });
 }

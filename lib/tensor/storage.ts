@@ -1,14 +1,13 @@
 /**
- * Where a tensor's bytes live: aligned native memory, a zero-copy mmap view, a JS array, or the
- * memory of a CUDA device.
+ * Where a tensor's bytes live: aligned native memory, a zero-copy mmap view, a JS array, pinned
+ * host memory, or the memory of a device (`type:N`, through that device's runtime).
  * @module
  */
 import { NativeBuffer } from "../ffi/mod.ts";
-import type { DeviceBuffer, PinnedBuffer } from "../backends/cuda/device_buffer.ts";
-import { allocPooled } from "../backends/cuda/device_pool.ts";
+import type { DeviceRuntime, PinnedHostMemory } from "../backends/device.ts";
 
-/** Kind of backing memory ("pinned": page-locked host memory, uploaded to a GPU by direct DMA). */
-export type StorageKind = "native" | "mmap" | "js" | "cuda" | "pinned";
+/** Kind of backing memory ("pinned": page-locked host memory, uploaded to a GPU by direct DMA; "device": a device's memory). */
+export type StorageKind = "native" | "mmap" | "js" | "pinned" | "device";
 
 /** Below this size, new storage is a plain JS ArrayBuffer (cheaper than a native allocation). */
 const NATIVE_THRESHOLD = 64 * 1024;
@@ -16,7 +15,7 @@ const NATIVE_THRESHOLD = 64 * 1024;
 /**
  * Bytes backing one or more tensors. Disposing a native storage frees its memory and detaches
  * its view; disposing an mmap or JS storage only drops the reference (the file stays mapped
- * until its reader is disposed).
+ * until its reader is disposed); disposing a device storage gives its memory back to the device.
  *
  * @example
  * ```ts
@@ -26,12 +25,14 @@ const NATIVE_THRESHOLD = 64 * 1024;
  * ```
  */
 export class Storage implements Disposable {
+  /** Host bytes (empty for device storage: the host cannot read it directly). */
   bytes: Uint8Array;
   readonly kind: StorageKind;
-  #owner: NativeBuffer | null;
-  #device: DeviceBuffer | null = null;
+  #owner: Disposable | null;
+  #runtime: DeviceRuntime | null = null;
+  #memory: unknown = null;
   #release: (() => void) | null = null;
-  #pinned: PinnedBuffer | null = null;
+  #freed = false;
 
   constructor(bytes: Uint8Array, kind: StorageKind, owner: NativeBuffer | null = null) {
     this.bytes = bytes;
@@ -39,28 +40,21 @@ export class Storage implements Disposable {
     this.#owner = owner;
   }
 
-  /**
-   * `byteLength` bytes of device memory on `cuda:device` from the caching allocator (kind "cuda";
-   * `bytes` is empty: the host cannot read it directly). Dispose returns the block for reuse.
-   */
-  static allocateDevice(byteLength: number, device: number): Storage {
-    const s = new Storage(new Uint8Array(0), "cuda");
-    const block = allocPooled(byteLength, device, s);
-    s.#device = block.buffer;
+  /** `byteLength` bytes of `runtime`'s device memory (kind "device"). Dispose gives it back. */
+  static allocateOn(runtime: DeviceRuntime, byteLength: number): Storage {
+    const s = new Storage(new Uint8Array(0), "device");
+    const block = runtime.allocate(byteLength, s);
+    s.#runtime = runtime;
+    s.#memory = block.memory;
     s.#release = block.release;
     return s;
   }
 
   /** Storage over page-locked host memory (kind "pinned"); dispose frees it. */
-  static onPinned(buffer: PinnedBuffer): Storage {
+  static onPinned(buffer: PinnedHostMemory): Storage {
     const s = new Storage(buffer.bytes, "pinned");
-    s.#pinned = buffer;
+    s.#owner = buffer;
     return s;
-  }
-
-  /** The device memory of a "cuda" storage (null otherwise). */
-  get deviceBuffer(): DeviceBuffer | null {
-    return this.#device;
   }
 
   /** Fresh, uninitialised (native) or zeroed (js) storage of `byteLength` bytes, 64-byte aligned. */
@@ -78,23 +72,36 @@ export class Storage implements Disposable {
     return new Storage(bytes, kind);
   }
 
+  /** The runtime of a device storage (null for host memory). */
+  get runtime(): DeviceRuntime | null {
+    return this.#runtime;
+  }
+
+  /** The device memory handle of a device storage (null for host memory or once disposed). */
+  get memory(): unknown {
+    return this.#memory;
+  }
+
+  /** Size in bytes. */
+  get byteLength(): number {
+    return this.#runtime !== null && this.#memory !== null ? this.#runtime.byteLength(this.#memory) : this.bytes.byteLength;
+  }
+
   /** True once disposed. */
   get disposed(): boolean {
-    if (this.kind === "cuda") return this.#device?.disposed ?? true;
-    return this.bytes.byteLength === 0 && this.#owner !== null && this.#owner.disposed;
+    if (this.kind === "device") return this.#memory === null || this.#runtime!.disposed(this.#memory);
+    return this.#freed;
   }
 
   [Symbol.dispose](): void {
     // Back to the allocator; views of this storage must not reach a block lent to someone else.
     this.#release?.();
     this.#release = null;
-    this.#device = null;
-    if (this.#pinned) {
-      this.#pinned[Symbol.dispose]();
-      this.bytes = new Uint8Array(0);
-    }
+    this.#memory = null;
     if (this.#owner) {
       this.#owner[Symbol.dispose]();
+      this.#owner = null;
+      this.#freed = true;
       this.bytes = new Uint8Array(0);
     }
   }

@@ -3,12 +3,9 @@
  * @module
  */
 import { DTYPE_SIZE, type DType } from "../dtype.ts";
-import { cudaIndex, type Device, parseDevice } from "./device.ts";
+import { type Device, parseDevice, splitDevice } from "./device.ts";
 import { Storage } from "./storage.ts";
-import { type DeviceBuffer, PinnedBuffer } from "../backends/cuda/device_buffer.ts";
-import { getCudaStream } from "../backends/cuda/registry.ts";
-import { uploadStaged } from "../backends/cuda/staging.ts";
-import { cudaAvailable, cudaUnavailableReason } from "../backends/cuda/runtime.ts";
+import { type DeviceRuntime, deviceRuntime, deviceType } from "../backends/device.ts";
 import { DeviceError } from "../errors.ts";
 import { shapeSize, contiguousStrides, formatShape } from "./shape.ts";
 import { readValues, writeValues } from "./values.ts";
@@ -22,7 +19,7 @@ export interface TensorOptions {
 
 /**
  * An n-dimensional array. Storage is aligned native memory, a zero-copy mmap view, a JS array or
- * CUDA device memory (`cuda:N`, moved with {@link Tensor.to}); `meta` tensors have a shape and
+ * a device's memory (`cuda:N`, moved with {@link Tensor.to}); `meta` tensors have a shape and
  * dtype but no storage. Element strides allow
  * zero-copy `transpose`/`slice`; operations that need dense data call `contiguous()`.
  *
@@ -58,7 +55,7 @@ export class Tensor implements Disposable {
     this.#storage = storage;
     if (storage && this.isContiguous) {
       const need = this.offset + this.numel * DTYPE_SIZE[dtype];
-      const have = storage.deviceBuffer?.byteLength ?? storage.bytes.byteLength;
+      const have = storage.byteLength;
       if (need > have) {
         throw new RangeError(`Cannot create ${dtype} tensor ${formatShape(shape)}: needs ${need} bytes but storage has ${have}`);
       }
@@ -70,9 +67,11 @@ export class Tensor implements Disposable {
     const device = parseDevice(options.device ?? "cpu");
     if (device === "meta") return new Tensor(dtype, shape, null, { device });
     const bytes = shapeSize(shape) * DTYPE_SIZE[dtype];
-    if (device !== "cpu") {
-      if (!cudaAvailable()) throw new DeviceError(`Cannot allocate a tensor on ${device}: No CUDA device: ${cudaUnavailableReason()}`);
-      return new Tensor(dtype, shape, Storage.allocateDevice(bytes, cudaIndex(device)!), { device });
+    const where = splitDevice(device);
+    if (where !== null) {
+      const why = deviceType(where.type).unavailableReason();
+      if (why !== null) throw new DeviceError(`Cannot allocate a tensor on ${device}: ${why}`);
+      return new Tensor(dtype, shape, Storage.allocateOn(deviceRuntime(where.type, where.index), bytes), { device });
     }
     return new Tensor(dtype, shape, Storage.allocate(bytes), { device });
   }
@@ -80,9 +79,9 @@ export class Tensor implements Disposable {
   /** Zero-filled tensor. */
   static zeros(shape: readonly number[], dtype: DType = "F32", options: TensorOptions = {}): Tensor {
     const t = Tensor.empty(shape, dtype, options);
-    const dev = t.#storage?.deviceBuffer;
-    if (dev) getCudaStream(dev.device).fill(dev, 0);
-    else if (t.#storage) t.#storage.bytes.fill(0);
+    const s = t.#storage;
+    if (s?.runtime) s.runtime.fill(s.memory, 0);
+    else s?.bytes.fill(0);
     return t;
   }
 
@@ -148,10 +147,20 @@ export class Tensor implements Disposable {
     return this.device.startsWith("cuda:");
   }
 
-  /** Dense bytes of this tensor (a view, no copy). Throws for meta, `cuda:N` or non-contiguous tensors. */
+  /** True for tensors in a device's memory (`type:N`), false for "cpu" and "meta". */
+  get onDevice(): boolean {
+    return this.device !== "cpu" && this.device !== "meta";
+  }
+
+  /** The runtime of the device holding this tensor (null on the host and for meta tensors). */
+  get runtime(): DeviceRuntime | null {
+    return this.#storage?.runtime ?? null;
+  }
+
+  /** Dense bytes of this tensor (a view, no copy). Throws for meta, device or non-contiguous tensors. */
   bytes(): Uint8Array {
     const s = this.#requireStorage("read bytes of");
-    if (s.kind === "cuda") {
+    if (s.runtime !== null) {
       throw new TypeError(`Cannot read bytes of a tensor on ${this.device} from the host: copy it first with .to("cpu")`);
     }
     if (!this.isContiguous) throw new TypeError(`Cannot read bytes of a non-contiguous tensor ${formatShape(this.shape)}: call contiguous() first`);
@@ -166,18 +175,21 @@ export class Tensor implements Disposable {
     return new Float32Array(b.buffer, b.byteOffset, this.numel);
   }
 
-  /** The device memory of a contiguous `cuda:N` tensor (a view, no copy). */
-  deviceBuffer(): DeviceBuffer {
+  /**
+   * The device memory of a contiguous device tensor (a view, no copy): a `DeviceBuffer` on
+   * `cuda:N`, the device's handle type on another device.
+   */
+  deviceMemory<M = unknown>(): M {
     const s = this.#requireStorage("use device memory of");
-    if (s.kind === "cuda" && s.disposed) throw new ReferenceError(`Cannot use a disposed tensor ${formatShape(this.shape)} on ${this.device}`);
-    if (!s.deviceBuffer) throw new TypeError(`Cannot use device memory of a tensor on ${this.device}: move it with .to("cuda:0") first`);
+    if (s.runtime === null) throw new TypeError(`Cannot use device memory of a tensor on ${this.device}: move it with .to("cuda:0") first`);
+    if (s.disposed) throw new ReferenceError(`Cannot use a disposed tensor ${formatShape(this.shape)} on ${this.device}`);
     if (!this.isContiguous) throw new TypeError(`Cannot use device memory of a non-contiguous tensor ${formatShape(this.shape)}: call contiguous() first`);
-    return s.deviceBuffer.slice(this.offset, this.byteLength);
+    return s.runtime.view(s.memory, this.offset, this.byteLength) as M;
   }
 
   /** Values as JS numbers (bigint-free: I64/U64 go through Number). For tests and small tensors. */
   toArray(): number[] {
-    if (this.isCuda) {
+    if (this.onDevice) {
       using host = this.to("cpu");
       return readValues(host.bytes(), this.dtype);
     }
@@ -199,17 +211,21 @@ export class Tensor implements Disposable {
   pinMemory(): Tensor {
     if (this.storage?.kind === "pinned") return this;
     if (this.device !== "cpu") throw new TypeError(`Cannot pin a tensor on ${this.device}: only CPU tensors can be pinned`);
+    const cuda = deviceType("cuda");
+    const why = cuda.unavailableReason();
+    if (why !== null || cuda.pinHost === undefined) throw new DeviceError(`Cannot pin a tensor: ${why ?? "no device type pins host memory"}`);
     const src = this.contiguous();
-    const buf = PinnedBuffer.alloc(this.byteLength);
+    const buf = cuda.pinHost(this.byteLength);
     buf.bytes.set(src.bytes());
     return new Tensor(this.dtype, this.shape, Storage.onPinned(buf));
   }
 
   /**
-   * This tensor on `device` ("cpu", "cuda:N" or a GPU index, "meta"): `this` when it is already
-   * there, else a copy. A copy to the host is complete on return; a copy to a GPU is queued on the
-   * device's stream through pinned staging (later operations on the device see it; this tensor may
-   * be changed or freed at once). Like PyTorch, a meta tensor cannot be copied to a real device.
+   * This tensor on `device` ("cpu", "cuda:N" or a GPU index, "meta", another registered `type:N`):
+   * `this` when it is already there, else a copy. A copy to the host is complete on return; a copy
+   * to a device is queued in the device's order (on CUDA through pinned staging: later operations
+   * on the device see it; this tensor may be changed or freed at once). Like PyTorch, a meta tensor
+   * cannot be copied to a real device.
    *
    * @example
    * ```ts
@@ -228,13 +244,12 @@ export class Tensor implements Disposable {
     const src = this.contiguous();
     if (d === "cpu") {
       const out = Tensor.empty(this.shape, this.dtype);
-      src.deviceBuffer().download(out.bytes());
+      src.runtime!.download(src.deviceMemory(), out.bytes());
       return out;
     }
-    const host = src.isCuda ? src.to("cpu") : src;
+    const host = src.onDevice ? src.to("cpu") : src;
     const out = Tensor.empty(this.shape, this.dtype, { device: d });
-    // Through pinned staging on the device's stream: later kernels see the data, the host does not wait.
-    uploadStaged(out.deviceBuffer(), host.bytes());
+    out.runtime!.upload(out.deviceMemory(), host.bytes());
     if (host !== src) host[Symbol.dispose]();
     return out;
   }
@@ -279,9 +294,9 @@ export class Tensor implements Disposable {
   contiguous(): Tensor {
     if (this.isContiguous) return this;
     const s = this.#requireStorage("copy");
-    if (s.kind === "cuda") {
-      if (!s.deviceBuffer) throw new ReferenceError(`Cannot use a disposed tensor ${formatShape(this.shape)} on ${this.device}`);
-      return this.#deviceContiguous(s.deviceBuffer);
+    if (s.runtime !== null) {
+      if (s.disposed) throw new ReferenceError(`Cannot use a disposed tensor ${formatShape(this.shape)} on ${this.device}`);
+      return this.#deviceContiguous(s.runtime, s.memory);
     }
     const out = Tensor.empty(this.shape, this.dtype);
     const size = DTYPE_SIZE[this.dtype];
@@ -323,12 +338,12 @@ export class Tensor implements Disposable {
   /** A dense copy with its own storage. */
   clone(): Tensor {
     if (this.isMeta) return Tensor.meta(this.shape, this.dtype);
-    if (this.isCuda) {
+    const rt = this.runtime;
+    if (rt !== null) {
       const src = this.contiguous();
       if (src !== this) return src;
       const out = Tensor.empty(this.shape, this.dtype, { device: this.device });
-      const dst = out.deviceBuffer();
-      getCudaStream(dst.device).copy(dst, src.deviceBuffer(), this.byteLength);
+      rt.copy(out.deviceMemory(), src.deviceMemory(), this.byteLength);
       return out;
     }
     const out = Tensor.empty(this.shape, this.dtype);
@@ -336,24 +351,24 @@ export class Tensor implements Disposable {
     return out;
   }
 
-  /** Strided device tensor → dense: copies of the innermost runs on the device's stream. */
-  #deviceContiguous(buf: DeviceBuffer): Tensor {
+  /** Strided device tensor → dense: copies of the innermost runs in the device's order. */
+  #deviceContiguous(rt: DeviceRuntime, mem: unknown): Tensor {
     const out = Tensor.empty(this.shape, this.dtype, { device: this.device });
     const nd = this.ndim, size = DTYPE_SIZE[this.dtype], n = this.numel;
     const inner = this.shape[nd - 1] ?? 1;
     if (n === 0) return out;
+    const dst = out.deviceMemory();
     if ((this.strides[nd - 1] ?? 1) !== 1 && inner > 1) {
       // Scattered elements: go through the host (rare; no strided-copy kernel).
-      const host = new Tensor(this.dtype, [buf.byteLength / size], Storage.wrap(new Uint8Array(buf.byteLength)));
-      buf.download(host.bytes());
+      const all = rt.byteLength(mem);
+      const host = new Tensor(this.dtype, [Math.floor(all / size)], Storage.wrap(new Uint8Array(all)));
+      rt.download(mem, host.bytes());
       const view = new Tensor(this.dtype, this.shape, host.storage, { strides: this.strides, offset: this.offset });
-      out.deviceBuffer().upload(view.contiguous().bytes());
+      rt.upload(dst, view.contiguous().bytes());
       return out;
     }
-    const stream = getCudaStream(buf.device);
-    const dst = out.deviceBuffer();
     const run = inner * size;
-    this.#forEachRow((o, off) => stream.copy(dst.slice(o * size, run), buf.slice(off, run), run));
+    this.#forEachRow((o, off) => rt.copy(rt.view(dst, o * size, run), rt.view(mem, off, run), run));
     return out;
   }
 

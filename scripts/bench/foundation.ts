@@ -97,7 +97,7 @@ let bytes = 0;
   using f = SafetensorsFile.open(ckpt);
   for (const k of f.keys()) {
     const raw = f.raw(k);
-    be.cast(raw, "BF16", scratch.bytes.subarray(0, raw.byteLength * 2), "F32", raw.byteLength / 2);
+    be.cast({ src: raw, srcDtype: "BF16", dst: scratch.bytes.subarray(0, raw.byteLength * 2), dstDtype: "F32", n: raw.byteLength / 2 });
     f.dropCache(k);
     bytes += raw.byteLength;
   }
@@ -113,14 +113,14 @@ const n = 64 * 1024 * 1024;
 const f32 = scratch.bytes.subarray(0, n * 4);
 new Float32Array(f32.buffer, f32.byteOffset, n).fill(0.5);
 using bf = new NativeBuffer(n * 2, 4096);
-const c1 = best(5, () => be.cast(bf.bytes, "BF16", f32, "F32", n));
-const c2 = best(5, () => be.cast(f32, "F32", bf.bytes, "BF16", n));
+const c1 = best(5, () => be.cast({ src: bf.bytes, srcDtype: "BF16", dst: f32, dstDtype: "F32", n }));
+const c2 = best(5, () => be.cast({ src: f32, srcDtype: "F32", dst: bf.bytes, dstDtype: "BF16", n }));
 
 // 4. Rank-16 merge into 4096×4096 bf16.
 using W = new NativeBuffer(4096 * 4096 * 2, 4096);
 const A = new Float32Array(16 * 4096).map((_, i) => Math.sin(i) * 0.02);
 const B = new Float32Array(4096 * 16).map((_, i) => Math.cos(i) * 0.02);
-const mergeMs = best(5, () => be.loraMerge(W.bytes, "BF16", 4096, 4096, B, A, 16, 2, false));
+const mergeMs = best(5, () => be.loraMerge({ w: W.bytes, wDtype: "BF16", outF: 4096, inF: 4096, b: B, a: A, r: 16, scale: 2, fanInFanOut: false }));
 
 // 5. SGEMM.
 const gemm: Record<number, number> = {};
@@ -128,7 +128,7 @@ for (const size of [1024, 2048]) {
   const a = new Float32Array(size * size).fill(0.5);
   const b = new Float32Array(size * size).fill(0.25);
   const c = new Float32Array(size * size);
-  gemm[size] = (2 * size ** 3) / (best(3, () => be.sgemm(false, false, size, size, size, 1, a, size, b, size, 0, c, size)) / 1000) / 1e9;
+  gemm[size] = (2 * size ** 3) / (best(3, () => be.gemm({ transA: false, transB: false, m: size, n: size, k: size, alpha: 1, a, lda: size, b, ldb: size, beta: 0, c, ldc: size })) / 1000) / 1e9;
 }
 const pc = peer(["compute"]);
 scratch[Symbol.dispose]();

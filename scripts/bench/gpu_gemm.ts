@@ -28,9 +28,9 @@ for (const n of sizes) {
   for (const d of DTYPES) {
     const es = d === "F32" ? 4 : 2;
     using a = DeviceBuffer.alloc(n * n * es), b = DeviceBuffer.alloc(n * n * es), c = DeviceBuffer.alloc(n * n * es);
-    cuda.cast(src, "F32", a, d, n * n);
-    cuda.cast(src, "F32", b, d, n * n);
-    const gemm = () => cuda.gemmEx(false, false, n, n, n, 1, a, d, n, b, d, n, 0, c, d, n);
+    cuda.cast({ src, srcDtype: "F32", dst: a, dstDtype: d, n: n * n });
+    cuda.cast({ src, srcDtype: "F32", dst: b, dstDtype: d, n: n * n });
+    const gemm = () => cuda.gemmEx({ transA: false, transB: false, m: n, n, k: n, alpha: 1, a, aDtype: d, lda: n, b, bDtype: d, ldb: n, beta: 0, c, cDtype: d, ldc: n });
     for (let i = 0; i < 3; i++) gemm();
     using t0 = new CudaEvent({ timing: true }), t1 = new CudaEvent({ timing: true });
     const reps = 10;

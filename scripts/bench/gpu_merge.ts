@@ -103,7 +103,7 @@ const cpuOut = new Map<string, Uint8Array>();
 let t0 = performance.now();
 for (const j of jobs) {
   const w = ckpt.raw(j.name).slice();
-  cpu.loraMerge(w, "BF16", j.outF, j.inF, j.b, j.a, rank, scale, false);
+  cpu.loraMerge({ w, wDtype: "BF16", outF: j.outF, inF: j.inF, b: j.b, a: j.a, r: rank, scale, fanInFanOut: false });
   cpuOut.set(j.name, w);
 }
 const cpuS = (performance.now() - t0) / 1000;
@@ -146,7 +146,7 @@ const runGpu = (verify: boolean) => {
     up.copy(s.w, s.pin, n);
     s.uploaded.record(up);
     cuda.stream.waitFor(s.uploaded);
-    cuda.loraMerge(s.w, "BF16", j.outF, j.inF, s.b, s.a, rank, scale, false);
+    cuda.loraMerge({ w: s.w, wDtype: "BF16", outF: j.outF, inF: j.inF, b: s.b, a: s.a, r: rank, scale, fanInFanOut: false });
     s.merged.record(cuda.stream);
     down.waitFor(s.merged).copy(s.pin, s.w, n);
     s.done.record(down);

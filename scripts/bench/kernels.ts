@@ -13,7 +13,7 @@ import { readFileSync } from "node:fs";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { type CpuBackend, CpuNativeBackend, CpuTsBackend, getCpuBackend, nativeKernelPath } from "../../lib/backends/mod.ts";
-import { loadOpenBlas } from "../../lib/backends/_openblas.ts";
+import { loadOpenBlas } from "../../lib/backends/cpu/native/_openblas.ts";
 import { openLibrary } from "../../lib/ffi/mod.ts";
 import { cstr } from "../../lib/ffi/libc.ts";
 
@@ -60,7 +60,7 @@ function sgemmChild(mode: string): void {
   const out: Record<string, number | string> = { info: be.info };
   for (const n of [1024, 2048]) {
     const a = rand(n * n, 1), b = rand(n * n, 2), c = new Float32Array(n * n);
-    const ms = best(n === 1024 ? 5 : 3, () => be.sgemm(false, false, n, n, n, 1, a, n, b, n, 0, c, n));
+    const ms = best(n === 1024 ? 5 : 3, () => be.gemm({ transA: false, transB: false, m: n, n, k: n, alpha: 1, a, lda: n, b, ldb: n, beta: 0, c, ldc: n }));
     out[n] = (2 * n ** 3) / (ms * 1e6);
   }
   console.log(JSON.stringify(out));
@@ -80,7 +80,7 @@ function runChild(mode: string): Record<string, number | string> | null {
 }
 
 function castGBs(be: CpuBackend, from: "BF16" | "F32", n: number, src: Uint8Array, dst: Uint8Array): number {
-  const ms = best(5, () => be.cast(src, from, dst, from === "F32" ? "BF16" : "F32", n));
+  const ms = best(5, () => be.cast({ src, srcDtype: from, dst, dstDtype: from === "F32" ? "BF16" : "F32", n }));
   return (n * 6) / (ms * 1e6);
 }
 
@@ -102,14 +102,14 @@ function main(): void {
 
   const O = 4096, I = 4096, r = 16;
   const w = new Uint8Array(O * I * 2);
-  (native ?? ts).cast(new Uint8Array(rand(O * I, 4).buffer), "F32", w, "BF16", O * I);
+  (native ?? ts).cast({ src: new Uint8Array(rand(O * I, 4).buffer), srcDtype: "F32", dst: w, dstDtype: "BF16", n: O * I });
   const bm = rand(O * r, 5), am = rand(r * I, 6);
   const merge = (be: CpuBackend | null, reps: number) =>
-    be ? best(reps, () => be.loraMerge(w, "BF16", O, I, bm, am, r, 0.5 / r, false)) : undefined;
+    be ? best(reps, () => be.loraMerge({ w, wDtype: "BF16", outF: O, inF: I, b: bm, a: am, r, scale: 0.5 / r, fanInFanOut: false })) : undefined;
   rows.push(["LoRA merge r=16 into 4096×4096 BF16 (ms)", fmt(merge(native, 7), 2), fmt(merge(ts, 1), 0)]);
 
   const x = rand(I, 7), y = new Float32Array(O);
-  const gemv = (be: CpuBackend | null, reps: number) => be ? best(reps, () => be.linear(x, 1, I, w, "BF16", O, null, y, false)) : undefined;
+  const gemv = (be: CpuBackend | null, reps: number) => be ? best(reps, () => be.linear({ x, m: 1, k: I, w, wDtype: "BF16", n: O, bias: null, out: y, transposedW: false })) : undefined;
   rows.push(["linear BF16 4096×4096, 1 row (ms)", fmt(gemv(native, 10), 2), fmt(gemv(ts, 2), 0)]);
 
   const width = Math.max(...rows.map((x) => x[0].length));

@@ -46,7 +46,7 @@ function poisoned(n: number): Float32Array {
 /** Stored random weights of `dtype` (made by `ref.cast`, so both sides see the same bits). */
 function stored(ref: Kernels, r: () => number, n: number, d: KernelDType): Uint8Array {
   const out = new Uint8Array(n * size(d));
-  ref.cast(bytes(rand(r, n)), "F32", out, d, n);
+  ref.cast({ src: bytes(rand(r, n)), srcDtype: "F32", dst: out, dstDtype: d, n });
   return out;
 }
 
@@ -119,12 +119,12 @@ export function runParity(target: Kernels, ref: CpuBackend, options: { seed: num
   for (let i = 0; i < nc; i++) bits[i] = Math.floor(r() * 4294967296) >>> 0;
   for (const sd of DTYPES) {
     const src = new Uint8Array(nc * size(sd));
-    ref.cast(bytes(bits), "F32", src, sd, nc);
+    ref.cast({ src: bytes(bits), srcDtype: "F32", dst: src, dstDtype: sd, n: nc });
     for (const dd of DTYPES) {
       guard("cast", `${sd}->${dd}`, `[${nc}]`, () => {
         const want = new Uint8Array(nc * size(dd)), got = new Uint8Array(nc * size(dd)).fill(0xff);
-        ref.cast(src, sd, want, dd, nc);
-        target.cast(src, sd, got, dd, nc);
+        ref.cast({ src, srcDtype: sd, dst: want, dstDtype: dd, n: nc });
+        target.cast({ src, srcDtype: sd, dst: got, dstDtype: dd, n: nc });
         return exactRow("cast", `${sd}->${dd}`, `[${nc}]`, got, want, size(dd));
       });
     }
@@ -139,14 +139,14 @@ export function runParity(target: Kernels, ref: CpuBackend, options: { seed: num
       const b = rand(r, outF * rank), a = rand(r, rank * inF), mag = rand(r, outF, 0.5, 2);
       guard("loraMerge", d, shape, () => {
         const want = w0.slice(), got = w0.slice();
-        ref.loraMerge(want, d, outF, inF, b, a, rank, 0.75, fan);
-        target.loraMerge(got, d, outF, inF, b, a, rank, 0.75, fan);
+        ref.loraMerge({ w: want, wDtype: d, outF, inF, b, a, r: rank, scale: 0.75, fanInFanOut: fan });
+        target.loraMerge({ w: got, wDtype: d, outF, inF, b, a, r: rank, scale: 0.75, fanInFanOut: fan });
         return exactRow("loraMerge", d, shape, got, want, size(d));
       });
       guard("doraMerge", d, shape, () => {
         const want = w0.slice(), got = w0.slice(), nw = new Float32Array(outF), ng = poisoned(outF);
-        ref.doraMerge(want, d, outF, inF, b, a, rank, 0.5, fan, mag, nw);
-        target.doraMerge(got, d, outF, inF, b, a, rank, 0.5, fan, mag, ng);
+        ref.doraMerge({ w: want, wDtype: d, outF, inF, b, a, r: rank, scale: 0.5, fanInFanOut: fan, mag, normOut: nw });
+        target.doraMerge({ w: got, wDtype: d, outF, inF, b, a, r: rank, scale: 0.5, fanInFanOut: fan, mag, normOut: ng });
         const row = exactRow("doraMerge", d, shape, got, want, size(d));
         const norms = exactRow("doraMerge", d, shape, bytes(ng), bytes(nw), 4);
         return row.ok ? { ...norms, detail: norms.ok ? "" : `norms: ${norms.detail}` } : row;
@@ -158,8 +158,8 @@ export function runParity(target: Kernels, ref: CpuBackend, options: { seed: num
         guard("scaleAxis", d, shape, () => {
           const w0 = stored(ref, r, outF * inF, d), v = rand(r, axis === 0 ? outF : inF, 0.5, 2);
           const want = w0.slice(), got = w0.slice();
-          ref.scaleAxis(want, d, outF, inF, v, axis, divide);
-          target.scaleAxis(got, d, outF, inF, v, axis, divide);
+          ref.scaleAxis({ w: want, wDtype: d, rows: outF, cols: inF, v, axis, divide });
+          target.scaleAxis({ w: got, wDtype: d, rows: outF, cols: inF, v, axis, divide });
           return exactRow("scaleAxis", d, shape, got, want, size(d));
         });
       }
@@ -174,8 +174,8 @@ export function runParity(target: Kernels, ref: CpuBackend, options: { seed: num
     guard("sgemm", "F32", shape, () => {
       const a = rand(r, m * k), b = rand(r, k * n), c0 = rand(r, m * n);
       const want = c0.slice(), got = c0.slice();
-      ref.sgemm(ta, tb, m, n, k, 0.5, a, ta ? m : k, b, tb ? k : n, 0.25, want, n);
-      target.sgemm(ta, tb, m, n, k, 0.5, a, ta ? m : k, b, tb ? k : n, 0.25, got, n);
+      ref.gemm({ transA: ta, transB: tb, m, n, k, alpha: 0.5, a, lda: ta ? m : k, b, ldb: tb ? k : n, beta: 0.25, c: want, ldc: n });
+      target.gemm({ transA: ta, transB: tb, m, n, k, alpha: 0.5, a, lda: ta ? m : k, b, ldb: tb ? k : n, beta: 0.25, c: got, ldc: n });
       return closeRow("sgemm", "F32", `${shape} beta .25`, got, want, gtol, 1e-5);
     });
   }
@@ -188,8 +188,8 @@ export function runParity(target: Kernels, ref: CpuBackend, options: { seed: num
         guard("linear", d, shape, () => {
           const x = rand(r, m * k), w = stored(ref, r, k * n, d), bias = withBias ? rand(r, n) : null;
           const want = new Float32Array(m * n), got = poisoned(m * n);
-          ref.linear(x, m, k, w, d, n, bias, want, transposed);
-          target.linear(x, m, k, w, d, n, bias, got, transposed);
+          ref.linear({ x, m, k, w, wDtype: d, n, bias, out: want, transposedW: transposed });
+          target.linear({ x, m, k, w, wDtype: d, n, bias, out: got, transposedW: transposed });
           // The CPU library's bf16 path rounds activations to bf16 for the AVX512-BF16 dot product (as
           // oneDNN does); the CUDA kernel keeps f32 activations: each term differs by up to 2^-8
           // relative, a random walk over k terms.
@@ -204,21 +204,21 @@ export function runParity(target: Kernels, ref: CpuBackend, options: { seed: num
   const rshape = `[${rowsN}, ${cols}]`;
   guard("rmsNorm", "F32", rshape, () => {
     const x = rand(r, rowsN * cols, -3, 3), w = rand(r, cols), want = new Float32Array(rowsN * cols), got = poisoned(rowsN * cols);
-    ref.rmsNorm(x, w, want, rowsN, cols, 1e-6);
-    target.rmsNorm(x, w, got, rowsN, cols, 1e-6);
+    ref.rmsNorm({ x, weight: w, out: want, rows: rowsN, cols, eps: 1e-6 });
+    target.rmsNorm({ x, weight: w, out: got, rows: rowsN, cols, eps: 1e-6 });
     return closeRow("rmsNorm", "F32", rshape, got, want, 1e-6, 1e-5);
   });
   guard("layerNorm", "F32", rshape, () => {
     const x = rand(r, rowsN * cols, -3, 3), w = rand(r, cols), b = rand(r, cols);
     const want = new Float32Array(rowsN * cols), got = poisoned(rowsN * cols);
-    ref.layerNorm(x, w, b, want, rowsN, cols, 1e-5);
-    target.layerNorm(x, w, b, got, rowsN, cols, 1e-5);
+    ref.layerNorm({ x, weight: w, bias: b, out: want, rows: rowsN, cols, eps: 1e-5 });
+    target.layerNorm({ x, weight: w, bias: b, out: got, rows: rowsN, cols, eps: 1e-5 });
     return closeRow("layerNorm", "F32", rshape, got, want, 1e-5, 1e-5);
   });
   guard("softmax", "F32", rshape, () => {
     const x = rand(r, rowsN * cols, -8, 8), want = x.slice(), got = x.slice();
-    ref.softmax(want, rowsN, cols);
-    target.softmax(got, rowsN, cols);
+    ref.softmax({ x: want, rows: rowsN, cols });
+    target.softmax({ x: got, rows: rowsN, cols });
     return closeRow("softmax", "F32", rshape, got, want, 1e-7, 1e-5);
   });
 
@@ -228,33 +228,33 @@ export function runParity(target: Kernels, ref: CpuBackend, options: { seed: num
   for (const op of ["silu", "geluTanh", "geluErf", "relu"] as const) {
     guard(op, "F32", eshape, () => {
       const x = rand(r, ne, -6, 6), want = new Float32Array(ne), got = poisoned(ne);
-      ref[op](x, want);
-      target[op](x, got);
+      ref.unary({ op, x, out: want, n: ne });
+      target.unary({ op, x, out: got, n: ne });
       return closeRow(op, "F32", eshape, got, want, 1e-6, 1e-5);
     });
   }
   guard("siluMul", "F32", eshape, () => {
     const g = rand(r, ne, -6, 6), u = rand(r, ne), want = new Float32Array(ne), got = poisoned(ne);
-    ref.siluMul(g, u, want);
-    target.siluMul(g, u, got);
+    ref.binary({ op: "siluMul", a: g, b: u, out: want, n: g.length });
+    target.binary({ op: "siluMul", a: g, b: u, out: got, n: g.length });
     return closeRow("siluMul", "F32", eshape, got, want, 1e-6, 1e-5);
   });
   guard("add", "F32", eshape, () => {
     const a = rand(r, ne), b = rand(r, ne), want = new Float32Array(ne), got = poisoned(ne);
-    ref.add(a, b, want, 0.3);
-    target.add(a, b, got, 0.3);
+    ref.binary({ op: "add", a, b, out: want, n: a.length, alpha: 0.3 });
+    target.binary({ op: "add", a, b, out: got, n: a.length, alpha: 0.3 });
     return closeRow("add", "F32", eshape, got, want, 1e-7, 1e-6);
   });
   guard("mul", "F32", eshape, () => {
     const a = rand(r, ne), b = rand(r, ne), want = new Float32Array(ne), got = poisoned(ne);
-    ref.mul(a, b, want);
-    target.mul(a, b, got);
+    ref.binary({ op: "mul", a, b, out: want, n: a.length });
+    target.binary({ op: "mul", a, b, out: got, n: a.length });
     return closeRow("mul", "F32", eshape, got, want, 0, 0);
   });
   guard("scale", "F32", eshape, () => {
     const x = rand(r, ne), want = x.slice(), got = x.slice();
-    ref.scale(want, 1.7);
-    target.scale(got, 1.7);
+    ref.scale({ x: want, n: want.length, s: 1.7 });
+    target.scale({ x: got, n: got.length, s: 1.7 });
     return closeRow("scale", "F32", eshape, got, want, 0, 0);
   });
 
@@ -263,8 +263,8 @@ export function runParity(target: Kernels, ref: CpuBackend, options: { seed: num
   guard("rope", "F32", `[${tok}, ${heads}, ${hd}]`, () => {
     const x = rand(r, tok * heads * hd, -2, 2), cos = rand(r, tok * hd), sin = rand(r, tok * hd);
     const want = x.slice(), got = x.slice();
-    ref.rope(want, tok, heads, hd, cos, sin);
-    target.rope(got, tok, heads, hd, cos, sin);
+    ref.rope({ x: want, tokens: tok, heads, headDim: hd, cos, sin });
+    target.rope({ x: got, tokens: tok, heads, headDim: hd, cos, sin });
     return closeRow("rope", "F32", `[${tok}, ${heads}, ${hd}]`, got, want, 1e-6, 1e-6);
   });
   const [t, s, hq, hkv, dd] = big ? [33, 1029, 32, 8, 128] : [3, 11, 6, 2, 10];
@@ -272,8 +272,8 @@ export function runParity(target: Kernels, ref: CpuBackend, options: { seed: num
   guard("attention", "F32", ashape, () => {
     const q = rand(r, t * hq * dd), kk = rand(r, s * hkv * dd), v = rand(r, s * hkv * dd);
     const want = new Float32Array(t * hq * dd), got = poisoned(t * hq * dd);
-    ref.attention(q, kk, v, want, t, s, hq, hkv, dd, 1 / Math.sqrt(dd));
-    target.attention(q, kk, v, got, t, s, hq, hkv, dd, 1 / Math.sqrt(dd));
+    ref.attention({ q, k: kk, v, out: want, t, s, hq, hkv, d: dd, scale: 1 / Math.sqrt(dd) });
+    target.attention({ q, k: kk, v, out: got, t, s, hq, hkv, d: dd, scale: 1 / Math.sqrt(dd) });
     return closeRow("attention", "F32", ashape, got, want, 1e-6, 1e-4);
   });
   return rows;

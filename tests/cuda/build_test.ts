@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { CUDA_GENCODE, ensureCudaEmuKernels, ensureCudaKernels, findNvcc } from "../../scripts/build_kernels.ts";
 import { ffi, openLibrary } from "../../lib/ffi/mod.ts";
 import { getEnv } from "../../lib/_env.ts";
-import { KN_SYMBOLS } from "../../lib/backends/_native_symbols.ts";
+import { KN_SYMBOLS } from "../../lib/backends/_kn_ffi.ts";
 import { KN_CUDA_SYMBOLS } from "../../lib/backends/cuda/_kn_cuda_symbols.ts";
 import { HAS_CUDA } from "./_cuda.ts";
 

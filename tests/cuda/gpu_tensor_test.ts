@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { mergeCheckpoint } from "../../lib/merge/mod.ts";
-import { cudaCachedBytes, emptyCudaCache, getCudaMemoryInfo, initCuda } from "../../lib/backends/cuda/mod.ts";
+import { cudaCachedBytes, type DeviceBuffer, emptyCudaCache, getCudaMemoryInfo, initCuda } from "../../lib/backends/cuda/mod.ts";
 import { Tensor } from "../../lib/tensor/mod.ts";
 import * as ops from "../../lib/tensor/ops/mod.ts";
 import { type CausalLM, KVCache } from "../../lib/nn/mod.ts";
@@ -93,13 +93,13 @@ describe("cuda:N tensors", { skip: GPU_SKIP }, () => {
       const t = Tensor.fromArray([1, -2, 3.5, 4, 0, -0.25], [2, 3], dtype);
       const g = t.to(GPU);
       assert.equal(g.device, GPU);
-      assert.equal(g.storage?.kind, "cuda");
+      assert.equal(g.storage?.kind, "device");
       assert.equal(g.to(GPU), g);
       assert.deepEqual(g.to("cpu").bytes(), t.bytes(), dtype);
       assert.deepEqual(g.transpose(0, 1).contiguous().toArray(), t.transpose(0, 1).contiguous().toArray(), `${dtype} transpose`);
       assert.deepEqual(g.slice(1, 1, 3).contiguous().toArray(), t.slice(1, 1, 3).contiguous().toArray(), `${dtype} slice`);
       const c = g.clone();
-      assert.notEqual(c.deviceBuffer().address, g.deviceBuffer().address);
+      assert.notEqual(c.deviceMemory<DeviceBuffer>().address, g.deviceMemory<DeviceBuffer>().address);
       assert.deepEqual(c.toArray(), t.toArray());
     }
     assert.deepEqual(Tensor.zeros([5], "F32", { device: GPU }).toArray(), [0, 0, 0, 0, 0]);
@@ -111,10 +111,10 @@ describe("cuda:N tensors", { skip: GPU_SKIP }, () => {
   it("reuse freed device blocks (caching allocator); a disposed tensor's views fail instead of reading reused memory", () => {
     const a = Tensor.empty([1000], "F32", { device: GPU });
     const view = a.reshape([10, 100]);
-    const addr = a.deviceBuffer().address;
+    const addr = a.deviceMemory<DeviceBuffer>().address;
     a[Symbol.dispose]();
     const b = Tensor.empty([999], "F32", { device: GPU }); // same 512-byte size class
-    assert.equal(b.deviceBuffer().address, addr);
+    assert.equal(b.deviceMemory<DeviceBuffer>().address, addr);
     assert.throws(() => view.toArray(), /Cannot use a disposed tensor \[10, 100\] on cuda:0/);
     b[Symbol.dispose]();
     assert.ok(cudaCachedBytes(0) >= 4096);

@@ -88,10 +88,10 @@ describe("CUDA device", { skip: GPU_SKIP }, () => {
       c = DeviceBuffer.alloc(m * n * 4);
     da.upload(a);
     db.upload(b);
-    cuda.cast(da, "F32", a16, "BF16", m * k);
-    cuda.cast(db, "F32", b16, "BF16", k * n);
+    cuda.cast({ src: da, srcDtype: "F32", dst: a16, dstDtype: "BF16", n: m * k });
+    cuda.cast({ src: db, srcDtype: "F32", dst: b16, dstDtype: "BF16", n: k * n });
     c.fill(0xff);
-    cuda.gemmEx(false, false, m, n, k, 1, a16, "BF16", k, b16, "BF16", n, 0, c, "F32", n);
+    cuda.gemmEx({ transA: false, transB: false, m, n, k, alpha: 1, a: a16, aDtype: "BF16", lda: k, b: b16, bDtype: "BF16", ldb: n, beta: 0, c, cDtype: "F32", ldc: n });
     const got = new Float32Array(m * n);
     c.download(got);
     // reference on the bf16-rounded inputs, in f64
@@ -100,8 +100,8 @@ describe("CUDA device", { skip: GPU_SKIP }, () => {
     b16.download(rb);
     const wa = new Float32Array(m * k), wb = new Float32Array(k * n);
     const cpu = listCpuBackends()[0]!;
-    cpu.cast(ra, "BF16", new Uint8Array(wa.buffer), "F32", m * k);
-    cpu.cast(rb, "BF16", new Uint8Array(wb.buffer), "F32", k * n);
+    cpu.cast({ src: ra, srcDtype: "BF16", dst: new Uint8Array(wa.buffer), dstDtype: "F32", n: m * k });
+    cpu.cast({ src: rb, srcDtype: "BF16", dst: new Uint8Array(wb.buffer), dstDtype: "F32", n: k * n });
     for (let i = 0; i < m; i++) {
       for (let j = 0; j < n; j++) {
         let s = 0;
@@ -119,7 +119,7 @@ describe("CUDA device", { skip: GPU_SKIP }, () => {
     using src = DeviceBuffer.alloc(n * 2), dst = DeviceBuffer.alloc(n * 4);
     src.fill(0x3f); // bf16 0x3f3f
     dst.fill(0xff);
-    cuda.cast(src, "BF16", dst, "F32", n);
+    cuda.cast({ src, srcDtype: "BF16", dst, dstDtype: "F32", n });
     const tail = new Uint32Array(4099);
     dst.download(tail, (n - 4099) * 4);
     assert.ok(tail.every((v) => v === 0x3f3f0000), "the last elements were converted");
@@ -128,7 +128,7 @@ describe("CUDA device", { skip: GPU_SKIP }, () => {
     w.fill(0x3f);
     b.upload(new Float32Array(outF).fill(1));
     a.upload(new Float32Array(inF).fill(1));
-    cuda.loraMerge(w, "BF16", outF, inF, b, a, 1, 0.25, false);
+    cuda.loraMerge({ w, wDtype: "BF16", outF, inF, b, a, r: 1, scale: 0.25, fanInFanOut: false });
     const last = new Uint16Array(inF);
     w.download(last, (outF - 1) * inF * 2);
     assert.ok(last.every((v) => v === 0x3f7f), `last row merged: 0x${last[0]!.toString(16)}, 0x${last[inF - 1]!.toString(16)}`);

@@ -69,7 +69,7 @@ describe("CUDA without a device", { skip: NO_GPU_SKIP }, () => {
   it("the CPU backend and device parsing are unaffected", () => {
     const be = getCpuBackend();
     const out = new Uint8Array(4);
-    be.cast(new Uint8Array(new Float32Array([1, -2]).buffer), "F32", out, "BF16", 2);
+    be.cast({ src: new Uint8Array(new Float32Array([1, -2]).buffer), srcDtype: "F32", dst: out, dstDtype: "BF16", n: 2 });
     assert.deepEqual(Array.from(new Uint16Array(out.buffer)), [0x3f80, 0xc000]);
     assert.equal(parseDevice("cuda:1"), "cuda:1");
     assert.equal(parseDevice(0), "cuda:0");

@@ -79,7 +79,7 @@ export function decode(bytes: Uint8Array, dt: KernelDType, n: number): Float64Ar
 /** f32 values stored as `dt` through `be.cast` (the stored bits are what the kernels see). */
 export function store(be: CpuBackend, vals: Float32Array, dt: KernelDType): Uint8Array {
   const out = new Uint8Array(vals.length * dsize(dt));
-  be.cast(bytesOf(vals), "F32", out, dt, vals.length);
+  be.cast({ src: bytesOf(vals), srcDtype: "F32", dst: out, dstDtype: dt, n: vals.length });
   return out;
 }
 

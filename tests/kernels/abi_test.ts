@@ -4,7 +4,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { ffi, openLibrary } from "../../lib/ffi/mod.ts";
 import { nativeKernelPath } from "../../lib/backends/mod.ts";
-import { KN_SYMBOLS } from "../../lib/backends/_native_symbols.ts";
+import { KN_SYMBOLS } from "../../lib/backends/_kn_ffi.ts";
 import { ensureCudaEmuKernels } from "../../scripts/build_kernels.ts";
 
 const path = nativeKernelPath();

@@ -66,7 +66,7 @@ for (const be of BACKENDS) {
         }
       }
       const want = refRope(x, tokens, heads, d, cos, sin);
-      be.rope(x, tokens, heads, d, cos, sin);
+      be.rope({ x, tokens, heads, headDim: d, cos, sin });
       assertClose(x, want, 1e-6, 1e-6, "rope");
     });
   });
@@ -77,7 +77,7 @@ for (const be of BACKENDS) {
         const q = randomF32(t * hq * d, t + d, -1, 1), k = randomF32(s * hkv * d, s + 1, -1, 1), v = randomF32(s * hkv * d, s + 2, -1, 1);
         const out = new Float32Array(t * hq * d);
         const scale = 1 / Math.sqrt(d);
-        be.attention(q, k, v, out, t, s, hq, hkv, d, scale);
+        be.attention({ q, k, v, out, t, s, hq, hkv, d, scale });
         assertClose(out, refAttention(q, k, v, t, s, hq, hkv, d, Math.fround(scale)), 2e-6, 1e-5, "attention");
       });
     }
@@ -111,7 +111,7 @@ describe("attention: native kernel shapes", { skip: NATIVE === undefined }, () =
           const q = randomF32(t * hq * d, base, -2, 2), k = randomF32(s * hkv * d, base + 1), v = randomF32(s * hkv * d, base + 2);
           const out = new Float32Array(t * hq * d);
           const scale = 1 / Math.sqrt(d);
-          NATIVE!.attention(q, k, v, out, t, s, hq, hkv, d, scale);
+          NATIVE!.attention({ q, k, v, out, t, s, hq, hkv, d, scale });
           const want = refAttention(q, k, v, t, s, hq, hkv, d, Math.fround(scale));
           assertClose(out, want, 2e-6, 1e-5, `t=${t} s=${s} hq=${hq} hkv=${hkv} d=${d}`);
         }
@@ -125,7 +125,7 @@ describe("attention: native kernel shapes", { skip: NATIVE === undefined }, () =
     k[17 * d] = 1;
     q[0] = 1000;
     const out = new Float32Array(d);
-    NATIVE!.attention(q, k, v, out, 1, s, 1, 1, d, 1);
+    NATIVE!.attention({ q, k, v, out, t: 1, s, hq: 1, hkv: 1, d, scale: 1 });
     assertClose(out, Array.from(v.subarray(17 * d, 18 * d)), 1e-6, 1e-6, "argmax key");
   });
 });

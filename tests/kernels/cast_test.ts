@@ -11,7 +11,7 @@ const DTYPES: KernelDType[] = ["F32", "F16", "BF16"];
 function castBits(be: (typeof BACKENDS)[number], src: Uint32Array | Uint16Array, sd: KernelDType, dd: KernelDType): Uint8Array {
   const n = src.length;
   const out = new Uint8Array(n * (dd === "F32" ? 4 : 2));
-  be.cast(bytesOf(src), sd, out, dd, n);
+  be.cast({ src: bytesOf(src), srcDtype: sd, dst: out, dstDtype: dd, n });
   return out;
 }
 
@@ -146,13 +146,13 @@ for (const be of BACKENDS) {
       const vals = new Float32Array(64).map((_, i) => i - 20.3);
       const src = bytesOf(vals).subarray(16, 16 + 40 * 4);
       const dst = new Uint8Array(200);
-      be.cast(src, "F32", dst.subarray(8), "F16", 40);
+      be.cast({ src, srcDtype: "F32", dst: dst.subarray(8), dstDtype: "F16", n: 40 });
       const ref = new Uint8Array(80);
-      be.cast(src.slice(), "F32", ref, "F16", 40);
+      be.cast({ src: src.slice(), srcDtype: "F32", dst: ref, dstDtype: "F16", n: 40 });
       assertSameBytes(dst.subarray(8, 88), ref, "subarray");
       assert.ok(dst.subarray(0, 8).every((b) => b === 0) && dst.subarray(88).every((b) => b === 0), "no writes outside");
       const x = new Float32Array([9, 9, -1, 2, -3, 9]);
-      be.relu(x.subarray(2, 5), x.subarray(2, 5));
+      be.unary({ op: "relu", x: x.subarray(2, 5), out: x.subarray(2, 5), n: x.subarray(2, 5).length });
       assert.deepEqual(Array.from(x), [9, 9, 0, 2, 0, 9]);
     });
 
@@ -161,9 +161,9 @@ for (const be of BACKENDS) {
       src.set(bytesOf(new Float32Array(37).map((_, i) => i * 0.37 - 5)), 1);
       for (const n of [0, 1, 15, 16, 17, 31, 33, 37]) {
         const dst = new Uint8Array(3 + n * 2);
-        be.cast(src.subarray(1, 1 + n * 4), "F32", dst.subarray(1), "BF16", n);
+        be.cast({ src: src.subarray(1, 1 + n * 4), srcDtype: "F32", dst: dst.subarray(1), dstDtype: "BF16", n });
         const ref = new Uint8Array(n * 2);
-        be.cast(src.slice(1, 1 + n * 4), "F32", ref, "BF16", n);
+        be.cast({ src: src.slice(1, 1 + n * 4), srcDtype: "F32", dst: ref, dstDtype: "BF16", n });
         assertSameBytes(dst.subarray(1, 1 + n * 2), ref, `n=${n}`);
         assert.equal(dst[0], 0);
         assert.equal(dst[1 + n * 2], 0, "no write past n");

@@ -66,7 +66,7 @@ for (const be of GEMM_BACKENDS) {
             for (const [alpha, beta] of [[1, 0], [0.5, 1.5]] as const) {
               const c = randomF32(m * ldc, 3);
               const want = refGemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-              be.sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+              be.gemm({ transA: ta, transB: tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc });
               assertClose(c, want, 4e-7 * k + 1e-6, 1e-5, `ta=${ta} tb=${tb} alpha=${alpha} beta=${beta}`);
             }
           }
@@ -76,7 +76,7 @@ for (const be of GEMM_BACKENDS) {
 
     it("k = 0 scales C by beta", () => {
       const c = new Float32Array([1, 2, 3, 4]);
-      be.sgemm(false, false, 2, 2, 0, 1, new Float32Array(0), 1, new Float32Array(2), 2, 2, c, 2);
+      be.gemm({ transA: false, transB: false, m: 2, n: 2, k: 0, alpha: 1, a: new Float32Array(0), lda: 1, b: new Float32Array(2), ldb: 2, beta: 2, c, ldc: 2 });
       assertClose(c, [2, 4, 6, 8], 0, 0, "k=0");
     });
   });
@@ -104,7 +104,7 @@ function checkLinear(
   const w = store(be, randomF32(n * k, seed + n + k, -0.5, 0.5), dt);
   const bias = withBias ? randomF32(n, seed + 77) : null;
   const out = new Float32Array(m * n).fill(NaN);
-  be.linear(x, m, k, w, dt, n, bias, out, transposed);
+  be.linear({ x, m, k, w, wDtype: dt, n, bias, out, transposedW: transposed });
   const want = refLinear(roundX ? roundBf16(x) : x, m, k, decode(w, dt, n * k), n, bias, transposed);
   assertClose(out, want, 2e-7 * k + 1e-6, 1e-5, `${dt} m=${m} k=${k} n=${n} transposed=${transposed} bias=${withBias} seed=${seed}`);
 }
@@ -188,7 +188,7 @@ describe("linear: native kernel shapes", { skip: NATIVE === undefined }, () => {
         const tail = new DataView(raw.buffer, n * k * size);
         for (let i = 0; i < 64; i++) dt === "F32" ? tail.setUint32(i * 4, 0x7fc00000, true) : tail.setUint16(i * 2, 0x7fc0, true);
         const x = randomF32(m * k, seed + m), out = new Float32Array(m * n);
-        NATIVE!.linear(x, m, k, raw.subarray(0, n * k * size), dt, n, null, out, false);
+        NATIVE!.linear({ x, m, k, w: raw.subarray(0, n * k * size), wDtype: dt, n, bias: null, out, transposedW: false });
         const want = refLinear(roundsX(NATIVE!, dt) ? roundBf16(x) : x, m, k, decode(raw, dt, n * k), n, null, false);
         assertClose(out, want, 2e-7 * k + 1e-6, 1e-5, `${dt} m=${m} k=${k} n=${n}`);
       }
@@ -203,11 +203,11 @@ describe("linear: native kernel shapes", { skip: NATIVE === undefined }, () => {
         const one = new Float32Array(m * n), all = new Float32Array(m * n);
         NATIVE!.setNumThreads(1);
         try {
-          NATIVE!.linear(x, m, k, w, dt, n, bias, one, false);
+          NATIVE!.linear({ x, m, k, w, wDtype: dt, n, bias, out: one, transposedW: false });
         } finally {
           NATIVE!.setNumThreads(0);
         }
-        NATIVE!.linear(x, m, k, w, dt, n, bias, all, false);
+        NATIVE!.linear({ x, m, k, w, wDtype: dt, n, bias, out: all, transposedW: false });
         assert.deepEqual(all, one, `${dt} m=${m} k=${k} n=${n}`);
       }
     }

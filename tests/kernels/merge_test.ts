@@ -55,14 +55,14 @@ function refMerged(c: Case, stored: Float64Array): { v: Float64Array; atol: numb
 
 function runMerge(be: CpuBackend, c: Case, dt: KernelDType): Uint8Array {
   const w = store(be, c.w, dt);
-  be.loraMerge(w, dt, c.outF, c.inF, c.b, c.a, c.r, c.scale, c.fan);
+  be.loraMerge({ w, wDtype: dt, outF: c.outF, inF: c.inF, b: c.b, a: c.a, r: c.r, scale: c.scale, fanInFanOut: c.fan });
   return w;
 }
 
 function runDora(be: CpuBackend, c: Case, dt: KernelDType, mag: Float32Array): [Uint8Array, Float32Array] {
   const w = store(be, c.w, dt);
   const norms = new Float32Array(c.outF);
-  be.doraMerge(w, dt, c.outF, c.inF, c.b, c.a, c.r, c.scale, c.fan, mag, norms);
+  be.doraMerge({ w, wDtype: dt, outF: c.outF, inF: c.inF, b: c.b, a: c.a, r: c.r, scale: c.scale, fanInFanOut: c.fan, mag, normOut: norms });
   return [w, norms];
 }
 
@@ -89,7 +89,7 @@ for (const be of BACKENDS) {
       const a = new Float32Array([1, 1 + 2 ** -15]);
       for (const sign of [1, -1]) {
         const w = new Uint8Array(4);
-        be.loraMerge(w, "F32", 1, 1, b.map((x) => x * sign), a, 2, 1, false);
+        be.loraMerge({ w, wDtype: "F32", outF: 1, inF: 1, b: b.map((x) => x * sign), a, r: 2, scale: 1, fanInFanOut: false });
         assert.equal(new Float32Array(w.buffer)[0], sign * (1 + 2 ** -23));
       }
     });
@@ -98,10 +98,10 @@ for (const be of BACKENDS) {
       const c = makeCase(16, 48, 4, false, 3);
       const w = store(be, c.w, "F32");
       const before = w.slice();
-      be.loraMerge(w, "F32", 16, 48, c.b, c.a, 4, 0, false);
+      be.loraMerge({ w, wDtype: "F32", outF: 16, inF: 48, b: c.b, a: c.a, r: 4, scale: 0, fanInFanOut: false });
       assertSameBytes(w, before, "scale 0");
-      be.loraMerge(w, "F32", 16, 48, c.b, c.a, 4, 0.5, false);
-      be.loraMerge(w, "F32", 16, 48, c.b, c.a, 4, -0.5, false);
+      be.loraMerge({ w, wDtype: "F32", outF: 16, inF: 48, b: c.b, a: c.a, r: 4, scale: 0.5, fanInFanOut: false });
+      be.loraMerge({ w, wDtype: "F32", outF: 16, inF: 48, b: c.b, a: c.a, r: 4, scale: -0.5, fanInFanOut: false });
       assertClose(decode(w, "F32", 16 * 48), decode(before, "F32", 16 * 48), 1e-6, 1e-6, "merge then unmerge");
     });
   });
@@ -142,7 +142,7 @@ for (const be of BACKENDS) {
           for (const divide of [false, true]) {
             const w = store(be, w0, dt);
             const stored = decode(w, dt, rows * cols);
-            be.scaleAxis(w, dt, rows, cols, v, axis, divide);
+            be.scaleAxis({ w, wDtype: dt, rows, cols, v, axis, divide });
             const want = stored.map((x, idx) => {
               const s = v[axis === 0 ? Math.floor(idx / cols) : idx % cols]!;
               return divide ? x / s : x * s;
@@ -174,8 +174,8 @@ describe("merges: native and TypeScript agree bit for bit", { skip: NATIVE === u
           const v = randomF32(53, 8, 0.1, 3);
           for (const divide of [false, true]) {
             const wn = store(ts, randomF32(37 * 53, 9), dt), wt = wn.slice();
-            withIsa(level.mask, () => NATIVE!.scaleAxis(wn, dt, 37, 53, v, 1, divide));
-            ts.scaleAxis(wt, dt, 37, 53, v, 1, divide);
+            withIsa(level.mask, () => NATIVE!.scaleAxis({ w: wn, wDtype: dt, rows: 37, cols: 53, v, axis: 1, divide }));
+            ts.scaleAxis({ w: wt, wDtype: dt, rows: 37, cols: 53, v, axis: 1, divide });
             assertSameBytes(wn, wt, `scaleAxis ${dt} divide=${divide} at ${level.name}`);
           }
         }

@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseKnHeader, renderKnSymbols, SYMBOLS_MODULE } from "../../scripts/gen_kn_symbols.ts";
 import { KN_CUDA_H_SYMBOLS, KN_H_SYMBOLS } from "../../lib/backends/_kn_symbols.ts";
-import { KN_SYMBOLS } from "../../lib/backends/_native_symbols.ts";
+import { KN_SYMBOLS } from "../../lib/backends/_kn_ffi.ts";
 import { KN_CUDA_SYMBOLS } from "../../lib/backends/cuda/_kn_cuda_symbols.ts";
 
 const header = (p: string) => readFileSync(fileURLToPath(new URL(`../../kernels/${p}`, import.meta.url)), "utf8");

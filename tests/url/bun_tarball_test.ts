@@ -25,7 +25,7 @@ const values = f.tensor("w").toArray();
 f[Symbol.dispose]();
 const be = getCpuBackend();
 const bf16 = new Uint8Array(4);
-be.cast(new Uint8Array(new Float32Array([1, -2]).buffer), "F32", bf16, "BF16", 2);
+be.cast({ src: new Uint8Array(new Float32Array([1, -2]).buffer), srcDtype: "F32", dst: bf16, dstDtype: "BF16", n: 2 });
 console.log(JSON.stringify({ backend: be.name, lib: nativeKernelPath(), values, bf16: Array.from(new Uint16Array(bf16.buffer)) }));
 `;
 

@@ -3,7 +3,7 @@
 // the library. Private to lib/backends/cuda.
 import { ensureCudaKernels } from "../_kernel_cuda.ts";
 import { KN_CUDA_H_SYMBOLS, KN_H_SYMBOLS } from "../_kn_symbols.ts";
-import { lowerSymbols } from "../_native_symbols.ts";
+import { lowerSymbols } from "../_kn_ffi.ts";
 import { getEnv } from "../../_env.ts";
 import { DeviceError } from "../../errors.ts";
 import { openLibrary } from "../../ffi/mod.ts";

@@ -1,5 +1,5 @@
 /**
- * The CUDA kernel backend: the {@link CpuBackend} contract over {@link DeviceBuffer}s, run by
+ * The CUDA kernels: the {@link Kernels} contract over {@link DeviceBuffer}s, run by
  * `libkn_cuda.so` on one device and stream. Sizes are checked in TypeScript before a pointer
  * crosses; kernels are asynchronous, so their own errors surface at {@link CudaBackend.synchronize}
  * (or at a download).
@@ -9,28 +9,24 @@ import { getEnv } from "../../_env.ts";
 import { DeviceError, KernelError } from "../../errors.ts";
 import { ffi } from "../../ffi/mod.ts";
 import { cstr } from "../../ffi/libc.ts";
-import { KERNEL_DTYPE_CODE as CODE, type KernelDType } from "../backend.ts";
-import {
-  checkAttention,
-  checkCast,
-  checkDoraMerge,
-  checkElementwise,
-  checkLinear,
-  checkMerge,
-  checkNorm,
-  checkRope,
-  checkRows,
-  checkScaleAxis,
-  type OperandSizes,
-} from "../_validate.ts";
-import { checkGemm, deviceSizes } from "./_device_checks.ts";
-import { KN_ABI } from "../_native_symbols.ts";
+import { type GemmArgs, KERNEL_DTYPE_CODE as CODE, type KernelDType } from "../kernels.ts";
+import { checkGemm, CheckedKernels, type KernelOps } from "../checked_kernels.ts";
+import type { OperandSizes } from "../_validate.ts";
+import { deviceSizes } from "./_device_checks.ts";
+import { KN_ABI } from "../_kn_ffi.ts";
 import { cudaRuntimeInfo, requireCuda } from "./runtime.ts";
 import { cudaKernelPath, type KnCudaLibrary, openKnCuda } from "./_kn_cuda_symbols.ts";
 import type { DeviceBuffer } from "./device_buffer.ts";
 import { CudaStream } from "./stream.ts";
 
 const B = BigInt;
+
+/** {@link CudaBackend.gemmEx}: {@link GemmArgs} with each operand's dtype. */
+export interface GemmExArgs extends GemmArgs<DeviceBuffer> {
+  aDtype: KernelDType;
+  bDtype: KernelDType;
+  cDtype: KernelDType;
+}
 
 /** Options of {@link CudaBackend}. */
 export interface CudaBackendOptions {
@@ -55,13 +51,13 @@ export interface CudaBackendOptions {
  * using cuda = await CudaBackend.create({ device: 0 });
  * using x = DeviceBuffer.alloc(16);
  * x.upload(new Float32Array([-1, 0, 1, 2]));
- * cuda.relu(x, x, 4);
+ * cuda.unary({ op: "relu", x, out: x, n: 4 });
  * const out = new Float32Array(4);
  * x.download(out);
  * console.log(cuda.info, out); // [0, 0, 1, 2]
  * ```
  */
-export class CudaBackend implements Disposable {
+export class CudaBackend extends CheckedKernels<DeviceBuffer, DeviceBuffer> implements Disposable {
   readonly name = "cuda" as const;
   /** Device index. */
   readonly device: number;
@@ -76,7 +72,8 @@ export class CudaBackend implements Disposable {
   #lib: KnCudaLibrary;
   #k: KnCudaLibrary["symbols"];
   /** How this device's operands are measured by the shared shape rules (`_validate.ts`). */
-  #sizes: OperandSizes<DeviceBuffer, DeviceBuffer>;
+  protected readonly sizes: OperandSizes<DeviceBuffer, DeviceBuffer>;
+  protected readonly run: KernelOps<DeviceBuffer, DeviceBuffer>;
   #ownStream = true;
 
   /** Open the backend on `options.device`, building libkn_cuda.so first when needed. */
@@ -86,8 +83,9 @@ export class CudaBackend implements Disposable {
   }
 
   constructor(libraryPath: string, options: CudaBackendOptions = {}) {
+    super();
     this.device = options.device ?? 0;
-    this.#sizes = deviceSizes(this.device);
+    this.sizes = deviceSizes(this.device);
     requireCuda(this.device);
     this.#lib = openKnCuda(libraryPath);
     this.#k = this.#lib.symbols;
@@ -112,6 +110,7 @@ export class CudaBackend implements Disposable {
     const gemm = this.cublasPath ? `cuBLAS ${this.#k.kn_cuda_blas_version()} (${this.cublasPath})` : `built-in tiled GEMM (${why})`;
     this.info =
       `libkn_cuda.so abi ${abi} on cuda:${this.device}, CUDA runtime ${rt.runtimeVersion}, driver ${rt.driverVersion}, GEMM: ${gemm}`;
+    this.run = this.#ops();
   }
 
   #enter(): void {
@@ -129,267 +128,85 @@ export class CudaBackend implements Disposable {
     this.#ok("kn_cuda_synchronize", this.#k.kn_cuda_synchronize() as number);
   }
 
-  /** Convert `n` elements between F32/F16/BF16 (round to nearest even, NaN stays NaN). */
-  cast(src: DeviceBuffer, srcDtype: KernelDType, dst: DeviceBuffer, dstDtype: KernelDType, n: number): void {
-    checkCast(src, srcDtype, dst, dstDtype, n, this.#sizes);
-    if (n === 0) return;
-    this.#enter();
-    this.#ok("kn_cast", this.#k.kn_cast(src.ptr, CODE[srcDtype], dst.ptr, CODE[dstDtype], B(n)));
-  }
-
-  /** Fused LoRA merge in place: `W += scale · B · A` (B `[outF, r]`, A `[r, inF]` f32); see `CpuBackend.loraMerge`. */
-  loraMerge(
-    w: DeviceBuffer,
-    wDtype: KernelDType,
-    outF: number,
-    inF: number,
-    b: DeviceBuffer,
-    a: DeviceBuffer,
-    r: number,
-    scale: number,
-    fanInFanOut: boolean,
-  ): void {
-    checkMerge("loraMerge", w, wDtype, outF, inF, b, a, r, this.#sizes);
-    if (outF === 0 || inF === 0) return;
-    this.#enter();
-    this.#ok("kn_lora_merge", this.#k.kn_lora_merge(w.ptr, CODE[wDtype], B(outF), B(inF), b.ptr, a.ptr, r, scale, fanInFanOut ? 1 : 0));
-  }
-
-  /** DoRA merge in place (`mag`: `outF` f32; `normOut` receives the norms when given); see `CpuBackend.doraMerge`. */
-  doraMerge(
-    w: DeviceBuffer,
-    wDtype: KernelDType,
-    outF: number,
-    inF: number,
-    b: DeviceBuffer,
-    a: DeviceBuffer,
-    r: number,
-    scale: number,
-    fanInFanOut: boolean,
-    mag: DeviceBuffer,
-    normOut?: DeviceBuffer,
-  ): void {
-    checkDoraMerge(w, wDtype, outF, inF, b, a, r, mag, normOut, this.#sizes);
-    if (outF === 0 || inF === 0) return;
-    this.#enter();
-    this.#ok(
-      "kn_dora_merge",
-      this.#k.kn_dora_merge(
-        w.ptr,
-        CODE[wDtype],
-        B(outF),
-        B(inF),
-        b.ptr,
-        a.ptr,
-        r,
-        scale,
-        fanInFanOut ? 1 : 0,
-        mag.ptr,
-        normOut?.ptr ?? null,
-      ),
-    );
-  }
-
-  /** `W[i,j] *= v[i]` (axis 0) or `v[j]` (axis 1), or divides (IA3 unmerge). */
-  scaleAxis(w: DeviceBuffer, wDtype: KernelDType, rows: number, cols: number, v: DeviceBuffer, axis: 0 | 1, divide: boolean): void {
-    checkScaleAxis(w, wDtype, rows, cols, v, axis, this.#sizes);
-    if (rows === 0 || cols === 0) return;
-    this.#enter();
-    this.#ok("kn_scale_axis", this.#k.kn_scale_axis(w.ptr, CODE[wDtype], B(rows), B(cols), v.ptr, axis, divide ? 1 : 0));
-  }
-
-  /** Row-major `C = alpha·op(A)·op(B) + beta·C` in f32 (cuBLAS when loaded). */
-  sgemm(
-    transA: boolean,
-    transB: boolean,
-    m: number,
-    n: number,
-    k: number,
-    alpha: number,
-    a: DeviceBuffer,
-    lda: number,
-    b: DeviceBuffer,
-    ldb: number,
-    beta: number,
-    c: DeviceBuffer,
-    ldc: number,
-  ): void {
-    this.gemmEx(transA, transB, m, n, k, alpha, a, "F32", lda, b, "F32", ldb, beta, c, "F32", ldc);
-  }
-
   /**
    * Row-major `C = alpha·op(A)·op(B) + beta·C` with F32/F16/BF16 operands and f32 accumulation
-   * (`cublasGemmEx`, CUBLAS_COMPUTE_32F, when A and B share a dtype; else the tiled kernel).
+   * (`cublasGemmEx`, CUBLAS_COMPUTE_32F, when A and B share a dtype; else the tiled kernel). The
+   * contract's `gemm` is this with every dtype F32.
    */
-  gemmEx(
-    transA: boolean,
-    transB: boolean,
-    m: number,
-    n: number,
-    k: number,
-    alpha: number,
-    a: DeviceBuffer,
-    aDtype: KernelDType,
-    lda: number,
-    b: DeviceBuffer,
-    bDtype: KernelDType,
-    ldb: number,
-    beta: number,
-    c: DeviceBuffer,
-    cDtype: KernelDType,
-    ldc: number,
-  ): void {
-    checkGemm(this.device, [transA, transB, m, n, k], [a, aDtype, lda], [b, bDtype, ldb], [c, cDtype, ldc]);
-    if (m === 0 || n === 0) return;
+  gemmEx(a: GemmExArgs): void {
+    checkGemm(a, this.sizes, "gemmEx");
+    if (a.m === 0 || a.n === 0) return;
     this.#enter();
     this.#ok(
       "kn_gemm_ex",
       this.#k.kn_gemm_ex(
-        transA ? 1 : 0,
-        transB ? 1 : 0,
-        B(m),
-        B(n),
-        B(k),
-        alpha,
-        a.ptr,
-        CODE[aDtype],
-        B(lda),
-        b.ptr,
-        CODE[bDtype],
-        B(ldb),
-        beta,
-        c.ptr,
-        CODE[cDtype],
-        B(ldc),
-      ),
+        a.transA ? 1 : 0,
+        a.transB ? 1 : 0,
+        B(a.m),
+        B(a.n),
+        B(a.k),
+        a.alpha,
+        a.a.ptr,
+        CODE[a.aDtype],
+        B(a.lda),
+        a.b.ptr,
+        CODE[a.bDtype],
+        B(a.ldb),
+        a.beta,
+        a.c.ptr,
+        CODE[a.cDtype],
+        B(a.ldc),
+      ) as number,
     );
   }
 
-  /** `out[m,n] = x[m,k]·Wᵀ + bias` with W `[n,k]` (or `[k,n]` when `transposedW`) in any dtype. */
-  linear(
-    x: DeviceBuffer,
-    m: number,
-    k: number,
-    w: DeviceBuffer,
-    wDtype: KernelDType,
-    n: number,
-    bias: DeviceBuffer | null,
-    out: DeviceBuffer,
-    transposedW: boolean,
-  ): void {
-    checkLinear(x, m, k, w, wDtype, n, bias, out, transposedW, this.#sizes);
-    if (m === 0 || n === 0) return;
-    this.#enter();
-    this.#ok("kn_linear", this.#k.kn_linear(x.ptr, B(m), B(k), w.ptr, CODE[wDtype], B(n), bias?.ptr ?? null, out.ptr, transposedW ? 1 : 0));
-  }
-
-  /** After an op's checks: false when there is nothing to compute, else enters the device. */
-  #go(nonEmpty: boolean): boolean {
-    if (!nonEmpty) return false;
-    this.#enter();
-    return true;
-  }
-
-  #elementwise(op: string, n: number, ...operands: [string, DeviceBuffer][]): boolean {
-    checkElementwise(op, n, operands, this.#sizes);
-    return this.#go(n > 0);
-  }
-
-  /** RMSNorm per row: `out = x / sqrt(mean(x²) + eps) · w`. */
-  rmsNorm(x: DeviceBuffer, w: DeviceBuffer, out: DeviceBuffer, rows: number, cols: number, eps: number): void {
-    checkNorm("rmsNorm", x, out, rows, cols, w, undefined, this.#sizes);
-    if (!this.#go(rows > 0 && cols > 0)) return;
-    this.#ok("kn_rms_norm", this.#k.kn_rms_norm(x.ptr, w.ptr, out.ptr, B(rows), B(cols), eps));
-  }
-
-  /** LayerNorm per row with weight and bias. */
-  layerNorm(x: DeviceBuffer, w: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, rows: number, cols: number, eps: number): void {
-    checkNorm("layerNorm", x, out, rows, cols, w, b, this.#sizes);
-    if (!this.#go(rows > 0 && cols > 0)) return;
-    this.#ok("kn_layer_norm", this.#k.kn_layer_norm(x.ptr, w.ptr, b.ptr, out.ptr, B(rows), B(cols), eps));
-  }
-
-  /** Softmax per row, in place. */
-  softmax(x: DeviceBuffer, rows: number, cols: number): void {
-    checkRows("softmax", x, x, rows, cols, this.#sizes);
-    if (!this.#go(rows > 0 && cols > 0)) return;
-    this.#ok("kn_softmax", this.#k.kn_softmax(x.ptr, B(rows), B(cols)));
-  }
-
-  #unary(op: string, sym: "kn_silu" | "kn_gelu_tanh" | "kn_gelu_erf" | "kn_relu", x: DeviceBuffer, out: DeviceBuffer, n: number): void {
-    if (!this.#elementwise(op, n, ["x", x], ["out", out])) return;
-    this.#ok(sym, this.#k[sym](x.ptr, out.ptr, B(n)));
-  }
-
-  /** `out = silu(x)` over `n` f32 (out may alias x). */
-  silu(x: DeviceBuffer, out: DeviceBuffer, n: number): void {
-    this.#unary("silu", "kn_silu", x, out, n);
-  }
-
-  /** `out = gelu_tanh(x)`. */
-  geluTanh(x: DeviceBuffer, out: DeviceBuffer, n: number): void {
-    this.#unary("geluTanh", "kn_gelu_tanh", x, out, n);
-  }
-
-  /** `out = gelu_erf(x)`. */
-  geluErf(x: DeviceBuffer, out: DeviceBuffer, n: number): void {
-    this.#unary("geluErf", "kn_gelu_erf", x, out, n);
-  }
-
-  /** `out = relu(x)`. */
-  relu(x: DeviceBuffer, out: DeviceBuffer, n: number): void {
-    this.#unary("relu", "kn_relu", x, out, n);
-  }
-
-  /** `out = silu(gate) ⊙ up`. */
-  siluMul(gate: DeviceBuffer, up: DeviceBuffer, out: DeviceBuffer, n: number): void {
-    if (!this.#elementwise("siluMul", n, ["gate", gate], ["up", up], ["out", out])) return;
-    this.#ok("kn_silu_mul", this.#k.kn_silu_mul(gate.ptr, up.ptr, out.ptr, B(n)));
-  }
-
-  /** `out = a + alpha·b`. */
-  add(a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, n: number, alpha: number): void {
-    if (!this.#elementwise("add", n, ["a", a], ["b", b], ["out", out])) return;
-    this.#ok("kn_add", this.#k.kn_add(a.ptr, b.ptr, out.ptr, B(n), alpha));
-  }
-
-  /** `out = a ⊙ b`. */
-  mul(a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, n: number): void {
-    if (!this.#elementwise("mul", n, ["a", a], ["b", b], ["out", out])) return;
-    this.#ok("kn_mul", this.#k.kn_mul(a.ptr, b.ptr, out.ptr, B(n)));
-  }
-
-  /** `x *= s` over `n` f32. */
-  scale(x: DeviceBuffer, n: number, s: number): void {
-    if (!this.#elementwise("scale", n, ["x", x])) return;
-    this.#ok("kn_scale", this.#k.kn_scale(x.ptr, B(n), s));
-  }
-
-  /** Rotary embedding in place on x `[tokens, heads, headDim]`; cos/sin `[tokens, headDim]`. */
-  rope(x: DeviceBuffer, tokens: number, heads: number, headDim: number, cos: DeviceBuffer, sin: DeviceBuffer): void {
-    checkRope(x, tokens, heads, headDim, cos, sin, this.#sizes);
-    if (tokens === 0 || heads === 0 || headDim === 0) return;
-    this.#enter();
-    this.#ok("kn_rope", this.#k.kn_rope(x.ptr, B(tokens), B(heads), B(headDim), cos.ptr, sin.ptr));
-  }
-
-  /** Causal grouped-query attention: q `[t, hq, d]`, k/v `[s, hkv, d]`, out `[t, hq, d]`. */
-  attention(
-    q: DeviceBuffer,
-    k: DeviceBuffer,
-    v: DeviceBuffer,
-    out: DeviceBuffer,
-    t: number,
-    s: number,
-    hq: number,
-    hkv: number,
-    d: number,
-    scale: number,
-  ): void {
-    checkAttention(q, k, v, out, t, s, hq, hkv, d, this.#sizes);
-    if (t === 0 || hq === 0 || d === 0) return;
-    this.#enter();
-    this.#ok("kn_attention", this.#k.kn_attention(q.ptr, k.ptr, v.ptr, out.ptr, B(t), B(s), B(hq), B(hkv), B(d), scale));
+  /** The bare ops: each enters the device (its stream) and queues one kernel. */
+  #ops(): KernelOps<DeviceBuffer, DeviceBuffer> {
+    const k = this.#k;
+    const go = (sym: string, call: () => unknown) => {
+      this.#enter();
+      this.#ok(sym, call() as number);
+    };
+    const unarySym = { silu: "kn_silu", geluTanh: "kn_gelu_tanh", geluErf: "kn_gelu_erf", relu: "kn_relu" } as const;
+    const binarySym = { add: "kn_add", mul: "kn_mul", siluMul: "kn_silu_mul" } as const;
+    return {
+      cast: (a) => go("kn_cast", () => k.kn_cast(a.src.ptr, CODE[a.srcDtype], a.dst.ptr, CODE[a.dstDtype], B(a.n))),
+      loraMerge: (a) =>
+        go("kn_lora_merge", () => k.kn_lora_merge(a.w.ptr, CODE[a.wDtype], B(a.outF), B(a.inF), a.b.ptr, a.a.ptr, a.r, a.scale, a.fanInFanOut ? 1 : 0)),
+      doraMerge: (a) =>
+        go("kn_dora_merge", () =>
+          k.kn_dora_merge(
+            a.w.ptr,
+            CODE[a.wDtype],
+            B(a.outF),
+            B(a.inF),
+            a.b.ptr,
+            a.a.ptr,
+            a.r,
+            a.scale,
+            a.fanInFanOut ? 1 : 0,
+            a.mag.ptr,
+            a.normOut?.ptr ?? null,
+          )),
+      scaleAxis: (a) =>
+        go("kn_scale_axis", () => k.kn_scale_axis(a.w.ptr, CODE[a.wDtype], B(a.rows), B(a.cols), a.v.ptr, a.axis, a.divide ? 1 : 0)),
+      gemm: (a) => this.gemmEx({ ...a, aDtype: "F32", bDtype: "F32", cDtype: "F32" }),
+      linear: (a) =>
+        go("kn_linear", () =>
+          k.kn_linear(a.x.ptr, B(a.m), B(a.k), a.w.ptr, CODE[a.wDtype], B(a.n), a.bias?.ptr ?? null, a.out.ptr, a.transposedW ? 1 : 0)),
+      rmsNorm: (a) => go("kn_rms_norm", () => k.kn_rms_norm(a.x.ptr, a.weight.ptr, a.out.ptr, B(a.rows), B(a.cols), a.eps)),
+      layerNorm: (a) =>
+        go("kn_layer_norm", () => k.kn_layer_norm(a.x.ptr, a.weight.ptr, a.bias.ptr, a.out.ptr, B(a.rows), B(a.cols), a.eps)),
+      softmax: (a) => go("kn_softmax", () => k.kn_softmax(a.x.ptr, B(a.rows), B(a.cols))),
+      unary: (a) => go(unarySym[a.op], () => k[unarySym[a.op]](a.x.ptr, a.out.ptr, B(a.n))),
+      binary: (a) =>
+        go(binarySym[a.op], () =>
+          a.op === "add" ? k.kn_add(a.a.ptr, a.b.ptr, a.out.ptr, B(a.n), a.alpha ?? 1) : k[binarySym[a.op]](a.a.ptr, a.b.ptr, a.out.ptr, B(a.n))),
+      scale: (a) => go("kn_scale", () => k.kn_scale(a.x.ptr, B(a.n), a.s)),
+      rope: (a) => go("kn_rope", () => k.kn_rope(a.x.ptr, B(a.tokens), B(a.heads), B(a.headDim), a.cos.ptr, a.sin.ptr)),
+      attention: (a) =>
+        go("kn_attention", () => k.kn_attention(a.q.ptr, a.k.ptr, a.v.ptr, a.out.ptr, B(a.t), B(a.s), B(a.hq), B(a.hkv), B(a.d), a.scale)),
+    };
   }
 
   [Symbol.dispose](): void {

@@ -33,7 +33,7 @@ export {
 } from "./runtime.ts";
 export { DeviceBuffer, PinnedBuffer } from "./device_buffer.ts";
 export { CudaEvent, CudaStream } from "./stream.ts";
-export { CudaBackend, type CudaBackendOptions } from "./cuda_backend.ts";
+export { CudaBackend, type CudaBackendOptions, type GemmExArgs } from "./cuda_backend.ts";
 export { getCudaBackend, getCudaStream, initCuda, type InitCudaOptions } from "./registry.ts";
 export { cudaCachedBytes, emptyCudaCache } from "./device_pool.ts";
 export { uploadStaged } from "./staging.ts";

@@ -1,29 +1,17 @@
-// The merge kernels for the tuner layers (private): the CPU backend's loraMerge / doraMerge /
-// scaleAxis (native C, or the pure-TypeScript backend where nothing native can be built) on stored
-// host weights, and the DoRA norm and factor on tensors of any device (the CPU backend on host
-// tensors, the device's CUDA backend on `cuda:N` tensors, so nothing leaves the device).
-import type { KernelDType, MergeKernels } from "../../backends/backend.ts";
+// The merge kernels for the tuner layers (private): the host's loraMerge / doraMerge / scaleAxis
+// (native C, or the pure-TypeScript kernels where nothing native can be built) on stored host
+// weights, and the DoRA norm and factor on tensors of any device, by that device's kernels
+// (`deviceKernels`), so nothing leaves the device.
+import type { KernelDType, MergeKernels } from "../../backends/kernels.ts";
 import { getCpuBackend } from "../../backends/mod.ts";
-import { getCudaBackend } from "../../backends/cuda/mod.ts";
 import type { DType } from "../../dtype.ts";
-import { cudaIndex } from "../../tensor/device.ts";
 import { Tensor } from "../../tensor/tensor.ts";
-import { toDType } from "../../tensor/ops/mod.ts";
-import { type AdapterKernels, doraFactor, doraWeightNorm, type LowRankShape } from "../adapter_math.ts";
+import { deviceKernels, toDType } from "../../tensor/ops/mod.ts";
+import { doraFactor, doraWeightNorm, type LowRankShape } from "../adapter_math.ts";
 
 /** The active backend's merge kernels. */
 export function mergeKernels(): MergeKernels {
   return getCpuBackend();
-}
-
-/** Run `body` with the merge kernels of `device` and how they see a contiguous tensor there. */
-function onDevice<R>(
-  device: Tensor["device"],
-  body: <W, V>(k: AdapterKernels<W, V>, weight: (t: Tensor) => W, vector: (t: Tensor) => V) => R,
-): R {
-  const index = cudaIndex(device);
-  if (index === null) return body(getCpuBackend(), (t) => t.bytes(), (t) => t.f32());
-  return body(getCudaBackend(index), (t) => t.deviceBuffer(), (t) => t.deviceBuffer());
 }
 
 function kernelDType(dtype: DType, what: string): KernelDType {
@@ -57,14 +45,15 @@ export function doraNorm(
   using a = f32On(factors.a, dev);
   using mag = factors.magnitude ? f32On(factors.magnitude, dev) : Tensor.zeros([shape.outF], "F32", { device: dev });
   const norm = Tensor.empty([shape.outF], "F32", { device: dev });
-  onDevice(dev, (k, w, v) =>
-    doraWeightNorm(k, w(scratch), dtype, shape, { b: v(b), a: v(a), scale: factors.scale, magnitude: v(mag), normOut: v(norm) }));
+  const k = deviceKernels(scratch, b, a, mag, norm);
+  doraWeightNorm(k.kernels, k.raw(scratch), dtype, shape, { b: k.f32(b), a: k.f32(a), scale: factors.scale, magnitude: k.f32(mag), normOut: k.f32(norm) });
   return norm;
 }
 
 /** DoRA's factor `m / ‖W + s·B·A‖` (`adapter_math.doraFactor`) as an F32 tensor on `norm`'s device. */
 export function doraFactorOf(magnitude: Tensor, norm: Tensor): Tensor {
   const f = f32On(magnitude, norm.device);
-  onDevice(norm.device, (k, w, v) => doraFactor(k, w(f), v(norm), norm.numel));
+  const k = deviceKernels(f, norm);
+  doraFactor(k.kernels, k.raw(f), k.f32(norm), norm.numel);
   return f;
 }

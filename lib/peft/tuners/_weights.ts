@@ -1,5 +1,5 @@
 // Helpers for editing stored base weights in place (or on a copy for safe merges and mmap views).
-import type { KernelDType } from "../../backends/backend.ts";
+import type { KernelDType } from "../../backends/kernels.ts";
 import type { Parameter } from "../../nn/parameter.ts";
 import { Tensor } from "../../tensor/tensor.ts";
 import { asF32Array } from "../../tensor/ops/mod.ts";

@@ -130,7 +130,7 @@ export class AdaLoraLayer extends BaseTunerLayer {
       if (!(this.container("lora_A") as ParameterDict).has(name)) continue;
       const { ae, b, r } = this.#factors(name);
       const s = sign * this.effectiveScale(name);
-      editWeight(w, (bytes, dt) => r > 0 && mergeKernels().loraMerge(bytes, dt, out, inF, b, ae, r, s, transposed), { safe, adapterName: name });
+      editWeight(w, (bytes, dt) => r > 0 && mergeKernels().loraMerge({ w: bytes, wDtype: dt, outF: out, inF, b, a: ae, r, scale: s, fanInFanOut: transposed }), { safe, adapterName: name });
     }
   }
 

@@ -110,7 +110,7 @@ export class IA3Layer extends BaseTunerLayer {
     for (const name of names) {
       if (!d.has(name)) continue;
       const l = f32Copy(d.get(name).data);
-      editWeight(w, (bytes, dt) => mergeKernels().scaleAxis(bytes, dt, rows, cols, l, this.#axis(), false), {
+      editWeight(w, (bytes, dt) => mergeKernels().scaleAxis({ w: bytes, wDtype: dt, rows, cols, v: l, axis: this.#axis(), divide: false }), {
         safe: options.safeMerge,
         adapterName: name,
       });
@@ -143,7 +143,7 @@ export class IA3Layer extends BaseTunerLayer {
       if (!d.has(name)) continue;
       const p = d.get(name).data;
       const l8 = ia3UnmergeDivisor(f32Copy(p), p.dtype);
-      editWeight(w, (bytes, dt) => mergeKernels().scaleAxis(bytes, dt, rows, cols, l8, this.#axis(), true), { adapterName: name, what: "unmerge" });
+      editWeight(w, (bytes, dt) => mergeKernels().scaleAxis({ w: bytes, wDtype: dt, rows, cols, v: l8, axis: this.#axis(), divide: true }), { adapterName: name, what: "unmerge" });
       this.#scaleBias(l8, "div", false, name);
     }
   }

@@ -8,7 +8,7 @@ import { Linear } from "../../nn/linear.ts";
 import { createParameter, type ParameterInit } from "../../nn/init.ts";
 import type { Parameter } from "../../nn/parameter.ts";
 import type { DType } from "../../dtype.ts";
-import type { KernelDType, MergeKernels } from "../../backends/backend.ts";
+import type { KernelDType, MergeKernels } from "../../backends/kernels.ts";
 import { Tensor } from "../../tensor/tensor.ts";
 import { add, asF32Array, embedding, linear, mul, scale, toDType } from "../../tensor/ops/mod.ts";
 import { BaseTunerLayer, type LayerMergeOptions, ModuleDict, ParameterDict } from "./base.ts";
@@ -257,27 +257,27 @@ export class LoraLayer extends BaseTunerLayer {
         const mag = f32Copy(this.magnitude(name).data);
         const earlier = this.mergedAdapters.filter((n) => this.hasAdapter(n));
         if (earlier.length === 0) {
-          editWeight(w, (bytes, dt) => k.doraMerge(bytes, dt, out, inF, B, A, r, s, transposed, mag, norm), { safe: options.safeMerge, adapterName: name });
+          editWeight(w, (bytes, dt) => k.doraMerge({ w: bytes, wDtype: dt, outF: out, inF, b: B, a: A, r, scale: s, fanInFanOut: transposed, mag, normOut: norm }), { safe: options.safeMerge, adapterName: name });
         } else {
           editWeight(w, (bytes, dt) => {
             // The norm from W₀ + ΔW on a scratch copy of W with the earlier merges undone (LIFO)…
             const scratch = bytes.slice();
             for (const e of earlier.toReversed()) this.#unmergeBytes(k, scratch, dt, e);
-            k.doraMerge(scratch, dt, out, inF, B, A, r, s, transposed, mag, norm);
+            k.doraMerge({ w: scratch, wDtype: dt, outF: out, inF, b: B, a: A, r, scale: s, fanInFanOut: transposed, mag, normOut: norm });
             // …and the factor scales the current weight plus ΔW (in f32, rounded once).
             const f = mag.slice();
             doraFactor(k, new Uint8Array(f.buffer, f.byteOffset, f.byteLength), norm, out);
             const n = rows * cols;
             const w32 = dt === "F32" ? bytes : new Uint8Array(n * 4);
-            if (w32 !== bytes) k.cast(bytes, dt, w32, "F32", n);
-            k.loraMerge(w32, "F32", out, inF, B, A, r, s, transposed);
-            k.scaleAxis(w32, "F32", rows, cols, f, outputAxis(transposed), false);
-            if (w32 !== bytes) k.cast(w32, "F32", bytes, dt, n);
+            if (w32 !== bytes) k.cast({ src: bytes, srcDtype: dt, dst: w32, dstDtype: "F32", n });
+            k.loraMerge({ w: w32, wDtype: "F32", outF: out, inF, b: B, a: A, r, scale: s, fanInFanOut: transposed });
+            k.scaleAxis({ w: w32, wDtype: "F32", rows, cols, v: f, axis: outputAxis(transposed), divide: false });
+            if (w32 !== bytes) k.cast({ src: w32, srcDtype: "F32", dst: bytes, dstDtype: dt, n });
           }, { safe: options.safeMerge, adapterName: name });
         }
         this.#doraNorms.set(name, norm);
       } else {
-        editWeight(w, (bytes, dt) => k.loraMerge(bytes, dt, out, inF, B, A, r, s, transposed), { safe: options.safeMerge, adapterName: name });
+        editWeight(w, (bytes, dt) => k.loraMerge({ w: bytes, wDtype: dt, outF: out, inF, b: B, a: A, r, scale: s, fanInFanOut: transposed }), { safe: options.safeMerge, adapterName: name });
       }
       if (this.loraBias.get(name) && bias) this.#mergeBias(bias, s, name, options.safeMerge ?? false);
       this.mergedAdapters.push(name);
@@ -297,9 +297,9 @@ export class LoraLayer extends BaseTunerLayer {
       const f = f32Copy(this.magnitude(name).data);
       doraFactor(k, new Uint8Array(f.buffer, f.byteOffset, f.byteLength), norm, out);
       const [rows, cols] = storedShape(out, inF, transposed);
-      k.scaleAxis(bytes, dt, rows, cols, f, outputAxis(transposed), true);
+      k.scaleAxis({ w: bytes, wDtype: dt, rows, cols, v: f, axis: outputAxis(transposed), divide: true });
     }
-    k.loraMerge(bytes, dt, out, inF, B, A, r, -s, transposed);
+    k.loraMerge({ w: bytes, wDtype: dt, outF: out, inF, b: B, a: A, r, scale: -s, fanInFanOut: transposed });
   }
 
   /** `bias += sign · s · lora_B.bias` (PEFT checks it as it checks weights: "merged weights"). */

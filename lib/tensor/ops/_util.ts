@@ -1,6 +1,6 @@
 // Shared checks and views for the tensor ops (private).
 import type { DType } from "../../dtype.ts";
-import type { KernelDType } from "../../backends/backend.ts";
+import type { KernelDType } from "../../backends/kernels.ts";
 import { Tensor } from "../tensor.ts";
 import { formatShape } from "../shape.ts";
 
@@ -31,10 +31,4 @@ export function normDim(dim: number, ndim: number, op: string): number {
   const d = dim < 0 ? dim + ndim : dim;
   if (!Number.isInteger(d) || d < 0 || d >= ndim) throw new RangeError(`Cannot ${op}: dim ${dim} is out of range for a ${ndim}-d tensor`);
   return d;
-}
-
-/** A fresh F32 tensor and its Float32Array view. */
-export function emptyF32(shape: readonly number[]): [Tensor, Float32Array] {
-  const t = Tensor.empty(shape, "F32");
-  return [t, t.f32()];
 }

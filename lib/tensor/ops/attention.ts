@@ -3,11 +3,9 @@
  * tensor ops: each runs on its inputs' device, the CPU kernels or the device's.
  * @module
  */
-import type { DeviceBuffer } from "../../backends/cuda/mod.ts";
 import { formatShape } from "../shape.ts";
 import { Tensor } from "../tensor.ts";
-import { kernels } from "./_backend.ts";
-import { commonDevice, cudaOf } from "./_cuda.ts";
+import { type OpDevice, opDevice } from "./_device.ts";
 import type { KVCache } from "./kv_cache.ts";
 
 /** Cos/sin rows `[T, headDim]` for one batch row (see `RotaryEmbedding.cosSin`). */
@@ -65,13 +63,15 @@ function segments(t: number, s: number, window: number | null | undefined): Segm
 /** Device copies of cos/sin tables, shared by every layer of one forward (keyed by the host array). */
 const deviceTables = new WeakMap<Float32Array, Tensor>();
 
-function deviceTable(a: Float32Array, device: Tensor["device"]): DeviceBuffer {
+/** A cos/sin table in the memory of `dev` (uploaded once per table and device). */
+function table(a: Float32Array, dev: OpDevice): unknown {
+  if (dev.host) return a;
   let d = deviceTables.get(a);
-  if (d === undefined || d.device !== device) {
-    d = Tensor.fromArray(a).to(device);
+  if (d === undefined || d.device !== dev.device) {
+    d = Tensor.fromArray(a).to(dev.device);
     deviceTables.set(a, d);
   }
-  return d.deviceBuffer();
+  return dev.f32(d);
 }
 
 function checkF32(t: Tensor, what: string): void {
@@ -109,16 +109,11 @@ export function applyRotary(x: Tensor, heads: number, rows: readonly CosSin[]): 
       throw new TypeError(`Cannot apply rotary embedding: cos has ${cs.cos.length} values but ${t} tokens × head size ${d} need ${t * d}`);
     }
   }
-  if (x.isCuda) {
-    const buf = x.deviceBuffer(), cuda = cudaOf(x);
-    for (let i = 0; i < b; i++) {
-      cuda.rope(buf.slice(i * t * w * 4, t * w * 4), t, heads, d, deviceTable(rows[i]!.cos, x.device), deviceTable(rows[i]!.sin, x.device));
-    }
-    return x;
+  const dev = opDevice("apply rotary embedding", x);
+  for (let i = 0; i < b; i++) {
+    const cs = rows[i]!;
+    dev.kernels.rope({ x: dev.f32(x, i * t * w, t * w), tokens: t, heads, headDim: d, cos: table(cs.cos, dev), sin: table(cs.sin, dev) });
   }
-  const data = x.f32();
-  const kn = kernels();
-  for (let i = 0; i < b; i++) kn.rope(data.subarray(i * t * w, (i + 1) * t * w), t, heads, d, rows[i]!.cos, rows[i]!.sin);
   return x;
 }
 
@@ -155,40 +150,36 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor, options: Causal
       } do not fit ${hq} query heads, ${hkv} key/value heads of size ${d}`,
     );
   }
-  const device = commonDevice("run attention", q, k, v);
+  const dev = opDevice("run attention", q, k, v);
   checkF32(q, "q");
   checkF32(k, "k");
   checkF32(v, "v");
   const [qc, kc, vc] = [q.contiguous(), k.contiguous(), v.contiguous()];
-  const out = Tensor.empty(q.shape, "F32", { device });
+  const out = Tensor.empty(q.shape, "F32", { device: dev.device });
   const scale = options.scale ?? 1 / Math.sqrt(d);
-  const run = q.isCuda ? deviceKernel(qc, out) : hostKernel(qc, out);
+  const qw2 = qc.shape[2]!;
+  const run: SegmentKernel = (q0, qn, kk, vv, n) =>
+    dev.kernels.attention({
+      q: dev.f32(qc, q0 * qw2, qn * qw2),
+      k: dev.f32(kk.contiguous()),
+      v: dev.f32(vv.contiguous()),
+      out: dev.f32(out, q0 * qw2, qn * qw2),
+      t: qn,
+      s: n,
+      hq,
+      hkv,
+      d,
+      scale,
+    });
   for (let i = 0; i < b; i++) {
     let kk = kc.reshape([b * t, kw]).slice(0, i * t, (i + 1) * t), vv = vc.reshape([b * t, kw]).slice(0, i * t, (i + 1) * t), s = t;
     if (options.cache) ({ k: kk, v: vv, s } = options.cache.append(options.layerIdx ?? 0, i, kk, vv));
-    for (const g of segments(t, s, options.slidingWindow)) run(i * t + g.q0, g.qn, kk.slice(0, g.k0, g.k0 + g.kn), vv.slice(0, g.k0, g.k0 + g.kn), g.kn, hq, hkv, d, scale);
+    for (const g of segments(t, s, options.slidingWindow)) run(i * t + g.q0, g.qn, kk.slice(0, g.k0, g.k0 + g.kn), vv.slice(0, g.k0, g.k0 + g.kn), g.kn);
   }
   for (const [c, orig] of [[qc, q], [kc, k], [vc, v]] as const) if (c !== orig) c[Symbol.dispose]();
   return out;
 }
 
 /** Runs one segment: queries `[q0, q0 + qn)` (rows of `[B·T, Hq·D]`) against keys/values `[kn, Hkv·D]`. */
-type SegmentKernel = (q0: number, qn: number, k: Tensor, v: Tensor, kn: number, hq: number, hkv: number, d: number, scale: number) => void;
-
-function hostKernel(q: Tensor, out: Tensor): SegmentKernel {
-  const qd = q.f32(), od = out.f32(), kn = kernels();
-  const qw = q.shape[2]!;
-  return (q0, qn, k, v, n, hq, hkv, d, scale) => {
-    const [a, e] = [q0 * qw, (q0 + qn) * qw];
-    kn.attention(qd.subarray(a, e), k.f32(), v.f32(), od.subarray(a, e), qn, n, hq, hkv, d, scale);
-  };
-}
-
-function deviceKernel(q: Tensor, out: Tensor): SegmentKernel {
-  const qd = q.deviceBuffer(), od = out.deviceBuffer(), cuda = cudaOf(q);
-  const qw = q.shape[2]!;
-  return (q0, qn, k, v, n, hq, hkv, d, scale) => {
-    const [a, len] = [q0 * qw * 4, qn * qw * 4];
-    cuda.attention(qd.slice(a, len), k.deviceBuffer(), v.deviceBuffer(), od.slice(a, len), qn, n, hq, hkv, d, scale);
-  };
-}
+/** Attention of queries `[q0, q0 + qn)` of the flattened batch over `kn` cached keys/values. */
+type SegmentKernel = (q0: number, qn: number, k: Tensor, v: Tensor, kn: number) => void;

@@ -4,15 +4,14 @@
  */
 import type { DType } from "../../dtype.ts";
 import { type Device, parseDevice } from "../device.ts";
-import { Tensor } from "../tensor.ts";
-import { requireData } from "./_util.ts";
-import { deviceCast } from "./_cuda.ts";
-import { hostCast } from "./_host_cast.ts";
+import { readValues, Tensor, writeValues } from "../tensor.ts";
+import { isKernelDType, requireData } from "./_util.ts";
+import { drop, opDevice, viaHost } from "./_device.ts";
 
 /**
  * The tensor converted to `dtype` (round to nearest even). Returns `t` itself when the dtype already
- * matches, like PyTorch's `Tensor.to`. Meta tensors stay meta. F32/F16/BF16 go through the backend's
- * `cast`; other pairs through JS numbers.
+ * matches, like PyTorch's `Tensor.to`. Meta tensors stay meta. F32/F16/BF16 go through the `cast`
+ * kernel of the tensor's device; other pairs through JS numbers on the host.
  *
  * @param t The tensor.
  * @param dtype The target dtype.
@@ -30,8 +29,21 @@ import { hostCast } from "./_host_cast.ts";
 export function toDType(t: Tensor, dtype: DType): Tensor {
   if (t.dtype === dtype) return t;
   if (t.isMeta) return Tensor.meta(t.shape, dtype);
-  if (t.isCuda) return deviceCast(t, dtype);
-  return hostCast(t, dtype);
+  const src = t.contiguous();
+  let out: Tensor;
+  if (isKernelDType(src.dtype) && isKernelDType(dtype)) {
+    const dev = opDevice("cast tensor", src);
+    out = Tensor.empty(src.shape, dtype, { device: src.device });
+    dev.kernels.cast({ src: dev.raw(src), srcDtype: src.dtype, dst: dev.raw(out), dstDtype: dtype, n: src.numel });
+  } else {
+    out = viaHost([src], ([h]) => {
+      const o = Tensor.empty(h!.shape, dtype);
+      writeValues(o.bytes(), dtype, readValues(h!.bytes(), h!.dtype));
+      return o;
+    });
+  }
+  drop(src, t);
+  return out;
 }
 
 /**
@@ -51,7 +63,7 @@ export function toDType(t: Tensor, dtype: DType): Tensor {
  */
 export function asF32Array(t: Tensor, op = "read tensor"): Float32Array {
   requireData(t, op);
-  if (t.isCuda) return asF32Array(t.to("cpu"), op);
+  if (t.onDevice) return asF32Array(t.to("cpu"), op);
   return t.dtype === "F32" ? t.contiguous().f32() : toDType(t, "F32").f32();
 }
 

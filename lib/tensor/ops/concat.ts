@@ -6,7 +6,7 @@ import { Tensor } from "../tensor.ts";
 import { DTYPE_SIZE } from "../../dtype.ts";
 import { formatShape, shapeSize } from "../shape.ts";
 import { normDim, requireData } from "./_util.ts";
-import { viaHost } from "./_cuda.ts";
+import { viaHost } from "./_device.ts";
 
 /**
  * Concatenate tensors of one dtype along `dim`; every other dimension must match.
@@ -40,7 +40,7 @@ export function cat(tensors: readonly Tensor[], dim = 0): Tensor {
     }
     total += t.shape[d]!;
   }
-  if (tensors.some((t) => t.isCuda)) return viaHost(tensors, (h) => cat(h, dim));
+  if (tensors.some((t) => t.onDevice)) return viaHost(tensors, (h) => cat(h, dim));
   const shape = [...first.shape];
   shape[d] = total;
   const out = Tensor.empty(shape, first.dtype);

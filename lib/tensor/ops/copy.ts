@@ -3,8 +3,6 @@
  * (a host memcpy, or a copy queued on the device's stream).
  * @module
  */
-import { getCudaStream } from "../../backends/cuda/mod.ts";
-import { cudaIndex } from "../device.ts";
 import { formatShape } from "../shape.ts";
 import type { Tensor } from "../tensor.ts";
 
@@ -28,7 +26,8 @@ export function copyInto(dst: Tensor, src: Tensor): Tensor {
   if (src.numel === 0) return dst;
   const s = src.contiguous();
   try {
-    if (dst.isCuda) getCudaStream(cudaIndex(dst.device)!).copy(dst.deviceBuffer(), s.deviceBuffer(), s.byteLength);
+    const rt = dst.runtime;
+    if (rt !== null) rt.copy(dst.deviceMemory(), s.deviceMemory(), s.byteLength);
     else dst.bytes().set(s.bytes());
   } finally {
     if (s !== src) s[Symbol.dispose]();

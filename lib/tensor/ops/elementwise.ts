@@ -3,20 +3,12 @@
  * Results have the first input's dtype.
  * @module
  */
-import type { Tensor } from "../tensor.ts";
+import { Tensor } from "../tensor.ts";
+import type { BinaryOp, UnaryOp } from "../../backends/kernels.ts";
 import { formatShape, shapeSize } from "../shape.ts";
-import { kernels } from "./_backend.ts";
-import { emptyF32, requireData, requireFloat } from "./_util.ts";
-import { toDType } from "./cast.ts";
-import { anyCuda, deviceBinary, deviceUnary } from "./_cuda.ts";
-
-function f32Of(t: Tensor): Float32Array {
-  return (t.dtype === "F32" ? t.contiguous() : toDType(t, "F32").contiguous()).f32();
-}
-
-function finish(out: Tensor, like: Tensor): Tensor {
-  return like.dtype === "F32" ? out : toDType(out, like.dtype);
-}
+import { requireData, requireFloat } from "./_util.ts";
+import { asF32, finishAs } from "./_f32.ts";
+import { drop, opDevice, viaHost } from "./_device.ts";
 
 function broadcastTo(shape: readonly number[], data: Float32Array, own: readonly number[]): Float32Array {
   const n = shapeSize(shape);
@@ -41,12 +33,15 @@ function broadcastTo(shape: readonly number[], data: Float32Array, own: readonly
   return out;
 }
 
-function binary(a: Tensor, b: Tensor, verb: string, run: (x: Float32Array, y: Float32Array, o: Float32Array) => void): Tensor {
-  const op = `${verb} tensors`;
-  requireData(a, op, "first operand");
-  requireData(b, op, "second operand");
-  requireFloat(a, op, "first operand");
-  requireFloat(b, op, "second operand");
+/** Below this many values a repeating b (a bias) is broadcast on the host and run as one kernel call. */
+const HOST_CHUNK_MIN = 256;
+
+function binary(a: Tensor, b: Tensor, verb: string, op: BinaryOp, alpha = 1): Tensor {
+  const what = `${verb} tensors`;
+  requireData(a, what, "first operand");
+  requireData(b, what, "second operand");
+  requireFloat(a, what, "first operand");
+  requireFloat(b, what, "second operand");
   const nd = Math.max(a.ndim, b.ndim);
   const shape = new Array<number>(nd);
   for (let i = 0; i < nd; i++) {
@@ -57,21 +52,46 @@ function binary(a: Tensor, b: Tensor, verb: string, run: (x: Float32Array, y: Fl
     }
     shape[i] = da === 1 ? db : da;
   }
-  const [out, o] = emptyF32(shape);
-  const n = o.length;
-  let x = f32Of(a), y = f32Of(b);
-  if (x.length !== n) x = broadcastTo(shape, x, a.shape);
-  if (y.length !== n) {
-    const suffix = y.length > 0 && n % y.length === 0 && b.shape.every((d, i) => d === shape[nd - b.ndim + i]);
-    if (suffix && y.length >= 256) {
-      // b repeats over the leading dims (a bias): run the kernel per chunk.
-      for (let off = 0; off < n; off += y.length) run(x.subarray(off, off + y.length), y, o.subarray(off, off + y.length));
-      return finish(out, a);
-    }
-    y = broadcastTo(shape, y, b.shape);
+  const dev = opDevice(what, a, b);
+  const n = shapeSize(shape);
+  const aFull = a.numel === n;
+  // b equal to a, or repeating over a's leading dims (a bias): the kernel runs per repeat.
+  const repeats = aFull && b.numel > 0 && n % b.numel === 0 && b.shape.every((d, i) => d === shape[nd - b.ndim + i]);
+  const chunked = repeats && (b.numel === n || !dev.host || b.numel >= HOST_CHUNK_MIN);
+  if (!chunked) {
+    if (!dev.host) return viaHost([a, b], ([x, y]) => binary(x!, y!, verb, op, alpha));
+    const x = asF32(a), y = asF32(b);
+    const xs = x.numel === n ? x.f32() : broadcastTo(shape, x.f32(), a.shape);
+    const ys = y.numel === n ? y.f32() : broadcastTo(shape, y.f32(), b.shape);
+    const out = Tensor.empty(shape, "F32");
+    dev.kernels.binary({ op, a: xs, b: ys, out: out.f32(), n, alpha });
+    drop(x, a);
+    drop(y, b);
+    return finishAs(out, a);
   }
-  if (n > 0) run(x, y, o);
-  return finish(out, a);
+  const x = asF32(a), y = asF32(b);
+  const out = Tensor.empty(shape, "F32", { device: dev.device });
+  const m = y.numel, yb = dev.f32(y);
+  for (let off = 0; off < n; off += m) dev.kernels.binary({ op, a: dev.f32(x, off, m), b: yb, out: dev.f32(out, off, m), n: m, alpha });
+  drop(x, a);
+  drop(y, b);
+  return finishAs(out, a);
+}
+
+function unary(x: Tensor, what: string, op: UnaryOp | { scale: number }): Tensor {
+  requireData(x, what);
+  requireFloat(x, what);
+  const dev = opDevice(what, x);
+  const src = asF32(x);
+  const out = Tensor.empty(x.shape, "F32", { device: dev.device });
+  const n = x.numel;
+  if (typeof op === "string") dev.kernels.unary({ op, x: dev.f32(src), out: dev.f32(out), n });
+  else if (n > 0) {
+    dev.copy(out, src);
+    dev.kernels.scale({ x: dev.f32(out), n, s: op.scale });
+  }
+  drop(src, x);
+  return finishAs(out, x);
 }
 
 /** Options for {@link add}. */
@@ -96,9 +116,7 @@ export interface AddOptions {
  * ```
  */
 export function add(a: Tensor, b: Tensor, options: AddOptions = {}): Tensor {
-  const alpha = options.alpha ?? 1;
-  if (anyCuda(a, b)) return deviceBinary("add", a, b, alpha, (x, y) => add(x, y, options));
-  return binary(a, b, "add", (x, y, o) => kernels().add(x, y, o, alpha));
+  return binary(a, b, "add", "add", options.alpha ?? 1);
 }
 
 /**
@@ -116,17 +134,7 @@ export function add(a: Tensor, b: Tensor, options: AddOptions = {}): Tensor {
  * ```
  */
 export function mul(a: Tensor, b: Tensor): Tensor {
-  if (anyCuda(a, b)) return deviceBinary("mul", a, b, 1, mul);
-  return binary(a, b, "multiply", (x, y, o) => kernels().mul(x, y, o));
-}
-
-function unary(x: Tensor, op: string, run: (o: Float32Array) => void): Tensor {
-  requireData(x, op);
-  requireFloat(x, op);
-  const [out, o] = emptyF32(x.shape);
-  o.set(f32Of(x));
-  if (o.length > 0) run(o);
-  return finish(out, x);
+  return binary(a, b, "multiply", "mul");
 }
 
 /**
@@ -144,8 +152,7 @@ function unary(x: Tensor, op: string, run: (o: Float32Array) => void): Tensor {
  * ```
  */
 export function scale(x: Tensor, s: number): Tensor {
-  if (x.isCuda) return deviceUnary("scale", x, s);
-  return unary(x, "scale tensor", (o) => kernels().scale(o, s));
+  return unary(x, "scale tensor", { scale: s });
 }
 
 /**
@@ -162,8 +169,7 @@ export function scale(x: Tensor, s: number): Tensor {
  * ```
  */
 export function silu(x: Tensor): Tensor {
-  if (x.isCuda) return deviceUnary("silu", x);
-  return unary(x, "apply silu", (o) => kernels().silu(o, o));
+  return unary(x, "apply silu", "silu");
 }
 
 /** Options for {@link gelu}. */
@@ -187,9 +193,7 @@ export interface GeluOptions {
  * ```
  */
 export function gelu(x: Tensor, options: GeluOptions = {}): Tensor {
-  const tanh = options.approximate === "tanh";
-  if (x.isCuda) return deviceUnary(tanh ? "geluTanh" : "geluErf", x);
-  return unary(x, "apply gelu", (o) => (tanh ? kernels().geluTanh(o, o) : kernels().geluErf(o, o)));
+  return unary(x, "apply gelu", options.approximate === "tanh" ? "geluTanh" : "geluErf");
 }
 
 /**
@@ -206,8 +210,7 @@ export function gelu(x: Tensor, options: GeluOptions = {}): Tensor {
  * ```
  */
 export function relu(x: Tensor): Tensor {
-  if (x.isCuda) return deviceUnary("relu", x);
-  return unary(x, "apply relu", (o) => kernels().relu(o, o));
+  return unary(x, "apply relu", "relu");
 }
 
 /**
@@ -228,6 +231,5 @@ export function siluMul(gate: Tensor, up: Tensor): Tensor {
   if (gate.shape.length !== up.shape.length || gate.shape.some((d, i) => d !== up.shape[i])) {
     throw new TypeError(`Cannot apply siluMul: shapes ${formatShape(gate.shape)} and ${formatShape(up.shape)} differ`);
   }
-  if (anyCuda(gate, up)) return deviceBinary("siluMul", gate, up, 1, siluMul);
-  return binary(gate, up, "multiply", (g, u, o) => kernels().siluMul(g, u, o));
+  return binary(gate, up, "multiply", "siluMul");
 }

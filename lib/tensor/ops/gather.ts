@@ -5,10 +5,10 @@
 import type { DType } from "../../dtype.ts";
 import { readValues, Tensor } from "../tensor.ts";
 import { formatShape } from "../shape.ts";
-import { kernels } from "./_backend.ts";
 import { isKernelDType, requireData } from "./_util.ts";
 import { toDType } from "./cast.ts";
-import { deviceEmbedding } from "./_cuda.ts";
+import { opDevice } from "./_device.ts";
+import { copyInto } from "./copy.ts";
 
 /** Options for {@link embedding}. */
 export interface EmbeddingOptions {
@@ -31,7 +31,7 @@ export interface EmbeddingOptions {
  */
 export function indicesOf(ids: Tensor): number[] {
   requireData(ids, "read indices", "ids");
-  if (ids.isCuda) return indicesOf(ids.to("cpu"));
+  if (ids.onDevice) return indicesOf(ids.to("cpu"));
   const c = ids.contiguous();
   if (c.dtype === "I32") return Array.from(new Int32Array(c.bytes().slice().buffer));
   return readValues(c.bytes(), c.dtype);
@@ -59,24 +59,32 @@ export function embedding(ids: Tensor, weight: Tensor, options: EmbeddingOptions
   const [rows, dim] = [weight.shape[0]!, weight.shape[1]!];
   const idx = indicesOf(ids);
   const dtype = options.dtype ?? weight.dtype;
-  if (weight.isCuda) return deviceEmbedding(idx, ids.shape, weight, dtype);
+  for (const r of idx) {
+    if (!Number.isInteger(r) || r < 0 || r >= rows) throw new RangeError(`Cannot gather embedding: index ${r} is out of range for ${rows} rows`);
+  }
   const w = weight.contiguous();
+  if (w.onDevice) {
+    // One device copy per row, then one cast when the result dtype differs.
+    const gathered = Tensor.empty([...ids.shape, dim], w.dtype, { device: w.device });
+    for (let i = 0; i < idx.length; i++) copyInto(gathered.reshape([idx.length, dim]).slice(0, i, i + 1), w.slice(0, idx[i]!, idx[i]! + 1));
+    if (dtype === w.dtype) return gathered;
+    const cast = toDType(gathered, dtype);
+    gathered[Symbol.dispose]();
+    return cast;
+  }
   const src = w.bytes();
   const size = src.byteLength / Math.max(1, rows * dim);
   const out = Tensor.empty([...ids.shape, dim], dtype);
   const dst = out.bytes();
   const convert = w.dtype !== dtype;
-  const kn = kernels();
+  const kn = opDevice("gather embedding", w).kernels;
   const outSize = dst.byteLength / Math.max(1, idx.length * dim);
   for (let i = 0; i < idx.length; i++) {
     const r = idx[i]!;
-    if (!Number.isInteger(r) || r < 0 || r >= rows) {
-      throw new RangeError(`Cannot gather embedding: index ${r} is out of range for ${rows} rows`);
-    }
     const row = src.subarray(r * dim * size, (r + 1) * dim * size);
     const at = dst.subarray(i * dim * outSize, (i + 1) * dim * outSize);
     if (!convert) at.set(row);
-    else if (isKernelDType(w.dtype) && isKernelDType(dtype)) kn.cast(row, w.dtype, at, dtype, dim);
+    else if (isKernelDType(w.dtype) && isKernelDType(dtype)) kn.cast({ src: row, srcDtype: w.dtype, dst: at, dstDtype: dtype, n: dim });
     else at.set(toDType(Tensor.fromBytes(row.slice(), w.dtype, [dim]), dtype).bytes());
   }
   return out;

@@ -2,12 +2,12 @@
  * Matrix products: batched `matmul` and `linear` (weights read in F32, F16 or BF16 directly).
  * @module
  */
-import type { Tensor } from "../tensor.ts";
+import { Tensor } from "../tensor.ts";
 import { formatShape, shapeSize } from "../shape.ts";
-import { kernels } from "./_backend.ts";
-import { emptyF32, isKernelDType, requireData, requireFloat } from "./_util.ts";
-import { asF32Array, toDType } from "./cast.ts";
-import { anyCuda, deviceLinear, viaHost } from "./_cuda.ts";
+import { isKernelDType, requireData, requireFloat } from "./_util.ts";
+import { toDType } from "./cast.ts";
+import { asF32, finishAs } from "./_f32.ts";
+import { drop, opDevice } from "./_device.ts";
 
 /** Options for {@link linear}. */
 export interface LinearOptions {
@@ -54,15 +54,26 @@ export function linear(x: Tensor, weight: Tensor, options: LinearOptions = {}): 
   if (bias && bias.numel !== n) {
     throw new TypeError(`Cannot apply linear: bias ${formatShape(bias.shape)} does not match ${n} output features`);
   }
-  if (anyCuda(x, weight, bias)) return deviceLinear(x, weight, bias, n, tw);
-  const w = isKernelDType(weight.dtype) ? weight.contiguous() : toDType(weight, "F32");
-  const xf = x.dtype === "F32" ? x.contiguous() : toDType(x, "F32");
-  const m = x.numel / k;
-  const [out, o] = emptyF32([...x.shape.slice(0, -1), n]);
-  if (m > 0 && n > 0) {
-    kernels().linear(xf.f32(), m, k, w.bytes(), w.dtype as "F32", n, bias ? asF32Array(bias, op) : null, o, tw);
-  }
-  return x.dtype === "F32" ? out : toDType(out, x.dtype);
+  const dev = opDevice(op, x, weight, bias);
+  const w = isKernelDType(weight.dtype) ? weight.contiguous() : asF32(weight);
+  const xf = asF32(x), bf = bias ? asF32(bias) : null;
+  const m = x.numel / Math.max(1, k);
+  const out = Tensor.empty([...x.shape.slice(0, -1), n], "F32", { device: dev.device });
+  dev.kernels.linear({
+    x: dev.f32(xf),
+    m,
+    k,
+    w: dev.raw(w),
+    wDtype: w.dtype as "F32",
+    n,
+    bias: bf ? dev.f32(bf) : null,
+    out: dev.f32(out),
+    transposedW: tw,
+  });
+  drop(w, weight);
+  drop(xf, x);
+  drop(bf, bias);
+  return finishAs(out, x);
 }
 
 function broadcastShapes(a: readonly number[], b: readonly number[]): number[] | null {
@@ -105,7 +116,7 @@ function batchOffsets(batch: readonly number[], own: readonly number[], matSize:
 /**
  * Matrix product with NumPy/PyTorch semantics: 1-d operands are promoted and the added dimension
  * removed; leading (batch) dimensions broadcast. A 2-d `b` of F16/BF16 is read directly through
- * the backend's `linear`; everything else runs f32 GEMM. The result has a's dtype.
+ * the device's `linear`; everything else runs f32 GEMM. The result has a's dtype.
  *
  * @param a `[..., M, K]` or `[K]`.
  * @param b `[..., K, N]` or `[K]`.
@@ -139,26 +150,38 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   }
   let outShape = [...batch, m, n];
   let out: Tensor;
-  const linearPath = b2.ndim === 2 && (b2.dtype !== "F32" || a.isCuda) && isKernelDType(b2.dtype);
-  if (anyCuda(a, b) && !linearPath) return viaHost([a, b], ([x, y]) => matmul(x!, y!));
+  const dev = opDevice("matmul", a, b);
+  const linearPath = b2.ndim === 2 && (b2.dtype !== "F32" || !dev.host) && isKernelDType(b2.dtype);
   if (linearPath) {
     // x · B with B [K, N] stored densely, or B = Wᵀ for a dense W [N, K]: the linear kernel reads it as is.
     const dense = b2.isContiguous;
     const w = dense ? b2 : b2.transpose(0, 1).contiguous();
     out = linear(a2.dtype === "F32" ? a2 : toDType(a2, "F32"), w, { transposedWeight: dense });
   } else {
-    const af = (a2.dtype === "F32" ? a2 : toDType(a2, "F32")).contiguous();
-    const bf = (b2.dtype === "F32" ? b2 : toDType(b2, "F32")).contiguous();
-    const [o, ov] = emptyF32(outShape);
-    out = o;
-    const ad = af.f32(), bd = bf.f32();
+    const af = asF32(a2), bf = asF32(b2);
+    out = Tensor.empty(outShape, "F32", { device: dev.device });
     const aOff = batchOffsets(batch, af.shape.slice(0, -2), m * k);
     const bOff = batchOffsets(batch, bf.shape.slice(0, -2), k * n);
-    const kn = kernels();
     for (let i = 0; i < aOff.length; i++) {
       if (m === 0 || n === 0) break;
-      kn.sgemm(false, false, m, n, k, 1, ad.subarray(aOff[i]!), k, bd.subarray(bOff[i]!), n, 0, ov.subarray(i * m * n), n);
+      dev.kernels.gemm({
+        transA: false,
+        transB: false,
+        m,
+        n,
+        k,
+        alpha: 1,
+        a: dev.f32(af, aOff[i]!, m * k),
+        lda: k,
+        b: dev.f32(bf, bOff[i]!, k * n),
+        ldb: n,
+        beta: 0,
+        c: dev.f32(out, i * m * n, m * n),
+        ldc: n,
+      });
     }
+    drop(af, a2);
+    drop(bf, b2);
   }
   if (a.ndim === 1) outShape = outShape.filter((_, i) => i !== outShape.length - 2);
   if (b.ndim === 1) outShape = outShape.slice(0, -1);

@@ -25,3 +25,4 @@ export * from "./concat.ts";
 export * from "./copy.ts";
 export * from "./attention.ts";
 export * from "./kv_cache.ts";
+export * from "./device_kernels.ts";

@@ -2,12 +2,25 @@
  * Normalisations over the last dimension.
  * @module
  */
-import type { Tensor } from "../tensor.ts";
+import { Tensor } from "../tensor.ts";
 import { formatShape } from "../shape.ts";
-import { kernels } from "./_backend.ts";
-import { emptyF32, requireData, requireFloat } from "./_util.ts";
-import { asF32Array, toDType } from "./cast.ts";
-import { anyCuda, deviceNorm } from "./_cuda.ts";
+import { requireData, requireFloat } from "./_util.ts";
+import { asF32, finishAs } from "./_f32.ts";
+import { drop, opDevice } from "./_device.ts";
+
+/** RMSNorm (`bias` null) or LayerNorm per row on the operands' device. */
+function norm(op: string, x: Tensor, weight: Tensor, bias: Tensor | null, rows: number, cols: number, eps: number): Tensor {
+  const dev = opDevice(op, x, weight, bias);
+  const xf = asF32(x), wf = asF32(weight), bf = bias ? asF32(bias) : null;
+  const out = Tensor.empty(x.shape, "F32", { device: dev.device });
+  const args = { x: dev.f32(xf), weight: dev.f32(wf), out: dev.f32(out), rows, cols, eps };
+  if (bf) dev.kernels.layerNorm({ ...args, bias: dev.f32(bf) });
+  else dev.kernels.rmsNorm(args);
+  drop(xf, x);
+  drop(wf, weight);
+  drop(bf, bias);
+  return finishAs(out, x);
+}
 
 function rowsOf(x: Tensor, w: Tensor, op: string): [number, number] {
   requireData(x, op);
@@ -39,11 +52,7 @@ function rowsOf(x: Tensor, w: Tensor, op: string): [number, number] {
 export function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
   const op = "apply rmsNorm";
   const [rows, cols] = rowsOf(x, weight, op);
-  if (anyCuda(x, weight)) return deviceNorm(x, weight, null, eps);
-  const xf = (x.dtype === "F32" ? x : toDType(x, "F32")).contiguous();
-  const [out, o] = emptyF32(x.shape);
-  if (rows > 0) kernels().rmsNorm(xf.f32(), asF32Array(weight, op), o, rows, cols, eps);
-  return x.dtype === "F32" ? out : toDType(out, x.dtype);
+  return norm(op, x, weight, null, rows, cols, eps);
 }
 
 /**
@@ -69,9 +78,5 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, options: { ep
   if (bias.numel !== cols) {
     throw new TypeError(`Cannot ${op}: bias ${formatShape(bias.shape)} does not match the last dimension of ${formatShape(x.shape)}`);
   }
-  if (anyCuda(x, weight, bias)) return deviceNorm(x, weight, bias, options.eps ?? 1e-5);
-  const xf = (x.dtype === "F32" ? x : toDType(x, "F32")).contiguous();
-  const [out, o] = emptyF32(x.shape);
-  if (rows > 0) kernels().layerNorm(xf.f32(), asF32Array(weight, op), asF32Array(bias, op), o, rows, cols, options.eps ?? 1e-5);
-  return x.dtype === "F32" ? out : toDType(out, x.dtype);
+  return norm(op, x, weight, bias, rows, cols, options.eps ?? 1e-5);
 }

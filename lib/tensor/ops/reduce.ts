@@ -3,10 +3,10 @@
  * @module
  */
 import { Tensor } from "../tensor.ts";
-import { kernels } from "./_backend.ts";
-import { emptyF32, normDim, requireData, requireFloat } from "./_util.ts";
+import { normDim, requireData, requireFloat } from "./_util.ts";
 import { toDType } from "./cast.ts";
-import { deviceSoftmax, viaHost } from "./_cuda.ts";
+import { asF32, finishAs } from "./_f32.ts";
+import { drop, opDevice, viaHost } from "./_device.ts";
 
 /** Move `dim` last (a dense copy when it is not already last). */
 function lastDim(x: Tensor, d: number): Tensor {
@@ -32,14 +32,20 @@ export function softmax(x: Tensor, dim = -1): Tensor {
   requireData(x, op);
   requireFloat(x, op);
   const d = normDim(dim, x.ndim, op);
-  if (x.isCuda) return d === x.ndim - 1 ? deviceSoftmax(x) : viaHost([x], ([h]) => softmax(h!, dim));
-  const moved = lastDim(x.dtype === "F32" ? x : toDType(x, "F32"), d);
+  const dev = opDevice(op, x);
+  const xf = asF32(x);
+  const moved = lastDim(xf, d);
   const cols = moved.shape[moved.ndim - 1]!;
-  const [out, o] = emptyF32(moved.shape);
-  o.set(moved.f32());
-  if (o.length > 0) kernels().softmax(o, o.length / cols, cols);
+  const out = Tensor.empty(moved.shape, "F32", { device: dev.device });
+  if (out.numel > 0) {
+    dev.copy(out, moved);
+    dev.kernels.softmax({ x: dev.f32(out), rows: out.numel / cols, cols });
+  }
+  if (moved !== xf) drop(moved, x);
+  drop(xf, x);
   const back = d === x.ndim - 1 ? out : out.transpose(d, x.ndim - 1).contiguous();
-  return x.dtype === "F32" ? back : toDType(back, x.dtype);
+  if (back !== out) out[Symbol.dispose]();
+  return finishAs(back, x);
 }
 
 /**
@@ -85,7 +91,7 @@ export function argmax(x: Tensor, dim = -1): Tensor {
   const op = "compute argmax";
   requireData(x, op);
   requireFloat(x, op);
-  if (x.isCuda) return viaHost([x], ([h]) => argmax(h!, dim));
+  if (x.onDevice) return viaHost([x], ([h]) => argmax(h!, dim));
   const d = normDim(dim, x.ndim, op);
   const moved = lastDim(x.dtype === "F32" ? x : toDType(x, "F32"), d);
   const cols = moved.shape[moved.ndim - 1]!;

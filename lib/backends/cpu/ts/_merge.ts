@@ -4,8 +4,8 @@
 //   v = fl32(w + fl32(scale32 · acc)), rounded once to W's dtype;
 //   DoRA norms: 8-lane striped double sums along stored rows, sequential down stored columns.
 // Private to lib/backends; arguments are checked by the caller.
-import type { KernelDType } from "./backend.ts";
-import { narrow, widen } from "./_ts_cast.ts";
+import type { KernelDType } from "../../kernels.ts";
+import { narrow, widen } from "./_cast.ts";
 
 const fround = Math.fround;
 const F32_MAX = 3.4028234663852886e38;

@@ -1,9 +1,9 @@
 // F32/F16/BF16 buffer conversions of the TypeScript backend: whole rows through integer typed-array
 // views (never a per-element Float16Array, which is slow in Bun), with the library's one rounding
 // (lib/_float_bits.ts, bit-exact with kernels/common/dtype.h). Private to lib/backends.
-import { f16BitsToF32, f32BitsToBf16Row, f32BitsToF16Row } from "../_float_bits.ts";
-import type { KernelDType } from "./backend.ts";
-import { dtypeSize } from "./_validate.ts";
+import { f16BitsToF32, f32BitsToBf16Row, f32BitsToF16Row } from "../../../_float_bits.ts";
+import type { KernelDType } from "../../kernels.ts";
+import { dtypeSize } from "../../_validate.ts";
 
 let f16Table: Uint32Array | null = null;
 

@@ -1,8 +1,8 @@
 // Dense math for the TypeScript backend: SGEMM, linear with F32/F16/BF16 weights. Rows are
 // accumulated in double and rounded to f32 once. Private to lib/backends; arguments are checked
 // by the caller.
-import type { KernelDType } from "./backend.ts";
-import { widen } from "./_ts_cast.ts";
+import type { KernelDType } from "../../kernels.ts";
+import { widen } from "./_cast.ts";
 
 /** C = alpha·op(A)·op(B) + beta·C, row-major. */
 export function sgemmTs(

@@ -1,11 +1,11 @@
 // OpenBLAS for SGEMM: pick OPENBLAS_CORETYPE from the CPU flags and set it through libc setenv
 // (overwrite = 0, so a user's own value wins; Bun's process.env does not reach C getenv) BEFORE the
 // library is first opened, since OpenBLAS reads it once at load. Private to lib/backends.
-import { ffi, libc, openLibrary } from "../ffi/mod.ts";
-import type { NativeFn } from "../ffi/mod.ts";
-import { cstr } from "../ffi/libc.ts";
-import { getEnv } from "../_env.ts";
-import { CPU_FEATURE } from "./_native_symbols.ts";
+import { ffi, libc, openLibrary } from "../../../ffi/mod.ts";
+import type { NativeFn } from "../../../ffi/mod.ts";
+import { cstr } from "../../../ffi/libc.ts";
+import { getEnv } from "../../../_env.ts";
+import { CPU_FEATURE } from "../../_kn_ffi.ts";
 
 const SGEMM = {
   cblas_sgemm: {
