@@ -17,4 +17,6 @@ export * from "./config.ts";
 export * from "./pretrained.ts";
 export * from "./llama.ts";
 export * from "./gpt2.ts";
+export * from "./phi3.ts";
+export * from "./gpt_neox.ts";
 export * from "./auto.ts";
