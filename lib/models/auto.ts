@@ -7,6 +7,9 @@ import { GPT2LMHeadModel } from "./gpt2.ts";
 import { LlamaForCausalLM } from "./llama.ts";
 import { Phi3ForCausalLM } from "./phi3.ts";
 import { GPTNeoXForCausalLM } from "./gpt_neox.ts";
+import { Qwen3ForCausalLM } from "./qwen3.ts";
+import { Gemma2ForCausalLM, Gemma3ForCausalLM } from "./gemma.ts";
+import { MoeForCausalLM } from "./moe.ts";
 import type { FromConfigOptions, FromPretrainedOptions, PreTrainedModel } from "./pretrained.ts";
 
 interface ModelClass {
@@ -19,6 +22,9 @@ const CLASSES: Record<string, ModelClass> = {
   gpt2: GPT2LMHeadModel,
   phi3: Phi3ForCausalLM,
   gpt_neox: GPTNeoXForCausalLM,
+  mixtral: MoeForCausalLM,
+  qwen2_moe: MoeForCausalLM,
+  qwen3_moe: MoeForCausalLM,
 };
 
 /**

@@ -19,4 +19,5 @@ export * from "./llama.ts";
 export * from "./gpt2.ts";
 export * from "./phi3.ts";
 export * from "./gpt_neox.ts";
+export * from "./moe.ts";
 export * from "./auto.ts";
