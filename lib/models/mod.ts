@@ -21,3 +21,6 @@ export * from "./phi3.ts";
 export * from "./gpt_neox.ts";
 export * from "./moe.ts";
 export * from "./auto.ts";
+export * from "./qwen3.ts";
+export * from "./gemma_config.ts";
+export * from "./gemma.ts";
