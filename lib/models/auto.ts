@@ -25,6 +25,9 @@ const CLASSES: Record<string, ModelClass> = {
   mixtral: MoeForCausalLM,
   qwen2_moe: MoeForCausalLM,
   qwen3_moe: MoeForCausalLM,
+  qwen3: Qwen3ForCausalLM,
+  gemma2: Gemma2ForCausalLM,
+  gemma3_text: Gemma3ForCausalLM,
 };
 
 /**
