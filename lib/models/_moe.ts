@@ -60,8 +60,8 @@ export class TopKRouter extends Module {
     this.registerParameter("weight", createParameter([experts, hidden], o.dtype, { init: o.init }));
   }
 
-  /** x `[N, H]` → per token the chosen experts and their weights. */
-  route(x: Tensor): { index: Int32Array; weight: Float32Array } {
+  /** x `[N, H]` → per token the chosen experts and their weights (a forward, so offload hooks load `weight`). */
+  override forward(x: Tensor): { index: Int32Array; weight: Float32Array } {
     using logits = linear(x, this.paramData("weight"));
     const host = logits.isCuda ? logits.to("cpu") : logits;
     const l = new Float32Array(host.toArray());
@@ -105,10 +105,10 @@ export class FusedExperts extends Module {
   }
 
   /**
-   * x `[N, H]` → `Σ_k weight · expert_k(x)` as host f32 `[N·H]`, summed expert by expert in index
-   * order as transformers' `index_add_` does.
+   * x `[N, H]` → `Σ_k weight · expert_k(x)` `[N, H]` on x's device, summed expert by expert in
+   * index order as transformers' `index_add_` does (the sum runs on host f32 data).
    */
-  run(x: Tensor, route: { index: Int32Array; weight: Float32Array }, k: number): Float32Array {
+  override forward(x: Tensor, route: { index: Int32Array; weight: Float32Array }, k: number): Tensor {
     const [n, h] = [x.shape[0]!, x.shape[1]!], inter = this.intermediateDim;
     const acc = new Float32Array(n * h);
     const gu = this.paramData("gate_up_proj"), down = this.paramData("down_proj");
@@ -134,7 +134,7 @@ export class FusedExperts extends Module {
         for (let c = 0; c < h; c++) acc[r * h + c] = f(acc[r * h + c]! + f(yd[j * h + c]! * w));
       });
     }
-    return acc;
+    return Tensor.fromArray(acc, [n, h]).to(x.device);
   }
 }
 

@@ -289,10 +289,11 @@ export class MoeSparseBlock extends Module {
     const [b, t, h] = [x.shape[0]!, x.shape[1]!, x.shape[2]!];
     using s = new ActivationScope(x);
     const x2 = x.isContiguous ? x.reshape([b * t, h]) : s.own(x.contiguous()).reshape([b * t, h]);
-    const route = this.child<TopKRouter>("gate").route(x2);
-    const acc = this.child<FusedExperts>("experts").run(x2, route, this.#k);
-    const routed = s.own(Tensor.fromArray(acc, [b, t, h]).to(x.device));
-    if (!this.#shared) return s.keep(routed);
+    const route = this.child("gate").forward(x2) as ReturnType<TopKRouter["forward"]>;
+    // (the reshape shares the expert output's storage: own it through the view only)
+    const routed = (this.child("experts").forward(x2, route, this.#k) as Tensor).reshape([b, t, h]);
+    if (!this.#shared) return routed;
+    s.own(routed);
     const shared = s.own(this.child("shared_expert").forward(x) as Tensor);
     const g = s.own(sigmoidHost(s.own(this.child("shared_expert_gate").forward(x) as Tensor)));
     return add(routed, s.own(mul(g, shared)));
