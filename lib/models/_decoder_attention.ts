@@ -102,7 +102,9 @@ export class DecoderAttention extends Module {
       layerIdx: this.layerIdx,
       slidingWindow: this.slidingWindow,
     };
-    const a = s.own(this.softcap === null ? causalAttention(q, k, v, common) : softcapAttention(q, k, v, { ...common, softcap: this.softcap }));
+    const a = s.own(
+      this.softcap === null ? causalAttention(q, k, v, common) : softcapAttention(q, k, v, { ...common, softcap: this.softcap }),
+    );
     return s.keep(this.child("o_proj").forward(a) as Tensor);
   }
 
@@ -112,8 +114,8 @@ export class DecoderAttention extends Module {
   }
 
   override extraRepr(): string {
-    return `heads=${this.numHeads}, kv_heads=${this.numKVHeads}, head_dim=${this.headDim}${this.slidingWindow ? `, sliding_window=${this.slidingWindow}` : ""}${
-      this.softcap ? `, softcap=${this.softcap}` : ""
-    }`;
+    return `heads=${this.numHeads}, kv_heads=${this.numKVHeads}, head_dim=${this.headDim}${
+      this.slidingWindow ? `, sliding_window=${this.slidingWindow}` : ""
+    }${this.softcap ? `, softcap=${this.softcap}` : ""}`;
   }
 }

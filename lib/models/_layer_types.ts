@@ -19,3 +19,10 @@ export function readLayerTypes(raw: RawConfig, r: ConfigReader, fallback: (i: nu
   }
   return types as LayerType[];
 }
+
+/** The largest position of the batch + 1: the length transformers' dynamic RoPE scales for. */
+export function batchSeqLen(rows: readonly (readonly number[])[]): number {
+  let mx = 0;
+  for (const r of rows) for (const p of r) if (p > mx) mx = p;
+  return mx + 1;
+}

@@ -28,7 +28,7 @@ import { dtypeOption, type FromConfigOptions, type FromPretrainedOptions, PreTra
 import { lmHeadLogits, positionRows, release } from "./_common.ts";
 import { DecoderAttention, type DecoderAttentionContext } from "./_decoder_attention.ts";
 import { GatedMLP } from "./_gated_mlp.ts";
-import type { LayerType } from "./_layer_types.ts";
+import { batchSeqLen, type LayerType } from "./_layer_types.ts";
 import { softcapLogits } from "./_softcap.ts";
 
 interface LayerOpts {
@@ -163,7 +163,13 @@ export class GemmaDecoderLayer extends Module {
     });
     attn.className = `${p}Attention`;
     this.registerModule("self_attn", attn);
-    const mlp = new GatedMLP({ hiddenSize: c.hiddenSize, intermediateSize: c.intermediateSize, act: c.hiddenActivation, bias: false, ...o });
+    const mlp = new GatedMLP({
+      hiddenSize: c.hiddenSize,
+      intermediateSize: c.intermediateSize,
+      act: c.hiddenActivation,
+      bias: false,
+      ...o,
+    });
     mlp.className = `${p}MLP`;
     this.registerModule("mlp", mlp);
     for (const n of ["input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"]) {
@@ -236,8 +242,9 @@ export class GemmaModel extends Module {
   #tables(type: LayerType, rows: number[][]): CosSin[] {
     const r = this.child("rotary_emb");
     const rot = r instanceof RotaryEmbedding ? r : r.child<RotaryEmbedding>(type);
-    const first = rot.cosSin(rows[0]!);
-    return rows.map((row, i) => (i === 0 || row === rows[0] ? first : rot.cosSin(row)));
+    const seqLen = batchSeqLen(rows);
+    const first = rot.cosSin(rows[0]!, seqLen);
+    return rows.map((row, i) => (i === 0 || row === rows[0] ? first : rot.cosSin(row, seqLen)));
   }
 
   /** Ids `[B, T]` → final hidden states `[B, T, hidden]` (F32). */
@@ -246,7 +253,9 @@ export class GemmaModel extends Module {
     const rows = positionRows(inputIds, cache, ctx.positionIds);
     const tables = new Map<LayerType, CosSin[]>();
     const shared = this.#config.modelType === "gemma2";
-    for (const t of new Set(this.#config.layerTypes)) tables.set(t, shared && tables.size > 0 ? [...tables.values()][0]! : this.#tables(t, rows));
+    for (const t of new Set(this.#config.layerTypes)) {
+      tables.set(t, shared && tables.size > 0 ? [...tables.values()][0]! : this.#tables(t, rows));
+    }
     let h = this.child("embed_tokens").forward(inputIds) as Tensor;
     for (const layer of this.child<ModuleList>("layers")) {
       const rotary = tables.get((layer as GemmaDecoderLayer).layerType ?? "full_attention") ?? tables.values().next().value!;
@@ -305,11 +314,18 @@ export abstract class GemmaForCausalLMBase extends PreTrainedModel {
   }
 }
 
-function load<M extends GemmaForCausalLMBase>(make: (o: { dtype: DType; init: ParameterInit }) => M, dir: string, options: FromPretrainedOptions): M {
+function load<M extends GemmaForCausalLMBase>(
+  make: (o: { dtype: DType; init: ParameterInit }) => M,
+  dir: string,
+  options: FromPretrainedOptions,
+): M {
   const dtype = dtypeOption(options.dtype);
   const m = withInitDevice("meta", () => make({ dtype: dtype ?? "F32", init: "zeros" }));
   if (options.device === "meta") return m;
-  return m.loadPretrained(dir, { rename: (k) => (k.includes("rotary_emb.") && k.endsWith("inv_freq") ? null : k), ...(dtype ? { dtype } : {}) });
+  return m.loadPretrained(dir, {
+    rename: (k) => (k.includes("rotary_emb.") && k.endsWith("inv_freq") ? null : k),
+    ...(dtype ? { dtype } : {}),
+  });
 }
 
 function checkType(raw: RawConfig, type: string): RawConfig {

@@ -69,7 +69,10 @@ function gemma3Rope(raw: RawConfig): Record<LayerType, RopeParameters> {
   const nested = rp !== null && ("full_attention" in rp || "sliding_attention" in rp);
   const full = nested ? (rp.full_attention ?? {}) as Record<string, unknown> : { ...(rp ?? {}), ...((raw.rope_scaling ?? {}) as object) };
   const local = nested ? (rp.sliding_attention ?? {}) as Record<string, unknown> : {};
-  const base = { max_position_embeddings: raw.max_position_embeddings, original_max_position_embeddings: raw.original_max_position_embeddings };
+  const base = {
+    max_position_embeddings: raw.max_position_embeddings,
+    original_max_position_embeddings: raw.original_max_position_embeddings,
+  };
   return {
     full_attention: ropeParametersFromConfig({ ...base, rope_parameters: full }, Number(raw.rope_theta ?? 1_000_000)),
     sliding_attention: ropeParametersFromConfig({ ...base, rope_parameters: local }, Number(raw.rope_local_base_freq ?? 10_000)),
@@ -97,7 +100,10 @@ export function parseGemmaConfig(raw: RawConfig): GemmaConfig {
     throw new TypeError(`Cannot read config "${r.source}": use_bidirectional_attention is not supported (causal language models only)`);
   }
   const heads = r.int("num_attention_heads");
-  const optNum = (k: string, fallback: number | null): number | null => (raw[k] === undefined ? fallback : raw[k] === null ? null : r.num(k));
+  const optNum = (
+    k: string,
+    fallback: number | null,
+  ): number | null => (raw[k] === undefined ? fallback : raw[k] === null ? null : r.num(k));
   const pattern = r.int("sliding_window_pattern", 6);
   const window = raw.sliding_window === undefined ? 4096 : raw.sliding_window === null ? null : r.int("sliding_window");
   const flatRope = ropeParametersFromConfig(raw, 10_000);

@@ -24,6 +24,7 @@ import {
 import { checkModelType, ConfigReader, type RawConfig, readConfig } from "./config.ts";
 import { dtypeOption, type FromConfigOptions, type FromPretrainedOptions, PreTrainedModel, withInitDevice } from "./pretrained.ts";
 import { lmHeadLogits, positionRows, release } from "./_common.ts";
+import { batchSeqLen } from "./_layer_types.ts";
 import { DecoderAttention, type DecoderAttentionContext } from "./_decoder_attention.ts";
 import { GatedMLP } from "./_gated_mlp.ts";
 import { type LayerType, readLayerTypes } from "./_layer_types.ts";
@@ -110,7 +111,9 @@ export function parseQwen3Config(raw: RawConfig): Qwen3Config {
     );
   }
   if (raw.partial_rotary_factor != null && raw.partial_rotary_factor !== 1) {
-    throw new TypeError(`Cannot read config "${r.source}": partial_rotary_factor ${raw.partial_rotary_factor} is not supported for qwen3 (only 1)`);
+    throw new TypeError(
+      `Cannot read config "${r.source}": partial_rotary_factor ${raw.partial_rotary_factor} is not supported for qwen3 (only 1)`,
+    );
   }
   return cfg;
 }
@@ -204,8 +207,9 @@ export class Qwen3Model extends Module {
     const cache = ctx.cache ?? null;
     const rows = positionRows(inputIds, cache, ctx.positionIds);
     const rot = this.child<RotaryEmbedding>("rotary_emb");
-    const first = rot.cosSin(rows[0]!);
-    const rotary = rows.map((r, i) => (i === 0 || r === rows[0] ? first : rot.cosSin(r)));
+    const seqLen = batchSeqLen(rows);
+    const first = rot.cosSin(rows[0]!, seqLen);
+    const rotary = rows.map((r, i) => (i === 0 || r === rows[0] ? first : rot.cosSin(r, seqLen)));
     let h = this.child("embed_tokens").forward(inputIds) as Tensor;
     for (const layer of this.child<ModuleList>("layers")) {
       const next = layer.forward(h, { rotary, cache } satisfies DecoderAttentionContext) as Tensor;

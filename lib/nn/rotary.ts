@@ -204,13 +204,15 @@ export class RotaryEmbedding extends Module {
    * `cos` and `sin` rows `[positions.length, dim]` (halves duplicated, HF's `cat(freqs, freqs)`).
    *
    * @param positions Position ids of the tokens.
+   * @param seqLen The sequence length dynamic NTK scales for: transformers takes the largest position
+   *   of the whole batch + 1, so a batched caller passes it for every row (default: these positions').
    * @returns Two Float32Arrays.
    */
-  cosSin(positions: ArrayLike<number>): { cos: Float32Array; sin: Float32Array } {
+  cosSin(positions: ArrayLike<number>, seqLen?: number): { cos: Float32Array; sin: Float32Array } {
     if (this.rope.ropeType === "dynamic") {
       let mx = 0;
       for (let i = 0; i < positions.length; i++) mx = Math.max(mx, positions[i]!);
-      this.#dynamicUpdate(mx + 1);
+      this.#dynamicUpdate(seqLen ?? mx + 1);
     }
     const inv = asF32Array(this.buffer("inv_freq"), "compute rotary embedding");
     const half = this.dim / 2;
