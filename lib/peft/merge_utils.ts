@@ -283,7 +283,7 @@ export function dareLinear(tensors: readonly Float32Array[], weights: readonly n
  * @example
  * ```ts
  * import { dareTies } from "./merge_utils.ts";
- * const out = dareTies([Float32Array.of(1, -2), Float32Array.of(3, 1)], [1, 1], 0.5, { maskSource: () => [1, 1] });
+ * const out = dareTies([Float32Array.of(1, -2), Float32Array.of(3, 1)], [1, 1], 0.5, "total", { maskSource: () => [1, 1] });
  * console.log([...out]); // [4, -4]
  * ```
  */
