@@ -25,3 +25,4 @@ export * from "./delta.ts";
 export * from "./onload.ts";
 export * from "./merge_utils.ts";
 export * from "./add_weighted_adapter.ts";
+export * from "./combine_deltas.ts";
