@@ -11,6 +11,9 @@ import {
 } from "../../lib/big_modeling/mod.ts";
 import { AutoModelForCausalLM, type PreTrainedModel } from "../../lib/models/mod.ts";
 import { generate } from "../../lib/generation/mod.ts";
+import { BaseTunerLayer, captureWarnings, loadAdapter, mergeAndUnload } from "../../lib/peft/mod.ts";
+import { SafetensorsFile } from "../../lib/safetensors/mod.ts";
+import { join } from "node:path";
 import { Tensor } from "../../lib/tensor/mod.ts";
 import { fixture, tempDir } from "../_util.ts";
 import { captureLogs } from "./_modules.ts";
@@ -71,3 +74,29 @@ test("gemma3: an 'auto' map under a small CPU budget keeps each Gemma3DecoderLay
   using tmp = tempDir();
   assert.deepEqual(run(dispatched("gemma3", map, tmp.dir)), expected);
 });
+
+/** max |a - b| / max |b|. */
+function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assert.equal(a.length, b.length);
+  let d = 0, m = 0;
+  for (let i = 0; i < b.length; i++) [d, m] = [Math.max(d, Math.abs(a[i]! - b[i]!)), Math.max(m, Math.abs(b[i]!))];
+  return d / m;
+}
+
+for (const [name, tied] of [["qwen3", false], ["gemma2", true], ["gemma3", true]] as const) {
+  test(`${name}: a PEFT LoRA on a model with layer 1 on disk gives PEFT's logits, and mergeAndUnload (onloadLayer) PEFT's merged logits`, () => {
+    const folder = fixture("models", name);
+    using ex = SafetensorsFile.open(join(folder, "lora_expected.safetensors"));
+    using tmp = tempDir();
+    const m = dispatched(name, half(tied), tmp.dir);
+    assert.ok(m.getParameter("model.layers.1.mlp.down_proj.weight").isMeta);
+    captureWarnings(() => loadAdapter(m, join(folder, "lora")));
+    const x = ex.tensor("input_ids");
+    const e1 = relError(m.forward(x).logits.toArray(), ex.tensor("logits_lora").toArray());
+    assert.ok(e1 < 1e-5, `adapter logits: ${e1}`);
+    captureWarnings(() => mergeAndUnload(m));
+    assert.equal([...m.modules()].filter((mod) => mod instanceof BaseTunerLayer).length, 0);
+    const e2 = relError(m.forward(x).logits.toArray(), ex.tensor("logits_merged").toArray());
+    assert.ok(e2 < 1e-5, `merged logits: ${e2}`);
+  });
+}
