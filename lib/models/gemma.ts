@@ -251,15 +251,16 @@ export class GemmaModel extends Module {
   override forward(inputIds: Tensor, ctx: { cache?: KVCache | null; positionIds?: CausalLMForwardOptions["positionIds"] } = {}): Tensor {
     const cache = ctx.cache ?? null;
     const rows = positionRows(inputIds, cache, ctx.positionIds);
+    const types = this.#config.layerTypes;
     const tables = new Map<LayerType, CosSin[]>();
-    const shared = this.#config.modelType === "gemma2";
-    for (const t of new Set(this.#config.layerTypes)) {
-      tables.set(t, shared && tables.size > 0 ? [...tables.values()][0]! : this.#tables(t, rows));
+    for (const t of new Set(types)) {
+      // Gemma 2 has one table for both layer types
+      tables.set(t, this.#config.modelType === "gemma2" && tables.size > 0 ? tables.values().next().value! : this.#tables(t, rows));
     }
     let h = this.child("embed_tokens").forward(inputIds) as Tensor;
+    let i = 0;
     for (const layer of this.child<ModuleList>("layers")) {
-      const rotary = tables.get((layer as GemmaDecoderLayer).layerType ?? "full_attention") ?? tables.values().next().value!;
-      const next = layer.forward(h, { rotary, cache } satisfies DecoderAttentionContext) as Tensor;
+      const next = layer.forward(h, { rotary: tables.get(types[i++]!)!, cache } satisfies DecoderAttentionContext) as Tensor;
       release(h, next);
       h = next;
     }

@@ -117,7 +117,8 @@ export function parseGemmaConfig(raw: RawConfig): GemmaConfig {
     numKeyValueHeads: r.int("num_key_value_heads", heads),
     headDim: r.int("head_dim", 256),
     rmsNormEps: r.num("rms_norm_eps", 1e-6),
-    hiddenActivation: r.str("hidden_activation", raw.hidden_act == null ? "gelu_pytorch_tanh" : r.str("hidden_act")),
+    // transformers reads hidden_activation only (hidden_act is ignored)
+    hiddenActivation: r.str("hidden_activation", "gelu_pytorch_tanh"),
     queryPreAttnScalar: r.num("query_pre_attn_scalar", 256),
     attnLogitSoftcapping: optNum("attn_logit_softcapping", g2 ? 50 : null),
     finalLogitSoftcapping: optNum("final_logit_softcapping", g2 ? 30 : null),
