@@ -33,6 +33,11 @@ streaming one tensor at a time: memory stays near one tensor whatever the model'
   --seed N              seed DARE's random masks (default: different each run)
   --out DIR             output folder: never an input, inside one or holding one (refused,
                         with or without --force); refused if it exists, unless --force
+  --format F            safetensors (default: a model folder) or gguf: --out is then one .gguf
+                        file for llama.cpp/Ollama (llama, mistral, qwen2), with llama.cpp's
+                        tensor names, q/k layout, hyper-parameters and the tokenizer
+  --gguf-type T         GGUF weight type: f32, f16 (default), bf16 or q8_0 (norms and
+                        biases stay f32, as convert_hf_to_gguf.py writes them)
   --dtype D             auto (keep each tensor's), bf16, f16 or f32 (default auto)
   --max-shard-size S    largest output shard, e.g. 5GB, 2GiB (default 5GB)
   --device D            cpu (default) or cuda
@@ -81,6 +86,8 @@ export async function main(argv: string[]): Promise<number> {
         seed: { type: "string" },
         out: { type: "string" },
         dtype: { type: "string", default: "auto" },
+        format: { type: "string", default: "safetensors" },
+        "gguf-type": { type: "string" },
         "max-shard-size": { type: "string", default: "5GB" },
         device: { type: "string", default: "cpu" },
         safe: { type: "boolean", default: false },
@@ -143,6 +150,8 @@ export async function main(argv: string[]): Promise<number> {
       ...(weights ? { weights } : {}),
       ...(combination ? { combination } : {}),
       dtype: values.dtype as "auto",
+      format: values.format as "gguf",
+      ...(values["gguf-type"] !== undefined ? { ggufType: values["gguf-type"] as "f16" } : {}),
       // A plain count of bytes is a number (parseSize, as Accelerate, reads only numbers with a unit from strings).
       maxShardSize: /^\d+$/.test(values["max-shard-size"]!) ? Number(values["max-shard-size"]) : values["max-shard-size"],
       device: values.device,

@@ -38,7 +38,14 @@ export interface MergeCheckpointOptions {
    * the one result. Without it several adapters merge as the exact Σ wᵢ·ΔWᵢ (= PEFT's "cat").
    */
   combination?: CombinationOptions;
-  /** Output dtype for floating tensors (default "auto": keep each tensor's). */
+  /**
+   * "safetensors" (default): a sharded model folder. "gguf": `out` is one `.gguf` file for llama.cpp
+   * (llama, mistral, qwen2), written as `convert_hf_to_gguf.py` would convert the safetensors output.
+   */
+  format?: "safetensors" | "gguf";
+  /** Tensor type of the GGUF's 2-D weights: f32, f16 (default), bf16 or q8_0 (`format: "gguf"`). */
+  ggufType?: "f32" | "f16" | "bf16" | "q8_0";
+  /** Output dtype for floating tensors (default "auto": keep each tensor's); with GGUF, the precision merged tensors are rounded to before conversion. */
   dtype?: "auto" | "bf16" | "f16" | "f32" | DType;
   /** Largest shard, bytes or "5GB" (default 5GB, as transformers). */
   maxShardSize?: number | string;
@@ -107,6 +114,12 @@ export async function mergeCheckpoint(options: MergeCheckpointOptions): Promise<
   if (verifyMode !== null && verifyMode !== "full" && verifyMode !== "sample") {
     throw new MergeOptionsError("verify", `Cannot verify with mode "${verifyMode}": choose true ("full") or "sample"`);
   }
+  const format = options.format ?? "safetensors";
+  if (format !== "safetensors" && format !== "gguf") throw new MergeOptionsError("format", `Cannot write format "${format}": choose safetensors or gguf`);
+  const gguf = format === "gguf" ? await import("../gguf/merge_writer.ts") : null;
+  const ggufType = gguf ? optionValue("ggufType", () => gguf.parseGgufType(options.ggufType)) : undefined;
+  if (!gguf && options.ggufType !== undefined) throw new MergeOptionsError("ggufType", `Cannot use GGUF type "${options.ggufType}" with format "${format}": pass --format gguf too`);
+  if (gguf && verifyMode !== null) throw new MergeOptionsError("verify", "Cannot verify a GGUF output: --verify rereads safetensors; merge to safetensors to verify, or check the .gguf with llama.cpp");
   const warn = options.onWarning ?? ((m: string) => console.warn(`merge: warning: ${m}`));
   // Every path is used as the kernel resolves it (symlinks, then ".."): the checks below and the
   // writes after them must agree on which folder is meant. Messages show the paths as given.
@@ -121,7 +134,8 @@ export async function mergeCheckpoint(options: MergeCheckpointOptions): Promise<
   ]);
   if (existsSync(outPath) && !options.dryRun) {
     if (!options.force) throw new MergeOptionsError("out", `Cannot write "${out}": it already exists; pass --force (force: true) to replace it`);
-    checkReplaceable(outPath, out);
+    if (gguf) gguf.checkGgufReplaceable(outPath, out);
+    else checkReplaceable(outPath, out);
   }
   using stack = new DisposableStack();
   const base = stack.use(ShardedCheckpoint.open(baseWeights));
@@ -143,6 +157,15 @@ export async function mergeCheckpoint(options: MergeCheckpointOptions): Promise<
   // DeviceError naming the reason before anything is written.
   const backend = getCpuBackend();
   const gpu = device === "cuda" ? stack.use(await (await import("./_device_ops.ts")).DeviceMergeOps.create()) : null;
+  if (gguf) {
+    const merged = await writeGguf(gguf, { ...options, out: outPath }, plan, baseDir, config, ggufType!, (writer, totalBytes) =>
+      streamTensors({
+        plan: { ...plan, totalBytes }, base, adapters, adapterNames: options.adapters, writer, backend, gpu, safe: options.safe ?? false,
+        ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+        ...(options.signal ? { signal: options.signal } : {}),
+      }));
+    return { out, plan, tensorsMerged: merged.tensorsMerged, bytesWritten: merged.bytes, seconds: (performance.now() - t0) / 1000, dryRun: false };
+  }
   const { path: partial, marker } = partialPathFor(outPath);
   // Removed on every exit: success (already renamed), failure or abort.
   stack.defer(() => {
@@ -173,6 +196,30 @@ export async function mergeCheckpoint(options: MergeCheckpointOptions): Promise<
   const onVerify = options.onProgress;
   const verifyOptions = { mode: verifyMode, ...(onVerify ? { onProgress: onVerify } : {}), ...(options.signal ? { signal: options.signal } : {}) };
   return { ...result, verify: await verifyMerge(plan, outPath, base, adapters, verifyOptions) };
+}
+
+/** The GGUF output: a temp file beside `out`, streamed, fsynced and renamed over it; removed on any failure. */
+async function writeGguf(
+  gguf: typeof import("../gguf/merge_writer.ts"),
+  options: MergeCheckpointOptions,
+  plan: MergePlan,
+  baseDir: string,
+  config: Record<string, unknown> | null,
+  ggufType: "f32" | "f16" | "bf16" | "q8_0",
+  stream: (writer: ShardedWriter, totalBytes: number) => Promise<number>,
+): Promise<{ tensorsMerged: number; bytes: number }> {
+  const { path: partial } = partialPathFor(options.out);
+  options.signal?.throwIfAborted();
+  try {
+    using w = new gguf.GgufMergeWriter(plan.tensors, { baseDir, config, ggufType, tempPath: partial });
+    // The stream needs only the shard surface (order, tempPath, write, offsetOf), which the GGUF writer has.
+    const tensorsMerged = await stream(w as unknown as ShardedWriter, w.totalBytes);
+    w.commit(options.out);
+    return { tensorsMerged, bytes: w.totalBytes };
+  } catch (e) {
+    if (e instanceof TypeError && /^Cannot write (GGUF|tensor|the GGUF)/.test(e.message)) throw new MergeOptionsError("format", e.message);
+    throw writeFailure(e, partial);
+  }
 }
 
 function parseOutDtype(d: MergeCheckpointOptions["dtype"]): "auto" | DType {
