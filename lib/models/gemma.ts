@@ -270,7 +270,16 @@ export class GemmaModel extends Module {
   }
 }
 
-/** The shared causal LM of Gemma 2 and Gemma 3 text; {@link Gemma2ForCausalLM} and {@link Gemma3ForCausalLM} name it. */
+/**
+ * The shared causal LM of Gemma 2 and Gemma 3 text; {@link Gemma2ForCausalLM} and {@link Gemma3ForCausalLM} name it.
+ *
+ * @example
+ * ```ts
+ * import { Gemma3ForCausalLM, GemmaForCausalLMBase } from "./mod.ts";
+ * const m = Gemma3ForCausalLM.fromConfig({ model_type: "gemma3_text", vocab_size: 8, hidden_size: 8, intermediate_size: 8, num_hidden_layers: 1, num_attention_heads: 2, head_dim: 4 }, { device: "meta" });
+ * console.log(m instanceof GemmaForCausalLMBase, m.gemmaConfig.finalLogitSoftcapping); // true null
+ * ```
+ */
 export abstract class GemmaForCausalLMBase extends PreTrainedModel {
   /** The parsed config. */
   readonly gemmaConfig: GemmaConfig;
