@@ -9,7 +9,7 @@
 import { lstatSync, openSync, readSync, closeSync, statSync } from "node:fs";
 import { basename } from "node:path";
 import { type GGMLTypeId, GGUF_MAGIC, GGUF_OUT_TYPES, type GgufOutType } from "./constants.ts";
-import { encodeTensor, EncodeScratch, ggufTensorType } from "./encode.ts";
+import { EncodeScratch, encodeTensorChunks, ggufTensorType } from "./encode.ts";
 import { ggufModelMetadata } from "./metadata.ts";
 import { ggufArchOf, ggufTensorName, permuteHeads } from "./tensor_names.ts";
 import { ggufTokenizerMetadata, type GgufTokenizerOptions } from "./tokenizer.ts";
@@ -203,6 +203,7 @@ export class GgufShard {
     if (r === undefined) throw new RangeError(`Cannot write tensor "${name}" to GGUF: it is not in the planned merge`);
     if (byteOffset !== 0) throw new RangeError(`Cannot write tensor "${name}" to GGUF in pieces: write it whole`);
     if (r.gname === null) return;
-    this.#w.write(r.gname, encodeTensor(bytes, r.srcDtype, r.shape, r.type, r.heads, this.#scratch));
+    const gname = r.gname;
+    encodeTensorChunks(bytes, r.srcDtype, r.shape, r.type, r.heads, this.#scratch, (b, o) => this.#w.write(gname, b, o));
   }
 }

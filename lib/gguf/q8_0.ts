@@ -47,11 +47,8 @@ export function quantizeQ8_0(src: Float32Array, dst: Uint8Array = new Uint8Array
     dst[o + 1] = h >>> 8;
     for (let j = 0; j < QK8_0; j++) {
       const v = Math.fround(src[x0 + j]! * id);
-      // roundf: half away from zero.
-      const a = Math.abs(v);
-      const fl = Math.floor(a);
-      const r = fl + (a - fl >= 0.5 ? 1 : 0);
-      q[o + 2 + j] = v < 0 ? -r : r;
+      // roundf (half away from zero): |v| <= 127 is an f32, so |v| + 0.5 is exact in f64 and `| 0` truncates.
+      q[o + 2 + j] = v >= 0 ? (v + 0.5) | 0 : -((0.5 - v) | 0);
     }
   }
   return dst;

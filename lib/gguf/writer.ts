@@ -223,12 +223,17 @@ export class GgufWriter implements Disposable {
     return this.#info(name).nbytes;
   }
 
-  /** Write a tensor's GGUF bytes (exactly its size). */
-  write(name: string, bytes: Uint8Array): void {
+  /**
+   * Write a tensor's GGUF bytes, all at once or in pieces (`byteOffset` into the tensor); a tensor
+   * counts as written once its last byte is.
+   */
+  write(name: string, bytes: Uint8Array, byteOffset = 0): void {
     const t = this.#info(name);
-    if (bytes.byteLength !== t.nbytes) throw new RangeError(`Cannot write ${bytes.byteLength} bytes into GGUF tensor "${name}" of ${t.nbytes} bytes in "${this.path}"`);
-    writeAll(this.#fd, bytes, t.offset);
-    this.#written.add(name);
+    if (byteOffset < 0 || byteOffset + bytes.byteLength > t.nbytes) {
+      throw new RangeError(`Cannot write ${bytes.byteLength} bytes at ${byteOffset} into GGUF tensor "${name}" of ${t.nbytes} bytes in "${this.path}"`);
+    }
+    writeAll(this.#fd, bytes, t.offset + byteOffset);
+    if (byteOffset + bytes.byteLength === t.nbytes) this.#written.add(name);
   }
 
   /**

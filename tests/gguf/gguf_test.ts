@@ -6,7 +6,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { mergeCheckpoint, MergeOptionsError } from "../../lib/merge/mod.ts";
 import {
-  dequantizeQ8_0, encodeGgufHeader, GGMLType, ggufTensorName, GgufWriter, permuteRows, quantizeQ8_0, readGguf,
+  dequantizeQ8_0, encodeGgufHeader, encodeTensor, GGMLType, ggufTensorName, GgufWriter, permuteRows, quantizeQ8_0, readGguf,
 } from "../../lib/gguf/mod.ts";
 import { main } from "../../scripts/merge.ts";
 import { fixture, tempDir } from "../_util.ts";
@@ -101,6 +101,15 @@ describe("llama.cpp names and the q/k permutation", () => {
   it("interleaves each head's two halves (reshape(h, 2, d/2).swapaxes(1, 2))", () => {
     const rows = new Float32Array(8).map((_, i) => i);
     assert.deepEqual([...permuteRows(rows, 8, 1, 2)], [0, 2, 1, 3, 4, 6, 5, 7]);
+  });
+  it("encodeTensor permutes rows as permuteRows does, across chunk boundaries", () => {
+    const rows = 64, cols = 1 << 15; // 2 M elements: chunks of 32 rows
+    const x = new Float32Array(rows * cols).map((_, i) => (i % 977) - 488);
+    const want = permuteRows(x, rows, cols, 4);
+    const got = new Float32Array(encodeTensor(new Uint8Array(x.buffer), "F32", [rows, cols], GGMLType.F32, 4).buffer);
+    assert.ok(got.every((v, i) => v === want[i]));
+    const q = encodeTensor(new Uint8Array(x.buffer), "F32", [rows, cols], GGMLType.Q8_0, 4);
+    assert.equal(hex(q.subarray(0, 68)), hex(quantizeQ8_0(want.subarray(0, 64))));
   });
 });
 
