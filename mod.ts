@@ -82,6 +82,7 @@ export {
   AdaLoraConfig,
   AdapterMismatchError,
   addAdapter,
+  addWeightedAdapter,
   captureWarnings,
   deleteAdapter,
   disableAdapters,

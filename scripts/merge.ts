@@ -8,7 +8,7 @@
  */
 import { parseArgs } from "node:util";
 import { MergeOptionsError } from "../lib/merge/errors.ts";
-import { mergeCheckpoint } from "../lib/merge/merge_checkpoint.ts";
+import { type CombinationOptions, mergeCheckpoint } from "../lib/merge/merge_checkpoint.ts";
 import { createProgressReporter } from "../lib/merge/progress.ts";
 
 export const HELP = `Usage: merge.ts --base DIR --adapter DIR [--adapter DIR ...] --out DIR [options]
@@ -20,8 +20,24 @@ streaming one tensor at a time: memory stays near one tensor whatever the model'
                         .safetensors file stands for its folder (config, tokenizer)
   --adapter DIR         adapter folder saved by PEFT (repeat for several; applied in order)
   --weight W            weight of the matching --adapter (repeat; default 1): merges Σ w·ΔW
+                        exactly (what PEFT's add_weighted_adapter "cat" gives; its "linear"
+                        averages A and B separately and is only an approximation)
+  --combination T       combine the adapters first as PEFT's add_weighted_adapter, then merge
+                        the result: svd, linear, cat, ties, ties_svd, dare_linear, dare_ties,
+                        dare_linear_svd, dare_ties_svd, magnitude_prune, magnitude_prune_svd
+                        (linear, ties, dare_linear, dare_ties, magnitude_prune need equal ranks)
+  --density D           fraction of values kept by ties, dare_* and magnitude_prune* (0..1)
+  --majority-sign M     TIES sign election: total (default) or frequency
+  --svd-rank R          rank of the *svd results (default: the largest adapter rank)
+  --svd-clamp Q         clamp the SVD factors at their Q-quantile (0..1; default none)
+  --seed N              seed DARE's random masks (default: different each run)
   --out DIR             output folder: never an input, inside one or holding one (refused,
                         with or without --force); refused if it exists, unless --force
+  --format F            safetensors (default: a model folder) or gguf: --out is then one .gguf
+                        file for llama.cpp/Ollama (llama, mistral, qwen2), with llama.cpp's
+                        tensor names, q/k layout, hyper-parameters and the tokenizer
+  --gguf-type T         GGUF weight type: f32, f16 (default), bf16 or q8_0 (norms and
+                        biases stay f32, as convert_hf_to_gguf.py writes them)
   --dtype D             auto (keep each tensor's), bf16, f16 or f32 (default auto)
   --max-shard-size S    largest output shard, e.g. 5GB, 2GiB (default 5GB)
   --device D            cpu (default) or cuda
@@ -62,8 +78,16 @@ export async function main(argv: string[]): Promise<number> {
         base: { type: "string" },
         adapter: { type: "string", multiple: true },
         weight: { type: "string", multiple: true },
+        combination: { type: "string" },
+        density: { type: "string" },
+        "majority-sign": { type: "string" },
+        "svd-rank": { type: "string" },
+        "svd-clamp": { type: "string" },
+        seed: { type: "string" },
         out: { type: "string" },
         dtype: { type: "string", default: "auto" },
+        format: { type: "string", default: "safetensors" },
+        "gguf-type": { type: "string" },
         "max-shard-size": { type: "string", default: "5GB" },
         device: { type: "string", default: "cpu" },
         safe: { type: "boolean", default: false },
@@ -96,6 +120,13 @@ export async function main(argv: string[]): Promise<number> {
     console.error(`merge: --device must be cpu or cuda: got "${values.device}"`);
     return 2;
   }
+  let combination;
+  try {
+    combination = combinationOf(values);
+  } catch (e) {
+    console.error(`merge: ${(e as Error).message}; see --help`);
+    return 2;
+  }
   const progress = createProgressReporter({ quiet: values.quiet || values["dry-run"] });
   const warn = (m: string) => {
     progress.stop();
@@ -117,7 +148,10 @@ export async function main(argv: string[]): Promise<number> {
       adapters: values.adapter!,
       out: values.out!,
       ...(weights ? { weights } : {}),
+      ...(combination ? { combination } : {}),
       dtype: values.dtype as "auto",
+      format: values.format as "gguf",
+      ...(values["gguf-type"] !== undefined ? { ggufType: values["gguf-type"] as "f16" } : {}),
       // A plain count of bytes is a number (parseSize, as Accelerate, reads only numbers with a unit from strings).
       maxShardSize: /^\d+$/.test(values["max-shard-size"]!) ? Number(values["max-shard-size"]) : values["max-shard-size"],
       device: values.device,
@@ -135,7 +169,8 @@ export async function main(argv: string[]): Promise<number> {
     progress.stop();
     if (r.dryRun) {
       console.log(`plan: ${r.plan.tensors.length} tensors, ${(r.plan.totalBytes / 1e9).toFixed(3)} GB to write in ${r.plan.shards.length} shard(s)`);
-      values.adapter!.forEach((a, i) => console.log(`  adapter ${a}: touches ${r.plan.touched[i]} tensors`));
+      if (combination) console.log(`  ${combination.combinationType} of ${values.adapter!.length} adapter(s): touches ${r.plan.touched[0]} tensors`);
+      else values.adapter!.forEach((a, i) => console.log(`  adapter ${a}: touches ${r.plan.touched[i]} tensors`));
       if (r.plan.untied) console.log("  tied embedding changes: lm_head.weight written explicitly, tie_word_embeddings=false");
       console.log("dry run: nothing written");
       return 0;
@@ -163,6 +198,33 @@ export async function main(argv: string[]): Promise<number> {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
   }
+}
+
+/** The --combination flags as mergeCheckpoint's `combination` (undefined without --combination). */
+function combinationOf(v: Record<string, string | boolean | string[] | undefined>): CombinationOptions | undefined {
+  const num = (flag: string, int: boolean) => {
+    const raw = v[flag];
+    if (raw === undefined) return undefined;
+    const n = /^\s*[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?\s*$/i.test(String(raw)) ? Number(raw) : NaN;
+    if (!Number.isFinite(n) || (int && !Number.isInteger(n))) throw new Error(`--${flag} must be ${int ? "an integer" : "a number"}: got "${raw}"`);
+    return n;
+  };
+  const used = ["density", "majority-sign", "svd-rank", "svd-clamp", "seed"].filter((f) => v[f] !== undefined);
+  if (v.combination === undefined) {
+    if (used.length > 0) throw new Error(`--${used[0]} needs --combination`);
+    return undefined;
+  }
+  const ms = v["majority-sign"];
+  if (ms !== undefined && ms !== "total" && ms !== "frequency") throw new Error(`--majority-sign must be total or frequency: got "${ms}"`);
+  const density = num("density", false), svdRank = num("svd-rank", true), svdClamp = num("svd-clamp", false), seed = num("seed", true);
+  return {
+    combinationType: v.combination as CombinationOptions["combinationType"],
+    ...(density !== undefined ? { density } : {}),
+    ...(ms !== undefined ? { majoritySignMethod: ms as "total" } : {}),
+    ...(svdRank !== undefined ? { svdRank } : {}),
+    ...(svdClamp !== undefined ? { svdClamp } : {}),
+    ...(seed !== undefined ? { seed } : {}),
+  };
 }
 
 if (import.meta.main) process.exit(await main(process.argv.slice(2)));

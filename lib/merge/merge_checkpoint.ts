@@ -9,6 +9,7 @@ import { dirname, join } from "node:path";
 import { getCpuBackend, registeredDeviceTypes } from "../backends/mod.ts";
 import { type DType, parseDType } from "../dtype.ts";
 import { type AdapterDeltas, readAdapterDeltas } from "../peft/delta.ts";
+import { type CombinationOptions, combinedAdapter } from "./_combination.ts";
 import { ShardedCheckpoint, ShardedWriter } from "../safetensors/mod.ts";
 import { fsyncDir } from "../safetensors/_atomic.ts";
 import { MergeIOError, MergeOptionsError, writeFailure } from "./errors.ts";
@@ -20,7 +21,7 @@ import { streamTensors } from "./_stream.ts";
 import { verifyMerge, type VerifyReport } from "./verify.ts";
 
 export { cleanStalePartials, SIDE_FILES };
-export type { MergeProgress };
+export type { CombinationOptions, MergeProgress };
 
 /** Options for {@link mergeCheckpoint}. */
 export interface MergeCheckpointOptions {
@@ -32,7 +33,19 @@ export interface MergeCheckpointOptions {
   out: string;
   /** One weight per adapter (default 1): the merged delta is Σ wᵢ·ΔWᵢ. */
   weights?: readonly number[];
-  /** Output dtype for floating tensors (default "auto": keep each tensor's). */
+  /**
+   * Combine the adapters first as PEFT's `add_weighted_adapter` (TIES, DARE, SVD, …), then merge
+   * the one result. Without it several adapters merge as the exact Σ wᵢ·ΔWᵢ (= PEFT's "cat").
+   */
+  combination?: CombinationOptions;
+  /**
+   * "safetensors" (default): a sharded model folder. "gguf": `out` is one `.gguf` file for llama.cpp
+   * (llama, mistral, qwen2), written as `convert_hf_to_gguf.py` would convert the safetensors output.
+   */
+  format?: "safetensors" | "gguf";
+  /** Tensor type of the GGUF's 2-D weights: f32, f16 (default), bf16 or q8_0 (`format: "gguf"`). */
+  ggufType?: "f32" | "f16" | "bf16" | "q8_0";
+  /** Output dtype for floating tensors (default "auto": keep each tensor's); with GGUF, the precision merged tensors are rounded to before conversion. */
   dtype?: "auto" | "bf16" | "f16" | "f32" | DType;
   /** Largest shard, bytes or "5GB" (default 5GB, as transformers). */
   maxShardSize?: number | string;
@@ -102,6 +115,12 @@ export async function mergeCheckpoint(options: MergeCheckpointOptions): Promise<
   if (verifyMode !== null && verifyMode !== "full" && verifyMode !== "sample") {
     throw new MergeOptionsError("verify", `Cannot verify with mode "${verifyMode}": choose true ("full") or "sample"`);
   }
+  const format = options.format ?? "safetensors";
+  if (format !== "safetensors" && format !== "gguf") throw new MergeOptionsError("format", `Cannot write format "${format}": choose safetensors or gguf`);
+  const gguf = format === "gguf" ? await import("../gguf/merge_writer.ts") : null;
+  const ggufType = gguf ? optionValue("ggufType", () => gguf.parseGgufType(options.ggufType)) : undefined;
+  if (!gguf && options.ggufType !== undefined) throw new MergeOptionsError("ggufType", `Cannot use GGUF type "${options.ggufType}" with format "${format}": pass --format gguf too`);
+  if (gguf && verifyMode !== null) throw new MergeOptionsError("verify", "Cannot verify a GGUF output: --verify rereads safetensors; merge to safetensors to verify, or check the .gguf with llama.cpp");
   const warn = options.onWarning ?? ((m: string) => console.warn(`merge: warning: ${m}`));
   // Every path is used as the kernel resolves it (symlinks, then ".."): the checks below and the
   // writes after them must agree on which folder is meant. Messages show the paths as given.
@@ -116,17 +135,20 @@ export async function mergeCheckpoint(options: MergeCheckpointOptions): Promise<
   ]);
   if (existsSync(outPath) && !options.dryRun) {
     if (!options.force) throw new MergeOptionsError("out", `Cannot write "${out}": it already exists; pass --force (force: true) to replace it`);
-    checkReplaceable(outPath, out);
+    if (gguf) gguf.checkGgufReplaceable(outPath, out);
+    else checkReplaceable(outPath, out);
   }
   using stack = new DisposableStack();
   const base = stack.use(ShardedCheckpoint.open(baseWeights));
   const config = readBaseConfig(baseDir);
   if (config === null) warn(`"${baseDir}" has no config.json: the output will have none either, and transformers cannot load it without one`);
   const modelType = typeof config?.model_type === "string" ? config.model_type : undefined;
-  const adapters: AdapterDeltas[] = adapterDirs.map((dir) =>
+  const inputs: AdapterDeltas[] = adapterDirs.map((dir) =>
     stack.use(readAdapterDeltas(dir, { ...(modelType ? { modelType } : {}), baseShape: (k) => (base.has(k) ? base.info(k).shape : undefined) }))
   );
-  const plan = buildMergePlan(base, adapters, { weights, dtype, maxShardSize, config });
+  // With a combination the adapters become one (weight 1), combined as PEFT's add_weighted_adapter.
+  const adapters = options.combination ? [combinedAdapter(inputs, weights, options.combination, warn)] : inputs;
+  const plan = buildMergePlan(base, adapters, { weights: options.combination ? [1] : weights, dtype, maxShardSize, config });
   if (options.dryRun) {
     return { out, plan, tensorsMerged: 0, bytesWritten: 0, seconds: (performance.now() - t0) / 1000, dryRun: true };
   }
@@ -136,6 +158,15 @@ export async function mergeCheckpoint(options: MergeCheckpointOptions): Promise<
   // DeviceError naming the reason before anything is written.
   const backend = getCpuBackend();
   const gpu = device !== "cpu" ? stack.use(await (await import("./_device_ops.ts")).DeviceMergeOps.create(device)) : null;
+  if (gguf) {
+    const merged = await writeGguf(gguf, { ...options, out: outPath }, plan, baseDir, config, ggufType!, (writer, totalBytes) =>
+      streamTensors({
+        plan: { ...plan, totalBytes }, base, adapters, adapterNames: options.adapters, writer, backend, gpu, safe: options.safe ?? false,
+        ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+        ...(options.signal ? { signal: options.signal } : {}),
+      }));
+    return { out, plan, tensorsMerged: merged.tensorsMerged, bytesWritten: merged.bytes, seconds: (performance.now() - t0) / 1000, dryRun: false };
+  }
   const { path: partial, marker } = partialPathFor(outPath);
   // Removed on every exit: success (already renamed), failure or abort.
   stack.defer(() => {
@@ -166,6 +197,30 @@ export async function mergeCheckpoint(options: MergeCheckpointOptions): Promise<
   const onVerify = options.onProgress;
   const verifyOptions = { mode: verifyMode, ...(onVerify ? { onProgress: onVerify } : {}), ...(options.signal ? { signal: options.signal } : {}) };
   return { ...result, verify: await verifyMerge(plan, outPath, base, adapters, verifyOptions) };
+}
+
+/** The GGUF output: a temp file beside `out`, streamed, fsynced and renamed over it; removed on any failure. */
+async function writeGguf(
+  gguf: typeof import("../gguf/merge_writer.ts"),
+  options: MergeCheckpointOptions,
+  plan: MergePlan,
+  baseDir: string,
+  config: Record<string, unknown> | null,
+  ggufType: "f32" | "f16" | "bf16" | "q8_0",
+  stream: (writer: ShardedWriter, totalBytes: number) => Promise<number>,
+): Promise<{ tensorsMerged: number; bytes: number }> {
+  const { path: partial } = partialPathFor(options.out);
+  options.signal?.throwIfAborted();
+  try {
+    using w = new gguf.GgufMergeWriter(plan.tensors, { baseDir, config, ggufType, tempPath: partial });
+    // The stream needs only the shard surface (order, tempPath, write, offsetOf), which the GGUF writer has.
+    const tensorsMerged = await stream(w as unknown as ShardedWriter, w.totalBytes);
+    w.commit(options.out);
+    return { tensorsMerged, bytes: w.totalBytes };
+  } catch (e) {
+    if (e instanceof TypeError && /^Cannot write (GGUF|tensor|the GGUF)/.test(e.message)) throw new MergeOptionsError("format", e.message);
+    throw writeFailure(e, partial);
+  }
 }
 
 function parseOutDtype(d: MergeCheckpointOptions["dtype"]): "auto" | DType {

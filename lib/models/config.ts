@@ -17,7 +17,7 @@ export type RawConfig = Record<string, unknown>;
  * console.log(SUPPORTED_MODEL_TYPES.includes("qwen2")); // true
  * ```
  */
-export const SUPPORTED_MODEL_TYPES: readonly string[] = ["llama", "mistral", "qwen2", "gpt2"];
+export const SUPPORTED_MODEL_TYPES: readonly string[] = ["llama", "mistral", "qwen2", "gpt2", "phi3", "gpt_neox", "mixtral", "qwen2_moe", "qwen3_moe", "qwen3", "gemma2", "gemma3_text"];
 
 /**
  * Read and parse `config.json` from a model folder (or a path to the file itself).

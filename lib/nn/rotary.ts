@@ -1,15 +1,16 @@
 /**
  * Rotary position embeddings (RoPE) with transformers' `rope_type`s: default, linear, dynamic
- * (NTK) and llama3. Frequencies are computed in f32 exactly as transformers does.
+ * (NTK), yarn and llama3. Frequencies are computed in f32 exactly as transformers does.
  * @module
  */
 import { Tensor } from "../tensor/tensor.ts";
 import { Module } from "./module.ts";
 import { asF32Array } from "../tensor/ops/mod.ts";
+import { dynamicBase, yarnAttentionFactor, yarnInvFreq } from "./_rope_scaling.ts";
 
 /** RoPE settings (transformers' `rope_parameters`, or `rope_theta` + `rope_scaling`). */
 export interface RopeParameters {
-  /** "default", "linear", "dynamic" or "llama3". */
+  /** "default", "linear", "dynamic", "yarn" or "llama3". */
   ropeType: string;
   /** Base θ. */
   theta: number;
@@ -19,8 +20,20 @@ export interface RopeParameters {
   lowFreqFactor?: number;
   /** llama3: high-frequency factor. */
   highFreqFactor?: number;
-  /** llama3/dynamic: the context length the model was trained with. */
+  /** llama3/yarn: the context length the model was trained with (default `max_position_embeddings`). */
   originalMaxPositionEmbeddings?: number;
+  /** yarn: multiplies cos and sin (default from `mscale`/`mscale_all_dim`, else 0.1·ln(factor) + 1). */
+  attentionFactor?: number;
+  /** yarn: ramp bound for extrapolation (default 32). */
+  betaFast?: number;
+  /** yarn: ramp bound for interpolation (default 1). */
+  betaSlow?: number;
+  /** yarn: numerator mscale of the attention factor. */
+  mscale?: number;
+  /** yarn: denominator mscale of the attention factor. */
+  mscaleAllDim?: number;
+  /** yarn: round the ramp bounds to whole dimensions (default true). */
+  truncate?: boolean;
 }
 
 /**
@@ -29,10 +42,10 @@ export interface RopeParameters {
  * @example
  * ```ts
  * import { ROPE_TYPES } from "./mod.ts";
- * console.log(ROPE_TYPES); // ["default", "linear", "dynamic", "llama3"]
+ * console.log(ROPE_TYPES); // ["default", "linear", "dynamic", "yarn", "llama3"]
  * ```
  */
-export const ROPE_TYPES: readonly string[] = ["default", "linear", "dynamic", "llama3"];
+export const ROPE_TYPES: readonly string[] = ["default", "linear", "dynamic", "yarn", "llama3"];
 
 const f = Math.fround;
 
@@ -67,9 +80,19 @@ export function ropeParametersFromConfig(config: Record<string, unknown>, defaul
     factor: num("factor"),
     lowFreqFactor: num("low_freq_factor"),
     highFreqFactor: num("high_freq_factor"),
-    originalMaxPositionEmbeddings: num("original_max_position_embeddings"),
+    // transformers' standardize_rope_params: a top-level original_max_position_embeddings wins (llama3, yarn)
+    originalMaxPositionEmbeddings:
+      (ropeType === "yarn" || ropeType === "llama3") && typeof config.original_max_position_embeddings === "number"
+        ? config.original_max_position_embeddings
+        : num("original_max_position_embeddings"),
+    attentionFactor: num("attention_factor"),
+    betaFast: num("beta_fast"),
+    betaSlow: num("beta_slow"),
+    mscale: num("mscale"),
+    mscaleAllDim: num("mscale_all_dim"),
   };
   for (const [k, v] of Object.entries(opt)) if (v !== undefined) (out as unknown as Record<string, number>)[k] = v;
+  if (src.truncate === false) out.truncate = false;
   if (ropeType !== "default" && out.factor === undefined) {
     throw new TypeError(`Cannot build rotary embedding: rope_type "${ropeType}" needs a "factor"`);
   }
@@ -130,8 +153,8 @@ export class RotaryEmbedding extends Module {
   readonly rope: RopeParameters;
   /** `max_position_embeddings`. */
   readonly maxPositionEmbeddings: number;
-  /** Multiplies cos and sin (1 for the supported types). */
-  readonly attentionScaling = 1;
+  /** Multiplies cos and sin (yarn's attention factor; 1 for the other types). */
+  readonly attentionScaling: number;
   #maxSeqLenCached: number;
 
   /** @param options Head size and settings. */
@@ -141,23 +164,37 @@ export class RotaryEmbedding extends Module {
     this.dim = options.dim;
     this.rope = options.rope ?? { ropeType: "default", theta: 10000 };
     this.maxPositionEmbeddings = options.maxPositionEmbeddings ?? 2048;
-    this.#maxSeqLenCached = this.rope.originalMaxPositionEmbeddings ?? this.maxPositionEmbeddings;
+    this.#maxSeqLenCached = this.maxPositionEmbeddings;
     let inv = defaultInvFreq(this.dim, this.rope.theta);
+    let scaling = 1;
     if (this.rope.ropeType === "linear") inv = inv.map((v) => f(v / this.rope.factor!));
     if (this.rope.ropeType === "llama3") inv = llama3InvFreq(inv, this.rope, this.maxPositionEmbeddings);
+    if (this.rope.ropeType === "yarn") {
+      const y = {
+        ...this.rope,
+        factor: this.rope.factor!,
+        originalMaxPositionEmbeddings: this.rope.originalMaxPositionEmbeddings ?? this.maxPositionEmbeddings,
+      };
+      inv = yarnInvFreq(this.dim, y);
+      scaling = yarnAttentionFactor(y);
+    }
+    this.attentionScaling = scaling;
     this.registerBuffer("inv_freq", Tensor.fromArray(inv), { persistent: false });
     this.registerBuffer("original_inv_freq", Tensor.fromArray(inv), { persistent: false });
   }
 
-  /** Dynamic NTK: recompute `inv_freq` when positions pass the cached length (transformers' rule). */
+  /**
+   * Dynamic NTK: recompute `inv_freq` when positions pass the cached length, and go back to the
+   * original table for a sequence shorter than `max_position_embeddings` (transformers 5's rule).
+   */
   #dynamicUpdate(seqLen: number): void {
-    const orig = this.rope.originalMaxPositionEmbeddings ?? this.maxPositionEmbeddings;
+    const orig = this.maxPositionEmbeddings;
     if (seqLen > this.#maxSeqLenCached) {
-      const factor = this.rope.factor!;
-      const base = this.rope.theta * Math.pow((factor * seqLen) / orig - (factor - 1), this.dim / (this.dim - 2));
+      const base = dynamicBase(this.rope.theta, this.rope.factor!, seqLen, orig, this.dim);
       this.registerBuffer("inv_freq", Tensor.fromArray(defaultInvFreq(this.dim, base)), { persistent: false });
       this.#maxSeqLenCached = seqLen;
-    } else if (seqLen < orig && this.#maxSeqLenCached > orig) {
+    }
+    if (seqLen < orig && this.#maxSeqLenCached > orig) {
       this.registerBuffer("inv_freq", this.buffer("original_inv_freq"), { persistent: false });
       this.#maxSeqLenCached = orig;
     }
@@ -170,13 +207,15 @@ export class RotaryEmbedding extends Module {
    * `cos` and `sin` rows `[positions.length, dim]` (halves duplicated, HF's `cat(freqs, freqs)`).
    *
    * @param positions Position ids of the tokens.
+   * @param seqLen The sequence length dynamic NTK scales for: transformers takes the largest position
+   *   of the whole batch + 1, so a batched caller passes it for every row (default: these positions').
    * @returns Two Float32Arrays.
    */
-  cosSin(positions: ArrayLike<number>): { cos: Float32Array; sin: Float32Array } {
+  cosSin(positions: ArrayLike<number>, seqLen?: number): { cos: Float32Array; sin: Float32Array } {
     if (this.rope.ropeType === "dynamic") {
       let mx = 0;
       for (let i = 0; i < positions.length; i++) mx = Math.max(mx, positions[i]!);
-      this.#dynamicUpdate(mx + 1);
+      this.#dynamicUpdate(seqLen ?? mx + 1);
     }
     // The host copy of inv_freq, read once per buffer (a device buffer is not downloaded every step).
     const buf = this.buffer("inv_freq");
@@ -184,12 +223,13 @@ export class RotaryEmbedding extends Module {
     const inv = this.#invHost.values;
     const half = this.dim / 2;
     const n = positions.length;
+    const sc = f(this.attentionScaling);
     const cos = new Float32Array(n * this.dim), sin = new Float32Array(n * this.dim);
     for (let t = 0; t < n; t++) {
       const p = f(positions[t]!);
       for (let i = 0; i < half; i++) {
         const a = f(inv[i]! * p);
-        const c = f(Math.cos(a) * this.attentionScaling), s = f(Math.sin(a) * this.attentionScaling);
+        const c = f(f(Math.cos(a)) * sc), s = f(f(Math.sin(a)) * sc);
         cos[t * this.dim + i] = c;
         cos[t * this.dim + i + half] = c;
         sin[t * this.dim + i] = s;

@@ -23,3 +23,6 @@ export * from "./merge.ts";
 export * from "./io.ts";
 export * from "./delta.ts";
 export * from "./onload.ts";
+export * from "./merge_utils.ts";
+export * from "./add_weighted_adapter.ts";
+export * from "./combine_deltas.ts";

@@ -2,8 +2,11 @@
  * Prefill and decode tokens/s of a random Llama-shaped ~134M-parameter model (hidden 768, 12 layers,
  * 12 heads, intermediate 2048, vocab 32000, untied) in fp32 and bf16: Graft and PyTorch CPU
  * (scripts/bench/forward_peer.py under $PYTHON, default /work/venv/bin/python) in the same run.
+ * `--arch qwen3|gemma2|gemma3_text` runs the same sizes as that architecture (Qwen3: head_dim 64 with
+ * q/k norms, 4 kv heads; Gemma: 4 kv heads, sliding window 512 on its sliding layers, tied head,
+ * Gemma 2's default soft-caps 50/30).
  *
- *   deno run -A scripts/bench/forward.ts [--no-peer] [--prompt 128] [--new 64] [--reps 5]
+ *   deno run -A scripts/bench/forward.ts [--arch llama] [--no-peer] [--prompt 128] [--new 64] [--reps 5]
  *   bun scripts/bench/forward.ts
  *
  * Prefill: `forward(prompt, { logitsToKeep: 1 })` (what generate does). Decode: the median step time
@@ -18,7 +21,7 @@ import { tmpdir } from "node:os";
 import { createInterface } from "node:readline";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { LlamaForCausalLM } from "../../lib/models/mod.ts";
+import { AutoModelForCausalLM, type PreTrainedModel } from "../../lib/models/mod.ts";
 import { generate } from "../../lib/generation/mod.ts";
 import { manualSeed } from "../../lib/nn/mod.ts";
 import { getCpuBackend } from "../../lib/backends/mod.ts";
@@ -31,7 +34,8 @@ const opt = (name: string, d: number): number => {
   return i >= 0 ? Number(args[i + 1]) : d;
 };
 const PROMPT = opt("prompt", 128), NEW = opt("new", 64), REPS = opt("reps", 5);
-const CONFIG = {
+const ARCH = args.includes("--arch") ? args[args.indexOf("--arch") + 1]! : "llama";
+const LLAMA = {
   model_type: "llama",
   vocab_size: 32000,
   hidden_size: 768,
@@ -44,12 +48,21 @@ const CONFIG = {
   tie_word_embeddings: false,
   initializer_range: 0.02,
 };
+const GEMMA = { ...LLAMA, num_key_value_heads: 4, head_dim: 64, query_pre_attn_scalar: 64, sliding_window: 512, tie_word_embeddings: true };
+const ARCHS: Record<string, Record<string, unknown>> = {
+  llama: LLAMA,
+  qwen3: { ...LLAMA, model_type: "qwen3", num_key_value_heads: 4, head_dim: 64, rms_norm_eps: 1e-6 },
+  gemma2: { ...GEMMA, model_type: "gemma2" },
+  gemma3_text: { ...GEMMA, model_type: "gemma3_text" },
+};
+if (!(ARCH in ARCHS)) throw new RangeError(`Cannot run the benchmark: --arch "${ARCH}" is not one of ${Object.keys(ARCHS).join(", ")}`);
+const CONFIG = ARCHS[ARCH]! as typeof LLAMA;
 const DTYPES = { fp32: "F32", bf16: "BF16" } as const;
 type Name = keyof typeof DTYPES;
 const prompt = Array.from({ length: PROMPT }, (_, i) => (i * 7919 + 13) % CONFIG.vocab_size);
 
 /** Seconds of one Graft prefill. */
-function graftPrefill(model: LlamaForCausalLM): number {
+function graftPrefill(model: PreTrainedModel): number {
   using ids = Tensor.fromArray(prompt, [1, PROMPT], "I64");
   const t0 = performance.now();
   const { logits } = model.forward(ids, { useCache: true, logitsToKeep: 1 });
@@ -59,7 +72,7 @@ function graftPrefill(model: LlamaForCausalLM): number {
 }
 
 /** Median seconds per single-token step of one Graft generate. */
-function graftDecode(model: LlamaForCausalLM): number {
+function graftDecode(model: PreTrainedModel): number {
   const steps: number[] = [];
   let last = 0;
   generate(model, prompt, {
@@ -105,12 +118,12 @@ async function startPeer(): Promise<{ ask(cmd: string): Promise<number>; close()
 
 const be = getCpuBackend();
 console.log(`Graft backend: ${be.name} (${be.info})`);
-console.log(`prompt ${PROMPT} tokens, decode ${NEW} tokens, best of ${REPS} alternating reps`);
+console.log(`${ARCH}: prompt ${PROMPT} tokens, decode ${NEW} tokens, best of ${REPS} alternating reps`);
 const peer = await startPeer();
 const result: Record<string, { g: [number, number]; p: [number, number] }> = {};
 for (const name of Object.keys(DTYPES) as Name[]) {
   manualSeed(0);
-  using model = LlamaForCausalLM.fromConfig(CONFIG, { dtype: DTYPES[name] });
+  using model = AutoModelForCausalLM.fromConfig(CONFIG, { dtype: DTYPES[name] });
   const g = [Infinity, Infinity] as [number, number], p = [Infinity, Infinity] as [number, number];
   for (let r = 0; r <= REPS; r++) { // rep 0 warms both sides up
     const gp = graftPrefill(model), gd = graftDecode(model);
@@ -128,14 +141,14 @@ const dir = mkdtempSync(join(tmpdir(), "graft-bench-"));
 let loadMs = 0, bytes = 0;
 {
   manualSeed(0);
-  using model = LlamaForCausalLM.fromConfig(CONFIG, { dtype: "BF16" });
+  using model = AutoModelForCausalLM.fromConfig(CONFIG, { dtype: "BF16" });
   writeFileSync(join(dir, "config.json"), JSON.stringify(CONFIG));
   saveFile(model.stateDict(), join(dir, "model.safetensors"));
   bytes = statSync(join(dir, "model.safetensors")).size;
 }
 for (let r = 0; r < 3; r++) {
   const t0 = performance.now();
-  using loaded = LlamaForCausalLM.fromPretrained(dir);
+  using loaded = AutoModelForCausalLM.fromPretrained(dir);
   const dt = performance.now() - t0;
   loadMs = r === 0 ? dt : Math.min(loadMs, dt);
   void loaded;

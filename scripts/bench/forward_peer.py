@@ -8,7 +8,8 @@ Prints "ready", then answers each command line with one number (seconds):
   "decode fp32|bf16":  the median step time of the single-token steps of one greedy generate of `new`
                        tokens (timed by a StoppingCriteria);
   "quit".
-2 threads, inference mode, random weights (LlamaForCausalLM(LlamaConfig(...)), cast with .to(dtype)).
+2 threads, inference mode, random weights (AutoModelForCausalLM.from_config of the config's model_type, cast
+with .to(dtype); eager attention for gemma2, whose soft-capping the other attention implementations skip).
 """
 import json
 import statistics
@@ -17,7 +18,7 @@ import time
 
 import torch
 import transformers
-from transformers import LlamaConfig, LlamaForCausalLM, StoppingCriteria, StoppingCriteriaList
+from transformers import AutoConfig, AutoModelForCausalLM, StoppingCriteria, StoppingCriteriaList
 
 transformers.logging.set_verbosity_error()
 torch.set_num_threads(2)
@@ -36,9 +37,13 @@ def main():
     a = json.loads(sys.argv[1])
     cfg, prompt, new = a["config"], a["prompt"], a["new"]
     conf = {k: v for k, v in cfg.items() if k != "model_type"}
+    attn = {"attn_implementation": "eager"} if cfg["model_type"] == "gemma2" else {}
+
+    def build():
+        return AutoModelForCausalLM.from_config(AutoConfig.for_model(cfg["model_type"], **conf), **attn).eval()
+
     torch.manual_seed(0)
-    base = LlamaForCausalLM(LlamaConfig(**conf)).eval()
-    models = {"fp32": base, "bf16": LlamaForCausalLM(LlamaConfig(**conf)).to(torch.bfloat16).eval()}
+    models = {"fp32": build(), "bf16": build().to(torch.bfloat16)}
     ids = torch.tensor([[(i * 7919 + 13) % cfg["vocab_size"] for i in range(prompt)]])
     mask = torch.ones_like(ids)
     print("ready", flush=True)

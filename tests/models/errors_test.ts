@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { AutoModelForCausalLM, GPT2LMHeadModel, LlamaForCausalLM } from "../../lib/models/mod.ts";
+import { AutoModelForCausalLM, GPT2LMHeadModel, LlamaForCausalLM, SUPPORTED_MODEL_TYPES } from "../../lib/models/mod.ts";
 import { StateDictError } from "../../lib/nn/mod.ts";
 import { SafetensorsFile, saveFile } from "../../lib/safetensors/mod.ts";
 import type { Tensor } from "../../lib/tensor/mod.ts";
@@ -50,7 +50,7 @@ describe("bad input", () => {
         e.message,
         `Cannot build a model from "${
           join(dir, "config.json")
-        }": model_type "bert" is not supported: supported ones are llama, mistral, qwen2, gpt2`,
+        }": model_type "bert" is not supported: supported ones are ${SUPPORTED_MODEL_TYPES.join(", ")}`,
       );
       return true;
     });

@@ -1,0 +1,209 @@
+/**
+ * GGUF as the output of `mergeCheckpoint`: a writer with the shape of the safetensors
+ * `ShardedWriter` the merge stream writes into (one "shard": `order`, `tempPath`, `write`,
+ * `offsetOf`), which renames, permutes and converts each merged tensor as it arrives and writes it
+ * at its place in one `.gguf`. Tensors arrive in the plan's order, which is the file's order, so the
+ * file is written sequentially; memory is one tensor's f32 copy (two when q/k rows are permuted).
+ * @module
+ */
+import { lstatSync, openSync, readSync, closeSync, statSync } from "node:fs";
+import { basename } from "node:path";
+import { type GGMLTypeId, GGUF_MAGIC, GGUF_OUT_TYPES, type GgufOutType } from "./constants.ts";
+import { EncodeScratch, encodeTensorChunks, ggufTensorType } from "./encode.ts";
+import { ggufModelMetadata } from "./metadata.ts";
+import { ggufArchOf, ggufTensorName, permuteHeads } from "./tensor_names.ts";
+import { ggufTokenizerMetadata, type GgufTokenizerOptions } from "./tokenizer.ts";
+import { GgufWriter, type GgufTensorSpec } from "./writer.ts";
+
+/** One planned input tensor (the merge plan's fields this writer needs). */
+export interface GgufPlannedTensor {
+  readonly name: string;
+  readonly shape: readonly number[];
+  readonly outDtype: string;
+}
+
+/** Options for {@link GgufMergeWriter}. */
+export interface GgufMergeWriterOptions extends GgufTokenizerOptions {
+  /** The base model's folder (tokenizer files). */
+  baseDir: string;
+  /** Its config.json. */
+  config: Record<string, unknown> | null;
+  /** Output tensor type of 2-D weights (default f16). */
+  ggufType?: GgufOutType;
+  /** The temp file to write until commit. */
+  tempPath: string;
+  /** `general.name` (default: the base folder's name, as the converter). */
+  name?: string;
+}
+
+interface OrderEntry {
+  readonly name: string;
+  readonly begin: number;
+  readonly end: number;
+}
+
+/**
+ * Parse a `--gguf-type` value; a RangeError names the choices.
+ *
+ * @example
+ * ```ts
+ * import { parseGgufType } from "./merge_writer.ts";
+ * console.log(parseGgufType("Q8_0")); // q8_0
+ * ```
+ */
+export function parseGgufType(t: string | undefined): GgufOutType {
+  const v = (t ?? "f16").toLowerCase();
+  if (!(v in GGUF_OUT_TYPES)) throw new RangeError(`Cannot write GGUF type "${t}": choose f32, f16, bf16 or q8_0`);
+  return v as GgufOutType;
+}
+
+/**
+ * Refuse to replace `out` unless it is a regular file holding a GGUF (its magic): `force` never
+ * replaces a folder or another kind of file.
+ *
+ * @example
+ * ```ts ignore
+ * import { checkGgufReplaceable } from "./merge_writer.ts";
+ * checkGgufReplaceable("old.gguf", "old.gguf");
+ * ```
+ */
+export function checkGgufReplaceable(out: string, shown: string): void {
+  const st = lstatSync(out);
+  let ok = st.isFile() || (st.isSymbolicLink() && statSync(out).isFile());
+  if (ok) {
+    const fd = openSync(out, "r");
+    try {
+      const b = new Uint8Array(4);
+      ok = readSync(fd, b, 0, 4, 0) === 4 && new DataView(b.buffer).getUint32(0, true) === GGUF_MAGIC;
+    } finally {
+      closeSync(fd);
+    }
+  }
+  if (!ok) throw new TypeError(`Cannot replace "${shown}": it is not a GGUF file; --force replaces only a previous .gguf output: remove it yourself or choose another --out`);
+}
+
+/**
+ * Writes a merge as one GGUF file. Construct with the merge plan's tensors (in stream order), hand
+ * it to the stream as its writer, then `commit(out)`.
+ *
+ * @example
+ * ```ts ignore
+ * import { GgufMergeWriter } from "./merge_writer.ts";
+ * using w = new GgufMergeWriter(plan.tensors, { baseDir, config, ggufType: "q8_0", tempPath: "m.gguf.partial" });
+ * for (const t of w.shards[0].order) w.shards[0].write(t.name, mergedBytes(t.name));
+ * w.commit("m.gguf");
+ * ```
+ */
+export class GgufMergeWriter implements Disposable {
+  /** One shard, as the merge stream expects. */
+  readonly shards: readonly GgufShard[];
+  /** Bytes of the finished file. */
+  readonly totalBytes: number;
+  #writer: GgufWriter;
+
+  constructor(tensors: readonly GgufPlannedTensor[], options: GgufMergeWriterOptions) {
+    const arch = ggufArchOf(options.config);
+    const config = options.config!;
+    const outType = options.ggufType ?? "f16";
+    const specs: GgufTensorSpec[] = [];
+    const routes = new Map<string, Route>();
+    for (const t of tensors) {
+      const gname = ggufTensorName(t.name);
+      if (gname === null) {
+        routes.set(t.name, { gname: null, shape: t.shape, srcDtype: t.outDtype, type: 0, heads: null });
+        continue;
+      }
+      const type = ggufTensorType(gname, t.shape, outType);
+      specs.push({ name: gname, shape: t.shape, type });
+      routes.set(t.name, { gname, shape: t.shape, srcDtype: t.outDtype, type, heads: permuteHeads(arch, t.name, config) });
+    }
+    const kvs = [
+      ...ggufModelMetadata(config, arch, outType, { name: options.name ?? basename(options.baseDir) }),
+      ...ggufTokenizerMetadata(options.baseDir, config, arch, options),
+    ];
+    this.#writer = new GgufWriter(options.tempPath, kvs, specs, { tempPath: options.tempPath });
+    this.totalBytes = this.#writer.totalBytes;
+    this.shards = [new GgufShard(this.#writer, tensors.map((t) => t.name), routes)];
+  }
+
+  /** Finish the file and rename it to `out` (replacing a file there) durably. */
+  commit(out: string): void {
+    this.#writer.commit(out);
+  }
+
+  /** Remove the temp file. */
+  abort(): void {
+    this.#writer.abort();
+  }
+
+  [Symbol.dispose](): void {
+    this.abort();
+  }
+}
+
+interface Route {
+  gname: string | null;
+  shape: readonly number[];
+  srcDtype: string;
+  type: GGMLTypeId;
+  heads: number | null;
+}
+
+/** The one "shard" the merge stream writes into. */
+export class GgufShard {
+  /** Every input tensor in stream order; `end - begin` is its size in the GGUF (0 when dropped). */
+  readonly order: readonly OrderEntry[];
+  #w: GgufWriter;
+  #routes: Map<string, Route>;
+  #scratch = new EncodeScratch();
+  #pos: Map<string, number>;
+
+  constructor(w: GgufWriter, names: readonly string[], routes: Map<string, Route>) {
+    this.#w = w;
+    this.#routes = routes;
+    this.#pos = new Map();
+    let last = w.dataStart;
+    const order: OrderEntry[] = [];
+    for (const n of names) {
+      const r = routes.get(n)!;
+      if (r.gname === null) {
+        order.push({ name: n, begin: 0, end: 0 });
+        this.#pos.set(n, last);
+        continue;
+      }
+      const off = w.offsetOf(r.gname);
+      const size = w.nbytesOf(r.gname);
+      order.push({ name: n, begin: off - w.dataStart, end: off - w.dataStart + size });
+      this.#pos.set(n, off);
+      last = off + size;
+    }
+    this.order = order;
+  }
+
+  /** The file being written. */
+  get tempPath(): string {
+    return this.#w.tempPath;
+  }
+
+  /** The file's final path. */
+  get path(): string {
+    return this.#w.path;
+  }
+
+  /** File position of the input tensor's GGUF data (where a dropped tensor would be). */
+  offsetOf(name: string): number {
+    const p = this.#pos.get(name);
+    if (p === undefined) throw new RangeError(`Cannot write tensor "${name}" to GGUF: it is not in the planned merge`);
+    return p;
+  }
+
+  /** Convert and write one merged tensor (all of it; `bytes` in the plan's output dtype). */
+  write(name: string, bytes: Uint8Array, byteOffset = 0): void {
+    const r = this.#routes.get(name);
+    if (r === undefined) throw new RangeError(`Cannot write tensor "${name}" to GGUF: it is not in the planned merge`);
+    if (byteOffset !== 0) throw new RangeError(`Cannot write tensor "${name}" to GGUF in pieces: write it whole`);
+    if (r.gname === null) return;
+    const gname = r.gname;
+    encodeTensorChunks(bytes, r.srcDtype, r.shape, r.type, r.heads, this.#scratch, (b, o) => this.#w.write(gname, b, o));
+  }
+}
