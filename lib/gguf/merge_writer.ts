@@ -10,7 +10,7 @@ import { lstatSync, openSync, readSync, closeSync, statSync } from "node:fs";
 import { basename } from "node:path";
 import { type GGMLTypeId, GGUF_MAGIC, GGUF_OUT_TYPES, type GgufOutType } from "./constants.ts";
 import { EncodeScratch, encodeTensorChunks, ggufTensorType } from "./encode.ts";
-import { ggufModelMetadata } from "./metadata.ts";
+import { ggufExtraTensors, ggufModelMetadata } from "./metadata.ts";
 import { ggufArchOf, ggufTensorName, permuteHeads } from "./tensor_names.ts";
 import { ggufTokenizerMetadata, type GgufTokenizerOptions } from "./tokenizer.ts";
 import { GgufWriter, type GgufTensorSpec } from "./writer.ts";
@@ -117,12 +117,20 @@ export class GgufMergeWriter implements Disposable {
       specs.push({ name: gname, shape: t.shape, type });
       routes.set(t.name, { gname, shape: t.shape, srcDtype: t.outDtype, type, heads: permuteHeads(arch, t.name, config) });
     }
+    const extra = ggufExtraTensors(config, arch);
+    for (const e of extra) specs.unshift({ name: e.name, shape: [e.data.length], type: 0 });
     const kvs = [
       ...ggufModelMetadata(config, arch, outType, { name: options.name ?? basename(options.baseDir) }),
       ...ggufTokenizerMetadata(options.baseDir, config, arch, options),
     ];
     this.#writer = new GgufWriter(options.tempPath, kvs, specs, { tempPath: options.tempPath });
     this.totalBytes = this.#writer.totalBytes;
+    try {
+      for (const e of extra) this.#writer.write(e.name, new Uint8Array(e.data.buffer, e.data.byteOffset, e.data.byteLength));
+    } catch (e) {
+      this.#writer.abort();
+      throw e;
+    }
     this.shards = [new GgufShard(this.#writer, tensors.map((t) => t.name), routes)];
   }
 
