@@ -1,5 +1,5 @@
-// GGUF output of the merge against llama.cpp's own converter: for the tiny Llama and Qwen2 of
-// tests/fixtures/gguf (made by scripts/fixtures/make_gguf.py), `mergeCheckpoint({ format: "gguf" })`
+// GGUF output of the merge against llama.cpp's own converter: for the tiny Llama, Mistral, Llama 3
+// and Qwen2 of tests/fixtures/gguf (made by scripts/fixtures/make_gguf.py), `mergeCheckpoint({ format: "gguf" })`
 // writes every tensor with the same name, shape, type and bytes (sha256) as convert_hf_to_gguf.py
 // writes from our merged safetensors folder, for f32, f16, bf16 and q8_0, and the same metadata
 // (differences stated below).
