@@ -6,11 +6,12 @@
  * file is written sequentially; memory is one tensor's f32 copy (two when q/k rows are permuted).
  * @module
  */
-import { lstatSync, openSync, readSync, closeSync, statSync } from "node:fs";
-import { basename } from "node:path";
+import { closeSync, existsSync, lstatSync, openSync, readdirSync, readSync, rmSync, statSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+import process from "node:process";
 import { type GGMLTypeId, GGUF_MAGIC, GGUF_OUT_TYPES, type GgufOutType } from "./constants.ts";
 import { EncodeScratch, encodeTensorChunks, ggufTensorType } from "./encode.ts";
-import { ggufModelMetadata } from "./metadata.ts";
+import { ggufExtraTensors, ggufModelMetadata } from "./metadata.ts";
 import { ggufArchOf, ggufTensorName, permuteHeads } from "./tensor_names.ts";
 import { ggufTokenizerMetadata, type GgufTokenizerOptions } from "./tokenizer.ts";
 import { GgufWriter, type GgufTensorSpec } from "./writer.ts";
@@ -58,6 +59,56 @@ export function parseGgufType(t: string | undefined): GgufOutType {
 }
 
 /**
+ * Remove `OUT.partial-<pid>-<id>` files that runs no longer alive left beside `out` (a crash or a
+ * kill -9 before their own cleanup): only regular files whose name has exactly that form, whose PID
+ * is dead and which start with the GGUF magic (a partial's header is written first).
+ *
+ * @example
+ * ```ts ignore
+ * import { cleanStaleGgufPartials } from "./merge_writer.ts";
+ * console.log(cleanStaleGgufPartials("model.gguf"));
+ * ```
+ */
+export function cleanStaleGgufPartials(out: string): string[] {
+  const dir = dirname(out);
+  if (!existsSync(dir)) return [];
+  const re = new RegExp(`^${basename(out).replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\.partial-(\\d{1,10})-([0-9a-z]{1,32})$`);
+  const removed: string[] = [];
+  for (const n of readdirSync(dir)) {
+    const m = re.exec(n);
+    if (!m || Number(m[1]) === process.pid || pidAlive(Number(m[1]))) continue;
+    const p = join(dir, n);
+    try {
+      if (!lstatSync(p).isFile() || !startsWithMagic(p)) continue;
+      rmSync(p, { force: true });
+      removed.push(p);
+    } catch {
+      // vanished or unreadable: leave it
+    }
+  }
+  return removed;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as { code?: string }).code === "EPERM";
+  }
+}
+
+function startsWithMagic(p: string): boolean {
+  const fd = openSync(p, "r");
+  try {
+    const b = new Uint8Array(4);
+    return readSync(fd, b, 0, 4, 0) === 4 && new DataView(b.buffer).getUint32(0, true) === GGUF_MAGIC;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
  * Refuse to replace `out` unless it is a regular file holding a GGUF (its magic): `force` never
  * replaces a folder or another kind of file.
  *
@@ -69,16 +120,7 @@ export function parseGgufType(t: string | undefined): GgufOutType {
  */
 export function checkGgufReplaceable(out: string, shown: string): void {
   const st = lstatSync(out);
-  let ok = st.isFile() || (st.isSymbolicLink() && statSync(out).isFile());
-  if (ok) {
-    const fd = openSync(out, "r");
-    try {
-      const b = new Uint8Array(4);
-      ok = readSync(fd, b, 0, 4, 0) === 4 && new DataView(b.buffer).getUint32(0, true) === GGUF_MAGIC;
-    } finally {
-      closeSync(fd);
-    }
-  }
+  const ok = (st.isFile() || (st.isSymbolicLink() && statSync(out).isFile())) && startsWithMagic(out);
   if (!ok) throw new TypeError(`Cannot replace "${shown}": it is not a GGUF file; --force replaces only a previous .gguf output: remove it yourself or choose another --out`);
 }
 
@@ -99,6 +141,8 @@ export class GgufMergeWriter implements Disposable {
   readonly shards: readonly GgufShard[];
   /** Bytes of the finished file. */
   readonly totalBytes: number;
+  /** Bytes of the merged tensors' GGUF data: what the stream's progress counts to. */
+  readonly progressBytes: number;
   #writer: GgufWriter;
 
   constructor(tensors: readonly GgufPlannedTensor[], options: GgufMergeWriterOptions) {
@@ -117,13 +161,22 @@ export class GgufMergeWriter implements Disposable {
       specs.push({ name: gname, shape: t.shape, type });
       routes.set(t.name, { gname, shape: t.shape, srcDtype: t.outDtype, type, heads: permuteHeads(arch, t.name, config) });
     }
+    const extra = ggufExtraTensors(config, arch);
+    for (const e of extra) specs.unshift({ name: e.name, shape: [e.data.length], type: 0 });
     const kvs = [
       ...ggufModelMetadata(config, arch, outType, { name: options.name ?? basename(options.baseDir) }),
       ...ggufTokenizerMetadata(options.baseDir, config, arch, options),
     ];
     this.#writer = new GgufWriter(options.tempPath, kvs, specs, { tempPath: options.tempPath });
     this.totalBytes = this.#writer.totalBytes;
+    try {
+      for (const e of extra) this.#writer.write(e.name, new Uint8Array(e.data.buffer, e.data.byteOffset, e.data.byteLength));
+    } catch (e) {
+      this.#writer.abort();
+      throw e;
+    }
     this.shards = [new GgufShard(this.#writer, tensors.map((t) => t.name), routes)];
+    this.progressBytes = this.shards[0]!.order.reduce((a, t) => a + t.end - t.begin, 0);
   }
 
   /** Finish the file and rename it to `out` (replacing a file there) durably. */

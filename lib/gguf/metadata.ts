@@ -73,9 +73,56 @@ export function ggufModelMetadata(config: Record<string, unknown>, arch: GgufArc
     f32(`${arch}.rope.scaling.factor`, factor);
     u32(`${arch}.rope.scaling.original_context_length`, typeof rope?.original_max_position_embeddings === "number" ? rope.original_max_position_embeddings : undefined);
   }
-  if (ropeType !== undefined && !["default", "linear", "yarn"].includes(ropeType)) {
-    throw new TypeError(`Cannot write GGUF for rope type "${ropeType}": this writer handles default, linear (llama) and yarn (qwen2) rope; convert with llama.cpp's convert_hf_to_gguf.py`);
+  const handled = ["default", arch === "llama" ? "linear" : "yarn", ...(arch === "llama" ? ["llama3"] : [])];
+  if (ropeType !== undefined && !handled.includes(ropeType)) {
+    throw new TypeError(`Cannot write GGUF for ${arch} with rope type "${ropeType}": this writer handles ${handled.join(", ")}; convert with llama.cpp's convert_hf_to_gguf.py`);
   }
   u32("general.quantization_version", GGML_QUANT_VERSION);
   return kv;
+}
+
+/** A tensor the converter generates from the config rather than reads from the checkpoint. */
+export interface GgufExtraTensor {
+  readonly name: string;
+  readonly data: Float32Array;
+}
+
+/**
+ * Tensors derived from the config: `rope_freqs.weight` for llama3 rope scaling, the per-frequency
+ * divisors llama.cpp applies (`LlamaModel.generate_extra_tensors`: 1 above the high-frequency
+ * wavelength, `factor` below the low one, smoothed between), with the original context length read
+ * where transformers reads it (`rope_parameters.original_max_position_embeddings`).
+ *
+ * @example
+ * ```ts
+ * import { ggufExtraTensors } from "./metadata.ts";
+ * const rope_parameters = { rope_type: "llama3", rope_theta: 500000, factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 };
+ * console.log(ggufExtraTensors({ hidden_size: 64, num_attention_heads: 4, rope_parameters }, "llama")[0]?.data.length); // 8
+ * ```
+ */
+export function ggufExtraTensors(config: Record<string, unknown>, arch: GgufArch): GgufExtraTensor[] {
+  const rope = (config.rope_parameters ?? config.rope_scaling ?? null) as Record<string, unknown> | null;
+  const type = rope?.rope_type ?? rope?.type;
+  if (arch !== "llama" || typeof type !== "string" || type.toLowerCase() !== "llama3") return [];
+  const n = (v: unknown, d: number) => (typeof v === "number" ? v : d);
+  const base = n(config.rope_theta, n(rope!.rope_theta, 10000));
+  const dim = n(config.head_dim, Math.floor(n(config.hidden_size, 0) / n(config.num_attention_heads, 1)));
+  const factor = n(rope!.factor, 8);
+  const low = n(rope!.low_freq_factor, 1);
+  const high = n(rope!.high_freq_factor, 4);
+  const old = n(rope!.original_max_position_embeddings, n(config.original_max_position_embeddings, 8192));
+  const lowWavelen = old / low;
+  const highWavelen = old / high;
+  const out = new Float32Array(dim / 2);
+  for (let i = 0; i < dim / 2; i++) {
+    const freq = Math.fround(1 / Math.fround(Math.pow(base, Math.fround((2 * i) / dim))));
+    const wavelen = (2 * Math.PI) / freq;
+    if (wavelen < highWavelen) out[i] = 1;
+    else if (wavelen > lowWavelen) out[i] = factor;
+    else {
+      const smooth = (old / wavelen - low) / (high - low);
+      out[i] = 1 / ((1 - smooth) / factor + smooth);
+    }
+  }
+  return [{ name: "rope_freqs.weight", data: out }];
 }

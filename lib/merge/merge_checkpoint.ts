@@ -212,9 +212,10 @@ async function writeGguf(
   const { path: partial } = partialPathFor(options.out);
   options.signal?.throwIfAborted();
   try {
+    gguf.cleanStaleGgufPartials(options.out);
     using w = new gguf.GgufMergeWriter(plan.tensors, { baseDir, config, ggufType, tempPath: partial });
     // The stream needs only the shard surface (order, tempPath, write, offsetOf), which the GGUF writer has.
-    const tensorsMerged = await stream(w as unknown as ShardedWriter, w.totalBytes);
+    const tensorsMerged = await stream(w as unknown as ShardedWriter, w.progressBytes);
     w.commit(options.out);
     return { tensorsMerged, bytes: w.totalBytes };
   } catch (e) {

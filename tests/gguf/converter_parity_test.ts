@@ -1,5 +1,5 @@
-// GGUF output of the merge against llama.cpp's own converter: for the tiny Llama and Qwen2 of
-// tests/fixtures/gguf (made by scripts/fixtures/make_gguf.py), `mergeCheckpoint({ format: "gguf" })`
+// GGUF output of the merge against llama.cpp's own converter: for the tiny Llama, Mistral, Llama 3
+// and Qwen2 of tests/fixtures/gguf (made by scripts/fixtures/make_gguf.py), `mergeCheckpoint({ format: "gguf" })`
 // writes every tensor with the same name, shape, type and bytes (sha256) as convert_hf_to_gguf.py
 // writes from our merged safetensors folder, for f32, f16, bf16 and q8_0, and the same metadata
 // (differences stated below).
@@ -21,7 +21,16 @@ interface Expected {
 // config (rope_theta moved into rope_parameters) and this writer reads from there.
 const NOT_COMPARED = new Set(["general.name", "general.size_label"]);
 
-for (const name of ["llama", "qwen2"]) {
+// What this writer adds that the July-2025 converter misses for transformers-5 configs.
+const EXTRA: Record<string, { keys: string[]; tensors: string[] }> = {
+  llama: { keys: ["llama.rope.freq_base"], tensors: [] },
+  mistral: { keys: ["llama.rope.freq_base"], tensors: [] },
+  llama3: { keys: ["llama.rope.freq_base"], tensors: ["rope_freqs.weight"] },
+  qwen2: { keys: ["qwen2.rope.freq_base"], tensors: [] },
+};
+const SPM = new Set(["llama", "mistral"]);
+
+for (const name of Object.keys(EXTRA)) {
   const dir = fixture("gguf", name);
   const expected: Expected = JSON.parse(readFileSync(join(dir, "expected.json"), "utf8"));
   describe(`GGUF merge output of ${name} equals convert_hf_to_gguf.py's`, () => {
@@ -33,7 +42,7 @@ for (const name of ["llama", "qwen2"]) {
         const g = readGguf(out);
         const want = expected.converter[type]!;
         const got = new Map(g.tensors.map((t) => [t.name, t]));
-        assert.deepEqual([...got.keys()].sort(), want.tensors.map((t) => t.name).sort());
+        assert.deepEqual([...got.keys()].sort(), [...want.tensors.map((t) => t.name), ...EXTRA[name]!.tensors].sort());
         for (const w of want.tensors) {
           const t = got.get(w.name)!;
           assert.deepEqual(t.shape, w.shape, `${w.name} shape`);
@@ -51,7 +60,7 @@ for (const name of ["llama", "qwen2"]) {
             assert.equal((v as number[]).length, (value as number[]).length);
             continue;
           }
-          if (key === "tokenizer.ggml.token_type" && name === "llama") {
+          if (key === "tokenizer.ggml.token_type" && SPM.has(name)) {
             // The unk token is UNKNOWN here (as the converter's tokenizer.model path writes it), CONTROL in its tokenizer.json path.
             const vv = [...(v as number[])];
             assert.equal(vv[0], TokenType.UNKNOWN);
@@ -63,7 +72,7 @@ for (const name of ["llama", "qwen2"]) {
           else assert.deepEqual(v, value, key);
         }
         const extra = [...g.metadata.keys()].filter((k) => !(k in want.metadata) && !NOT_COMPARED.has(k));
-        assert.deepEqual(extra, name === "llama" ? ["llama.rope.freq_base"] : ["qwen2.rope.freq_base"]);
+        assert.deepEqual(extra, EXTRA[name]!.keys);
       });
     }
   });

@@ -2,6 +2,7 @@
 // trip, the q/k permutation, and the merge's GGUF output options: refusals, --force, atomicity.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { mergeCheckpoint, MergeOptionsError } from "../../lib/merge/mod.ts";
@@ -144,6 +145,17 @@ describe("mergeCheckpoint / merge.ts --format gguf", () => {
     const gpt2 = mergeCheckpoint({ base: fixture("models", "gpt2"), adapters: [fixture("peft", "lora_gpt2_fan_in_fan_out", "adapter")], out, format: "gguf" });
     await assert.rejects(gpt2, (e: Error) => e instanceof MergeOptionsError && /model_type "gpt2"/.test(e.message));
     assert.deepEqual(readdirSync(tmp.dir), [], "nothing written, no partial left");
+  });
+  it("removes partials of dead runs (name, dead PID, GGUF magic) and nothing else", async () => {
+    using tmp = tempDir();
+    const out = join(tmp.dir, "m.gguf");
+    const dead = spawnSync("true").pid!; // exited: its PID is dead (unless reused at once)
+    const magic = new Uint8Array([0x47, 0x47, 0x55, 0x46, 3, 0, 0, 0]);
+    writeFileSync(`${out}.partial-${dead}-abc1`, magic);
+    writeFileSync(`${out}.partial-${dead}-abc2`, "not a gguf");
+    writeFileSync(`${out}.partial-notes`, magic);
+    await mergeCheckpoint({ base, adapters: [adapter], out, format: "gguf" });
+    assert.deepEqual(readdirSync(tmp.dir).sort(), ["m.gguf", `m.gguf.partial-${dead}-abc2`, "m.gguf.partial-notes"]);
   });
   it("an abort leaves neither the file nor a partial", async () => {
     using tmp = tempDir();

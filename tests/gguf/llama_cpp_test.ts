@@ -1,6 +1,6 @@
 // llama.cpp loads the merge's GGUF and runs it as transformers runs the merged safetensors folder:
 // through node-llama-cpp (pinned 3.21.1, its prebuilt CPU llama.cpp), the f32 GGUF of the tiny
-// Llama and Qwen2 of tests/fixtures/gguf greedy-decodes transformers' tokens (expected.json, by
+// Llama, Mistral, Llama 3 (llama3 rope scaling) and Qwen2 of tests/fixtures/gguf greedy-decodes transformers' tokens (expected.json, by
 // scripts/fixtures/make_gguf.py), and llama.cpp's tokenizer, reading our tokenizer metadata, gives
 // transformers' token ids. f16/bf16/q8_0 files are byte-equal to convert_hf_to_gguf.py's
 // (converter_parity_test.ts), so llama.cpp runs them as it runs its own conversion; here they must
@@ -22,7 +22,7 @@ const NODE_LLAMA_CPP = "npm:node-llama-cpp@3.21.1";
 const isDeno = "Deno" in globalThis;
 
 describe("llama.cpp (node-llama-cpp) runs the merge's GGUF", { skip: isDeno ? false : "node-llama-cpp is loaded by an npm: specifier, which Bun does not resolve (run under Deno)" }, () => {
-  for (const name of ["llama", "qwen2"]) {
+  for (const name of ["llama", "mistral", "llama3", "qwen2"]) {
     it(`${name}: f32 greedy tokens and tokenizer ids equal transformers'; f16, bf16, q8_0 load and decode`, async () => {
       const dir = fixture("gguf", name);
       const expected = JSON.parse(readFileSync(join(dir, "expected.json"), "utf8")) as { prompt: number[]; greedy: number[]; texts: Record<string, number[]> };
