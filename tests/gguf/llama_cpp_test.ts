@@ -23,11 +23,22 @@ const isDeno = "Deno" in globalThis;
 
 describe("llama.cpp (node-llama-cpp) runs the merge's GGUF", { skip: isDeno ? false : "node-llama-cpp is loaded by an npm: specifier, which Bun does not resolve (run under Deno)" }, () => {
   for (const name of ["llama", "mistral", "llama3", "qwen2"]) {
-    it(`${name}: f32 greedy tokens and tokenizer ids equal transformers'; f16, bf16, q8_0 load and decode`, async () => {
+    it(`${name}: f32 greedy tokens and tokenizer ids equal transformers'; f16, bf16, q8_0 load and decode`, async (t) => {
       const dir = fixture("gguf", name);
       const expected = JSON.parse(readFileSync(join(dir, "expected.json"), "utf8")) as { prompt: number[]; greedy: number[]; texts: Record<string, number[]> };
-      const { getLlama, LlamaLogLevel } = await import(NODE_LLAMA_CPP);
-      const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
+      // deno-lint-ignore no-explicit-any
+      let llama: any;
+      try {
+        const m = await import(NODE_LLAMA_CPP);
+        llama = await m.getLlama({ gpu: false, build: "never", logLevel: m.LlamaLogLevel.error });
+      } catch (e) {
+        // Only fetching the package or starting its prebuilt binary is excused (offline, or a
+        // platform it ships no binary for); every check below fails loudly.
+        const reason = `node-llama-cpp ${NODE_LLAMA_CPP} cannot run here: ${(e as Error).message.split("\n")[0]}`;
+        console.warn(`SKIPPED (${name}): ${reason}`); // Deno's node:test shows a skipped test as ok
+        t.skip(reason);
+        return;
+      }
       using tmp = tempDir();
       for (const type of ["f32", "f16", "bf16", "q8_0"] as const) {
         const out = join(tmp.dir, `${name}-${type}.gguf`);
