@@ -6,7 +6,7 @@
  * PEFT's key mapping, the merge's plan internals — are exported by each folder's `mod.ts`, the
  * subpaths of this package (`graft/ffi`, `graft/backends`, `graft/backends/cuda`, `graft/tensor`,
  * `graft/safetensors`, `graft/nn`, `graft/models`, `graft/generation`, `graft/tokenizer`,
- * `graft/peft`, `graft/hooks`, `graft/big_modeling`, `graft/merge`). Every type of those folders
+ * `graft/peft`, `graft/hooks`, `graft/big_modeling`, `graft/merge`, `graft/gguf`). Every type of those folders
  * is exported here too.
  *
  * @example
@@ -155,3 +155,4 @@ export type * from "./lib/peft/mod.ts";
 export type * from "./lib/hooks/mod.ts";
 export type * from "./lib/big_modeling/mod.ts";
 export type * from "./lib/merge/mod.ts";
+export type * from "./lib/gguf/mod.ts";
