@@ -4,12 +4,30 @@ import type { CpuBackend, KernelDType } from "../backends/kernels.ts";
 import { DTYPE_SIZE } from "../dtype.ts";
 import { NativeBuffer } from "../ffi/mod.ts";
 import type { AdapterDeltas, LowRankDelta } from "../peft/delta.ts";
-import type { ShardedCheckpoint, ShardedWriter } from "../safetensors/mod.ts";
+import type { ShardedCheckpoint } from "../safetensors/mod.ts";
 import { allFinite, applyDeltas, baseDoraFactor, hostMergeOps, needsBaseNorm } from "./apply.ts";
 import type { DeviceMergeOps } from "./_device_ops.ts";
 import type { MergePlan } from "./plan.ts";
 import { WriteBehind } from "./_write_behind.ts";
 import type { MergeProgress } from "./progress.ts";
+
+/**
+ * Where merged tensors go, one output file ("shard") after another: the safetensors
+ * `ShardedWriter`, or the GGUF writer (`lib/gguf/merge_writer.ts`).
+ */
+export interface MergeSink {
+  readonly shards: readonly {
+    /** The tensors in file order, with their byte extents. */
+    readonly order: readonly { readonly name: string; readonly begin: number; readonly end: number }[];
+    /** The file being written (for page-cache write-behind). */
+    readonly tempPath: string;
+    /** The final path (for messages). */
+    readonly path: string;
+    write(name: string, bytes: Uint8Array): void;
+    /** Byte offset of tensor `name`'s data in the file. */
+    offsetOf(name: string): number;
+  }[];
+}
 
 /** What the stream needs besides the plan. */
 export interface StreamInputs {
@@ -17,7 +35,7 @@ export interface StreamInputs {
   readonly base: ShardedCheckpoint;
   readonly adapters: readonly AdapterDeltas[];
   readonly adapterNames: readonly string[];
-  readonly writer: ShardedWriter;
+  readonly writer: MergeSink;
   readonly backend: CpuBackend;
   readonly gpu: DeviceMergeOps | null;
   readonly safe: boolean;

@@ -17,7 +17,7 @@ import { checkOutputApart, checkReplaceable, cleanStalePartials, markOutput, mar
 import { buildMergePlan, type MergePlan, readBaseConfig } from "./plan.ts";
 import type { MergeProgress } from "./progress.ts";
 import { convertFileSizeToInt as parseSize } from "../_sizes.ts";
-import { streamTensors } from "./_stream.ts";
+import { type MergeSink, streamTensors } from "./_stream.ts";
 import { verifyMerge, type VerifyReport } from "./verify.ts";
 
 export { cleanStalePartials, SIDE_FILES };
@@ -207,15 +207,14 @@ async function writeGguf(
   baseDir: string,
   config: Record<string, unknown> | null,
   ggufType: "f32" | "f16" | "bf16" | "q8_0",
-  stream: (writer: ShardedWriter, totalBytes: number) => Promise<number>,
+  stream: (writer: MergeSink, totalBytes: number) => Promise<number>,
 ): Promise<{ tensorsMerged: number; bytes: number }> {
   const { path: partial } = partialPathFor(options.out);
   options.signal?.throwIfAborted();
   try {
     gguf.cleanStaleGgufPartials(options.out);
     using w = new gguf.GgufMergeWriter(plan.tensors, { baseDir, config, ggufType, tempPath: partial });
-    // The stream needs only the shard surface (order, tempPath, write, offsetOf), which the GGUF writer has.
-    const tensorsMerged = await stream(w as unknown as ShardedWriter, w.progressBytes);
+    const tensorsMerged = await stream(w, w.progressBytes);
     w.commit(options.out);
     return { tensorsMerged, bytes: w.totalBytes };
   } catch (e) {
