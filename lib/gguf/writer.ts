@@ -5,9 +5,7 @@
  * the folder), so a failure or abort leaves nothing behind.
  * @module
  */
-import { closeSync, fsyncSync, ftruncateSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
-import process from "node:process";
+import { AtomicFile } from "../_atomic.ts";
 import { GGML_BLOCK, type GGMLTypeId, ggmlNBytes, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION, GGUFValueType, type GGUFValueTypeId } from "./constants.ts";
 
 /** A metadata value with its GGUF type. Arrays hold one element type. */
@@ -192,10 +190,9 @@ export class GgufWriter implements Disposable {
   readonly dataStart: number;
   /** Size of the finished file. */
   readonly totalBytes: number;
-  #fd: number;
+  #file: AtomicFile;
   #byName = new Map<string, { offset: number; nbytes: number }>();
   #written = new Set<string>();
-  #done = false;
 
   constructor(path: string, kvs: readonly GgufKV[], tensors: readonly GgufTensorSpec[], options: GgufWriterOptions = {}) {
     this.path = path;
@@ -203,10 +200,10 @@ export class GgufWriter implements Disposable {
     this.dataStart = header.length;
     this.totalBytes = header.length + dataBytes;
     tensors.forEach((t, i) => this.#byName.set(t.name, { offset: header.length + offsets[i]!, nbytes: ggmlNBytes(t.shape, t.type) }));
-    this.tempPath = options.tempPath ?? join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${Date.now().toString(36)}`);
-    this.#fd = openSync(this.tempPath, "wx", 0o644);
+    this.#file = new AtomicFile(path, options.tempPath);
+    this.tempPath = this.#file.tempPath;
     try {
-      writeAll(this.#fd, header, 0);
+      this.#file.write(header, 0);
     } catch (e) {
       this.abort();
       throw e;
@@ -232,7 +229,7 @@ export class GgufWriter implements Disposable {
     if (byteOffset < 0 || byteOffset + bytes.byteLength > t.nbytes) {
       throw new RangeError(`Cannot write ${bytes.byteLength} bytes at ${byteOffset} into GGUF tensor "${name}" of ${t.nbytes} bytes in "${this.path}"`);
     }
-    writeAll(this.#fd, bytes, t.offset + byteOffset);
+    this.#file.write(bytes, t.offset + byteOffset);
     if (byteOffset + bytes.byteLength === t.nbytes) this.#written.add(name);
   }
 
@@ -241,28 +238,18 @@ export class GgufWriter implements Disposable {
    * `path` (default: the constructor's), replacing a file there atomically.
    */
   commit(path: string = this.path): void {
-    if (this.#done) throw new Error(`Cannot commit "${this.path}": it was already committed or aborted`);
+    if (this.#file.done) throw new Error(`Cannot commit "${this.path}": it was already committed or aborted`);
     const missing = [...this.#byName.keys()].filter((n) => !this.#written.has(n));
     if (missing.length > 0) {
       this.abort();
       throw new RangeError(`Cannot finish "${this.path}": ${missing.length} tensors were never written (${missing.slice(0, 3).join(", ")}${missing.length > 3 ? ", …" : ""})`);
     }
-    ftruncateSync(this.#fd, this.totalBytes);
-    fsyncSync(this.#fd);
-    closeSync(this.#fd);
-    this.#done = true;
-    renameSync(this.tempPath, path);
-    fsyncFolder(dirname(path));
+    this.#file.commit(path, this.totalBytes);
   }
 
   /** Remove the temp file (no-op after commit). */
   abort(): void {
-    if (this.#done) return;
-    this.#done = true;
-    try {
-      closeSync(this.#fd);
-    } catch { /* already closed */ }
-    rmSync(this.tempPath, { force: true });
+    this.#file.abort();
   }
 
   [Symbol.dispose](): void {
@@ -273,26 +260,5 @@ export class GgufWriter implements Disposable {
     const t = this.#byName.get(name);
     if (!t) throw new RangeError(`Cannot write tensor "${name}" to "${this.path}": it is not in the planned GGUF header`);
     return t;
-  }
-}
-
-function writeAll(fd: number, buf: Uint8Array, position: number): void {
-  let done = 0;
-  while (done < buf.byteLength) {
-    const n = writeSync(fd, buf, done, buf.byteLength - done, position + done);
-    if (n <= 0) throw new Error(`Cannot write: write returned ${n}`);
-    done += n;
-  }
-}
-
-function fsyncFolder(dir: string): void {
-  let fd = -1;
-  try {
-    fd = openSync(dir, "r");
-    fsyncSync(fd);
-  } catch {
-    // Some filesystems refuse fsync on folders; the rename itself is still atomic.
-  } finally {
-    if (fd >= 0) closeSync(fd);
   }
 }

@@ -11,7 +11,7 @@ import { type DType, parseDType } from "../dtype.ts";
 import { type AdapterDeltas, readAdapterDeltas } from "../peft/delta.ts";
 import { type CombinationOptions, combinedAdapter } from "./_combination.ts";
 import { ShardedCheckpoint, ShardedWriter } from "../safetensors/mod.ts";
-import { fsyncDir } from "../safetensors/_atomic.ts";
+import { fsyncDir } from "../_atomic.ts";
 import { MergeIOError, MergeOptionsError, writeFailure } from "./errors.ts";
 import { checkOutputApart, checkReplaceable, cleanStalePartials, markOutput, markPartial, partialPathFor, realPathOf, SIDE_FILES } from "./_output_path.ts";
 import { buildMergePlan, type MergePlan, readBaseConfig } from "./plan.ts";

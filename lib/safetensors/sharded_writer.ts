@@ -6,7 +6,7 @@
  */
 import { join } from "node:path";
 import { DTYPE_SIZE, isDType } from "../dtype.ts";
-import { AtomicFile } from "./_atomic.ts";
+import { AtomicFile } from "../_atomic.ts";
 import type { TensorSpec } from "./serialize.ts";
 import { SafetensorsWriter, type WriteOptions } from "./writer.ts";
 import { ST_DTYPE_BITS } from "./format.ts";

@@ -8,7 +8,7 @@ import { SafetensorsError } from "../errors.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import type { TensorInfo } from "./format.ts";
 import { type FileLayout, layoutFile, type TensorSpec } from "./serialize.ts";
-import { AtomicFile } from "./_atomic.ts";
+import { AtomicFile } from "../_atomic.ts";
 
 /** A name → tensor mapping, as a Map (any names) or a plain object. */
 export type TensorDict = ReadonlyMap<string, Tensor> | Readonly<Record<string, Tensor>>;

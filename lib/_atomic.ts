@@ -1,5 +1,6 @@
-// Atomic file creation: temp file in the same folder, fsync, rename, fsync the folder. Private.
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+// Atomic file creation: temp file in the same folder, fsync, rename, fsync the folder. Private to
+// the library (the safetensors and GGUF writers, the merge).
+import { closeSync, fsyncSync, ftruncateSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
 import { dirname, basename, join } from "node:path";
 
 let counter = 0;
@@ -40,23 +41,36 @@ export class AtomicFile implements Disposable {
   readonly fd: number;
   #done = false;
 
-  constructor(path: string) {
+  /** Create the temp file (`tempPath`, default a fresh name beside `path`); it must not exist. */
+  constructor(path: string, tempPath: string = tempPathFor(path)) {
     this.path = path;
-    this.tempPath = tempPathFor(path);
+    this.tempPath = tempPath;
     this.fd = openSync(this.tempPath, "wx", 0o644);
+  }
+
+  /** True once committed or aborted. */
+  get done(): boolean {
+    return this.#done;
   }
 
   write(buf: Uint8Array, position: number): void {
     writeFully(this.fd, buf, position);
   }
 
-  commit(): void {
+  /** Size the file to `size` bytes when given, fsync it and rename it to `path` (default: the constructor's). */
+  commit(path: string = this.path, size?: number): void {
     if (this.#done) return;
+    if (size !== undefined) ftruncateSync(this.fd, size);
     fsyncSync(this.fd);
     closeSync(this.fd);
-    renameSync(this.tempPath, this.path);
-    fsyncDir(dirname(this.path));
     this.#done = true;
+    try {
+      renameSync(this.tempPath, path);
+    } catch (e) {
+      rmSync(this.tempPath, { force: true });
+      throw e;
+    }
+    fsyncDir(dirname(path));
   }
 
   abort(): void {
