@@ -13,6 +13,7 @@ import { captureWarnings, peftWarn } from "../_log.ts";
 import { configFromDict } from "./config/load.ts";
 import type { LoraConfig } from "./config/lora.ts";
 import type { AnyAdapterConfig } from "./config/load.ts";
+import type { LowRankDelta } from "./delta.ts";
 import { injectAdapterInModel } from "./inject.ts";
 import { LoraLayer } from "./tuners/lora_layer.ts";
 import { savedModules, stateOf, tunerLayers } from "./_state.ts";
@@ -151,13 +152,7 @@ export function weightedAdapterConfig(first: LoraConfig, plan: WeightedAdapterPl
 }
 
 /** One adapter's factors at one module: A `[r, inF]`, B `[outF, r]`, its scaling and merge weight. */
-export interface LoraFactors {
-  readonly a: Float32Array;
-  readonly b: Float32Array;
-  readonly r: number;
-  readonly inF: number;
-  readonly outF: number;
-  readonly scale: number;
+export interface LoraFactors extends Pick<LowRankDelta, "a" | "b" | "r" | "inF" | "outF" | "scale"> {
   readonly weight: number;
 }
 
