@@ -1,6 +1,8 @@
 // Inverse-frequency rules of transformers' ROPE_INIT_FUNCTIONS (modeling_rope_utils.py) that go
 // beyond the default table: yarn and dynamic NTK, in f32 as PyTorch computes them (private).
 
+import type { RopeParameters } from "./rotary.ts";
+
 const f = Math.fround;
 
 /** `θ^(2i/dim)` in f32 (the denominators of the default table). */
@@ -10,18 +12,10 @@ export function powFreqs(dim: number, theta: number): Float32Array {
   return out;
 }
 
-/** Yarn settings (transformers' `rope_parameters` keys). */
-export interface YarnSettings {
-  theta: number;
-  factor: number;
-  originalMaxPositionEmbeddings: number;
-  attentionFactor?: number;
-  betaFast?: number;
-  betaSlow?: number;
-  mscale?: number;
-  mscaleAllDim?: number;
-  truncate?: boolean;
-}
+/** Yarn settings (transformers' `rope_parameters` keys), with the ones yarn needs resolved. */
+export type YarnSettings =
+  & Pick<RopeParameters, "theta" | "attentionFactor" | "betaFast" | "betaSlow" | "mscale" | "mscaleAllDim" | "truncate">
+  & { factor: number; originalMaxPositionEmbeddings: number };
 
 function getMscale(scale: number, mscale = 1): number {
   return scale <= 1 ? 1 : 0.1 * mscale * Math.log(scale) + 1;
