@@ -50,7 +50,7 @@ export interface MergeCheckpointOptions {
   /** Largest shard, bytes or "5GB" (default 5GB, as transformers). */
   maxShardSize?: number | string;
   /** "cpu" (default), "cuda" (needs the CUDA backend), or another registered device type. */
-  device?: "cpu" | "cuda" | (string & {});
+  device?: string;
   /** Check every merged tensor for NaN/inf before writing (PEFT's safe_merge). */
   safe?: boolean;
   /** Replace an existing output folder, if it holds only what a merge writes (a previous output). */

@@ -1,7 +1,7 @@
 // Shared checks and views for the tensor ops (private).
 import type { DType } from "../../dtype.ts";
 import type { KernelDType } from "../../backends/kernels.ts";
-import { Tensor } from "../tensor.ts";
+import type { Tensor } from "../tensor.ts";
 import { formatShape } from "../shape.ts";
 
 /** Throw a TypeError when `t` has no data. */
