@@ -47,9 +47,11 @@ export {
   relu,
   rmsNorm,
   scale,
+  sigmoid,
   silu,
   siluMul,
   softmax,
+  tanh,
   toDevice,
   toDType,
 } from "./lib/tensor/ops/mod.ts";

@@ -18,6 +18,12 @@ KN_HD float kn_gelu_tanh_f(float x) {
 /* GELU, exact erf form (HF "gelu"). */
 KN_HD float kn_gelu_erf_f(float x) { return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f)); }
 
+/* Hyperbolic tangent (Gemma 2's soft-capping: cap * tanh(x / cap)). */
+KN_HD float kn_tanh_f(float x) { return tanhf(x); }
+
+/* Logistic sigmoid 1 / (1 + exp(-x)) (Qwen2-MoE's shared-expert gate). */
+KN_HD float kn_sigmoid_f(float x) { return 1.0f / (1.0f + expf(-x)); }
+
 /* ReLU keeping NaN and -0. */
 KN_HD float kn_relu_f(float x) { return x < 0.0f ? 0.0f : x; }
 

@@ -20,7 +20,7 @@ typedef struct {
   int32_t op;
 } elem_ctx;
 
-enum { OP_SILU, OP_GELU_TANH, OP_GELU_ERF, OP_RELU, OP_SILU_MUL, OP_ADD, OP_MUL, OP_SCALE };
+enum { OP_SILU, OP_GELU_TANH, OP_GELU_ERF, OP_RELU, OP_SILU_MUL, OP_ADD, OP_MUL, OP_SCALE, OP_TANH, OP_SIGMOID };
 
 /* x·sigmoid(z) = x / (1 + exp(-z)) */
 KN_T512 static inline __attribute__((always_inline)) __m512 xsigmoid_512(__m512 x, __m512 z) {
@@ -76,6 +76,8 @@ static void elem_task(void* p, int64_t b, int64_t e) {
       else for (int64_t i = b; i < e; i++) o[i] = kn_gelu_tanh_f(x[i]);
       break;
     case OP_GELU_ERF: for (int64_t i = b; i < e; i++) o[i] = kn_gelu_erf_f(x[i]); break;
+    case OP_TANH: for (int64_t i = b; i < e; i++) o[i] = kn_tanh_f(x[i]); break;
+    case OP_SIGMOID: for (int64_t i = b; i < e; i++) o[i] = kn_sigmoid_f(x[i]); break;
     default: elem_simple(c, b, e); break;
   }
 }
@@ -84,7 +86,8 @@ static int32_t elem(const char* op, int32_t code, const float* x, const float* y
   KN_TRY(kn_check_elementwise(op, x, y, out, n, code == OP_SILU_MUL || code == OP_ADD || code == OP_MUL));
   if (n == 0) return KN_OK;
   elem_ctx c = {x, y, out, alpha, code};
-  const int expensive = code == OP_SILU || code == OP_SILU_MUL || code == OP_GELU_TANH || code == OP_GELU_ERF;
+  const int expensive = code == OP_SILU || code == OP_SILU_MUL || code == OP_GELU_TANH || code == OP_GELU_ERF ||
+                        code == OP_TANH || code == OP_SIGMOID;
   kn_parallel_dyn(n, expensive ? EXP_GRAIN : ELEM_GRAIN, 16, elem_task, &c);
   return KN_OK;
 }
@@ -93,6 +96,8 @@ int32_t kn_silu(const float* x, float* out, int64_t n) { return elem("kn_silu", 
 int32_t kn_gelu_tanh(const float* x, float* out, int64_t n) { return elem("kn_gelu_tanh", OP_GELU_TANH, x, NULL, out, n, 0); }
 int32_t kn_gelu_erf(const float* x, float* out, int64_t n) { return elem("kn_gelu_erf", OP_GELU_ERF, x, NULL, out, n, 0); }
 int32_t kn_relu(const float* x, float* out, int64_t n) { return elem("kn_relu", OP_RELU, x, NULL, out, n, 0); }
+int32_t kn_tanh(const float* x, float* out, int64_t n) { return elem("kn_tanh", OP_TANH, x, NULL, out, n, 0); }
+int32_t kn_sigmoid(const float* x, float* out, int64_t n) { return elem("kn_sigmoid", OP_SIGMOID, x, NULL, out, n, 0); }
 int32_t kn_silu_mul(const float* gate, const float* up, float* out, int64_t n) {
   return elem("kn_silu_mul", OP_SILU_MUL, gate, up, out, n, 0);
 }

@@ -1,12 +1,12 @@
 /*
- * elementwise.cu: the f32 elementwise ops (activations, add, mul, scale) over the bodies in
+ * elementwise.cu: the f32 elementwise ops (activations, tanh, sigmoid, add, mul, scale) over the bodies in
  * kernels/common/ops.h, one grid-stride loop per op.
  */
 #include <math.h>
 #include "kn_cuda.cuh"
 #include "../common/ops.h"
 
-enum { OP_SILU, OP_GELU_TANH, OP_GELU_ERF, OP_RELU, OP_SILU_MUL, OP_ADD, OP_MUL, OP_SCALE };
+enum { OP_SILU, OP_GELU_TANH, OP_GELU_ERF, OP_RELU, OP_SILU_MUL, OP_ADD, OP_MUL, OP_SCALE, OP_TANH, OP_SIGMOID };
 
 __global__ void kn_elem_kernel(int32_t op, const float* x, const float* y, float* o, int64_t n, float alpha) {
   switch (op) { /* uniform branch: one loop per op keeps each loop tight */
@@ -17,6 +17,8 @@ __global__ void kn_elem_kernel(int32_t op, const float* x, const float* y, float
     case OP_SILU_MUL: KN_FOR_GRID(i, n) o[i] = kn_silu_f(x[i]) * y[i]; break;
     case OP_ADD: KN_FOR_GRID(i, n) o[i] = x[i] + alpha * y[i]; break;
     case OP_MUL: KN_FOR_GRID(i, n) o[i] = x[i] * y[i]; break;
+    case OP_TANH: KN_FOR_GRID(i, n) o[i] = kn_tanh_f(x[i]); break;
+    case OP_SIGMOID: KN_FOR_GRID(i, n) o[i] = kn_sigmoid_f(x[i]); break;
     default: KN_FOR_GRID(i, n) o[i] = x[i] * alpha; break;
   }
 }
@@ -38,6 +40,10 @@ KN_API int32_t kn_gelu_erf(const float* x, float* out, int64_t n) {
   return kn_elem("kn_gelu_erf", OP_GELU_ERF, x, NULL, out, n, 0);
 }
 KN_API int32_t kn_relu(const float* x, float* out, int64_t n) { return kn_elem("kn_relu", OP_RELU, x, NULL, out, n, 0); }
+KN_API int32_t kn_tanh(const float* x, float* out, int64_t n) { return kn_elem("kn_tanh", OP_TANH, x, NULL, out, n, 0); }
+KN_API int32_t kn_sigmoid(const float* x, float* out, int64_t n) {
+  return kn_elem("kn_sigmoid", OP_SIGMOID, x, NULL, out, n, 0);
+}
 KN_API int32_t kn_silu_mul(const float* gate, const float* up, float* out, int64_t n) {
   return kn_elem("kn_silu_mul", OP_SILU_MUL, gate, up, out, n, 0);
 }

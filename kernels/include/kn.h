@@ -102,11 +102,13 @@ KN_API int32_t kn_layer_norm(const float* x, const float* w, const float* b, flo
                              int64_t cols, float eps);
 /* Softmax of each row of `cols`, in place. */
 KN_API int32_t kn_softmax(float* x, int64_t rows, int64_t cols);
-/* out = f(x) elementwise: SiLU, GELU (tanh approximation or exact erf), ReLU. */
+/* out = f(x) elementwise: SiLU, GELU (tanh approximation or exact erf), ReLU, tanh, sigmoid. */
 KN_API int32_t kn_silu(const float* x, float* out, int64_t n);
 KN_API int32_t kn_gelu_tanh(const float* x, float* out, int64_t n);
 KN_API int32_t kn_gelu_erf(const float* x, float* out, int64_t n);
 KN_API int32_t kn_relu(const float* x, float* out, int64_t n);
+KN_API int32_t kn_tanh(const float* x, float* out, int64_t n);
+KN_API int32_t kn_sigmoid(const float* x, float* out, int64_t n);
 /* out = silu(gate) * up. */
 KN_API int32_t kn_silu_mul(const float* gate, const float* up, float* out, int64_t n);
 /* out = a + alpha * b. */

@@ -48,11 +48,13 @@ export const KN_H_SYMBOLS = {
   kn_layer_norm: { args: ["mem", "mem", "mem", "mem", "i64", "i64", "f32"], returns: "i32" },
   /** Softmax of each row of `cols`, in place. */
   kn_softmax: { args: ["mem", "i64", "i64"], returns: "i32" },
-  /** out = f(x) elementwise: SiLU, GELU (tanh approximation or exact erf), ReLU. */
+  /** out = f(x) elementwise: SiLU, GELU (tanh approximation or exact erf), ReLU, tanh, sigmoid. */
   kn_silu: { args: ["mem", "mem", "i64"], returns: "i32" },
   kn_gelu_tanh: { args: ["mem", "mem", "i64"], returns: "i32" },
   kn_gelu_erf: { args: ["mem", "mem", "i64"], returns: "i32" },
   kn_relu: { args: ["mem", "mem", "i64"], returns: "i32" },
+  kn_tanh: { args: ["mem", "mem", "i64"], returns: "i32" },
+  kn_sigmoid: { args: ["mem", "mem", "i64"], returns: "i32" },
   /** out = silu(gate) * up. */
   kn_silu_mul: { args: ["mem", "mem", "mem", "i64"], returns: "i32" },
   /** out = a + alpha * b. */

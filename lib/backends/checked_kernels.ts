@@ -27,7 +27,7 @@ import { checkDim, checkDtype, checkMatrix, MAX_RANK, type OperandSizes } from "
 /** The bare ops of a device: same arguments as {@link Kernels}, already checked and non-empty. */
 export type KernelOps<F, R> = Omit<Kernels<F, R>, "name" | "info">;
 
-const UNARY = new Set(["silu", "geluTanh", "geluErf", "relu"]);
+const UNARY = new Set(["silu", "geluTanh", "geluErf", "relu", "tanh", "sigmoid"]);
 const BINARY_NAMES: Readonly<Record<string, readonly [string, string]>> = { add: ["a", "b"], mul: ["a", "b"], siluMul: ["gate", "up"] };
 
 /**
@@ -157,7 +157,7 @@ export abstract class CheckedKernels<F, R> implements Kernels<F, R> {
   }
 
   unary(a: UnaryArgs<F>): void {
-    if (!UNARY.has(a.op)) throw new TypeError(`Cannot run unary: op must be "silu", "geluTanh", "geluErf" or "relu": current value is ${JSON.stringify(a.op)}`);
+    if (!UNARY.has(a.op)) throw new TypeError(`Cannot run unary: op must be "silu", "geluTanh", "geluErf", "relu", "tanh" or "sigmoid": current value is ${JSON.stringify(a.op)}`);
     this.#elementwise(a.op, a.n, [["x", a.x], ["out", a.out]]);
     if (a.n > 0) this.run.unary(a);
   }

@@ -16,7 +16,7 @@ export type KernelDType = "F32" | "F16" | "BF16";
 export const KERNEL_DTYPE_CODE: Readonly<Record<KernelDType, number>> = { F32: 0, F16: 1, BF16: 2 };
 
 /** Activations with a kernel: `out = op(x)`. */
-export type UnaryOp = "silu" | "geluTanh" | "geluErf" | "relu";
+export type UnaryOp = "silu" | "geluTanh" | "geluErf" | "relu" | "tanh" | "sigmoid";
 /** Two-input elementwise kernels: `add` (`a + alpha·b`), `mul` (`a ⊙ b`), `siluMul` (`silu(a) ⊙ b`). */
 export type BinaryOp = "add" | "mul" | "siluMul";
 

@@ -225,7 +225,7 @@ export function runParity(target: Kernels, ref: CpuBackend, options: { seed: num
   // elementwise (device expf/tanhf/erff are within 2 ulp of glibc's)
   const ne = big ? 1_000_003 : 1031;
   const eshape = `[${ne}]`;
-  for (const op of ["silu", "geluTanh", "geluErf", "relu"] as const) {
+  for (const op of ["silu", "geluTanh", "geluErf", "relu", "tanh", "sigmoid"] as const) {
     guard(op, "F32", eshape, () => {
       const x = rand(r, ne, -6, 6), want = new Float32Array(ne), got = poisoned(ne);
       ref.unary({ op, x, out: want, n: ne });

@@ -167,7 +167,14 @@ export class CudaBackend extends CheckedKernels<DeviceBuffer, DeviceBuffer> impl
       this.#enter();
       this.#ok(sym, call() as number);
     };
-    const unarySym = { silu: "kn_silu", geluTanh: "kn_gelu_tanh", geluErf: "kn_gelu_erf", relu: "kn_relu" } as const;
+    const unarySym = {
+      silu: "kn_silu",
+      geluTanh: "kn_gelu_tanh",
+      geluErf: "kn_gelu_erf",
+      relu: "kn_relu",
+      tanh: "kn_tanh",
+      sigmoid: "kn_sigmoid",
+    } as const;
     const binarySym = { add: "kn_add", mul: "kn_mul", siluMul: "kn_silu_mul" } as const;
     return {
       cast: (a) => go("kn_cast", () => k.kn_cast(a.src.ptr, CODE[a.srcDtype], a.dst.ptr, CODE[a.dstDtype], B(a.n))),

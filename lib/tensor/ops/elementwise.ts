@@ -214,6 +214,40 @@ export function relu(x: Tensor): Tensor {
 }
 
 /**
+ * Hyperbolic tangent (Gemma 2's soft-capping is `cap · tanh(x / cap)`).
+ *
+ * @param x The tensor.
+ * @returns A new tensor.
+ *
+ * @example
+ * ```ts
+ * import { Tensor } from "../mod.ts";
+ * import { tanh } from "./mod.ts";
+ * console.log(tanh(Tensor.fromArray([0, 100])).toArray()); // [0, 1]
+ * ```
+ */
+export function tanh(x: Tensor): Tensor {
+  return unary(x, "apply tanh", "tanh");
+}
+
+/**
+ * Logistic sigmoid: `1 / (1 + exp(-x))`.
+ *
+ * @param x The tensor.
+ * @returns A new tensor.
+ *
+ * @example
+ * ```ts
+ * import { Tensor } from "../mod.ts";
+ * import { sigmoid } from "./mod.ts";
+ * console.log(sigmoid(Tensor.fromArray([0])).toArray()); // [0.5]
+ * ```
+ */
+export function sigmoid(x: Tensor): Tensor {
+  return unary(x, "apply sigmoid", "sigmoid");
+}
+
+/**
  * `silu(gate) ⊙ up` (the Llama MLP), one fused kernel.
  *
  * @param gate Gate projection.

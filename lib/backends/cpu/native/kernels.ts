@@ -108,7 +108,14 @@ export class CpuNativeBackend extends CheckedKernels<Float32Array, Uint8Array> {
 
   #ops(): KernelOps<Float32Array, Uint8Array> {
     const k = this.#k, ok = (sym: string, st: unknown) => this.#ok(sym, st as number), blas = this.#blas;
-    const unarySym = { silu: "kn_silu", geluTanh: "kn_gelu_tanh", geluErf: "kn_gelu_erf", relu: "kn_relu" } as const;
+    const unarySym = {
+      silu: "kn_silu",
+      geluTanh: "kn_gelu_tanh",
+      geluErf: "kn_gelu_erf",
+      relu: "kn_relu",
+      tanh: "kn_tanh",
+      sigmoid: "kn_sigmoid",
+    } as const;
     const binarySym = { add: "kn_add", mul: "kn_mul", siluMul: "kn_silu_mul" } as const;
     return {
       cast: (a) => ok("kn_cast", k.kn_cast(a.src, CODE[a.srcDtype], a.dst, CODE[a.dstDtype], B(a.n))),

@@ -94,6 +94,15 @@ export function reluTs(x: Float32Array, out: Float32Array): void {
   for (let i = 0; i < x.length; i++) out[i] = x[i]! < 0 ? 0 : x[i]!;
 }
 
+export function tanhTs(x: Float32Array, out: Float32Array): void {
+  for (let i = 0; i < x.length; i++) out[i] = Math.tanh(x[i]!);
+}
+
+export function sigmoidTs(x: Float32Array, out: Float32Array): void {
+  const f = Math.fround; // float steps as kn_sigmoid_f: exp(-x) overflows to +inf (→ 0) below about -88.7
+  for (let i = 0; i < x.length; i++) out[i] = 1 / f(1 + f(Math.exp(-x[i]!)));
+}
+
 export function siluMulTs(gate: Float32Array, up: Float32Array, out: Float32Array): void {
   for (let i = 0; i < gate.length; i++) out[i] = (gate[i]! / (1 + Math.exp(-gate[i]!))) * up[i]!;
 }

@@ -10,9 +10,22 @@ import { alignedHostOps } from "../_host_ops.ts";
 import { castTs } from "./_cast.ts";
 import { doraMergeTs, loraMergeTs, scaleAxisTs } from "./_merge.ts";
 import { linearTs, sgemmTs } from "./_math.ts";
-import { attentionTs, geluErfTs, geluTanhTs, layerNormTs, reluTs, rmsNormTs, ropeTs, siluMulTs, siluTs, softmaxTs } from "./_nn.ts";
+import {
+  attentionTs,
+  geluErfTs,
+  geluTanhTs,
+  layerNormTs,
+  reluTs,
+  rmsNormTs,
+  ropeTs,
+  sigmoidTs,
+  siluMulTs,
+  siluTs,
+  softmaxTs,
+  tanhTs,
+} from "./_nn.ts";
 
-const UNARY = { silu: siluTs, geluTanh: geluTanhTs, geluErf: geluErfTs, relu: reluTs } as const;
+const UNARY = { silu: siluTs, geluTanh: geluTanhTs, geluErf: geluErfTs, relu: reluTs, tanh: tanhTs, sigmoid: sigmoidTs } as const;
 
 const OPS: KernelOps<Float32Array, Uint8Array> = alignedHostOps({
   cast: (a) => castTs(a.src, a.srcDtype, a.dst, a.dstDtype, a.n),
