@@ -1,0 +1,129 @@
+/**
+ * `serve`: load a model folder, its tokenizer and PEFT adapters, and answer OpenAI's API on
+ * `Deno.serve` or `Bun.serve`.
+ * @module
+ */
+import { AutoModelForCausalLM } from "../models/auto.ts";
+import { Tokenizer } from "../tokenizer/tokenizer.ts";
+import { ModelEngine } from "./_engine.ts";
+import { listen } from "./_listen.ts";
+import { createHandler } from "./handler.ts";
+import { Scheduler } from "./scheduler.ts";
+
+/** Options of {@link serve}. */
+export interface ServeOptions {
+  /** A Hugging Face model folder (config, safetensors, `tokenizer.json`). */
+  model: string;
+  /** Adapters to load at start, by name (vLLM's `--lora-modules name=path`). */
+  loraModules?: Readonly<Record<string, string>>;
+  /** The base model's id (default: `model` as given, as vLLM does). */
+  servedModelName?: string;
+  /** Host to bind (default 127.0.0.1). */
+  hostname?: string;
+  /** Port (default 8000; 0 picks a free one). */
+  port?: number;
+  /** Sequences running at once (default 16). */
+  maxNumSeqs?: number;
+  /** Sequences waiting at most before 429 (default 256). */
+  maxWaiting?: number;
+  /** Longest prompt plus completion (default: the config's `max_position_embeddings`). */
+  maxModelLen?: number;
+  /** Enable the load/unload adapter routes. */
+  allowRuntimeLoraUpdating?: boolean;
+}
+
+/** A running server; `close` (or `await using`) stops it. */
+export interface OpenAIServer extends AsyncDisposable {
+  /** `http://host:port`. */
+  readonly url: string;
+  /** The bound port. */
+  readonly port: number;
+  /** The scheduler (for counters). */
+  readonly scheduler: Scheduler;
+  /**
+   * Stop: refuse new requests, let running ones finish for up to `graceMs` (default 0), cancel
+   * the rest, close the listener and free the model.
+   */
+  close(options?: { graceMs?: number }): Promise<void>;
+}
+
+/**
+ * Start an OpenAI-compatible server over a model folder and adapters.
+ *
+ * @param options Model, adapters, address, limits.
+ * @returns The running server.
+ *
+ * @example
+ * ```ts ignore
+ * import { serve } from "./mod.ts";
+ * await using server = await serve({
+ *   model: "tests/fixtures/models/llama",
+ *   loraModules: { sql: "tests/fixtures/peft/lora_llama/adapter" },
+ *   port: 0,
+ * });
+ * const res = await fetch(`${server.url}/v1/models`);
+ * console.log((await res.json()).data.map((m: { id: string }) => m.id)); // ["tests/fixtures/models/llama", "sql"]
+ * ```
+ */
+export async function serve(options: ServeOptions): Promise<OpenAIServer> {
+  const tokenizer = await Tokenizer.fromFile(options.model);
+  const model = AutoModelForCausalLM.fromPretrained(options.model);
+  const modelId = options.servedModelName ?? options.model;
+  let engine: ModelEngine;
+  const adapterPaths = new Map<string, string>();
+  try {
+    engine = new ModelEngine(model, options.maxModelLen === undefined ? {} : { maxModelLen: options.maxModelLen });
+    for (const [name, dir] of Object.entries(options.loraModules ?? {})) {
+      if (name === modelId) throw new RangeError(`Cannot load adapter "${name}": the name is the base model's id`);
+      engine.loadAdapter(name, dir);
+      adapterPaths.set(name, dir);
+    }
+  } catch (e) {
+    model[Symbol.dispose]();
+    throw e;
+  }
+  const scheduler = new Scheduler(engine, (ids) => tokenizer.decode(ids), {
+    ...(options.maxNumSeqs === undefined ? {} : { maxNumSeqs: options.maxNumSeqs }),
+    ...(options.maxWaiting === undefined ? {} : { maxWaiting: options.maxWaiting }),
+  });
+  const handler = createHandler({
+    scheduler,
+    tokenizer,
+    modelId,
+    modelPath: options.model,
+    adapterPaths,
+    allowRuntimeLoraUpdating: options.allowRuntimeLoraUpdating ?? false,
+  });
+  let listener;
+  try {
+    listener = listen(handler, { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? 8000 });
+  } catch (e) {
+    model[Symbol.dispose]();
+    throw e;
+  }
+  const host = listener.hostname.includes(":") ? `[${listener.hostname}]` : listener.hostname;
+  let closing: Promise<void> | null = null;
+  const close = (opts: { graceMs?: number } = {}): Promise<void> => {
+    closing ??= (async () => {
+      handler.drain();
+      const grace = opts.graceMs ?? 0;
+      if (grace > 0) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([scheduler.idle(), new Promise<void>((r) => (timer = setTimeout(r, grace)))]);
+        clearTimeout(timer);
+      }
+      await scheduler.close();
+      await listener.close();
+      engine[Symbol.dispose]();
+      model[Symbol.dispose]();
+    })();
+    return closing;
+  };
+  return {
+    url: `http://${host}:${listener.port}`,
+    port: listener.port,
+    scheduler,
+    close,
+    [Symbol.asyncDispose]: () => close(),
+  };
+}
