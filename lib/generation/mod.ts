@@ -1,5 +1,6 @@
 /**
- * Text generation: greedy and sampled decoding over a causal LM with its KV cache.
+ * Text generation: greedy and sampled decoding over a causal LM with its KV cache, with
+ * transformers' logits processors and `generation_config.json` precedence.
  *
  * @example
  * ```ts
@@ -8,5 +9,7 @@
  * ```
  * @module
  */
+export * from "./generation_config.ts";
+export * from "./logits_process.ts";
 export * from "./sampling.ts";
 export * from "./generate.ts";

@@ -1,12 +1,18 @@
 /**
- * Token choice from logits: greedy, or sampling with temperature, top-k and top-p, from a seeded
- * generator (the same sequence in every runtime).
+ * Choosing the next token as transformers does: the logits processors of the resolved generation
+ * config ({@link getLogitsProcessor}), then the argmax (greedy) or a draw from the softmax
+ * (sampling) with a seeded generator, the same sequence in every runtime. Greedy and sampling are
+ * one path: only the last step differs.
  * @module
  */
-import { argmaxOf } from "../tensor/ops/mod.ts";
+import { type GenerationConfig, resolveGenerationConfig, type ResolvedGenerationConfig } from "./generation_config.ts";
+import { getLogitsProcessor, type LogitsProcessorList, softmax } from "./logits_process.ts";
 
 /**
- * A small seeded generator (mulberry32) giving floats in [0, 1).
+ * A small seeded generator (mulberry32: 32-bit state, period 2^32) giving floats in [0, 1) with
+ * 2^-32 resolution. The same seed gives the same draws in Deno and Bun, run after run; the
+ * draws are not PyTorch's (`torch.multinomial`), so sampled tokens equal transformers' only in
+ * distribution.
  *
  * @example
  * ```ts
@@ -32,22 +38,140 @@ export class Rng {
   }
 }
 
-/** Sampling settings. */
-export interface SamplingOptions {
-  /** Softmax temperature; 0 or absent means greedy. */
-  temperature?: number;
-  /** Keep only the k most likely tokens (0: all). */
-  topK?: number;
-  /** Keep the smallest set of tokens whose probability reaches p (1: all). */
-  topP?: number;
+/**
+ * Sampling settings: transformers' generation settings (camelCase) plus the model folder's
+ * `generation_config.json` they override.
+ *
+ * One departure from transformers, kept for callers of earlier versions: a `temperature` given
+ * without `doSample` turns sampling on when it is above 0 and means greedy when it is 0
+ * (transformers would warn and decode greedily unless `do_sample` is set).
+ */
+export interface SamplingOptions extends GenerationConfig {
+  /** The model's `generation_config.json` ({@link loadGenerationConfig}); the other fields override it. */
+  generationConfig?: GenerationConfig;
+}
+
+/** The caller's overrides with the `temperature`-implies-sampling rule applied. */
+function overridesOf(options: SamplingOptions): GenerationConfig {
+  const { generationConfig: _, ...o } = options;
+  if (o.doSample === undefined && o.temperature !== undefined) {
+    if (o.temperature === 0) {
+      o.doSample = false;
+      delete o.temperature;
+    } else if (o.temperature > 0) o.doSample = true;
+  }
+  return o;
+}
+
+/** Where a {@link TokenSampler} is used. */
+export interface TokenSamplerOptions {
+  /** Prompt length (the padded length for a batch), for `maxNewTokens`/`minNewTokens`. */
+  promptLength: number;
+  /** EOS tokens when neither the options nor the generation config name any (the model's config.json). */
+  fallbackEosTokenIds?: readonly number[];
+  /** Caps the default length (`max_position_embeddings`). */
+  maxPositionEmbeddings?: number;
+  /** Seed of the generator (ignored when `rng` is given; default random). */
+  seed?: number;
+  /** A generator to draw from. */
+  rng?: Rng;
 }
 
 /**
- * Choose the next token from one row of logits: argmax when `temperature` is 0 or absent,
- * else temperature → top-k → top-p → a draw (transformers' order).
+ * The next-token rule of one `generate` call: the resolved config, its logits processors, and
+ * one generator shared by the rows (drawn in row order).
+ *
+ * @example
+ * ```ts
+ * import { TokenSampler } from "./mod.ts";
+ * const s = TokenSampler.fromOptions({ repetitionPenalty: 2 }, { promptLength: 1 });
+ * console.log(s.next([1], new Float32Array([0, 3, 2]))); // 2 (token 1's score 3 is halved)
+ * ```
+ */
+export class TokenSampler {
+  /** Every setting decided. */
+  readonly config: ResolvedGenerationConfig;
+  /** The processors, in transformers' order. */
+  readonly processors: LogitsProcessorList;
+  readonly #rng: Rng;
+
+  /** @param config A resolved config. @param options Prompt length and generator. */
+  constructor(config: ResolvedGenerationConfig, options: TokenSamplerOptions) {
+    this.config = config;
+    this.processors = getLogitsProcessor(config, options.promptLength);
+    this.#rng = options.rng ?? new Rng(options.seed);
+  }
+
+  /**
+   * Resolve `options` against their `generationConfig` (transformers' precedence) and build the sampler.
+   * @param options Overrides and the model's generation config.
+   * @param where Prompt length, fallback EOS, seed.
+   * @returns The sampler.
+   */
+  static fromOptions(options: SamplingOptions, where: TokenSamplerOptions): TokenSampler {
+    const config = resolveGenerationConfig(overridesOf(options), {
+      promptLength: where.promptLength,
+      ...(options.generationConfig ? { modelConfig: options.generationConfig } : {}),
+      ...(where.fallbackEosTokenIds ? { fallbackEosTokenIds: where.fallbackEosTokenIds } : {}),
+      ...(where.maxPositionEmbeddings !== undefined ? { maxPositionEmbeddings: where.maxPositionEmbeddings } : {}),
+    });
+    return new TokenSampler(config, where);
+  }
+
+  /** New tokens at most: `maxLength` − prompt length. */
+  maxNewTokens(promptLength: number): number {
+    return Math.max(0, this.config.maxLength - promptLength);
+  }
+
+  /**
+   * The processed scores of one row (a new array).
+   * @param inputIds The row's tokens so far (prompt included).
+   * @param logits The row's logits.
+   */
+  process(inputIds: readonly number[], logits: Float32Array): Float32Array {
+    return this.processors.call(inputIds, logits);
+  }
+
+  /**
+   * Choose the next token of one row: processors, then argmax or a draw.
+   * @param inputIds The row's tokens so far (prompt included).
+   * @param logits The row's logits over the vocabulary.
+   * @returns A token id.
+   */
+  next(inputIds: readonly number[], logits: Float32Array): number {
+    const scores = this.processors.length > 0 ? this.processors.call(inputIds, logits) : logits;
+    return this.config.doSample ? drawFrom(scores, this.#rng) : argmaxFirst(scores);
+  }
+}
+
+/** Index of the first maximum (as `torch.argmax`). */
+function argmaxFirst(s: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < s.length; i++) if (s[i]! > s[best]!) best = i;
+  return best;
+}
+
+/** A draw from softmax(scores) by inverse CDF over token order. */
+function drawFrom(scores: Float32Array, rng: Rng): number {
+  const p = softmax(scores);
+  if (!(p[0]! >= 0)) throw new RangeError("Cannot sample: every token was filtered out (all scores are -Infinity or NaN)");
+  const r = rng.next();
+  let acc = 0, last = 0;
+  for (let i = 0; i < p.length; i++) {
+    if (p[i]! <= 0) continue;
+    acc += p[i]!;
+    last = i;
+    if (r < acc) return i;
+  }
+  return last;
+}
+
+/**
+ * Choose the next token from one row of logits with no token history: the processors that need
+ * none (temperature, top-k, top-p, min-p), then argmax or a draw.
  *
  * @param logits Scores over the vocabulary.
- * @param options Temperature, top-k, top-p.
+ * @param options Sampling settings (greedy unless sampling is on).
  * @param rng The generator (used only when sampling).
  * @returns A token id.
  *
@@ -59,42 +183,5 @@ export interface SamplingOptions {
  * ```
  */
 export function sampleToken(logits: Float32Array, options: SamplingOptions, rng: Rng): number {
-  const temp = options.temperature ?? 0;
-  if (!(temp > 0)) return argmaxOf(logits);
-  const topK = options.topK ?? 0, topP = options.topP ?? 1;
-  if (topK < 0 || !Number.isInteger(topK)) {
-    throw new RangeError(`Cannot sample: topK must be a non-negative integer: current value is ${topK}`);
-  }
-  if (!(topP > 0 && topP <= 1)) throw new RangeError(`Cannot sample: topP must be in (0, 1]: current value is ${topP}`);
-  const n = logits.length;
-  let idx: number[];
-  if (topK > 0 && topK < n) {
-    // Partial selection: keep the k largest (ties broken by lower id).
-    idx = Array.from({ length: n }, (_, i) => i).sort((a, b) => logits[b]! - logits[a]! || a - b).slice(0, topK);
-  } else {
-    idx = Array.from({ length: n }, (_, i) => i);
-    if (topP < 1) idx.sort((a, b) => logits[b]! - logits[a]! || a - b);
-  }
-  let mx = -Infinity;
-  for (const i of idx) mx = Math.max(mx, logits[i]! / temp);
-  const p = idx.map((i) => Math.exp(logits[i]! / temp - mx));
-  let sum = p.reduce((a, b) => a + b, 0);
-  let keep = idx.length;
-  if (topP < 1) {
-    let acc = 0;
-    for (let j = 0; j < idx.length; j++) {
-      acc += p[j]! / sum;
-      if (acc >= topP) {
-        keep = j + 1;
-        break;
-      }
-    }
-    sum = p.slice(0, keep).reduce((a, b) => a + b, 0);
-  }
-  let r = rng.next() * sum;
-  for (let j = 0; j < keep; j++) {
-    r -= p[j]!;
-    if (r < 0) return idx[j]!;
-  }
-  return idx[keep - 1]!;
+  return TokenSampler.fromOptions(options, { promptLength: 0, rng }).next([], logits);
 }
