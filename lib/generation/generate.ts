@@ -5,7 +5,7 @@
 import { Tensor } from "../tensor/tensor.ts";
 import { indicesOf } from "../tensor/ops/mod.ts";
 import type { CausalLM } from "../nn/mod.ts";
-import { Rng, sampleToken, type SamplingOptions } from "./sampling.ts";
+import { type SamplingOptions, TokenSampler } from "./sampling.ts";
 
 /** What {@link GenerateOptions.onToken} receives besides the token. */
 export interface TokenEvent {
@@ -86,12 +86,18 @@ export function generate(
 ): GenerateResult {
   const rows = promptRows(inputIds);
   const b = rows.length;
-  const maxNew = options.maxNewTokens ?? 20;
-  if (!Number.isInteger(maxNew) || maxNew < 0) {
-    throw new RangeError(`Cannot generate: maxNewTokens must be a non-negative integer: current value is ${maxNew}`);
+  if (options.maxNewTokens !== undefined && (!Number.isInteger(options.maxNewTokens) || options.maxNewTokens < 0)) {
+    throw new RangeError(`Cannot generate: maxNewTokens must be a non-negative integer: current value is ${options.maxNewTokens}`);
   }
-  const stops = new Set(options.stopTokens ?? model.eosTokenIds);
-  const rng = new Rng(options.seed);
+  // transformers' precedence (options > generationConfig > defaults) and its logits processors.
+  const promptLength = rows[0]!.length;
+  const sampler = TokenSampler.fromOptions(options, {
+    promptLength,
+    fallbackEosTokenIds: model.eosTokenIds,
+    ...(options.seed !== undefined ? { seed: options.seed } : {}),
+  });
+  const maxNew = sampler.maxNewTokens(promptLength);
+  const stops = new Set(options.stopTokens ?? sampler.config.eosTokenIds);
   const newTokens: number[][] = rows.map(() => []);
   const finish: (FinishReason | null)[] = rows.map(() => null);
   const cache = model.createCache();
@@ -108,7 +114,7 @@ export function generate(
     const next = new Array<number>(b);
     for (let r = 0; r < b; r++) {
       const row = data.subarray((r + 1) * (data.length / b) - v, (r + 1) * (data.length / b));
-      const tok = sampleToken(row, options, rng);
+      const tok = sampler.next([...rows[r]!, ...newTokens[r]!], row);
       next[r] = tok;
       if (finish[r] !== null) continue;
       newTokens[r]!.push(tok);
