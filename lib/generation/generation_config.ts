@@ -230,5 +230,16 @@ export function resolveGenerationConfig(overrides: GenerationConfig, options: Re
   checkInt("minLength", r.minLength, 0);
   checkInt("topK", r.topK, 0);
   checkInt("noRepeatNgramSize", r.noRepeatNgramSize, 0);
+  const unit = (name: string, v: number) => {
+    if (!(v >= 0 && v <= 1)) throw new RangeError(`Cannot resolve the generation config: ${name} must be in [0, 1]: current value is ${v}`);
+  };
+  unit("topP", r.topP);
+  if (r.minP !== null) unit("minP", r.minP);
+  if (!(r.repetitionPenalty > 0)) {
+    throw new RangeError(`Cannot resolve the generation config: repetitionPenalty must be > 0: current value is ${r.repetitionPenalty}`);
+  }
+  if (r.doSample && !(r.temperature > 0)) {
+    throw new RangeError(`Cannot resolve the generation config: temperature must be > 0 when sampling: current value is ${r.temperature}`);
+  }
   return r;
 }

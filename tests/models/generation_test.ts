@@ -87,6 +87,6 @@ describe("sampleToken()", () => {
     let ones = 0;
     for (let i = 0; i < 4000; i++) ones += sampleToken(logits, { temperature: 1 }, rng);
     assert.ok(Math.abs(ones / 4000 - 0.75) < 0.03, `${ones / 4000}`);
-    assert.throws(() => sampleToken(logits, { temperature: 1, topP: 0 }, rng), /topP must be in \(0, 1\]/);
+    assert.throws(() => sampleToken(logits, { temperature: 1, topP: 1.5 }, rng), /topP must be in \[0, 1\]/);
   });
 });
