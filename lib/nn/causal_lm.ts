@@ -15,6 +15,11 @@ export interface CausalLMForwardOptions {
   logitsToKeep?: number;
   /** Explicit position ids `[B, T]` (default: cache length + 0…T-1). */
   positionIds?: Tensor | readonly (readonly number[])[];
+  /**
+   * transformers' `attention_mask` `[B, cached + T]` (0 marks padding; rows left-padded, as for
+   * generation): positions come from it (`cumsum - 1`) unless given, and no row attends to its pads.
+   */
+  attentionMask?: Tensor | readonly (readonly number[])[] | null;
 }
 
 /** Output of a causal LM's forward. */

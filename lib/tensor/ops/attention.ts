@@ -35,6 +35,12 @@ export interface CausalAttentionOptions {
    * p - window + 1 … p, as transformers' `kv_idx > q_idx - sliding_window`. null: every earlier key.
    */
   slidingWindow?: number | null;
+  /**
+   * Left padding per batch row: row i's first `keyPadding[i]` positions (cached or new) are pads its
+   * queries never see (keys dropped before the kernel; windows count from the first real key). A
+   * query at a pad position gets zeros. null: no padding.
+   */
+  keyPadding?: readonly number[] | null;
 }
 
 /** One kernel call: `qn` queries from row `q0` attend to `kn` keys from row `k0` (queries last). */
@@ -52,7 +58,9 @@ interface Segment {
  */
 function segments(t: number, s: number, window: number | null | undefined): Segment[] {
   if (window == null || s <= window) return [{ q0: 0, qn: t, k0: 0, kn: s }];
-  if (!Number.isInteger(window) || window < 1) throw new RangeError(`Cannot run attention: sliding window ${window} must be a positive integer`);
+  if (!Number.isInteger(window) || window < 1) {
+    throw new RangeError(`Cannot run attention: sliding window ${window} must be a positive integer`);
+  }
   const first = s - t; // position of query 0
   const whole = Math.max(0, Math.min(t, window - first)); // queries at positions < window see keys from 0
   const out: Segment[] = whole > 0 ? [{ q0: 0, qn: whole, k0: 0, kn: first + whole }] : [];
@@ -103,7 +111,9 @@ export function applyRotary(x: Tensor, heads: number, rows: readonly CosSin[]): 
     throw new TypeError(`Cannot apply rotary embedding to ${formatShape(x.shape)} with ${heads} heads and ${rows.length} cos/sin rows`);
   }
   checkF32(x, "the rotated input");
-  if (!x.isContiguous) throw new TypeError(`Cannot apply rotary embedding in place to a non-contiguous ${formatShape(x.shape)}: call contiguous() first`);
+  if (!x.isContiguous) {
+    throw new TypeError(`Cannot apply rotary embedding in place to a non-contiguous ${formatShape(x.shape)}: call contiguous() first`);
+  }
   for (const cs of rows) {
     if (cs.cos.length !== t * d || cs.sin.length !== t * d) {
       throw new TypeError(`Cannot apply rotary embedding: cos has ${cs.cos.length} values but ${t} tokens × head size ${d} need ${t * d}`);
@@ -154,10 +164,19 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor, options: Causal
   checkF32(q, "q");
   checkF32(k, "k");
   checkF32(v, "v");
+  const pad = options.keyPadding ?? null;
+  if (pad !== null && (pad.length !== b || pad.some((p) => !Number.isInteger(p) || p < 0))) {
+    throw new RangeError(
+      `Cannot run attention: keyPadding must give a non-negative integer for each of the ${b} rows: current value is [${pad}]`,
+    );
+  }
   const [qc, kc, vc] = [q.contiguous(), k.contiguous(), v.contiguous()];
-  const out = Tensor.empty(q.shape, "F32", { device: dev.device });
   const scale = options.scale ?? 1 / Math.sqrt(d);
   const qw2 = qc.shape[2]!;
+  // Queries at pad positions (left of a row's first real token) get zeros.
+  const past = options.cache ? options.cache.seqLength(options.layerIdx ?? 0) : 0;
+  const padQueries = pad !== null && pad.some((p) => p > past);
+  const out = padQueries ? Tensor.zeros(q.shape, "F32", { device: dev.device }) : Tensor.empty(q.shape, "F32", { device: dev.device });
   const run: SegmentKernel = (q0, qn, kk, vv, n) =>
     dev.kernels.attention({
       q: dev.f32(qc, q0 * qw2, qn * qw2),
@@ -174,7 +193,15 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor, options: Causal
   for (let i = 0; i < b; i++) {
     let kk = kc.reshape([b * t, kw]).slice(0, i * t, (i + 1) * t), vv = vc.reshape([b * t, kw]).slice(0, i * t, (i + 1) * t), s = t;
     if (options.cache) ({ k: kk, v: vv, s } = options.cache.append(options.layerIdx ?? 0, i, kk, vv));
-    for (const g of segments(t, s, options.slidingWindow)) run(i * t + g.q0, g.qn, kk.slice(0, g.k0, g.k0 + g.kn), vv.slice(0, g.k0, g.k0 + g.kn), g.kn);
+    const p = pad?.[i] ?? 0;
+    if (p > s) throw new RangeError(`Cannot run attention: row ${i} has ${p} pad positions but only ${s} positions`);
+    // Drop the row's pad keys; its queries left of the first real token stay zero.
+    const skip = Math.max(0, p - (s - t));
+    if (skip === t) continue;
+    if (p > 0) [kk, vv, s] = [kk.slice(0, p, s), vv.slice(0, p, s), s - p];
+    for (const g of segments(t - skip, s, options.slidingWindow)) {
+      run(i * t + skip + g.q0, g.qn, kk.slice(0, g.k0, g.k0 + g.kn), vv.slice(0, g.k0, g.k0 + g.kn), g.kn);
+    }
   }
   for (const [c, orig] of [[qc, q], [kc, k], [vc, v]] as const) if (c !== orig) c[Symbol.dispose]();
   return out;
