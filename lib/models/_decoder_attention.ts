@@ -1,10 +1,12 @@
-// Attention of the Qwen3 and Gemma 2/3 decoders (private): transformers' q_proj/k_proj/v_proj/o_proj,
-// optional per-head q_norm/k_norm before RoPE, a query scale, and soft-capped logits.
+// Attention of the RoPE decoders (private; Llama family, Qwen3, Gemma 2/3, the MoE models):
+// transformers' q_proj/k_proj/v_proj/o_proj, grouped-query heads, optional per-head q_norm/k_norm
+// before RoPE, a query scale, soft-capped logits, a sliding window and each row's left padding.
 import type { DType } from "../dtype.ts";
 import type { Tensor } from "../tensor/tensor.ts";
-import { applyRotary, causalAttention, type CosSin, type KVCache } from "../tensor/ops/mod.ts";
+import { applyRotary, causalAttention } from "../tensor/ops/mod.ts";
 import { ActivationScope, Linear, Module, type ParameterInit } from "../nn/mod.ts";
 import { softcapAttention } from "./_softcap.ts";
+import type { LayerContext } from "./_decoder_stack.ts";
 
 /** Options of {@link DecoderAttention}. */
 export interface DecoderAttentionOptions {
@@ -12,8 +14,10 @@ export interface DecoderAttentionOptions {
   numHeads: number;
   numKVHeads: number;
   headDim: number;
-  /** Biases on q/k/v/o (`attention_bias`). */
-  bias: boolean;
+  /** Biases on q/k/v (Qwen2 always; `attention_bias`). */
+  qkvBias: boolean;
+  /** Bias on o_proj (`attention_bias`). */
+  oBias: boolean;
   dtype: DType;
   init: ParameterInit;
   layerIdx: number;
@@ -26,13 +30,8 @@ export interface DecoderAttentionOptions {
   qkNorm?: ((size: number) => Module) | null;
 }
 
-/** Per-call context (built by the model). */
-export interface DecoderAttentionContext {
-  /** RoPE tables per batch row. */
-  rotary: readonly CosSin[];
-  /** KV cache. */
-  cache: KVCache | null;
-}
+/** Per-call context (built by the model's backbone). */
+export type DecoderAttentionContext = LayerContext;
 
 /** `[B, T, hidden]` → `[B, T, hidden]` causal self-attention; `className` is set by the model. */
 export class DecoderAttention extends Module {
@@ -53,11 +52,11 @@ export class DecoderAttention extends Module {
     this.slidingWindow = o.slidingWindow;
     this.scale = o.scale ?? 1 / Math.sqrt(o.headDim);
     this.softcap = o.softcap ?? null;
-    const lin = { bias: o.bias, dtype: o.dtype, init: o.init };
+    const lin = { bias: o.qkvBias, dtype: o.dtype, init: o.init };
     this.registerModule("q_proj", new Linear(o.hiddenSize, o.numHeads * o.headDim, lin));
     this.registerModule("k_proj", new Linear(o.hiddenSize, o.numKVHeads * o.headDim, lin));
     this.registerModule("v_proj", new Linear(o.hiddenSize, o.numKVHeads * o.headDim, lin));
-    this.registerModule("o_proj", new Linear(o.numHeads * o.headDim, o.hiddenSize, lin));
+    this.registerModule("o_proj", new Linear(o.numHeads * o.headDim, o.hiddenSize, { ...lin, bias: o.oBias }));
     if (o.qkNorm) {
       this.registerModule("q_norm", o.qkNorm(o.headDim));
       this.registerModule("k_norm", o.qkNorm(o.headDim));
@@ -101,6 +100,7 @@ export class DecoderAttention extends Module {
       cache: ctx.cache,
       layerIdx: this.layerIdx,
       slidingWindow: this.slidingWindow,
+      keyPadding: ctx.padding,
     };
     const a = s.own(
       this.softcap === null ? causalAttention(q, k, v, common) : softcapAttention(q, k, v, { ...common, softcap: this.softcap }),

@@ -8,33 +8,16 @@
 import type { DType } from "../dtype.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import { add, type CosSin, rmsNorm, scale, toDType } from "../tensor/ops/mod.ts";
-import {
-  ActivationScope,
-  type CausalLMForwardOptions,
-  type CausalLMOutput,
-  Embedding,
-  KVCache,
-  Linear,
-  Module,
-  ModuleList,
-  type Parameter,
-  type ParameterInit,
-  RotaryEmbedding,
-} from "../nn/mod.ts";
+import { ActivationScope, Embedding, Module, ModuleList, type Parameter, type ParameterInit, RotaryEmbedding } from "../nn/mod.ts";
 import { createParameter } from "../nn/mod.ts";
-import { checkModelType, type RawConfig, readConfig } from "./config.ts";
+import { checkModelType, type RawConfig } from "./config.ts";
 import { type GemmaConfig, parseGemmaConfig } from "./gemma_config.ts";
-import { dtypeOption, type FromConfigOptions, type FromPretrainedOptions, PreTrainedModel, withInitDevice } from "./pretrained.ts";
-import { lmHeadLogits, positionRows, release } from "./_common.ts";
+import { CausalLMBase, type LayerOpts, layerOpts, type ModelInitOptions } from "./_causal_lm.ts";
+import { type BackboneInput, planBatch, ropeTables, runDecoder } from "./_decoder_stack.ts";
 import { DecoderAttention, type DecoderAttentionContext } from "./_decoder_attention.ts";
 import { GatedMLP } from "./_gated_mlp.ts";
-import { batchSeqLen, type LayerType } from "./_layer_types.ts";
+import type { LayerType } from "./_layer_types.ts";
 import { softcapLogits } from "./_softcap.ts";
-
-interface LayerOpts {
-  dtype: DType;
-  init: ParameterInit;
-}
 
 /** "Gemma2" or "Gemma3" (transformers' class-name prefix). */
 function prefix(c: GemmaConfig): string {
@@ -151,7 +134,8 @@ export class GemmaDecoderLayer extends Module {
       numHeads: c.numAttentionHeads,
       numKVHeads: c.numKeyValueHeads,
       headDim: c.headDim,
-      bias: c.attentionBias,
+      qkvBias: c.attentionBias,
+      oBias: c.attentionBias,
       dtype: o.dtype,
       init: o.init,
       layerIdx,
@@ -241,32 +225,20 @@ export class GemmaModel extends Module {
 
   #tables(type: LayerType, rows: number[][]): CosSin[] {
     const r = this.child("rotary_emb");
-    const rot = r instanceof RotaryEmbedding ? r : r.child<RotaryEmbedding>(type);
-    const seqLen = batchSeqLen(rows);
-    const first = rot.cosSin(rows[0]!, seqLen);
-    return rows.map((row, i) => (i === 0 || row === rows[0] ? first : rot.cosSin(row, seqLen)));
+    return ropeTables(r instanceof RotaryEmbedding ? r : r.child<RotaryEmbedding>(type), rows);
   }
 
   /** Ids `[B, T]` → final hidden states `[B, T, hidden]` (F32). */
-  override forward(inputIds: Tensor, ctx: { cache?: KVCache | null; positionIds?: CausalLMForwardOptions["positionIds"] } = {}): Tensor {
-    const cache = ctx.cache ?? null;
-    const rows = positionRows(inputIds, cache, ctx.positionIds);
+  override forward(inputIds: Tensor, ctx: BackboneInput = {}): Tensor {
+    const { cache, rows, padding } = planBatch(inputIds, ctx);
     const types = this.#config.layerTypes;
     const tables = new Map<LayerType, CosSin[]>();
     for (const t of new Set(types)) {
       // Gemma 2 has one table for both layer types
       tables.set(t, this.#config.modelType === "gemma2" && tables.size > 0 ? tables.values().next().value! : this.#tables(t, rows));
     }
-    let h = this.child("embed_tokens").forward(inputIds) as Tensor;
-    let i = 0;
-    for (const layer of this.child<ModuleList>("layers")) {
-      const next = layer.forward(h, { rotary: tables.get(types[i++]!)!, cache } satisfies DecoderAttentionContext) as Tensor;
-      release(h, next);
-      h = next;
-    }
-    const out = this.child("norm").forward(h) as Tensor;
-    release(h, out);
-    return out;
+    const h = this.child("embed_tokens").forward(inputIds) as Tensor;
+    return runDecoder(h, this.child<ModuleList>("layers"), this.child("norm"), (i) => ({ rotary: tables.get(types[i]!)!, cache, padding }));
   }
 }
 
@@ -280,62 +252,34 @@ export class GemmaModel extends Module {
  * console.log(m instanceof GemmaForCausalLMBase, m.gemmaConfig.finalLogitSoftcapping); // true null
  * ```
  */
-export abstract class GemmaForCausalLMBase extends PreTrainedModel {
+export abstract class GemmaForCausalLMBase extends CausalLMBase {
   /** The parsed config. */
   readonly gemmaConfig: GemmaConfig;
 
   /** @param config A raw config.json object. @param options Parameter dtype and init. */
-  constructor(config: RawConfig, options: { dtype?: DType; init?: ParameterInit } = {}) {
-    super(config);
+  constructor(config: RawConfig, options: ModelInitOptions = {}) {
     const c = parseGemmaConfig(config);
+    const o = layerOpts(options, c.initializerRange);
+    super(config, {
+      className: `${prefix(c)}ForCausalLM`,
+      backboneName: "model",
+      backbone: new GemmaModel(c, o),
+      embeddingName: "embed_tokens",
+      hiddenSize: c.hiddenSize,
+      vocabSize: c.vocabSize,
+      tieWordEmbeddings: c.tieWordEmbeddings,
+      numLayers: c.numHiddenLayers,
+      eosTokenIds: c.eosTokenIds,
+      noSplitModules: [`${prefix(c)}DecoderLayer`],
+    }, o);
     this.gemmaConfig = c;
-    this.className = `${prefix(c)}ForCausalLM`;
-    const o: LayerOpts = { dtype: options.dtype ?? "F32", init: options.init ?? { normal: { std: c.initializerRange } } };
-    const model = this.registerModule("model", new GemmaModel(c, o));
-    const head = new Linear(c.hiddenSize, c.vocabSize, { bias: false, dtype: o.dtype, init: c.tieWordEmbeddings ? "zeros" : o.init });
-    if (c.tieWordEmbeddings) head.registerParameter("weight", model.child<Embedding>("embed_tokens").weight);
-    this.registerModule("lm_head", head);
-    this.eval();
   }
 
-  /** transformers' `_no_split_modules`: `["Gemma2DecoderLayer"]` or `["Gemma3DecoderLayer"]`. */
-  get noSplitModules(): string[] {
-    return [`${prefix(this.gemmaConfig)}DecoderLayer`];
-  }
-
-  /** From `eos_token_id` (Gemma's default 1). */
-  get eosTokenIds(): readonly number[] {
-    return this.gemmaConfig.eosTokenIds;
-  }
-
-  /** An empty cache with one slot per layer. */
-  createCache(): KVCache {
-    return new KVCache(this.gemmaConfig.numHiddenLayers);
-  }
-
-  /** Ids `[B, T]` → logits `[B, T', vocab]` (F32, soft-capped when configured) and the cache. */
-  override forward(inputIds: Tensor, options: CausalLMForwardOptions = {}): CausalLMOutput {
-    const cache = options.pastKeyValues ?? (options.useCache ? this.createCache() : null);
-    const h = this.child("model").forward(inputIds, { cache, positionIds: options.positionIds }) as Tensor;
-    let logits = lmHeadLogits(this.child("lm_head"), h, options.logitsToKeep);
+  /** Soft-capped when `final_logit_softcapping` is set. */
+  protected override finalLogits(logits: Tensor): Tensor {
     const cap = this.gemmaConfig.finalLogitSoftcapping;
-    if (cap !== null) logits = softcapLogits(logits, cap);
-    return { logits, pastKeyValues: cache };
+    return cap === null ? logits : softcapLogits(logits, cap);
   }
-}
-
-function load<M extends GemmaForCausalLMBase>(
-  make: (o: { dtype: DType; init: ParameterInit }) => M,
-  dir: string,
-  options: FromPretrainedOptions,
-): M {
-  const dtype = dtypeOption(options.dtype);
-  const m = withInitDevice("meta", () => make({ dtype: dtype ?? "F32", init: "zeros" }));
-  if (options.device === "meta") return m;
-  return m.loadPretrained(dir, {
-    rename: (k) => (k.includes("rotary_emb.") && k.endsWith("inv_freq") ? null : k),
-    ...(dtype ? { dtype } : {}),
-  });
 }
 
 function checkType(raw: RawConfig, type: string): RawConfig {
@@ -360,21 +304,8 @@ function checkType(raw: RawConfig, type: string): RawConfig {
  */
 export class Gemma2ForCausalLM extends GemmaForCausalLMBase {
   /** @param config A raw config.json object (model_type "gemma2"). @param options dtype and init. */
-  constructor(config: RawConfig, options: { dtype?: DType; init?: ParameterInit } = {}) {
+  constructor(config: RawConfig, options: ModelInitOptions = {}) {
     super(checkType(config, "gemma2"), options);
-  }
-
-  /** Build from a config object (or a folder/config.json path) with random or meta weights. */
-  static fromConfig(config: RawConfig | string, options: FromConfigOptions = {}): Gemma2ForCausalLM {
-    const raw = typeof config === "string" ? readConfig(config) : config;
-    const dtype = dtypeOption(options.dtype);
-    return withInitDevice(options.device, () => new Gemma2ForCausalLM(raw, dtype ? { dtype } : {}));
-  }
-
-  /** Load a Hugging Face folder; weights stay mapped unless `dtype` casts. */
-  static fromPretrained(dir: string, options: FromPretrainedOptions = {}): Gemma2ForCausalLM {
-    const raw = readConfig(dir);
-    return load((o) => new Gemma2ForCausalLM(raw, o), dir, options);
   }
 }
 
@@ -396,20 +327,7 @@ export class Gemma2ForCausalLM extends GemmaForCausalLMBase {
  */
 export class Gemma3ForCausalLM extends GemmaForCausalLMBase {
   /** @param config A raw config.json object (model_type "gemma3_text"). @param options dtype and init. */
-  constructor(config: RawConfig, options: { dtype?: DType; init?: ParameterInit } = {}) {
+  constructor(config: RawConfig, options: ModelInitOptions = {}) {
     super(checkType(config, "gemma3_text"), options);
-  }
-
-  /** Build from a config object (or a folder/config.json path) with random or meta weights. */
-  static fromConfig(config: RawConfig | string, options: FromConfigOptions = {}): Gemma3ForCausalLM {
-    const raw = typeof config === "string" ? readConfig(config) : config;
-    const dtype = dtypeOption(options.dtype);
-    return withInitDevice(options.device, () => new Gemma3ForCausalLM(raw, dtype ? { dtype } : {}));
-  }
-
-  /** Load a Hugging Face folder; weights stay mapped unless `dtype` casts. */
-  static fromPretrained(dir: string, options: FromPretrainedOptions = {}): Gemma3ForCausalLM {
-    const raw = readConfig(dir);
-    return load((o) => new Gemma3ForCausalLM(raw, o), dir, options);
   }
 }

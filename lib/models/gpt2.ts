@@ -9,21 +9,19 @@ import {
   activation,
   ActivationScope,
   causalAttention,
-  type CausalLMForwardOptions,
-  type CausalLMOutput,
   Conv1D,
   Dropout,
   Embedding,
-  KVCache,
+  type KVCache,
   LayerNorm,
-  Linear,
   Module,
   ModuleList,
   type ParameterInit,
 } from "../nn/mod.ts";
-import { checkModelType, ConfigReader, type RawConfig, readConfig } from "./config.ts";
-import { dtypeOption, type FromConfigOptions, type FromPretrainedOptions, PreTrainedModel, withInitDevice } from "./pretrained.ts";
-import { lmHeadLogits, positionRows, release } from "./_common.ts";
+import { checkModelType, ConfigReader, type RawConfig } from "./config.ts";
+import { release } from "./_common.ts";
+import { CausalLMBase, layerOpts, type ModelInitOptions } from "./_causal_lm.ts";
+import { type BackboneInput, planBatch, runDecoder } from "./_decoder_stack.ts";
 
 /** A parsed GPT-2 config. */
 export interface GPT2Config {
@@ -91,6 +89,14 @@ export function parseGPT2Config(raw: RawConfig): GPT2Config {
   };
 }
 
+/** Per-call context of a GPT-2 block: the cache and each row's left padding. */
+export interface GPT2Context {
+  /** KV cache. */
+  cache: KVCache | null;
+  /** Leading pad positions per row, or null/absent: none. */
+  padding?: readonly number[] | null;
+}
+
 interface Opts {
   dtype: DType;
   init: ParameterInit;
@@ -123,7 +129,7 @@ export class GPT2Attention extends Module {
   }
 
   /** `[B, T, E]` → `[B, T, E]`. */
-  override forward(x: Tensor, ctx: { cache: KVCache | null }): Tensor {
+  override forward(x: Tensor, ctx: GPT2Context): Tensor {
     const e = this.#c.nEmbd, nh = this.#c.nHead, d = e / nh;
     using s = new ActivationScope(x);
     const qkv = s.own(this.child("c_attn").forward(x) as Tensor);
@@ -132,7 +138,15 @@ export class GPT2Attention extends Module {
     let scale = this.#c.scaleAttnWeights ? 1 / Math.sqrt(d) : 1;
     if (this.#c.scaleAttnByInverseLayerIdx) scale /= this.#layerIdx + 1;
     const a = s.own(
-      causalAttention(q, k, v, { numHeads: nh, numKVHeads: nh, headDim: d, scale, cache: ctx.cache, layerIdx: this.#layerIdx }),
+      causalAttention(q, k, v, {
+        numHeads: nh,
+        numKVHeads: nh,
+        headDim: d,
+        scale,
+        cache: ctx.cache,
+        layerIdx: this.#layerIdx,
+        keyPadding: ctx.padding ?? null,
+      }),
     );
     const out = s.own(this.child("c_proj").forward(a) as Tensor);
     return s.keep(this.child("resid_dropout").forward(out) as Tensor);
@@ -192,7 +206,7 @@ export class GPT2Block extends Module {
   }
 
   /** `[B, T, E]` → `[B, T, E]`. */
-  override forward(x: Tensor, ctx: { cache: KVCache | null }): Tensor {
+  override forward(x: Tensor, ctx: GPT2Context): Tensor {
     using s = new ActivationScope(x);
     const n1 = s.own(this.child("ln_1").forward(x) as Tensor);
     const a = s.own(this.child("attn").forward(n1, ctx) as Tensor);
@@ -229,9 +243,8 @@ export class GPT2Model extends Module {
   }
 
   /** Ids `[B, T]` → hidden states `[B, T, E]` (F32). */
-  override forward(inputIds: Tensor, ctx: { cache?: KVCache | null; positionIds?: CausalLMForwardOptions["positionIds"] } = {}): Tensor {
-    const cache = ctx.cache ?? null;
-    const rows = positionRows(inputIds, cache, ctx.positionIds);
+  override forward(inputIds: Tensor, ctx: BackboneInput = {}): Tensor {
+    const { cache, rows, padding } = planBatch(inputIds, ctx);
     const flat = rows.flat();
     const bad = flat.find((p) => p < 0 || p >= this.#c.nPositions);
     if (bad !== undefined) {
@@ -241,16 +254,9 @@ export class GPT2Model extends Module {
     using posIds = Tensor.fromArray(flat, inputIds.shape, "I32");
     using pos = this.child("wpe").forward(posIds) as Tensor;
     const sum = add(tok, pos);
-    let h = this.child("drop").forward(sum) as Tensor;
+    const h = this.child("drop").forward(sum) as Tensor;
     if (h !== sum) release(sum);
-    for (const block of this.child<ModuleList>("h")) {
-      const next = block.forward(h, { cache }) as Tensor;
-      release(h, next);
-      h = next;
-    }
-    const out = this.child("ln_f").forward(h) as Tensor;
-    release(h, out);
-    return out;
+    return runDecoder(h, this.child<ModuleList>("h"), this.child("ln_f"), { rotary: [], cache, padding });
   }
 }
 
@@ -265,66 +271,35 @@ export class GPT2Model extends Module {
  * console.log(m.forward(Tensor.fromArray([1, 2], [1, 2], "I64")).logits.shape); // [1, 2, 20]
  * ```
  */
-export class GPT2LMHeadModel extends PreTrainedModel {
+export class GPT2LMHeadModel extends CausalLMBase {
   /** The parsed config. */
   readonly gpt2Config: GPT2Config;
 
   /** @param config Raw config.json object. @param options dtype and init. */
-  constructor(config: RawConfig, options: { dtype?: DType; init?: ParameterInit } = {}) {
-    super(config);
+  constructor(config: RawConfig, options: ModelInitOptions = {}) {
     const c = parseGPT2Config(config);
+    const o = layerOpts(options, c.initializerRange);
+    super(config, {
+      className: "GPT2LMHeadModel",
+      backboneName: "transformer",
+      backbone: new GPT2Model(c, o),
+      embeddingName: "wte",
+      hiddenSize: c.nEmbd,
+      vocabSize: c.vocabSize,
+      tieWordEmbeddings: c.tieWordEmbeddings,
+      numLayers: c.nLayer,
+      eosTokenIds: c.eosTokenIds,
+      noSplitModules: ["GPT2Block"],
+    }, o);
     this.gpt2Config = c;
-    const o: Opts = { dtype: options.dtype ?? "F32", init: options.init ?? { normal: { std: c.initializerRange } } };
-    const t = this.registerModule("transformer", new GPT2Model(c, o));
-    const head = new Linear(c.nEmbd, c.vocabSize, { bias: false, dtype: o.dtype, init: c.tieWordEmbeddings ? "zeros" : o.init });
-    if (c.tieWordEmbeddings) head.registerParameter("weight", t.child<Embedding>("wte").weight);
-    this.registerModule("lm_head", head);
-    this.eval();
-  }
-
-  /** Build from a config object (or folder) with random or meta weights. */
-  static fromConfig(config: RawConfig | string, options: FromConfigOptions = {}): GPT2LMHeadModel {
-    const raw = typeof config === "string" ? readConfig(config) : config;
-    const dtype = dtypeOption(options.dtype);
-    return withInitDevice(options.device, () => new GPT2LMHeadModel(raw, dtype ? { dtype } : {}));
   }
 
   /**
-   * Load a Hugging Face folder (weights stay mapped unless `dtype` casts). Accepts checkpoints
-   * whose keys lack the `transformer.` prefix (the original gpt2 files) and ignores the legacy
-   * `attn.bias` / `attn.masked_bias` mask buffers.
+   * Accepts checkpoints whose keys lack the `transformer.` prefix (the original gpt2 files) and
+   * ignores the legacy `attn.bias` / `attn.masked_bias` mask buffers.
    */
-  static fromPretrained(dir: string, options: FromPretrainedOptions = {}): GPT2LMHeadModel {
-    const raw = readConfig(dir);
-    const dtype = dtypeOption(options.dtype);
-    const m = withInitDevice("meta", () => new GPT2LMHeadModel(raw, { dtype: dtype ?? "F32", init: "zeros" }));
-    if (options.device === "meta") return m;
-    const rename = (k: string): string | null => {
-      if (/\.attn\.(masked_)?bias$/.test(k)) return null;
-      return k.startsWith("transformer.") || k.startsWith("lm_head.") ? k : `transformer.${k}`;
-    };
-    return m.loadPretrained(dir, { rename, ...(dtype ? { dtype } : {}) });
-  }
-
-  /** `["GPT2Block"]`. */
-  get noSplitModules(): string[] {
-    return ["GPT2Block"];
-  }
-
-  /** From `eos_token_id`. */
-  get eosTokenIds(): readonly number[] {
-    return this.gpt2Config.eosTokenIds;
-  }
-
-  /** An empty cache. */
-  createCache(): KVCache {
-    return new KVCache(this.gpt2Config.nLayer);
-  }
-
-  /** Ids `[B, T]` → logits `[B, T', vocab]` and the cache. */
-  override forward(inputIds: Tensor, options: CausalLMForwardOptions = {}): CausalLMOutput {
-    const cache = options.pastKeyValues ?? (options.useCache ? this.createCache() : null);
-    const h = this.child("transformer").forward(inputIds, { cache, positionIds: options.positionIds }) as Tensor;
-    return { logits: lmHeadLogits(this.child("lm_head"), h, options.logitsToKeep), pastKeyValues: cache };
+  override checkpointKey(k: string): string | null {
+    if (/\.attn\.(masked_)?bias$/.test(k)) return null;
+    return k.startsWith("transformer.") || k.startsWith("lm_head.") ? k : `transformer.${k}`;
   }
 }

@@ -10,21 +10,18 @@ import {
   activation,
   ActivationScope,
   causalAttention,
-  type CausalLMForwardOptions,
-  type CausalLMOutput,
-  type CosSin,
   Dropout,
   Embedding,
-  KVCache,
   LayerNorm,
   Linear,
   Module,
   ModuleList,
   type ParameterInit,
 } from "../nn/mod.ts";
-import { checkModelType, ConfigReader, type RawConfig, readConfig } from "./config.ts";
-import { dtypeOption, type FromConfigOptions, type FromPretrainedOptions, PreTrainedModel, withInitDevice } from "./pretrained.ts";
-import { lmHeadLogits, positionRows, release } from "./_common.ts";
+import { checkModelType, ConfigReader, type RawConfig } from "./config.ts";
+import { release } from "./_common.ts";
+import { CausalLMBase, layerOpts, type ModelInitOptions } from "./_causal_lm.ts";
+import { type BackboneInput, type LayerContext, planBatch, runDecoder } from "./_decoder_stack.ts";
 import { dense, ExtRotaryEmbedding, rotatePartial } from "./_rotary_ext.ts";
 
 /** A parsed GPT-NeoX config. */
@@ -91,7 +88,9 @@ export function parseGPTNeoXConfig(raw: RawConfig): GPTNeoXConfig {
   const pct = Number(rp.partial_rotary_factor ?? raw.rotary_pct ?? raw.partial_rotary_factor ?? 0.25);
   const rotaryDim = Math.floor(headSize * pct);
   if (!(rotaryDim > 0 && rotaryDim <= headSize && rotaryDim % 2 === 0)) {
-    throw new TypeError(`Cannot read config "${r.source}": rotary_pct ${pct} gives ${rotaryDim} rotary dims of head size ${headSize} (need an even count > 0)`);
+    throw new TypeError(
+      `Cannot read config "${r.source}": rotary_pct ${pct} gives ${rotaryDim} rotary dims of head size ${headSize} (need an even count > 0)`,
+    );
   }
   return {
     vocabSize: r.int("vocab_size"),
@@ -118,12 +117,7 @@ interface Opts {
 }
 
 /** Per-call context of a GPT-NeoX layer. */
-export interface GPTNeoXContext {
-  /** Rotary tables per batch row. */
-  rotary: readonly CosSin[];
-  /** KV cache. */
-  cache: KVCache | null;
-}
+export type GPTNeoXContext = LayerContext;
 
 /**
  * Attention with `query_key_value` (per head: q, k, v of `head_size` each) and `dense`.
@@ -158,7 +152,16 @@ export class GPTNeoXAttention extends Module {
     const q = s.own(rotatePartial(part(0), nh, hs, c.rotaryDim, ctx.rotary));
     const k = s.own(rotatePartial(part(1), nh, hs, c.rotaryDim, ctx.rotary));
     const v = part(2);
-    const a = s.own(causalAttention(q, k, v, { numHeads: nh, numKVHeads: nh, headDim: hs, cache: ctx.cache, layerIdx: this.#layerIdx }));
+    const a = s.own(
+      causalAttention(q, k, v, {
+        numHeads: nh,
+        numKVHeads: nh,
+        headDim: hs,
+        cache: ctx.cache,
+        layerIdx: this.#layerIdx,
+        keyPadding: ctx.padding,
+      }),
+    );
     return s.keep(this.child("dense").forward(a) as Tensor);
   }
 }
@@ -258,20 +261,13 @@ export class GPTNeoXModel extends Module {
   }
 
   /** Ids `[B, T]` → final hidden states `[B, T, hidden]`. */
-  override forward(inputIds: Tensor, ctx: { cache?: KVCache | null; positionIds?: CausalLMForwardOptions["positionIds"] } = {}): Tensor {
-    const cache = ctx.cache ?? null;
-    const rotary = this.child<ExtRotaryEmbedding>("rotary_emb").tables(positionRows(inputIds, cache, ctx.positionIds));
+  override forward(inputIds: Tensor, ctx: BackboneInput = {}): Tensor {
+    const { cache, rows, padding } = planBatch(inputIds, ctx);
+    const rotary = this.child<ExtRotaryEmbedding>("rotary_emb").tables(rows);
     const e = this.child("embed_in").forward(inputIds) as Tensor;
-    let h = this.child("emb_dropout").forward(e) as Tensor;
+    const h = this.child("emb_dropout").forward(e) as Tensor;
     release(e, h);
-    for (const layer of this.child<ModuleList>("layers")) {
-      const next = layer.forward(h, { rotary, cache } satisfies GPTNeoXContext) as Tensor;
-      release(h, next);
-      h = next;
-    }
-    const out = this.child("final_layer_norm").forward(h) as Tensor;
-    release(h, out);
-    return out;
+    return runDecoder(h, this.child<ModuleList>("layers"), this.child("final_layer_norm"), { rotary, cache, padding });
   }
 }
 
@@ -287,63 +283,32 @@ export class GPTNeoXModel extends Module {
  * console.log(m.forward(Tensor.fromArray([1, 2, 3], [1, 3], "I64")).logits.shape, m.noSplitModules); // [1, 3, 32] ["GPTNeoXLayer"]
  * ```
  */
-export class GPTNeoXForCausalLM extends PreTrainedModel {
+export class GPTNeoXForCausalLM extends CausalLMBase {
   /** The parsed config. */
   readonly gptNeoXConfig: GPTNeoXConfig;
 
   /** @param config Raw config.json object. @param options dtype and init. */
-  constructor(config: RawConfig, options: { dtype?: DType; init?: ParameterInit } = {}) {
-    super(config);
+  constructor(config: RawConfig, options: ModelInitOptions = {}) {
     const c = parseGPTNeoXConfig(config);
+    const o = layerOpts(options, c.initializerRange);
+    super(config, {
+      className: "GPTNeoXForCausalLM",
+      backboneName: "gpt_neox",
+      backbone: new GPTNeoXModel(c, o),
+      embeddingName: "embed_in",
+      hiddenSize: c.hiddenSize,
+      vocabSize: c.vocabSize,
+      tieWordEmbeddings: c.tieWordEmbeddings,
+      numLayers: c.numHiddenLayers,
+      eosTokenIds: c.eosTokenIds,
+      noSplitModules: ["GPTNeoXLayer"],
+    }, o);
     this.gptNeoXConfig = c;
-    this.className = "GPTNeoXForCausalLM";
-    const o: Opts = { dtype: options.dtype ?? "F32", init: options.init ?? { normal: { std: c.initializerRange } } };
-    const model = this.registerModule("gpt_neox", new GPTNeoXModel(c, o));
-    const head = new Linear(c.hiddenSize, c.vocabSize, { bias: false, dtype: o.dtype, init: c.tieWordEmbeddings ? "zeros" : o.init });
-    if (c.tieWordEmbeddings) head.registerParameter("weight", model.child<Embedding>("embed_in").weight);
-    this.registerModule("lm_head", head);
-    this.eval();
   }
 
-  /** Build from a config object (or folder) with random or meta weights. */
-  static fromConfig(config: RawConfig | string, options: FromConfigOptions = {}): GPTNeoXForCausalLM {
-    const raw = typeof config === "string" ? readConfig(config) : config;
-    const dtype = dtypeOption(options.dtype);
-    return withInitDevice(options.device, () => new GPTNeoXForCausalLM(raw, dtype ? { dtype } : {}));
-  }
-
-  /** Load a Hugging Face folder (weights stay mapped unless `dtype` casts). */
-  static fromPretrained(dir: string, options: FromPretrainedOptions = {}): GPTNeoXForCausalLM {
-    const raw = readConfig(dir);
-    const dtype = dtypeOption(options.dtype);
-    const m = withInitDevice("meta", () => new GPTNeoXForCausalLM(raw, { dtype: dtype ?? "F32", init: "zeros" }));
-    if (options.device === "meta") return m;
-    const rename = (k: string): string | null => {
-      if (/\.attention\.(masked_)?bias$|rotary_emb\.inv_freq$/.test(k)) return null;
-      return k.startsWith("embed_out.") ? `lm_head.${k.slice("embed_out.".length)}` : k;
-    };
-    return m.loadPretrained(dir, { rename, ...(dtype ? { dtype } : {}) });
-  }
-
-  /** `["GPTNeoXLayer"]`. */
-  get noSplitModules(): string[] {
-    return ["GPTNeoXLayer"];
-  }
-
-  /** From `eos_token_id`. */
-  get eosTokenIds(): readonly number[] {
-    return this.gptNeoXConfig.eosTokenIds;
-  }
-
-  /** An empty cache. */
-  createCache(): KVCache {
-    return new KVCache(this.gptNeoXConfig.numHiddenLayers);
-  }
-
-  /** Ids `[B, T]` → logits `[B, T', vocab]` and the cache. */
-  override forward(inputIds: Tensor, options: CausalLMForwardOptions = {}): CausalLMOutput {
-    const cache = options.pastKeyValues ?? (options.useCache ? this.createCache() : null);
-    const h = this.child("gpt_neox").forward(inputIds, { cache, positionIds: options.positionIds }) as Tensor;
-    return { logits: lmHeadLogits(this.child("lm_head"), h, options.logitsToKeep), pastKeyValues: cache };
+  /** Drops the legacy mask buffers and `inv_freq`; older checkpoints' `embed_out` is `lm_head`. */
+  override checkpointKey(k: string): string | null {
+    if (/\.attention\.(masked_)?bias$|rotary_emb\.inv_freq$/.test(k)) return null;
+    return k.startsWith("embed_out.") ? `lm_head.${k.slice("embed_out.".length)}` : k;
   }
 }

@@ -2,31 +2,13 @@
  * The Llama family (Llama 2/3, Mistral, Qwen2, TinyLlama, SmolLM) with transformers' parameter names.
  * @module
  */
-import type { DType } from "../dtype.ts";
 import type { Tensor } from "../tensor/tensor.ts";
-import { add, mul, siluMul } from "../tensor/ops/mod.ts";
-import {
-  activation,
-  ActivationScope,
-  type CausalLMForwardOptions,
-  type CausalLMOutput,
-  CausalSelfAttention,
-  type CosSin,
-  Embedding,
-  KVCache,
-  Linear,
-  Module,
-  ModuleList,
-  type ParameterInit,
-  RMSNorm,
-  type RopeParameters,
-  ropeParametersFromConfig,
-  RotaryEmbedding,
-  SiLU,
-} from "../nn/mod.ts";
-import { checkModelType, ConfigReader, type RawConfig, readConfig } from "./config.ts";
-import { dtypeOption, type FromConfigOptions, type FromPretrainedOptions, PreTrainedModel, withInitDevice } from "./pretrained.ts";
-import { lmHeadLogits, positionRows, release } from "./_common.ts";
+import { Embedding, Module, ModuleList, RMSNorm, type RopeParameters, ropeParametersFromConfig, RotaryEmbedding } from "../nn/mod.ts";
+import { checkModelType, ConfigReader, type RawConfig } from "./config.ts";
+import { CausalLMBase, type LayerOpts, layerOpts, type ModelInitOptions } from "./_causal_lm.ts";
+import { DecoderAttention } from "./_decoder_attention.ts";
+import { type BackboneInput, type LayerContext, planBatch, preNormLayer, ropeTables, runDecoder } from "./_decoder_stack.ts";
+import { GatedMLP } from "./_gated_mlp.ts";
 
 /**
  * The model types {@link LlamaForCausalLM} builds.
@@ -158,11 +140,6 @@ export function parseLlamaConfig(raw: RawConfig): LlamaConfig {
   return cfg;
 }
 
-interface LayerOpts {
-  dtype: DType;
-  init: ParameterInit;
-}
-
 /**
  * Gate/up/down MLP (`act(gate(x)) ⊙ up(x)` then down).
  *
@@ -174,36 +151,15 @@ interface LayerOpts {
  * console.log(mlp.forward(Tensor.zeros([1, 2, 8])).shape); // [1, 2, 8]
  * ```
  */
-export class LlamaMLP extends Module {
+export class LlamaMLP extends GatedMLP {
   /** @param c Config. @param o dtype and init. */
   constructor(c: LlamaConfig, o: LayerOpts) {
-    super();
-    const lin = { bias: c.mlpBias, dtype: o.dtype, init: o.init };
-    this.registerModule("gate_proj", new Linear(c.hiddenSize, c.intermediateSize, lin));
-    this.registerModule("up_proj", new Linear(c.hiddenSize, c.intermediateSize, lin));
-    this.registerModule("down_proj", new Linear(c.intermediateSize, c.hiddenSize, lin));
-    this.registerModule("act_fn", activation(c.hiddenAct));
-  }
-
-  /** `[B, T, hidden]` → `[B, T, hidden]`. */
-  override forward(x: Tensor): Tensor {
-    using s = new ActivationScope(x);
-    const g = s.own(this.child("gate_proj").forward(x) as Tensor);
-    const u = s.own(this.child("up_proj").forward(x) as Tensor);
-    const act = this.child("act_fn");
-    const fused = act instanceof SiLU && !Object.hasOwn(act, "forward");
-    const h = s.own(fused ? siluMul(g, u) : mul(s.own(act.forward(g) as Tensor), u));
-    return s.keep(this.child("down_proj").forward(h) as Tensor);
+    super({ hiddenSize: c.hiddenSize, intermediateSize: c.intermediateSize, act: c.hiddenAct, bias: c.mlpBias, ...o });
   }
 }
 
 /** Per-call context of a decoder layer (built by `LlamaModel.forward`). */
-export interface DecoderContext {
-  /** RoPE tables per batch row. */
-  rotary: readonly CosSin[];
-  /** KV cache. */
-  cache: KVCache | null;
-}
+export type DecoderContext = LayerContext;
 
 /**
  * Pre-norm decoder layer: attention and MLP with residuals; `className` is transformers' (`LlamaDecoderLayer`, …).
@@ -221,7 +177,7 @@ export class LlamaDecoderLayer extends Module {
     super();
     const p = PREFIX[c.modelType]!;
     this.className = `${p}DecoderLayer`;
-    const attn = new CausalSelfAttention({
+    const attn = new DecoderAttention({
       hiddenSize: c.hiddenSize,
       numHeads: c.numAttentionHeads,
       numKVHeads: c.numKeyValueHeads,
@@ -249,13 +205,7 @@ export class LlamaDecoderLayer extends Module {
 
   /** `[B, T, hidden]` → `[B, T, hidden]`. */
   override forward(x: Tensor, ctx: DecoderContext): Tensor {
-    using s = new ActivationScope(x);
-    const n1 = s.own(this.child("input_layernorm").forward(x) as Tensor);
-    const a = s.own(this.child("self_attn").forward(n1, ctx) as Tensor);
-    const h = s.own(add(x, a));
-    const n2 = s.own(this.child("post_attention_layernorm").forward(h) as Tensor);
-    const m = s.own(this.child("mlp").forward(n2) as Tensor);
-    return add(h, m);
+    return preNormLayer(this, x, ctx);
   }
 }
 
@@ -287,22 +237,11 @@ export class LlamaModel extends Module {
   }
 
   /** Ids `[B, T]` → final hidden states `[B, T, hidden]` (F32). */
-  override forward(inputIds: Tensor, ctx: { cache?: KVCache | null; positionIds?: CausalLMForwardOptions["positionIds"] } = {}): Tensor {
-    const cache = ctx.cache ?? null;
-    const rows = positionRows(inputIds, cache, ctx.positionIds);
-    const rot = this.child<RotaryEmbedding>("rotary_emb");
-    const shared = rows.every((r) => r === rows[0]);
-    const first = rot.cosSin(rows[0]!);
-    const rotary = shared ? rows.map(() => first) : rows.map((r, i) => (i === 0 ? first : rot.cosSin(r)));
-    let h = this.child("embed_tokens").forward(inputIds) as Tensor;
-    for (const layer of this.child<ModuleList>("layers")) {
-      const next = layer.forward(h, { rotary, cache } satisfies DecoderContext) as Tensor;
-      release(h, next);
-      h = next;
-    }
-    const out = this.child("norm").forward(h) as Tensor;
-    release(h, out);
-    return out;
+  override forward(inputIds: Tensor, ctx: BackboneInput = {}): Tensor {
+    const { cache, rows, padding } = planBatch(inputIds, ctx);
+    const rotary = ropeTables(this.child<RotaryEmbedding>("rotary_emb"), rows);
+    const h = this.child("embed_tokens").forward(inputIds) as Tensor;
+    return runDecoder(h, this.child<ModuleList>("layers"), this.child("norm"), { rotary, cache, padding });
   }
 }
 
@@ -322,7 +261,7 @@ export class LlamaModel extends Module {
  * console.log(logits.shape, [...m.namedParameters()].length); // [1, 3, 32] 20
  * ```
  */
-export class LlamaForCausalLM extends PreTrainedModel {
+export class LlamaForCausalLM extends CausalLMBase {
   /** The parsed config. */
   readonly llamaConfig: LlamaConfig;
 
@@ -330,57 +269,22 @@ export class LlamaForCausalLM extends PreTrainedModel {
    * @param config A raw config.json object.
    * @param options Parameter dtype and init.
    */
-  constructor(config: RawConfig, options: { dtype?: DType; init?: ParameterInit } = {}) {
-    super(config);
+  constructor(config: RawConfig, options: ModelInitOptions = {}) {
     const c = parseLlamaConfig(config);
+    const o = layerOpts(options, c.initializerRange);
+    const p = PREFIX[c.modelType]!;
+    super(config, {
+      className: `${p}ForCausalLM`,
+      backboneName: "model",
+      backbone: new LlamaModel(c, o),
+      embeddingName: "embed_tokens",
+      hiddenSize: c.hiddenSize,
+      vocabSize: c.vocabSize,
+      tieWordEmbeddings: c.tieWordEmbeddings,
+      numLayers: c.numHiddenLayers,
+      eosTokenIds: c.eosTokenIds,
+      noSplitModules: [`${p}DecoderLayer`],
+    }, o);
     this.llamaConfig = c;
-    this.className = `${PREFIX[c.modelType]}ForCausalLM`;
-    const o: LayerOpts = { dtype: options.dtype ?? "F32", init: options.init ?? { normal: { std: c.initializerRange } } };
-    const model = this.registerModule("model", new LlamaModel(c, o));
-    const head = new Linear(c.hiddenSize, c.vocabSize, { bias: false, dtype: o.dtype, init: c.tieWordEmbeddings ? "zeros" : o.init });
-    if (c.tieWordEmbeddings) head.registerParameter("weight", model.child<Embedding>("embed_tokens").weight);
-    this.registerModule("lm_head", head);
-    this.eval();
-  }
-
-  /** Build from a config object (or a folder/config.json path) with random or meta weights. */
-  static fromConfig(config: RawConfig | string, options: FromConfigOptions = {}): LlamaForCausalLM {
-    const raw = typeof config === "string" ? readConfig(config) : config;
-    const dtype = dtypeOption(options.dtype);
-    return withInitDevice(options.device, () => new LlamaForCausalLM(raw, dtype ? { dtype } : {}));
-  }
-
-  /**
-   * Load a Hugging Face folder: config.json plus model.safetensors or a sharded index. Weights
-   * stay memory-mapped (no copy) unless `dtype` asks for a cast.
-   */
-  static fromPretrained(dir: string, options: FromPretrainedOptions = {}): LlamaForCausalLM {
-    const raw = readConfig(dir);
-    const dtype = dtypeOption(options.dtype);
-    const m = withInitDevice("meta", () => new LlamaForCausalLM(raw, { dtype: dtype ?? "F32", init: "zeros" }));
-    if (options.device === "meta") return m;
-    return m.loadPretrained(dir, { rename: (k) => (k.endsWith("rotary_emb.inv_freq") ? null : k), ...(dtype ? { dtype } : {}) });
-  }
-
-  /** `["LlamaDecoderLayer"]` (or Mistral/Qwen2). */
-  get noSplitModules(): string[] {
-    return [`${PREFIX[this.llamaConfig.modelType]}DecoderLayer`];
-  }
-
-  /** From `eos_token_id`. */
-  get eosTokenIds(): readonly number[] {
-    return this.llamaConfig.eosTokenIds;
-  }
-
-  /** An empty cache with one slot per layer. */
-  createCache(): KVCache {
-    return new KVCache(this.llamaConfig.numHiddenLayers);
-  }
-
-  /** Ids `[B, T]` → logits `[B, T', vocab]` (F32) and the cache. */
-  override forward(inputIds: Tensor, options: CausalLMForwardOptions = {}): CausalLMOutput {
-    const cache = options.pastKeyValues ?? (options.useCache ? this.createCache() : null);
-    const h = this.child("model").forward(inputIds, { cache, positionIds: options.positionIds }) as Tensor;
-    return { logits: lmHeadLogits(this.child("lm_head"), h, options.logitsToKeep), pastKeyValues: cache };
   }
 }

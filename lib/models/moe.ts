@@ -6,40 +6,26 @@
  * @module
  */
 import type { DType } from "../dtype.ts";
-import { Tensor } from "../tensor/tensor.ts";
-import { add, applyRotary, mul } from "../tensor/ops/mod.ts";
+import type { Tensor } from "../tensor/tensor.ts";
+import { add } from "../tensor/ops/mod.ts";
 import {
   ActivationScope,
-  causalAttention,
-  type CausalLMForwardOptions,
-  type CausalLMOutput,
-  CausalSelfAttention,
-  type CosSin,
   Embedding,
-  KVCache,
   Linear,
   Module,
   ModuleList,
-  type ParameterInit,
   RMSNorm,
   type RopeParameters,
   ropeParametersFromConfig,
   RotaryEmbedding,
 } from "../nn/mod.ts";
-import { checkModelType, ConfigReader, type RawConfig, readConfig } from "./config.ts";
-import {
-  checkpointPath,
-  dtypeOption,
-  type FromConfigOptions,
-  type FromPretrainedOptions,
-  loadCheckpoint,
-  PreTrainedModel,
-  withInitDevice,
-} from "./pretrained.ts";
+import { checkModelType, ConfigReader, type RawConfig } from "./config.ts";
+import { checkpointPath, loadCheckpoint } from "./pretrained.ts";
 import { ShardedCheckpoint } from "../safetensors/mod.ts";
-import { lmHeadLogits, positionRows, release } from "./_common.ts";
-import { FusedExperts, fusedExpertView, GatedMLP, type MoeOpts, sigmoidHost, TopKRouter } from "./_moe.ts";
-import { dense } from "./_rotary_ext.ts";
+import { CausalLMBase, layerOpts, type ModelInitOptions } from "./_causal_lm.ts";
+import { DecoderAttention, type DecoderAttentionOptions } from "./_decoder_attention.ts";
+import { type BackboneInput, type LayerContext, planBatch, preNormLayer, ropeTables, runDecoder } from "./_decoder_stack.ts";
+import { FusedExperts, fusedExpertView, GatedMLP, type MoeOpts, sigmoidGate, TopKRouter } from "./_moe.ts";
 
 /**
  * The model types {@link MoeForCausalLM} builds.
@@ -126,7 +112,9 @@ export function parseMoeConfig(raw: RawConfig): MoeConfig {
   const mixtral = modelType === "mixtral", qwen3 = modelType === "qwen3_moe";
   const hidden = r.int("hidden_size"), heads = r.int("num_attention_heads"), kv = r.int("num_key_value_heads", heads);
   if (heads === 0 || kv === 0 || heads % kv !== 0) {
-    throw new TypeError(`Cannot read config "${r.source}": num_attention_heads ${heads} must be a positive multiple of num_key_value_heads ${kv}`);
+    throw new TypeError(
+      `Cannot read config "${r.source}": num_attention_heads ${heads} must be a positive multiple of num_key_value_heads ${kv}`,
+    );
   }
   const n = r.int("num_hidden_layers");
   // Qwen3-MoE's config.json from transformers 5 says num_local_experts; older ones num_experts.
@@ -140,8 +128,9 @@ export function parseMoeConfig(raw: RawConfig): MoeConfig {
   const sparseLayers = Array.from({ length: n }, (_, i) => !onlyMlp.includes(i) && experts > 0 && (i + 1) % Math.max(1, step) === 0);
   let slidingWindows: (number | null)[];
   if (mixtral) slidingWindows = Array(n).fill(raw.sliding_window == null ? null : r.int("sliding_window"));
-  else if (qwen3) slidingWindows = Array(n).fill(r.bool("use_sliding_window", false) && raw.sliding_window != null ? r.int("sliding_window") : null);
-  else {
+  else if (qwen3) {
+    slidingWindows = Array(n).fill(r.bool("use_sliding_window", false) && raw.sliding_window != null ? r.int("sliding_window") : null);
+  } else {
     const types = Array.isArray(raw.layer_types) ? (raw.layer_types as string[]) : Array(n).fill("full_attention");
     const w = raw.sliding_window == null ? 0 : r.int("sliding_window");
     slidingWindows = Array.from({ length: n }, (_, i) => (types[i] === "sliding_attention" && w > 0 ? w : null));
@@ -177,17 +166,28 @@ export function parseMoeConfig(raw: RawConfig): MoeConfig {
 }
 
 /** Per-call context of a MoE decoder layer. */
-export interface MoeContext {
-  /** RoPE tables per batch row. */
-  rotary: readonly CosSin[];
-  /** KV cache. */
-  cache: KVCache | null;
-}
+export type MoeContext = LayerContext;
 
 function rmsNorm(c: MoeConfig, size: number, o: MoeOpts): RMSNorm {
   const norm = new RMSNorm(size, { eps: c.rmsNormEps, dtype: o.dtype });
   norm.className = `${PREFIX[c.modelType]}RMSNorm`;
   return norm;
+}
+
+function moeAttentionOptions(c: MoeConfig, layerIdx: number, o: MoeOpts): DecoderAttentionOptions {
+  return {
+    hiddenSize: c.hiddenSize,
+    numHeads: c.numAttentionHeads,
+    numKVHeads: c.numKeyValueHeads,
+    headDim: c.headDim,
+    qkvBias: c.qkvBias,
+    oBias: c.oBias,
+    dtype: o.dtype,
+    init: o.init,
+    layerIdx,
+    slidingWindow: c.slidingWindows[layerIdx] ?? null,
+    qkNorm: c.qkNorm ? (size) => rmsNorm(c, size, o) : null,
+  };
 }
 
 /**
@@ -200,47 +200,10 @@ function rmsNorm(c: MoeConfig, size: number, o: MoeOpts): RMSNorm {
  * console.log(new Qwen3MoeAttention(c, 0, { dtype: "F32", init: "zeros" }).child("q_norm").toString()); // Qwen3MoeRMSNorm((8,), eps=0.000001)
  * ```
  */
-export class Qwen3MoeAttention extends Module {
-  readonly #c: MoeConfig;
-  readonly #layerIdx: number;
-
+export class Qwen3MoeAttention extends DecoderAttention {
   /** @param c Config. @param layerIdx Index. @param o dtype and init. */
   constructor(c: MoeConfig, layerIdx: number, o: MoeOpts) {
-    super();
-    this.#c = c;
-    this.#layerIdx = layerIdx;
-    const [h, qw, kw] = [c.hiddenSize, c.numAttentionHeads * c.headDim, c.numKeyValueHeads * c.headDim];
-    this.registerModule("q_proj", new Linear(h, qw, { bias: c.qkvBias, ...o }));
-    this.registerModule("k_proj", new Linear(h, kw, { bias: c.qkvBias, ...o }));
-    this.registerModule("v_proj", new Linear(h, kw, { bias: c.qkvBias, ...o }));
-    this.registerModule("o_proj", new Linear(qw, h, { bias: c.oBias, ...o }));
-    this.registerModule("q_norm", rmsNorm(c, c.headDim, o));
-    this.registerModule("k_norm", rmsNorm(c, c.headDim, o));
-  }
-
-  /** `[B, T, hidden]` → `[B, T, hidden]`. */
-  override forward(x: Tensor, ctx: MoeContext): Tensor {
-    const c = this.#c, d = c.headDim;
-    const [b, t] = [x.shape[0]!, x.shape[1]!];
-    using s = new ActivationScope(x);
-    const normed = (proj: string, norm: string, heads: number) => {
-      const p = s.own(this.child(proj).forward(x) as Tensor);
-      const n = s.own(this.child(norm).forward(p.reshape([b, t, heads, d])) as Tensor);
-      const out = s.own(dense(n.reshape([b, t, heads * d])));
-      applyRotary(out, heads, ctx.rotary);
-      return out;
-    };
-    const q = normed("q_proj", "q_norm", c.numAttentionHeads), k = normed("k_proj", "k_norm", c.numKeyValueHeads);
-    const v = s.own(this.child("v_proj").forward(x) as Tensor);
-    const a = s.own(causalAttention(q, k, v, {
-      numHeads: c.numAttentionHeads,
-      numKVHeads: c.numKeyValueHeads,
-      headDim: d,
-      cache: ctx.cache,
-      layerIdx: this.#layerIdx,
-      slidingWindow: c.slidingWindows[this.#layerIdx] ?? null,
-    }));
-    return s.keep(this.child("o_proj").forward(a) as Tensor);
+    super(moeAttentionOptions(c, layerIdx, o));
   }
 }
 
@@ -295,8 +258,8 @@ export class MoeSparseBlock extends Module {
     if (!this.#shared) return routed;
     s.own(routed);
     const shared = s.own(this.child("shared_expert").forward(x) as Tensor);
-    const g = s.own(sigmoidHost(s.own(this.child("shared_expert_gate").forward(x) as Tensor)));
-    return add(routed, s.own(mul(g, shared)));
+    const g = s.own(this.child("shared_expert_gate").forward(x) as Tensor);
+    return add(routed, s.own(sigmoidGate(g, shared)));
   }
 }
 
@@ -316,18 +279,7 @@ export class MoeDecoderLayer extends Module {
     super();
     const p = PREFIX[c.modelType]!;
     this.className = `${p}DecoderLayer`;
-    const attn = c.qkNorm ? new Qwen3MoeAttention(c, layerIdx, o) : new CausalSelfAttention({
-      hiddenSize: c.hiddenSize,
-      numHeads: c.numAttentionHeads,
-      numKVHeads: c.numKeyValueHeads,
-      headDim: c.headDim,
-      qkvBias: c.qkvBias,
-      oBias: c.oBias,
-      dtype: o.dtype,
-      init: o.init,
-      layerIdx,
-      slidingWindow: c.slidingWindows[layerIdx] ?? null,
-    });
+    const attn = c.qkNorm ? new Qwen3MoeAttention(c, layerIdx, o) : new DecoderAttention(moeAttentionOptions(c, layerIdx, o));
     attn.className = `${p}Attention`;
     this.registerModule("self_attn", attn);
     if (c.sparseLayers[layerIdx]) this.registerModule("mlp", new MoeSparseBlock(c, o));
@@ -342,11 +294,7 @@ export class MoeDecoderLayer extends Module {
 
   /** `[B, T, hidden]` → `[B, T, hidden]`. */
   override forward(x: Tensor, ctx: MoeContext): Tensor {
-    using s = new ActivationScope(x);
-    const n1 = s.own(this.child("input_layernorm").forward(x) as Tensor);
-    const h = s.own(add(x, s.own(this.child("self_attn").forward(n1, ctx) as Tensor)));
-    const n2 = s.own(this.child("post_attention_layernorm").forward(h) as Tensor);
-    return add(h, s.own(this.child("mlp").forward(n2) as Tensor));
+    return preNormLayer(this, x, ctx);
   }
 }
 
@@ -376,21 +324,11 @@ export class MoeModel extends Module {
   }
 
   /** Ids `[B, T]` → final hidden states `[B, T, hidden]`. */
-  override forward(inputIds: Tensor, ctx: { cache?: KVCache | null; positionIds?: CausalLMForwardOptions["positionIds"] } = {}): Tensor {
-    const cache = ctx.cache ?? null;
-    const rows = positionRows(inputIds, cache, ctx.positionIds);
-    const rot = this.child<RotaryEmbedding>("rotary_emb");
-    const first = rot.cosSin(rows[0]!);
-    const rotary = rows.map((r, i) => (i === 0 || r === rows[0] ? first : rot.cosSin(r)));
-    let h = this.child("embed_tokens").forward(inputIds) as Tensor;
-    for (const layer of this.child<ModuleList>("layers")) {
-      const next = layer.forward(h, { rotary, cache } satisfies MoeContext) as Tensor;
-      release(h, next);
-      h = next;
-    }
-    const out = this.child("norm").forward(h) as Tensor;
-    release(h, out);
-    return out;
+  override forward(inputIds: Tensor, ctx: BackboneInput = {}): Tensor {
+    const { cache, rows, padding } = planBatch(inputIds, ctx);
+    const rotary = ropeTables(this.child<RotaryEmbedding>("rotary_emb"), rows);
+    const h = this.child("embed_tokens").forward(inputIds) as Tensor;
+    return runDecoder(h, this.child<ModuleList>("layers"), this.child("norm"), { rotary, cache, padding });
   }
 }
 
@@ -408,81 +346,54 @@ export class MoeModel extends Module {
  * console.log(m.className, m.forward(Tensor.fromArray([1, 2, 3], [1, 3], "I64")).logits.shape); // MixtralForCausalLM [1, 3, 32]
  * ```
  */
-export class MoeForCausalLM extends PreTrainedModel {
+export class MoeForCausalLM extends CausalLMBase {
   /** The parsed config. */
   readonly moeConfig: MoeConfig;
+  #ckpt: ShardedCheckpoint | null = null;
 
   /** @param config Raw config.json object. @param options dtype and init. */
-  constructor(config: RawConfig, options: { dtype?: DType; init?: ParameterInit } = {}) {
-    super(config);
+  constructor(config: RawConfig, options: ModelInitOptions = {}) {
     const c = parseMoeConfig(config);
+    const o = layerOpts(options, c.initializerRange);
+    const p = PREFIX[c.modelType]!;
+    super(config, {
+      className: `${p}ForCausalLM`,
+      backboneName: "model",
+      backbone: new MoeModel(c, o),
+      embeddingName: "embed_tokens",
+      hiddenSize: c.hiddenSize,
+      vocabSize: c.vocabSize,
+      tieWordEmbeddings: c.tieWordEmbeddings,
+      numLayers: c.numHiddenLayers,
+      eosTokenIds: c.eosTokenIds,
+      noSplitModules: [`${p}DecoderLayer`],
+    }, o);
     this.moeConfig = c;
-    this.className = `${PREFIX[c.modelType]}ForCausalLM`;
-    const o: MoeOpts = { dtype: options.dtype ?? "F32", init: options.init ?? { normal: { std: c.initializerRange } } };
-    const model = this.registerModule("model", new MoeModel(c, o));
-    const head = new Linear(c.hiddenSize, c.vocabSize, { bias: false, dtype: o.dtype, init: c.tieWordEmbeddings ? "zeros" : o.init });
-    if (c.tieWordEmbeddings) head.registerParameter("weight", model.child<Embedding>("embed_tokens").weight);
-    this.registerModule("lm_head", head);
-    this.eval();
-  }
-
-  /** Build from a config object (or folder) with random or meta weights. */
-  static fromConfig(config: RawConfig | string, options: FromConfigOptions = {}): MoeForCausalLM {
-    const raw = typeof config === "string" ? readConfig(config) : config;
-    const dtype = dtypeOption(options.dtype);
-    return withInitDevice(options.device, () => new MoeForCausalLM(raw, dtype ? { dtype } : {}));
   }
 
   /**
-   * Load a Hugging Face folder: the per-expert layout `save_pretrained` writes (Mixtral's
-   * `block_sparse_moe.experts.N.w1/w3/w2`, Qwen's `mlp.experts.N.gate_proj/up_proj/down_proj`) is
-   * fused into `mlp.experts.gate_up_proj` / `down_proj` while loading (copies), as transformers 5
-   * does; every other weight stays mapped unless `dtype` casts. Already fused checkpoints load as is.
+   * The per-expert layout `save_pretrained` writes (Mixtral's `block_sparse_moe.experts.N.w1/w3/w2`,
+   * Qwen's `mlp.experts.N.gate_proj/up_proj/down_proj`) is fused into `mlp.experts.gate_up_proj` /
+   * `down_proj` while loading (copies), as transformers 5 does; every other weight stays mapped
+   * unless `dtype` casts. Already fused checkpoints load as is.
    */
-  static fromPretrained(dir: string, options: FromPretrainedOptions = {}): MoeForCausalLM {
-    const raw = readConfig(dir);
-    const dtype = dtypeOption(options.dtype);
-    const m = withInitDevice("meta", () => new MoeForCausalLM(raw, { dtype: dtype ?? "F32", init: "zeros" }));
-    if (options.device === "meta") return m;
+  override loadWeights(dir: string, dtype: DType | undefined): this {
     const ckpt = ShardedCheckpoint.open(checkpointPath(dir));
     try {
-      loadCheckpoint(m, fusedExpertView(ckpt), { rename: (k) => (k.endsWith("rotary_emb.inv_freq") ? null : k), ...(dtype ? { dtype } : {}) });
+      loadCheckpoint(this, fusedExpertView(ckpt), { rename: (k) => this.checkpointKey(k), ...(dtype ? { dtype } : {}) });
     } catch (e) {
       ckpt[Symbol.dispose]();
       throw e;
     }
-    m.#ckpt = ckpt;
-    return m;
+    this.#ckpt?.[Symbol.dispose]();
+    this.#ckpt = ckpt;
+    return this;
   }
-
-  #ckpt: ShardedCheckpoint | null = null;
 
   /** Free the weights and unmap the checkpoint. */
   override [Symbol.dispose](): void {
     super[Symbol.dispose]();
     this.#ckpt?.[Symbol.dispose]();
     this.#ckpt = null;
-  }
-
-  /** `["MixtralDecoderLayer"]` (or Qwen2Moe/Qwen3Moe). */
-  get noSplitModules(): string[] {
-    return [`${PREFIX[this.moeConfig.modelType]}DecoderLayer`];
-  }
-
-  /** From `eos_token_id`. */
-  get eosTokenIds(): readonly number[] {
-    return this.moeConfig.eosTokenIds;
-  }
-
-  /** An empty cache. */
-  createCache(): KVCache {
-    return new KVCache(this.moeConfig.numHiddenLayers);
-  }
-
-  /** Ids `[B, T]` → logits `[B, T', vocab]` and the cache. */
-  override forward(inputIds: Tensor, options: CausalLMForwardOptions = {}): CausalLMOutput {
-    const cache = options.pastKeyValues ?? (options.useCache ? this.createCache() : null);
-    const h = this.child("model").forward(inputIds, { cache, positionIds: options.positionIds }) as Tensor;
-    return { logits: lmHeadLogits(this.child("lm_head"), h, options.logitsToKeep), pastKeyValues: cache };
   }
 }

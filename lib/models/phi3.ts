@@ -12,7 +12,6 @@ import {
   causalAttention,
   type CausalLMForwardOptions,
   type CausalLMOutput,
-  type CosSin,
   Dropout,
   Embedding,
   KVCache,
@@ -23,9 +22,9 @@ import {
   RMSNorm,
   SiLU,
 } from "../nn/mod.ts";
-import { checkModelType, ConfigReader, type RawConfig, readConfig } from "./config.ts";
-import { dtypeOption, type FromConfigOptions, type FromPretrainedOptions, PreTrainedModel, withInitDevice } from "./pretrained.ts";
-import { lmHeadLogits, positionRows, release } from "./_common.ts";
+import { checkModelType, ConfigReader, type RawConfig } from "./config.ts";
+import { CausalLMBase, layerOpts, type ModelInitOptions } from "./_causal_lm.ts";
+import { type BackboneInput, type LayerContext, planBatch, runDecoder } from "./_decoder_stack.ts";
 import { dense, ExtRotaryEmbedding, type LongRope, rotatePartial } from "./_rotary_ext.ts";
 
 /** A parsed Phi-3 config. */
@@ -91,19 +90,25 @@ export function parsePhi3Config(raw: RawConfig): Phi3Config {
   const hidden = r.int("hidden_size"), heads = r.int("num_attention_heads");
   const kv = r.int("num_key_value_heads", heads);
   if (heads === 0 || kv === 0 || heads % kv !== 0) {
-    throw new TypeError(`Cannot read config "${r.source}": num_attention_heads ${heads} must be a positive multiple of num_key_value_heads ${kv}`);
+    throw new TypeError(
+      `Cannot read config "${r.source}": num_attention_heads ${heads} must be a positive multiple of num_key_value_heads ${kv}`,
+    );
   }
   const headDim = r.int("head_dim", Math.floor(hidden / heads));
   const rp = { ...((raw.rope_scaling ?? {}) as RawConfig), ...((raw.rope_parameters ?? {}) as RawConfig) };
   let type = String(rp.rope_type ?? rp.type ?? "default");
   if (type === "su" || type === "yarn") type = "longrope";
   if (type !== "default" && type !== "longrope") {
-    throw new TypeError(`Cannot read config "${r.source}": Phi-3 rope_type "${type}" is not supported: supported ones are default, longrope`);
+    throw new TypeError(
+      `Cannot read config "${r.source}": Phi-3 rope_type "${type}" is not supported: supported ones are default, longrope`,
+    );
   }
   const partial = Number(rp.partial_rotary_factor ?? raw.partial_rotary_factor ?? 1);
   const rotaryDim = Math.floor(headDim * partial);
   if (!(rotaryDim > 0 && rotaryDim <= headDim && rotaryDim % 2 === 0)) {
-    throw new TypeError(`Cannot read config "${r.source}": partial_rotary_factor ${partial} gives ${rotaryDim} rotary dims of head_dim ${headDim} (need an even count > 0)`);
+    throw new TypeError(
+      `Cannot read config "${r.source}": partial_rotary_factor ${partial} gives ${rotaryDim} rotary dims of head_dim ${headDim} (need an even count > 0)`,
+    );
   }
   const maxPos = r.int("max_position_embeddings", 4096);
   let longrope: LongRope | null = null;
@@ -112,7 +117,9 @@ export function parsePhi3Config(raw: RawConfig): Phi3Config {
     const factor = Number(rp.factor ?? maxPos / omax);
     const attentionFactor = rp.attention_factor != null
       ? Number(rp.attention_factor)
-      : factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(omax));
+      : factor <= 1
+      ? 1
+      : Math.sqrt(1 + Math.log(factor) / Math.log(omax));
     longrope = {
       shortFactor: factorList(rp.short_factor, rotaryDim / 2, "short_factor", r.source),
       longFactor: factorList(rp.long_factor, rotaryDim / 2, "long_factor", r.source),
@@ -146,12 +153,7 @@ interface Opts {
 }
 
 /** Per-call context of a Phi-3 layer. */
-export interface Phi3Context {
-  /** Rotary tables per batch row. */
-  rotary: readonly CosSin[];
-  /** KV cache. */
-  cache: KVCache | null;
-}
+export type Phi3Context = LayerContext;
 
 /**
  * Attention with one fused `qkv_proj` (q, then k, then v rows) and `o_proj`.
@@ -194,6 +196,7 @@ export class Phi3Attention extends Module {
       cache: ctx.cache,
       layerIdx: this.#layerIdx,
       slidingWindow: c.slidingWindow,
+      keyPadding: ctx.padding,
     }));
     return s.keep(this.child("o_proj").forward(a) as Tensor);
   }
@@ -299,18 +302,11 @@ export class Phi3Model extends Module {
   }
 
   /** Ids `[B, T]` → final hidden states `[B, T, hidden]`. */
-  override forward(inputIds: Tensor, ctx: { cache?: KVCache | null; positionIds?: CausalLMForwardOptions["positionIds"] } = {}): Tensor {
-    const cache = ctx.cache ?? null;
-    const rotary = this.child<ExtRotaryEmbedding>("rotary_emb").tables(positionRows(inputIds, cache, ctx.positionIds));
-    let h = this.child("embed_tokens").forward(inputIds) as Tensor;
-    for (const layer of this.child<ModuleList>("layers")) {
-      const next = layer.forward(h, { rotary, cache } satisfies Phi3Context) as Tensor;
-      release(h, next);
-      h = next;
-    }
-    const out = this.child("norm").forward(h) as Tensor;
-    release(h, out);
-    return out;
+  override forward(inputIds: Tensor, ctx: BackboneInput = {}): Tensor {
+    const { cache, rows, padding } = planBatch(inputIds, ctx);
+    const rotary = this.child<ExtRotaryEmbedding>("rotary_emb").tables(rows);
+    const h = this.child("embed_tokens").forward(inputIds) as Tensor;
+    return runDecoder(h, this.child<ModuleList>("layers"), this.child("norm"), { rotary, cache, padding });
   }
 }
 
@@ -345,52 +341,31 @@ export class Phi3Cache extends KVCache {
  * console.log(m.forward(Tensor.fromArray([1, 2, 3], [1, 3], "I64")).logits.shape, m.noSplitModules); // [1, 3, 32] ["Phi3DecoderLayer"]
  * ```
  */
-export class Phi3ForCausalLM extends PreTrainedModel {
+export class Phi3ForCausalLM extends CausalLMBase {
   /** The parsed config. */
   readonly phi3Config: Phi3Config;
 
   /** @param config Raw config.json object. @param options dtype and init. */
-  constructor(config: RawConfig, options: { dtype?: DType; init?: ParameterInit } = {}) {
-    super(config);
+  constructor(config: RawConfig, options: ModelInitOptions = {}) {
     const c = parsePhi3Config(config);
+    const o = layerOpts(options, c.initializerRange);
+    super(config, {
+      className: "Phi3ForCausalLM",
+      backboneName: "model",
+      backbone: new Phi3Model(c, o),
+      embeddingName: "embed_tokens",
+      hiddenSize: c.hiddenSize,
+      vocabSize: c.vocabSize,
+      tieWordEmbeddings: c.tieWordEmbeddings,
+      numLayers: c.numHiddenLayers,
+      eosTokenIds: c.eosTokenIds,
+      noSplitModules: ["Phi3DecoderLayer"],
+    }, o);
     this.phi3Config = c;
-    this.className = "Phi3ForCausalLM";
-    const o: Opts = { dtype: options.dtype ?? "F32", init: options.init ?? { normal: { std: c.initializerRange } } };
-    const model = this.registerModule("model", new Phi3Model(c, o));
-    const head = new Linear(c.hiddenSize, c.vocabSize, { bias: false, dtype: o.dtype, init: c.tieWordEmbeddings ? "zeros" : o.init });
-    if (c.tieWordEmbeddings) head.registerParameter("weight", model.child<Embedding>("embed_tokens").weight);
-    this.registerModule("lm_head", head);
-    this.eval();
-  }
-
-  /** Build from a config object (or folder) with random or meta weights. */
-  static fromConfig(config: RawConfig | string, options: FromConfigOptions = {}): Phi3ForCausalLM {
-    const raw = typeof config === "string" ? readConfig(config) : config;
-    const dtype = dtypeOption(options.dtype);
-    return withInitDevice(options.device, () => new Phi3ForCausalLM(raw, dtype ? { dtype } : {}));
-  }
-
-  /** Load a Hugging Face folder (weights stay mapped unless `dtype` casts). */
-  static fromPretrained(dir: string, options: FromPretrainedOptions = {}): Phi3ForCausalLM {
-    const raw = readConfig(dir);
-    const dtype = dtypeOption(options.dtype);
-    const m = withInitDevice("meta", () => new Phi3ForCausalLM(raw, { dtype: dtype ?? "F32", init: "zeros" }));
-    if (options.device === "meta") return m;
-    return m.loadPretrained(dir, { rename: (k) => (k.endsWith("rotary_emb.inv_freq") ? null : k), ...(dtype ? { dtype } : {}) });
-  }
-
-  /** `["Phi3DecoderLayer"]`. */
-  get noSplitModules(): string[] {
-    return ["Phi3DecoderLayer"];
-  }
-
-  /** From `eos_token_id`. */
-  get eosTokenIds(): readonly number[] {
-    return this.phi3Config.eosTokenIds;
   }
 
   /** An empty cache that remembers its ids. */
-  createCache(): Phi3Cache {
+  override createCache(): Phi3Cache {
     return new Phi3Cache(this.phi3Config.numHiddenLayers);
   }
 
@@ -411,8 +386,10 @@ export class Phi3ForCausalLM extends PreTrainedModel {
       }
       cache.tokenIds = cache.tokenIds.length === b ? cache.tokenIds.map((r, i) => [...r, ...rows[i]!]) : rows;
     }
-    const h = this.child("model").forward(ids, { cache, positionIds: options.positionIds }) as Tensor;
-    if (ids !== inputIds) ids[Symbol.dispose]();
-    return { logits: lmHeadLogits(this.child("lm_head"), h, keep), pastKeyValues: cache };
+    try {
+      return super.forward(ids, { ...options, pastKeyValues: cache, logitsToKeep: keep ?? 0 });
+    } finally {
+      if (ids !== inputIds) ids[Symbol.dispose]();
+    }
   }
 }

@@ -3,28 +3,13 @@
  * queries and keys (`q_norm`, `k_norm`) before RoPE, and an explicit `head_dim`.
  * @module
  */
-import type { DType } from "../dtype.ts";
+
 import type { Tensor } from "../tensor/tensor.ts";
-import { add } from "../tensor/ops/mod.ts";
-import {
-  ActivationScope,
-  type CausalLMForwardOptions,
-  type CausalLMOutput,
-  Embedding,
-  KVCache,
-  Linear,
-  Module,
-  ModuleList,
-  type ParameterInit,
-  RMSNorm,
-  type RopeParameters,
-  ropeParametersFromConfig,
-  RotaryEmbedding,
-} from "../nn/mod.ts";
-import { checkModelType, ConfigReader, type RawConfig, readConfig } from "./config.ts";
-import { dtypeOption, type FromConfigOptions, type FromPretrainedOptions, PreTrainedModel, withInitDevice } from "./pretrained.ts";
-import { lmHeadLogits, positionRows, release } from "./_common.ts";
-import { batchSeqLen } from "./_layer_types.ts";
+
+import { Embedding, Module, ModuleList, RMSNorm, type RopeParameters, ropeParametersFromConfig, RotaryEmbedding } from "../nn/mod.ts";
+import { checkModelType, ConfigReader, type RawConfig } from "./config.ts";
+import { CausalLMBase, type LayerOpts, layerOpts, type ModelInitOptions } from "./_causal_lm.ts";
+import { type BackboneInput, planBatch, preNormLayer, ropeTables, runDecoder } from "./_decoder_stack.ts";
 import { DecoderAttention, type DecoderAttentionContext } from "./_decoder_attention.ts";
 import { GatedMLP } from "./_gated_mlp.ts";
 import { type LayerType, readLayerTypes } from "./_layer_types.ts";
@@ -118,11 +103,6 @@ export function parseQwen3Config(raw: RawConfig): Qwen3Config {
   return cfg;
 }
 
-interface LayerOpts {
-  dtype: DType;
-  init: ParameterInit;
-}
-
 function qwenNorm(size: number, c: Qwen3Config, o: LayerOpts): RMSNorm {
   const n = new RMSNorm(size, { eps: c.rmsNormEps, dtype: o.dtype });
   n.className = "Qwen3RMSNorm";
@@ -150,7 +130,8 @@ export class Qwen3DecoderLayer extends Module {
       numHeads: c.numAttentionHeads,
       numKVHeads: c.numKeyValueHeads,
       headDim: c.headDim,
-      bias: c.attentionBias,
+      qkvBias: c.attentionBias,
+      oBias: c.attentionBias,
       dtype: o.dtype,
       init: o.init,
       layerIdx,
@@ -168,13 +149,7 @@ export class Qwen3DecoderLayer extends Module {
 
   /** `[B, T, hidden]` → `[B, T, hidden]`. */
   override forward(x: Tensor, ctx: DecoderAttentionContext): Tensor {
-    using s = new ActivationScope(x);
-    const n1 = s.own(this.child("input_layernorm").forward(x) as Tensor);
-    const a = s.own(this.child("self_attn").forward(n1, ctx) as Tensor);
-    const h = s.own(add(x, a));
-    const n2 = s.own(this.child("post_attention_layernorm").forward(h) as Tensor);
-    const m = s.own(this.child("mlp").forward(n2) as Tensor);
-    return add(h, m);
+    return preNormLayer(this, x, ctx);
   }
 }
 
@@ -203,22 +178,11 @@ export class Qwen3Model extends Module {
   }
 
   /** Ids `[B, T]` → final hidden states `[B, T, hidden]` (F32). */
-  override forward(inputIds: Tensor, ctx: { cache?: KVCache | null; positionIds?: CausalLMForwardOptions["positionIds"] } = {}): Tensor {
-    const cache = ctx.cache ?? null;
-    const rows = positionRows(inputIds, cache, ctx.positionIds);
-    const rot = this.child<RotaryEmbedding>("rotary_emb");
-    const seqLen = batchSeqLen(rows);
-    const first = rot.cosSin(rows[0]!, seqLen);
-    const rotary = rows.map((r, i) => (i === 0 || r === rows[0] ? first : rot.cosSin(r, seqLen)));
-    let h = this.child("embed_tokens").forward(inputIds) as Tensor;
-    for (const layer of this.child<ModuleList>("layers")) {
-      const next = layer.forward(h, { rotary, cache } satisfies DecoderAttentionContext) as Tensor;
-      release(h, next);
-      h = next;
-    }
-    const out = this.child("norm").forward(h) as Tensor;
-    release(h, out);
-    return out;
+  override forward(inputIds: Tensor, ctx: BackboneInput = {}): Tensor {
+    const { cache, rows, padding } = planBatch(inputIds, ctx);
+    const rotary = ropeTables(this.child<RotaryEmbedding>("rotary_emb"), rows);
+    const h = this.child("embed_tokens").forward(inputIds) as Tensor;
+    return runDecoder(h, this.child<ModuleList>("layers"), this.child("norm"), { rotary, cache, padding });
   }
 }
 
@@ -238,7 +202,7 @@ export class Qwen3Model extends Module {
  * console.log(logits.shape, m.noSplitModules); // [1, 3, 32] ["Qwen3DecoderLayer"]
  * ```
  */
-export class Qwen3ForCausalLM extends PreTrainedModel {
+export class Qwen3ForCausalLM extends CausalLMBase {
   /** The parsed config. */
   readonly qwen3Config: Qwen3Config;
 
@@ -246,54 +210,21 @@ export class Qwen3ForCausalLM extends PreTrainedModel {
    * @param config A raw config.json object.
    * @param options Parameter dtype and init.
    */
-  constructor(config: RawConfig, options: { dtype?: DType; init?: ParameterInit } = {}) {
-    super(config);
+  constructor(config: RawConfig, options: ModelInitOptions = {}) {
     const c = parseQwen3Config(config);
+    const o = layerOpts(options, c.initializerRange);
+    super(config, {
+      className: "Qwen3ForCausalLM",
+      backboneName: "model",
+      backbone: new Qwen3Model(c, o),
+      embeddingName: "embed_tokens",
+      hiddenSize: c.hiddenSize,
+      vocabSize: c.vocabSize,
+      tieWordEmbeddings: c.tieWordEmbeddings,
+      numLayers: c.numHiddenLayers,
+      eosTokenIds: c.eosTokenIds,
+      noSplitModules: ["Qwen3DecoderLayer"],
+    }, o);
     this.qwen3Config = c;
-    this.className = "Qwen3ForCausalLM";
-    const o: LayerOpts = { dtype: options.dtype ?? "F32", init: options.init ?? { normal: { std: c.initializerRange } } };
-    const model = this.registerModule("model", new Qwen3Model(c, o));
-    const head = new Linear(c.hiddenSize, c.vocabSize, { bias: false, dtype: o.dtype, init: c.tieWordEmbeddings ? "zeros" : o.init });
-    if (c.tieWordEmbeddings) head.registerParameter("weight", model.child<Embedding>("embed_tokens").weight);
-    this.registerModule("lm_head", head);
-    this.eval();
-  }
-
-  /** Build from a config object (or a folder/config.json path) with random or meta weights. */
-  static fromConfig(config: RawConfig | string, options: FromConfigOptions = {}): Qwen3ForCausalLM {
-    const raw = typeof config === "string" ? readConfig(config) : config;
-    const dtype = dtypeOption(options.dtype);
-    return withInitDevice(options.device, () => new Qwen3ForCausalLM(raw, dtype ? { dtype } : {}));
-  }
-
-  /** Load a Hugging Face folder (config.json plus safetensors); weights stay mapped unless `dtype` casts. */
-  static fromPretrained(dir: string, options: FromPretrainedOptions = {}): Qwen3ForCausalLM {
-    const raw = readConfig(dir);
-    const dtype = dtypeOption(options.dtype);
-    const m = withInitDevice("meta", () => new Qwen3ForCausalLM(raw, { dtype: dtype ?? "F32", init: "zeros" }));
-    if (options.device === "meta") return m;
-    return m.loadPretrained(dir, { rename: (k) => (k.endsWith("rotary_emb.inv_freq") ? null : k), ...(dtype ? { dtype } : {}) });
-  }
-
-  /** transformers' `_no_split_modules`: `["Qwen3DecoderLayer"]`. */
-  get noSplitModules(): string[] {
-    return ["Qwen3DecoderLayer"];
-  }
-
-  /** From `eos_token_id`. */
-  get eosTokenIds(): readonly number[] {
-    return this.qwen3Config.eosTokenIds;
-  }
-
-  /** An empty cache with one slot per layer. */
-  createCache(): KVCache {
-    return new KVCache(this.qwen3Config.numHiddenLayers);
-  }
-
-  /** Ids `[B, T]` → logits `[B, T', vocab]` (F32) and the cache. */
-  override forward(inputIds: Tensor, options: CausalLMForwardOptions = {}): CausalLMOutput {
-    const cache = options.pastKeyValues ?? (options.useCache ? this.createCache() : null);
-    const h = this.child("model").forward(inputIds, { cache, positionIds: options.positionIds }) as Tensor;
-    return { logits: lmHeadLogits(this.child("lm_head"), h, options.logitsToKeep), pastKeyValues: cache };
   }
 }

@@ -1,0 +1,146 @@
+// The causal-LM shell every architecture shares (private): a backbone plus `lm_head` (tied to the
+// input embedding when the config says so), typed `fromConfig`/`fromPretrained`, the cache, and the
+// forward from ids to logits. An architecture file holds only its backbone and config.
+import type { DType } from "../dtype.ts";
+import type { Tensor } from "../tensor/tensor.ts";
+import {
+  type CausalLMForwardOptions,
+  type CausalLMOutput,
+  type Embedding,
+  KVCache,
+  Linear,
+  type Module,
+  type ParameterInit,
+} from "../nn/mod.ts";
+import { type RawConfig, readConfig } from "./config.ts";
+import { dtypeOption, type FromConfigOptions, type FromPretrainedOptions, PreTrainedModel, withInitDevice } from "./pretrained.ts";
+import { lmHeadLogits } from "./_common.ts";
+import type { BackboneInput } from "./_decoder_stack.ts";
+
+/** Parameter dtype and fill of a model's constructor. */
+export interface ModelInitOptions {
+  /** Parameter dtype (default F32). */
+  dtype?: DType;
+  /** Weight fill (default normal with the config's `initializer_range`). */
+  init?: ParameterInit;
+}
+
+/** The dtype and init every layer of a model is built with. */
+export interface LayerOpts {
+  dtype: DType;
+  init: ParameterInit;
+}
+
+/** `options` resolved against a config's `initializer_range`. */
+export function layerOpts(options: ModelInitOptions, initializerRange: number): LayerOpts {
+  return { dtype: options.dtype ?? "F32", init: options.init ?? { normal: { std: initializerRange } } };
+}
+
+/** What differs between the causal LMs' shells. */
+export interface CausalLMParts {
+  /** transformers' class name (`LlamaForCausalLM`). */
+  className: string;
+  /** The backbone's attribute (`model`, `transformer`, `gpt_neox`). */
+  backboneName: string;
+  /** The backbone (built by the architecture). */
+  backbone: Module;
+  /** The input embedding's name in the backbone (`embed_tokens`, `wte`, `embed_in`). */
+  embeddingName: string;
+  hiddenSize: number;
+  vocabSize: number;
+  tieWordEmbeddings: boolean;
+  numLayers: number;
+  eosTokenIds: readonly number[];
+  /** transformers' `_no_split_modules`. */
+  noSplitModules: readonly string[];
+}
+
+/** A causal-LM class: what `fromConfig` / `fromPretrained` construct. */
+export type CausalLMClass<T> = new (config: RawConfig, options?: ModelInitOptions) => T;
+
+/**
+ * The shared causal LM: `backbone` and `lm_head`, tied to the backbone's input embedding when
+ * `tie_word_embeddings`. Subclasses pass their parts to the constructor and override the hooks
+ * (`checkpointKey`, `loadWeights`, `finalLogits`, `createCache`) where they differ.
+ */
+export abstract class CausalLMBase extends PreTrainedModel {
+  readonly #parts: Omit<CausalLMParts, "backbone">;
+
+  /** @param config The raw config. @param parts Backbone, sizes and names. @param o dtype and init. */
+  protected constructor(config: RawConfig, parts: CausalLMParts, o: LayerOpts) {
+    super(config);
+    const { backbone, ...rest } = parts;
+    this.#parts = rest;
+    this.className = parts.className;
+    this.registerModule(parts.backboneName, backbone);
+    const head = new Linear(parts.hiddenSize, parts.vocabSize, {
+      bias: false,
+      dtype: o.dtype,
+      init: parts.tieWordEmbeddings ? "zeros" : o.init,
+    });
+    if (parts.tieWordEmbeddings) head.registerParameter("weight", backbone.child<Embedding>(parts.embeddingName).weight);
+    this.registerModule("lm_head", head);
+    this.eval();
+  }
+
+  /** Build from a config object (or a folder/config.json path) with random or meta weights. */
+  static fromConfig<T extends CausalLMBase>(this: CausalLMClass<T>, config: RawConfig | string, options: FromConfigOptions = {}): T {
+    const raw = typeof config === "string" ? readConfig(config) : config;
+    const dtype = dtypeOption(options.dtype);
+    return withInitDevice(options.device, () => new this(raw, dtype ? { dtype } : {}));
+  }
+
+  /**
+   * Load a Hugging Face folder: config.json plus model.safetensors or a sharded index. Weights
+   * stay memory-mapped (no copy) unless `dtype` asks for a cast.
+   */
+  static fromPretrained<T extends CausalLMBase>(this: CausalLMClass<T>, dir: string, options: FromPretrainedOptions = {}): T {
+    const raw = readConfig(dir);
+    const dtype = dtypeOption(options.dtype);
+    const m = withInitDevice("meta", () => new this(raw, { dtype: dtype ?? "F32", init: "zeros" }));
+    if (options.device === "meta") return m;
+    return m.loadWeights(dir, dtype);
+  }
+
+  /** The model's name for checkpoint key `key`, or null to skip it (default: drops RoPE's `inv_freq` buffers). */
+  checkpointKey(key: string): string | null {
+    return key.includes("rotary_emb") && key.endsWith("inv_freq") ? null : key;
+  }
+
+  /** Fill the weights from `dir` (mapped; cast to `dtype` when given). */
+  loadWeights(dir: string, dtype: DType | undefined): this {
+    return this.loadPretrained(dir, { rename: (k) => this.checkpointKey(k), ...(dtype ? { dtype } : {}) });
+  }
+
+  /** transformers' `_no_split_modules`. */
+  get noSplitModules(): string[] {
+    return [...this.#parts.noSplitModules];
+  }
+
+  /** From `eos_token_id`. */
+  get eosTokenIds(): readonly number[] {
+    return this.#parts.eosTokenIds;
+  }
+
+  /** An empty cache with one slot per layer. */
+  createCache(): KVCache {
+    return new KVCache(this.#parts.numLayers);
+  }
+
+  /** The logits from `lm_head` (Gemma 2 caps them). */
+  protected finalLogits(logits: Tensor): Tensor {
+    return logits;
+  }
+
+  /**
+   * Ids `[B, T]` → logits `[B, T', vocab]` (F32) and the cache. With `attentionMask` (`[B, cached + T]`,
+   * left-padded), positions come from the mask and no row attends to its pads.
+   */
+  override forward(inputIds: Tensor, options: CausalLMForwardOptions = {}): CausalLMOutput {
+    const cache = options.pastKeyValues ?? (options.useCache ? this.createCache() : null);
+    const input: BackboneInput = { cache, attentionMask: options.attentionMask ?? null };
+    if (options.positionIds !== undefined) input.positionIds = options.positionIds;
+    const h = this.child(this.#parts.backboneName).forward(inputIds, input) as Tensor;
+    return { logits: this.finalLogits(lmHeadLogits(this.child("lm_head"), h, options.logitsToKeep)), pastKeyValues: cache };
+  }
+}
