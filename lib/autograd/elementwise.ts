@@ -229,3 +229,24 @@ export function dropout(x: Var, p: number, random: () => number): Var {
   const out = x.data.map((v, i) => v * mask[i]!);
   return makeResult(out, x.shape, [x], (g) => x.accumulate(g.map((v, i) => v * mask[i]!)));
 }
+
+/**
+ * Columns `[start, end)` of the last axis (GPT-2's q/k/v thirds of `c_attn`), as a dense value.
+ *
+ * @example
+ * ```ts
+ * import { sliceLastDim, Var } from "./mod.ts";
+ * console.log(Array.from(sliceLastDim(Var.constant(new Float32Array([1, 2, 3, 4]), [2, 2]), 1, 2).data)); // [2, 4]
+ * ```
+ */
+export function sliceLastDim(x: Var, start: number, end: number): Var {
+  const n = x.lastDim, w = end - start, rows = x.numel / n;
+  if (!(start >= 0 && end <= n && w > 0)) throw new RangeError(`Cannot slice columns [${start}, ${end}) of a last dimension of ${n}`);
+  const out = new Float32Array(rows * w);
+  for (let r = 0; r < rows; r++) out.set(x.data.subarray(r * n + start, r * n + end), r * w);
+  return makeResult(out, [...x.shape.slice(0, -1), w], [x], (g) => {
+    const gx = new Float32Array(x.numel);
+    for (let r = 0; r < rows; r++) gx.set(g.subarray(r * w, (r + 1) * w), r * n + start);
+    x.accumulate(gx);
+  });
+}
