@@ -1,11 +1,12 @@
 // Mixture-of-experts pieces shared by Mixtral, Qwen2-MoE and Qwen3-MoE (private).
 // Expert weights are transformers 5's fused 3-d parameters: `experts.gate_up_proj` [E, 2I, H]
 // (gate rows then up rows per expert) and `experts.down_proj` [E, H, I]; the router is `gate.weight` [E, H].
-// Routing (softmax, top-k, normalisation) and the weighted scatter of expert outputs run on host f32
-// data; the expert matmuls run on the input's device.
+// The router's logits `[N, E]` are read back once per layer (one small download) and the top-k
+// selection (softmax, top-k, normalisation) runs on the host; everything else runs on the input's
+// device: the row gathers, the expert matmuls and the weighted combination of their outputs.
 import type { DType } from "../dtype.ts";
 import { Tensor } from "../tensor/tensor.ts";
-import { cat, embedding, linear, mul, siluMul } from "../tensor/ops/mod.ts";
+import { add, cat, embedding, linear, matmul, mul, sigmoid, siluMul } from "../tensor/ops/mod.ts";
 import { activation, ActivationScope, createParameter, Linear, Module, type ParameterInit, SiLU } from "../nn/mod.ts";
 import { dense } from "./_rotary_ext.ts";
 
@@ -105,13 +106,18 @@ export class FusedExperts extends Module {
   }
 
   /**
-   * x `[N, H]` → `Σ_k weight · expert_k(x)` `[N, H]` on x's device, summed expert by expert in
-   * index order as transformers' `index_add_` does (the sum runs on host f32 data).
+   * x `[N, H]` → `Σ_k weight · expert_k(x)` `[N, H]` on x's device, summed expert by expert in index
+   * order as transformers' `index_add_` does. Per expert: its tokens' rows are gathered
+   * (`embedding`), run through the expert, and combined by one GEMM with the `[N, n_e]` combine
+   * matrix (the routing weight at (token, slot), zeros elsewhere; GShard's combine tensor), so each
+   * token receives exactly `fround(weight · y)`, then added to the sum. Only the routing (host
+   * data) is uploaded. (A non-finite expert output would spread to that expert's other tokens
+   * through the zero products, where `index_add_` keeps it to its own row.)
    */
   override forward(x: Tensor, route: { index: Int32Array; weight: Float32Array }, k: number): Tensor {
     const [n, h] = [x.shape[0]!, x.shape[1]!], inter = this.intermediateDim;
-    const acc = new Float32Array(n * h);
     const gu = this.paramData("gate_up_proj"), down = this.paramData("down_proj");
+    let acc: Tensor | null = null;
     for (let e = 0; e < this.numExperts; e++) {
       const rows: number[] = [], ws: number[] = [];
       for (let i = 0; i < route.index.length; i++) {
@@ -127,21 +133,33 @@ export class FusedExperts extends Module {
       const a = s.own(linear(xs, gu.slice(0, e, e + 1).reshape([2 * inter, h])));
       const g = s.own(dense(a.slice(1, 0, inter))), u = s.own(dense(a.slice(1, inter, 2 * inter)));
       const y = s.own(linear(gated(this.child("act_fn"), g, u, s), down.slice(0, e, e + 1).reshape([h, inter])));
-      const host = y.onDevice ? s.own(y.to("cpu")) : y;
-      const yd = host.contiguous().f32();
-      rows.forEach((r, j) => {
-        const w = ws[j]!;
-        for (let c = 0; c < h; c++) acc[r * h + c] = f(acc[r * h + c]! + f(yd[j * h + c]! * w));
-      });
+      const combine = new Float32Array(n * rows.length);
+      rows.forEach((r, j) => combine[r * rows.length + j] = ws[j]!);
+      const c = s.own(Tensor.fromArray(combine, [n, rows.length]));
+      const weighted = matmul(x.onDevice ? s.own(c.to(x.device)) : c, y);
+      if (acc === null) acc = weighted;
+      else {
+        s.own(weighted);
+        const sum = add(acc, weighted);
+        acc[Symbol.dispose]();
+        acc = sum;
+      }
     }
-    return Tensor.fromArray(acc, [n, h]).to(x.device);
+    return acc ?? Tensor.zeros([n, h], "F32", { device: x.device });
   }
 }
 
-/** Sigmoid of host values (Qwen2-MoE's shared-expert gate). */
-export function sigmoidHost(t: Tensor): Tensor {
-  const v = t.toArray().map((x) => f(1 / f(1 + f(Math.exp(-x)))));
-  return Tensor.fromArray(v, t.shape).to(t.device);
+/**
+ * Qwen2-MoE's gated shared expert: `sigmoid(gate) ⊙ shared` with gate `[..., 1]` and shared
+ * `[..., H]`, on their device. The gate is widened to `[..., H]` by a rank-1 product with ones
+ * (exact: one product by 1 per value) so the multiply needs no host broadcast.
+ */
+export function sigmoidGate(gate: Tensor, shared: Tensor): Tensor {
+  const h = shared.shape[shared.ndim - 1]!, rows = gate.numel;
+  using sg = sigmoid(gate);
+  using ones = Tensor.fromArray(new Float32Array(h).fill(1), [1, h]).to(gate.device);
+  using wide = matmul(sg.reshape([rows, 1]), ones);
+  return mul(shared, wide.reshape(shared.shape));
 }
 
 /** The subset of a checkpoint `loadCheckpoint` reads. */
@@ -183,11 +201,21 @@ export function fusedExpertView<C extends CheckpointLike>(ckpt: C): C {
   for (const [prefix, g] of groups) {
     const ids = [...g.keys()].sort((a, b) => a - b);
     if (ids.some((id, i) => id !== i) || ids.some((id) => Object.keys(g.get(id)!).length !== 3)) {
-      throw new TypeError(`Cannot load "${ckpt.dir}": the experts of ${prefix} are incomplete (each needs gate/up/down weights, numbered from 0)`);
+      throw new TypeError(
+        `Cannot load "${ckpt.dir}": the experts of ${prefix} are incomplete (each needs gate/up/down weights, numbered from 0)`,
+      );
     }
     const [inter, hidden] = ckpt.info(g.get(0)!.gate!).shape as [number, number];
-    fused.set(`${prefix}.mlp.experts.gate_up_proj`, { shape: [ids.length, 2 * inter, hidden], parts: ids.flatMap((i) => [g.get(i)!.gate!, g.get(i)!.up!]), rows: inter });
-    fused.set(`${prefix}.mlp.experts.down_proj`, { shape: [ids.length, hidden, inter], parts: ids.map((i) => g.get(i)!.down!), rows: hidden });
+    fused.set(`${prefix}.mlp.experts.gate_up_proj`, {
+      shape: [ids.length, 2 * inter, hidden],
+      parts: ids.flatMap((i) => [g.get(i)!.gate!, g.get(i)!.up!]),
+      rows: inter,
+    });
+    fused.set(`${prefix}.mlp.experts.down_proj`, {
+      shape: [ids.length, hidden, inter],
+      parts: ids.map((i) => g.get(i)!.down!),
+      rows: hidden,
+    });
   }
   if (fused.size === 0 && [...plain].every(([a, b]) => a === b)) return ckpt;
   const view: CheckpointLike = {

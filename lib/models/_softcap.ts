@@ -1,9 +1,24 @@
-// Soft-capping (`cap · tanh(x / cap)`, Gemma 2) on host f32 data: attention with capped logits, and
-// capped final logits. No tensor op computes tanh, so both run here and return to the input's device.
+// Soft-capping (`cap · tanh(x / cap)`, Gemma 2) on the inputs' device: capped final logits, and
+// attention with capped logits. Everything runs through the device seam; nothing is read back.
 import { Tensor } from "../tensor/tensor.ts";
-import type { KVCache } from "../tensor/ops/mod.ts";
+import { add, deviceKernels, type KVCache, scale, softmax, tanh } from "../tensor/ops/mod.ts";
 
-const f = Math.fround;
+/** A key a query must not see: transformers' eager mask value (the f32 minimum), not -inf. */
+const MASKED = -3.4028234663852886e38;
+
+/** `cap · tanh(pre · x / cap)` as tensor ops (a new tensor; `x` is left as it is). */
+export function softcap(x: Tensor, cap: number, pre = 1): Tensor {
+  using inner = scale(x, pre / cap);
+  using t = tanh(inner);
+  return scale(t, cap);
+}
+
+/** `cap · tanh(x / cap)` of the logits on their device; consumes `logits` (returns a new tensor). */
+export function softcapLogits(logits: Tensor, cap: number): Tensor {
+  const out = softcap(logits, cap);
+  logits[Symbol.dispose]();
+  return out;
+}
 
 /** Options of {@link softcapAttention}. */
 export interface SoftcapAttentionOptions {
@@ -18,71 +33,109 @@ export interface SoftcapAttentionOptions {
   layerIdx: number;
   /** A query at p sees keys p - window + 1 … p; null: every earlier key. */
   slidingWindow: number | null;
-}
-
-function hostF32(t: Tensor): { data: Float32Array; tmp: Tensor | null } {
-  const h = t.onDevice ? t.to("cpu") : t.contiguous();
-  return { data: h.f32(), tmp: h === t ? null : h };
+  /**
+   * Left padding per batch row (as `causalAttention`'s `keyPadding`): row i's first `keyPadding[i]`
+   * positions are keys no query sees, and queries there get zeros. null or absent: no padding.
+   */
+  keyPadding?: readonly number[] | null;
 }
 
 /**
- * Causal attention over q `[B, T, Hq·D]`, k and v `[B, T, Hkv·D]` (F32) with soft-capped logits,
- * as transformers' eager attention: `softmax(cap · tanh(scale · q·k / cap) + mask) · v`. With a cache,
- * k and v are appended first (row by row, as `causalAttention` does).
+ * The additive mask `[tq, s]` of queries `first … first + tq - 1` (absolute positions) over keys
+ * `0 … s - 1`, or null when every query sees every key (a decode step without window or padding).
+ */
+function maskRows(first: number, tq: number, s: number, pad: number, window: number | null): Float32Array | null {
+  const m = new Float32Array(tq * s);
+  let any = false;
+  for (let i = 0; i < tq; i++) {
+    const p = first + i, lo = Math.max(pad, window == null ? 0 : p - window + 1);
+    for (let j = 0; j < s; j++) {
+      if (j < lo || j > p) {
+        m[i * s + j] = MASKED;
+        any = true;
+      }
+    }
+  }
+  return any ? m : null;
+}
+
+/**
+ * Causal attention over q `[B, T, Hq·D]`, k and v `[B, T, Hkv·D]` (F32, one device) with soft-capped
+ * logits, as transformers' eager attention: `softmax(cap · tanh(scale · q·kᵀ / cap) + mask) · v`.
+ * With a cache, k and v are appended first. Per batch row and head, q·kᵀ and P·v are GEMMs that
+ * read the heads in place (leading dimensions, no permuted copies); the cap, mask and softmax are
+ * tensor ops on the `[Hq, T, S]` scores.
  */
 export function softcapAttention(q: Tensor, k: Tensor, v: Tensor, o: SoftcapAttentionOptions): Tensor {
   const [b, t] = [q.shape[0]!, q.shape[1]!];
   const { numHeads: hq, numKVHeads: hkv, headDim: d } = o;
   const qw = hq * d, kw = hkv * d, group = hq / hkv;
-  const qh = hostF32(q);
-  const out = new Float32Array(b * t * qw);
-  const [kc, vc] = [k.contiguous(), v.contiguous()];
-  const scale = f(o.scale), cap = f(o.softcap);
+  const pad = o.keyPadding ?? null;
+  if (pad !== null && (pad.length !== b || pad.some((p) => !Number.isInteger(p) || p < 0))) {
+    throw new RangeError(
+      `Cannot run soft-capped attention: keyPadding must give a non-negative integer for each of the ${b} rows: current value is [${pad}]`,
+    );
+  }
+  const dev = deviceKernels(q, k, v);
+  const [qc, kc, vc] = [q.contiguous(), k.contiguous(), v.contiguous()];
+  const past = o.cache ? o.cache.seqLength(o.layerIdx) : 0;
+  const zeroRows = pad !== null && pad.some((p) => p > past);
+  const out = zeroRows ? Tensor.zeros(q.shape, "F32", { device: q.device }) : Tensor.empty(q.shape, "F32", { device: q.device });
+  const gemm = dev.kernels.gemm.bind(dev.kernels);
   for (let i = 0; i < b; i++) {
     let kk = kc.reshape([b * t, kw]).slice(0, i * t, (i + 1) * t), vv = vc.reshape([b * t, kw]).slice(0, i * t, (i + 1) * t), s = t;
     if (o.cache) ({ k: kk, v: vv, s } = o.cache.append(o.layerIdx, i, kk, vv));
-    const kh = hostF32(kk), vh = hostF32(vv);
-    const scores = new Float64Array(s);
-    for (let ti = 0; ti < t; ti++) {
-      const p = s - t + ti;
-      const lo = o.slidingWindow == null ? 0 : Math.max(0, p - o.slidingWindow + 1);
-      for (let h = 0; h < hq; h++) {
-        const qo = (i * t + ti) * qw + h * d, kvh = Math.floor(h / group) * d;
-        let mx = -Infinity;
-        for (let j = lo; j <= p; j++) {
-          let dot = 0;
-          const ko = j * kw + kvh;
-          for (let e = 0; e < d; e++) dot += qh.data[qo + e]! * kh.data[ko + e]!;
-          const x = f(f(f(dot) * scale) / cap);
-          scores[j] = f(f(Math.tanh(x)) * cap);
-          if (scores[j]! > mx) mx = scores[j]!;
-        }
-        let sum = 0;
-        for (let j = lo; j <= p; j++) sum += scores[j] = Math.exp(scores[j]! - mx);
-        for (let e = 0; e < d; e++) {
-          let acc = 0;
-          for (let j = lo; j <= p; j++) acc += scores[j]! * vh.data[j * kw + kvh + e]!;
-          out[qo + e] = acc / sum;
-        }
-      }
+    const p = pad?.[i] ?? 0;
+    if (p > s) throw new RangeError(`Cannot run soft-capped attention: row ${i} has ${p} pad positions but only ${s} positions`);
+    const skip = Math.max(0, p - (s - t)), tq = t - skip; // queries left of the first real token stay zero
+    if (tq === 0) continue;
+    const q0 = (i * t + skip) * qw;
+    // One GEMM per head; in a decode step (one query) the heads sharing a key/value head are the
+    // rows of one GEMM (query rows d apart).
+    const rows = tq === 1 ? group : 1, stride = tq === 1 ? d : qw;
+    using scores = Tensor.empty([hq, tq, s], "F32", { device: q.device });
+    for (let h = 0; h < hq; h += rows) {
+      const kv = Math.floor(h / group) * d, m = rows * tq;
+      gemm({
+        transA: false,
+        transB: true,
+        m,
+        n: s,
+        k: d,
+        alpha: 1,
+        beta: 0,
+        a: dev.f32(qc, q0 + h * d, (m - 1) * stride + d),
+        lda: stride,
+        b: dev.f32(kk, kv, (s - 1) * kw + d),
+        ldb: kw,
+        c: dev.f32(scores, h * tq * s, m * s),
+        ldc: s,
+      });
     }
-    kh.tmp?.[Symbol.dispose]();
-    vh.tmp?.[Symbol.dispose]();
+    using capped = softcap(scores, o.softcap, o.scale);
+    const maskHost = maskRows(s - t + skip, tq, s, p, o.slidingWindow);
+    using mask = maskHost ? Tensor.fromArray(maskHost, [tq, s]).to(q.device) : null;
+    using masked = mask ? add(capped, mask) : null;
+    using probs = softmax(masked ?? capped);
+    for (let h = 0; h < hq; h += rows) {
+      const kv = Math.floor(h / group) * d, m = rows * tq;
+      gemm({
+        transA: false,
+        transB: false,
+        m,
+        n: d,
+        k: s,
+        alpha: 1,
+        beta: 0,
+        a: dev.f32(probs, h * tq * s, m * s),
+        lda: s,
+        b: dev.f32(vv, kv, (s - 1) * kw + d),
+        ldb: kw,
+        c: dev.f32(out, q0 + h * d, (m - 1) * stride + d),
+        ldc: stride,
+      });
+    }
   }
-  qh.tmp?.[Symbol.dispose]();
-  for (const [c, orig] of [[kc, k], [vc, v]] as const) if (c !== orig) c[Symbol.dispose]();
-  return Tensor.fromArray(out, q.shape).to(q.device);
-}
-
-/** `cap · tanh(x / cap)` of F32 logits: in place on the host, through a host copy on a device. */
-export function softcapLogits(logits: Tensor, cap: number): Tensor {
-  const host = logits.onDevice ? logits.to("cpu") : logits.contiguous();
-  const data = host.f32();
-  const c = f(cap);
-  for (let i = 0; i < data.length; i++) data[i] = f(f(Math.tanh(f(data[i]! / c))) * c);
-  if (host === logits) return logits;
-  const out = host.to(logits.device);
-  if (out !== host) host[Symbol.dispose]();
-  logits[Symbol.dispose]();
+  for (const [c, orig] of [[qc, q], [kc, k], [vc, v]] as const) if (c !== orig) c[Symbol.dispose]();
   return out;
 }
