@@ -37,7 +37,9 @@ for (const be of BACKENDS) {
   });
 }
 
-describe("tanh and sigmoid: TypeScript kernels against the native library", { skip: NATIVE === undefined ? "native library unavailable" : false }, () => {
+describe("tanh and sigmoid: TypeScript kernels against the native library", {
+  skip: NATIVE === undefined ? "native library unavailable" : false,
+}, () => {
   const ts = new CpuTsBackend();
   for (const op of OPS) {
     it(`${op} on 200K values (threaded on the native side) agrees within 2 ulp`, () => {
@@ -54,6 +56,9 @@ describe("tanh and sigmoid: TypeScript kernels against the native library", { sk
   it("refuses an unknown unary op naming the valid ones", () => {
     const x = new Float32Array(2);
     // deno-lint-ignore no-explicit-any
-    assert.throws(() => ts.unary({ op: "cosh" as any, x, out: x, n: 2 }), /op must be "silu", "geluTanh", "geluErf", "relu", "tanh" or "sigmoid"/);
+    assert.throws(
+      () => ts.unary({ op: "cosh" as any, x, out: x, n: 2 }),
+      /op must be "silu", "geluTanh", "geluErf", "relu", "tanh" or "sigmoid"/,
+    );
   });
 });
