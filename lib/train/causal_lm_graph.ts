@@ -8,7 +8,6 @@
 import type { Module } from "../nn/module.ts";
 import type { ModuleList } from "../nn/container.ts";
 import type { RotaryEmbedding } from "../nn/rotary.ts";
-import type { CausalSelfAttention } from "../nn/attention.ts";
 import { LlamaForCausalLM } from "../models/llama.ts";
 import { GPT2LMHeadModel } from "../models/gpt2.ts";
 import { add, causalAttention, embeddingFrozen, gelu, layerNorm, rmsNorm, rotary, siluMul, silu, mul, type RotaryTables, sliceLastDim, Var } from "../autograd/mod.ts";
@@ -113,14 +112,14 @@ export class CausalLMGraph {
     const tables: RotaryTables = rot.cosSin(pos);
     let h = embed(inner.child("embed_tokens"), batch.inputIds);
     for (const layer of inner.child<ModuleList>("layers")) {
-      const attn = layer.child<CausalSelfAttention>("self_attn");
+      const attn = layer.child<Module & { slidingWindow?: number | null }>("self_attn");
       const n1 = rmsNorm(h, this.#vec(layer.child("input_layernorm"), "weight"), c.rmsNormEps);
       let q = L.linear(attn.child("q_proj"), n1);
       let k = L.linear(attn.child("k_proj"), n1);
       const v = L.linear(attn.child("v_proj"), n1);
       q = rotary(q, tables, { batch: B, heads: c.numAttentionHeads, headDim: c.headDim });
       k = rotary(k, tables, { batch: B, heads: c.numKeyValueHeads, headDim: c.headDim });
-      const a = causalAttention(q, k, v, { batch: B, heads: c.numAttentionHeads, kvHeads: c.numKeyValueHeads, headDim: c.headDim, slidingWindow: attn.slidingWindow });
+      const a = causalAttention(q, k, v, { batch: B, heads: c.numAttentionHeads, kvHeads: c.numKeyValueHeads, headDim: c.headDim, slidingWindow: attn.slidingWindow ?? null });
       h = add(h, L.linear(attn.child("o_proj"), a));
       const mlp = layer.child("mlp");
       const n2 = rmsNorm(h, this.#vec(layer.child("post_attention_layernorm"), "weight"), c.rmsNormEps);
