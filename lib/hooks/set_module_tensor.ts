@@ -6,6 +6,8 @@
 import type { DType } from "../dtype.ts";
 import { type Device, formatShape, type Tensor } from "../tensor/mod.ts";
 import { tensorSlot, type ModuleLike } from "../nn/module_like.ts";
+import { Module } from "../nn/module.ts";
+import { Parameter } from "../nn/parameter.ts";
 import { type DeviceLike, isFloatingDType, moveTensor, normalizeDevice } from "./tensor_ops.ts";
 
 /**
@@ -50,7 +52,17 @@ export function setModuleTensorToDevice(module: ModuleLike, tensorName: string, 
   const old = slot.tensor;
   const value = options.value ?? null;
   const tied = options.tiedParamsMap ?? null;
-  const set = (t: Tensor) => (slot.isBuffer ? slot.module.setBuffer(slot.name, t) : slot.module.setParameter(slot.name, t));
+  const set = (t: Tensor) => {
+    if (slot.isBuffer) return slot.module.setBuffer(slot.name, t);
+    // Dropping a parameter to meta gives this slot a new Parameter, as Accelerate replaces
+    // module._parameters[name]: a module tied to the same weight (lm_head and embed_tokens on two
+    // devices) keeps its own.
+    if (dev === "meta" && slot.module instanceof Module) {
+      const p = slot.module.getParameter(slot.name);
+      return slot.module.setParameter(slot.name, new Parameter(t, p.requiresGrad));
+    }
+    slot.module.setParameter(slot.name, t);
+  };
 
   const reuse = (value && tied?.get(value)?.get(dev)) ?? tied?.get(old)?.get(dev);
   if (reuse) {
