@@ -9,3 +9,5 @@
  * @module
  */
 export * from "./tokenizer.ts";
+export * from "./chat_template.ts";
+export * from "./stream_decoder.ts";

@@ -6,6 +6,8 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { isDeno } from "../_env.ts";
+import { type ApplyChatTemplateOptions, type ChatMessage, ChatTemplate } from "./chat_template.ts";
+import { StreamDecoder } from "./stream_decoder.ts";
 
 /**
  * The package version this library is tested with.
@@ -106,9 +108,13 @@ export class Tokenizer {
   /** The parsed tokenizer_config.json (empty when absent). */
   readonly config: Readonly<Record<string, unknown>>;
 
-  private constructor(tok: HfTokenizer, config: Record<string, unknown>) {
+  #chat: Promise<ChatTemplate> | null = null;
+  #chatFiles: Record<string, string>;
+
+  private constructor(tok: HfTokenizer, config: Record<string, unknown>, chatFiles: Record<string, string> = {}) {
     this.#tok = tok;
     this.config = config;
+    this.#chatFiles = chatFiles;
   }
 
   /** Build from parsed `tokenizer.json` (and optionally `tokenizer_config.json`) objects. */
@@ -129,7 +135,29 @@ export class Tokenizer {
     }
     const cfgPath = join(dirname(file), "tokenizer_config.json");
     const cfg = existsSync(cfgPath) ? JSON.parse(readFileSync(cfgPath, "utf8")) as Record<string, unknown> : {};
-    return await Tokenizer.fromJSON(json, cfg);
+    const tok = await Tokenizer.fromJSON(json, cfg);
+    // chat_template.jinja beside it takes priority over tokenizer_config.json's chat_template (as in transformers).
+    const jinja = join(dirname(file), "chat_template.jinja");
+    if (existsSync(jinja)) tok.#chatFiles = { default: readFileSync(jinja, "utf8") };
+    return tok;
+  }
+
+  /**
+   * Render a conversation with the tokenizer's chat template, as transformers'
+   * `apply_chat_template(messages, tokenize=False, ...)` (see {@link ChatTemplate}).
+   *
+   * @example
+   * ```ts
+   * import { Tokenizer } from "./mod.ts";
+   * const tok = await Tokenizer.fromJSON({ model: { type: "WordLevel", vocab: { a: 0 }, unk_token: "a" } }, {
+   *   chat_template: "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}",
+   * });
+   * console.log(await tok.applyChatTemplate([{ role: "user", content: "Hi" }])); // [user] Hi\n
+   * ```
+   */
+  async applyChatTemplate(messages: readonly ChatMessage[], options: ApplyChatTemplateOptions = {}): Promise<string> {
+    this.#chat ??= ChatTemplate.fromConfig(this.config, this.#chatFiles);
+    return (await this.#chat).apply(messages, options);
   }
 
   /** Text → ids. */
@@ -175,18 +203,10 @@ export class Tokenizer {
 
   /**
    * A streaming decoder for `generate`'s `onToken`: feed ids one at a time, get the new text
-   * (held back while the tail is an incomplete UTF-8 sequence).
+   * (held back while a character or word is incomplete; see {@link StreamDecoder}).
    */
   createStreamDecoder(options: DecodeOptions = {}): (id: number) => string {
-    const ids: number[] = [];
-    let emitted = "";
-    return (id: number) => {
-      ids.push(id);
-      const text = this.decode(ids, options);
-      if (text.endsWith("\uFFFD") || !text.startsWith(emitted)) return "";
-      const delta = text.slice(emitted.length);
-      emitted = text;
-      return delta;
-    };
+    const s = new StreamDecoder((ids) => this.decode(ids, options));
+    return (id: number) => s.push(id);
   }
 }
