@@ -16,3 +16,5 @@ export * from "./clip.ts";
 export * from "./causal_lm_graph.ts";
 export * from "./trainer.ts";
 export type { Trainable } from "./_layers.ts";
+export * from "./data.ts";
+export * from "./train_adapter.ts";
