@@ -209,7 +209,11 @@ export function resolveGenerationConfig(overrides: GenerationConfig, options: Re
     minLength = minNewTokens + promptLength;
   }
   const eos = get("eosTokenId");
-  const eosTokenIds = eos === undefined || eos === null ? [...(options.fallbackEosTokenIds ?? [])] : typeof eos === "number" ? [eos] : [...eos];
+  const eosTokenIds = eos === undefined || eos === null
+    ? [...(options.fallbackEosTokenIds ?? [])]
+    : typeof eos === "number"
+    ? [eos]
+    : [...eos];
   const r: ResolvedGenerationConfig = {
     doSample: get("doSample") ?? DEFAULTS.doSample,
     temperature: get("temperature") ?? DEFAULTS.temperature,

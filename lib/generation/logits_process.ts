@@ -128,7 +128,9 @@ export class TopPLogitsWarper extends LogitsProcessor {
   /** @param topP In [0, 1]. @param options `minTokensToKeep` (default 1). */
   constructor(topP: number, options: { minTokensToKeep?: number } = {}) {
     super();
-    if (!(topP >= 0 && topP <= 1)) throw new RangeError(`Cannot build the logits processor: topP must be in [0, 1]: current value is ${topP}`);
+    if (!(topP >= 0 && topP <= 1)) {
+      throw new RangeError(`Cannot build the logits processor: topP must be in [0, 1]: current value is ${topP}`);
+    }
     this.topP = topP;
     this.minTokensToKeep = options.minTokensToKeep ?? 1;
     positiveInt("minTokensToKeep", this.minTokensToKeep);
@@ -161,7 +163,9 @@ export class MinPLogitsWarper extends LogitsProcessor {
   /** @param minP In [0, 1]. @param options `minTokensToKeep` (default 1). */
   constructor(minP: number, options: { minTokensToKeep?: number } = {}) {
     super();
-    if (!(minP >= 0 && minP <= 1)) throw new RangeError(`Cannot build the logits processor: minP must be in [0, 1]: current value is ${minP}`);
+    if (!(minP >= 0 && minP <= 1)) {
+      throw new RangeError(`Cannot build the logits processor: minP must be in [0, 1]: current value is ${minP}`);
+    }
     this.minP = minP;
     this.minTokensToKeep = options.minTokensToKeep ?? 1;
     positiveInt("minTokensToKeep", this.minTokensToKeep);
@@ -171,7 +175,9 @@ export class MinPLogitsWarper extends LogitsProcessor {
     let top = -Infinity;
     for (const v of p) if (v > top) top = v;
     const cut = f32(f32(this.minP) * top);
-    const keep = new Set(Array.from({ length: p.length }, (_, i) => i).sort((a, b) => p[b]! - p[a]! || a - b).slice(0, this.minTokensToKeep));
+    const keep = new Set(
+      Array.from({ length: p.length }, (_, i) => i).sort((a, b) => p[b]! - p[a]! || a - b).slice(0, this.minTokensToKeep),
+    );
     for (let i = 0; i < s.length; i++) if (p[i]! < cut && !keep.has(i)) s[i] = -Infinity;
   }
 }

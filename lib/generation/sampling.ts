@@ -5,7 +5,7 @@
  * one path: only the last step differs.
  * @module
  */
-import { type GenerationConfig, resolveGenerationConfig, type ResolvedGenerationConfig } from "./generation_config.ts";
+import { type GenerationConfig, type ResolvedGenerationConfig, resolveGenerationConfig } from "./generation_config.ts";
 import { getLogitsProcessor, type LogitsProcessorList, softmax } from "./logits_process.ts";
 
 /**
@@ -46,14 +46,17 @@ export class Rng {
  * without `doSample` turns sampling on when it is above 0 and means greedy when it is 0
  * (transformers would warn and decode greedily unless `do_sample` is set).
  */
-export interface SamplingOptions extends GenerationConfig {
+export interface SamplingOptions extends Omit<GenerationConfig, "maxNewTokens"> {
   /** The model's `generation_config.json` ({@link loadGenerationConfig}); the other fields override it. */
   generationConfig?: GenerationConfig;
+  /** New tokens at most; a per-row list is left to the caller (`generate`) and not read here. */
+  maxNewTokens?: number | readonly number[];
 }
 
 /** The caller's overrides with the `temperature`-implies-sampling rule applied. */
 function overridesOf(options: SamplingOptions): GenerationConfig {
-  const { generationConfig: _, ...o } = options;
+  const { generationConfig: _, maxNewTokens, ...rest } = options;
+  const o: GenerationConfig = typeof maxNewTokens === "number" ? { ...rest, maxNewTokens } : rest;
   if (o.doSample === undefined && o.temperature !== undefined) {
     if (o.temperature === 0) {
       o.doSample = false;

@@ -39,7 +39,9 @@ function loadJinja(): Promise<JinjaModule> {
       return (await import(spec)) as JinjaModule;
     } catch (e) {
       loading = null;
-      throw new TypeError(`Cannot load the Jinja package "${JINJA_PACKAGE}": ${(e as Error).message}: install it or allow network access to the npm registry`);
+      throw new TypeError(
+        `Cannot load the Jinja package "${JINJA_PACKAGE}": ${(e as Error).message}: install it or allow network access to the npm registry`,
+      );
     }
   })();
   return loading;
@@ -99,26 +101,43 @@ export function strftime(date: Date, format: string): string {
   const p2 = (n: number) => String(n).padStart(2, "0");
   return format.replace(/%([a-zA-Z%])/g, (m, c: string) => {
     switch (c) {
-      case "Y": return String(date.getFullYear());
-      case "y": return p2(date.getFullYear() % 100);
-      case "m": return p2(date.getMonth() + 1);
-      case "d": return p2(date.getDate());
-      case "e": return String(date.getDate()).padStart(2, " ");
-      case "b": case "h": return MONTHS[date.getMonth()]!.slice(0, 3);
-      case "B": return MONTHS[date.getMonth()]!;
-      case "a": return DAYS[date.getDay()]!.slice(0, 3);
-      case "A": return DAYS[date.getDay()]!;
-      case "H": return p2(date.getHours());
-      case "I": return p2(date.getHours() % 12 || 12);
-      case "p": return date.getHours() < 12 ? "AM" : "PM";
-      case "M": return p2(date.getMinutes());
-      case "S": return p2(date.getSeconds());
+      case "Y":
+        return String(date.getFullYear());
+      case "y":
+        return p2(date.getFullYear() % 100);
+      case "m":
+        return p2(date.getMonth() + 1);
+      case "d":
+        return p2(date.getDate());
+      case "e":
+        return String(date.getDate()).padStart(2, " ");
+      case "b":
+      case "h":
+        return MONTHS[date.getMonth()]!.slice(0, 3);
+      case "B":
+        return MONTHS[date.getMonth()]!;
+      case "a":
+        return DAYS[date.getDay()]!.slice(0, 3);
+      case "A":
+        return DAYS[date.getDay()]!;
+      case "H":
+        return p2(date.getHours());
+      case "I":
+        return p2(date.getHours() % 12 || 12);
+      case "p":
+        return date.getHours() < 12 ? "AM" : "PM";
+      case "M":
+        return p2(date.getMinutes());
+      case "S":
+        return p2(date.getSeconds());
       case "j": {
         const start = new Date(date.getFullYear(), 0, 1);
         return String(Math.floor((date.getTime() - start.getTime()) / 86400000) + 1).padStart(3, "0");
       }
-      case "%": return "%";
-      default: return m;
+      case "%":
+        return "%";
+      default:
+        return m;
     }
   });
 }
@@ -137,7 +156,9 @@ export type TokenizerConfigLike = Readonly<Record<string, unknown>>;
 
 function tokenString(v: unknown): string | undefined {
   if (typeof v === "string") return v;
-  if (v !== null && typeof v === "object" && typeof (v as { content?: unknown }).content === "string") return (v as { content: string }).content;
+  if (v !== null && typeof v === "object" && typeof (v as { content?: unknown }).content === "string") {
+    return (v as { content: string }).content;
+  }
   return undefined;
 }
 
@@ -233,10 +254,16 @@ export class ChatTemplate {
       if (chatTemplate !== undefined) return chatTemplate;
       if (tools && t.tool_use !== undefined) return t.tool_use;
       if (t.default !== undefined) return t.default;
-      throw new TypeError(`Cannot choose a chat template: the tokenizer has several (${Object.keys(t).sort().join(", ")}) and no default: pass chatTemplate`);
+      throw new TypeError(
+        `Cannot choose a chat template: the tokenizer has several (${Object.keys(t).sort().join(", ")}) and no default: pass chatTemplate`,
+      );
     }
     if (chatTemplate !== undefined) return chatTemplate;
-    if (t === null) throw new TypeError("Cannot apply a chat template: the tokenizer has none (no chat_template.jinja or chat_template in tokenizer_config.json): pass chatTemplate");
+    if (t === null) {
+      throw new TypeError(
+        "Cannot apply a chat template: the tokenizer has none (no chat_template.jinja or chat_template in tokenizer_config.json): pass chatTemplate",
+      );
+    }
     return t;
   }
 
@@ -277,7 +304,12 @@ export class ChatTemplate {
     }
     const env = new this.#jinja.Environment();
     const globals: Record<string, unknown> = {
-      false: false, true: true, none: null, False: false, True: true, None: null,
+      false: false,
+      true: true,
+      none: null,
+      False: false,
+      True: true,
+      None: null,
       range: pyRange,
       raise_exception: (msg: unknown) => {
         throw new ChatTemplateError(String(msg));

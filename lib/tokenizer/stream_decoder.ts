@@ -104,7 +104,9 @@ export class BatchStreamDecoder {
 
   /** The decoder of a row (created on first use). */
   row(row: number): StreamDecoder {
-    if (!Number.isInteger(row) || row < 0) throw new RangeError(`Cannot stream: row must be a non-negative integer: current value is ${row}`);
+    if (!Number.isInteger(row) || row < 0) {
+      throw new RangeError(`Cannot stream: row must be a non-negative integer: current value is ${row}`);
+    }
     while (this.#rows.length <= row) this.#rows.push(new StreamDecoder(this.#decode));
     return this.#rows[row]!;
   }

@@ -149,10 +149,10 @@ export class Tokenizer {
    * @example
    * ```ts
    * import { Tokenizer } from "./mod.ts";
-   * const tok = await Tokenizer.fromJSON({ model: { type: "WordLevel", vocab: { a: 0 }, unk_token: "a" } }, {
-   *   chat_template: "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}",
-   * });
-   * console.log(await tok.applyChatTemplate([{ role: "user", content: "Hi" }])); // [user] Hi\n
+   * import { readFileSync } from "node:fs";
+   * const json = JSON.parse(readFileSync("tests/fixtures/models/llama/tokenizer.json", "utf8"));
+   * const tok = await Tokenizer.fromJSON(json, { chat_template: "{% for m in messages %}[{{ m.role }}] {{ m.content }}{% endfor %}" });
+   * console.log(await tok.applyChatTemplate([{ role: "user", content: "Hi" }])); // [user] Hi
    * ```
    */
   async applyChatTemplate(messages: readonly ChatMessage[], options: ApplyChatTemplateOptions = {}): Promise<string> {

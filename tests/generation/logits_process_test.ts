@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
   generate,
+  type GenerateOptions,
   type GenerationConfig,
   getLogitsProcessor,
   loadGenerationConfig,
@@ -143,7 +144,7 @@ describe("generate() with transformers' processors", () => {
   for (const g of data.generate) {
     it(`greedy ${JSON.stringify(g.kwargs)} equals transformers' generate`, () => {
       using m = LlamaForCausalLM.fromPretrained(dir);
-      const out = generate(m, g.prompt, camelKeys(g.kwargs));
+      const out = generate(m, g.prompt, camelKeys(g.kwargs) as GenerateOptions);
       assert.deepEqual(out.newTokens[0], g.new_tokens);
     });
   }
@@ -175,7 +176,10 @@ describe("TokenSampler", () => {
 
   it("temperature without doSample turns sampling on; temperature 0 is greedy", () => {
     assert.equal(TokenSampler.fromOptions({ temperature: 0.7 }, { promptLength: 0 }).config.doSample, true);
-    assert.equal(TokenSampler.fromOptions({ temperature: 0, generationConfig: { doSample: true } }, { promptLength: 0 }).config.doSample, false);
+    assert.equal(
+      TokenSampler.fromOptions({ temperature: 0, generationConfig: { doSample: true } }, { promptLength: 0 }).config.doSample,
+      false,
+    );
     assert.equal(TokenSampler.fromOptions({ generationConfig: { doSample: true } }, { promptLength: 0 }).config.doSample, true);
   });
 

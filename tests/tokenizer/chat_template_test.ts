@@ -56,10 +56,16 @@ describe("applyChatTemplate() equals transformers' apply_chat_template on real t
 
 describe("ChatTemplate", { skip }, () => {
   it("strftime_now gives today's date as Python's C locale does (Llama 3.2 without date_string)", async () => {
-    const config = { chat_template: readFileSync(join(DIR, "meta-llama-Llama-3.2-3B-Instruct.jinja"), "utf8"), bos_token: "<|begin_of_text|>" };
+    const config = {
+      chat_template: readFileSync(join(DIR, "meta-llama-Llama-3.2-3B-Instruct.jinja"), "utf8"),
+      bos_token: "<|begin_of_text|>",
+    };
     const out = await applyChatTemplate(config, [{ role: "user", content: "Hi" }]);
     assert.ok(out.includes(`Today Date: ${strftime(new Date(), "%d %b %Y")}\n`), out);
-    assert.equal(strftime(new Date(2024, 0, 5, 13, 7, 9), "%Y-%m-%d %H:%M:%S %a %A %B %b %I%p %j %%"), "2024-01-05 13:07:09 Fri Friday January Jan 01PM 005 %");
+    assert.equal(
+      strftime(new Date(2024, 0, 5, 13, 7, 9), "%Y-%m-%d %H:%M:%S %a %A %B %b %I%p %j %%"),
+      "2024-01-05 13:07:09 Fri Friday January Jan 01PM 005 %",
+    );
   });
 
   it("reads a folder: chat_template.jinja wins over tokenizer_config.json; named templates pick default or tool_use", async () => {
