@@ -77,8 +77,8 @@ export {
   StateDictError,
 } from "./lib/nn/mod.ts";
 export { AutoModelForCausalLM, GPT2LMHeadModel, LlamaForCausalLM, PreTrainedModel, SUPPORTED_MODEL_TYPES } from "./lib/models/mod.ts";
-export { generate } from "./lib/generation/mod.ts";
-export { Tokenizer } from "./lib/tokenizer/mod.ts";
+export { generate, loadGenerationConfig, TokenSampler } from "./lib/generation/mod.ts";
+export { applyChatTemplate, ChatTemplate, StreamDecoder, Tokenizer } from "./lib/tokenizer/mod.ts";
 export {
   activeAdapters,
   AdaLoraConfig,
