@@ -57,15 +57,16 @@ export class CausalLMGraph {
 
   /**
    * @param model A Llama-family or GPT-2 model (adapters injected or loaded).
-   * @param options `random` gives dropout's uniforms (default Math.random).
+   * @param options `random` gives dropout's uniforms (default Math.random); `training` turns dropout
+   *   on (default: the model's own mode, `model.train()` / `model.eval()`).
    */
-  constructor(model: Module, options: { random?: () => number } = {}) {
+  constructor(model: Module, options: { random?: () => number; training?: boolean } = {}) {
     if (!(model instanceof LlamaForCausalLM) && !(model instanceof GPT2LMHeadModel)) {
       throw new TypeError(`Cannot train ${model.className}: training supports Llama-family (llama, mistral, qwen2) and GPT-2 models`);
     }
     this.model = model;
     this.#layers = new LayerGraph(model, options.random ?? Math.random);
-    // Build once so trainables() lists every adapter tensor before the first step.
+    this.#layers.training = options.training ?? model.training;
   }
 
   /** Dropout active (true) or not. */
