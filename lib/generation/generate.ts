@@ -17,14 +17,21 @@ export interface TokenEvent {
 
 /** Options for {@link generate}. */
 export interface GenerateOptions extends SamplingOptions {
-  /** New tokens to produce at most (default 20). */
+  /** New tokens to produce at most per row (default: the generation config's, else 20). */
   maxNewTokens?: number;
   /** Seed of the sampler (ignored by greedy decoding). */
   seed?: number;
   /** Tokens that end a row (default: the model's `eos_token_id`; `[]` never stops early). The stop token is kept. */
   stopTokens?: readonly number[];
-  /** Called for every new token; returning `false` stops that row. */
+  /** Called for every new token with its batch row; returning `false` stops that row. */
   onToken?: (token: number, event: TokenEvent) => void | boolean;
+  /**
+   * With a `[B, T]` tensor or equal-length rows of ids: 0 marks padding (left padding, as a
+   * tokenizer pads for generation); each row's prompt is its unmasked tokens.
+   */
+  attentionMask?: Tensor | readonly (readonly number[])[];
+  /** The id fed at pad positions (never attended to; default 0). */
+  padTokenId?: number;
 }
 
 /** Why a row ended. */
@@ -32,7 +39,7 @@ export type FinishReason = "stop" | "length" | "callback";
 
 /** Result of {@link generate}. */
 export interface GenerateResult {
-  /** Prompt plus new tokens, per row. */
+  /** Prompt plus new tokens, per row (no padding). */
   sequences: number[][];
   /** New tokens only, per row. */
   newTokens: number[][];
@@ -42,29 +49,52 @@ export interface GenerateResult {
   timings: { prefillMs: number; decodeMs: number; decodeSteps: number };
 }
 
-function promptRows(inputIds: Tensor | readonly number[] | readonly (readonly number[])[]): number[][] {
-  if (inputIds instanceof Tensor) {
-    const flat = indicesOf(inputIds);
-    const t = inputIds.shape[inputIds.ndim - 1] ?? 0;
-    if (inputIds.ndim > 2 || t === 0) throw new TypeError(`Cannot generate: input ids must be [tokens] or [batch, tokens] and non-empty`);
-    return Array.from({ length: flat.length / t }, (_, i) => flat.slice(i * t, (i + 1) * t));
+type Ids = Tensor | readonly number[] | readonly (readonly number[])[];
+
+function rowsOf(x: Tensor | readonly (readonly number[])[], what: string): number[][] {
+  if (!(x instanceof Tensor)) return x.map((r) => [...r]);
+  if (x.ndim > 2) throw new TypeError(`Cannot generate: ${what} must be [tokens] or [batch, tokens]: current rank is ${x.ndim}`);
+  const flat = indicesOf(x);
+  const t = x.shape[x.ndim - 1] ?? 0;
+  return t === 0 ? [] : Array.from({ length: flat.length / t }, (_, i) => flat.slice(i * t, (i + 1) * t));
+}
+
+/** The prompts without padding: rows of ids (ragged allowed), or padded rows with their mask. */
+function promptRows(inputIds: Ids, mask: GenerateOptions["attentionMask"]): number[][] {
+  const rows = inputIds instanceof Tensor
+    ? rowsOf(inputIds, "input ids")
+    : inputIds.length > 0 && Array.isArray(inputIds[0])
+    ? rowsOf(inputIds as readonly (readonly number[])[], "input ids")
+    : [[...(inputIds as readonly number[])]];
+  if (rows.length === 0 || rows.some((r) => r.length === 0) && mask === undefined) {
+    throw new TypeError("Cannot generate: every prompt needs at least one token");
   }
-  const rows = (inputIds.length > 0 && Array.isArray(inputIds[0]) ? inputIds : [inputIds]) as readonly (readonly number[])[];
-  const t = rows[0]?.length ?? 0;
-  if (t === 0) throw new TypeError("Cannot generate: the prompt is empty");
-  if (rows.some((r) => r.length !== t)) {
-    throw new TypeError("Cannot generate: prompts of a batch must have the same length (padding is not supported)");
+  if (mask === undefined) return rows;
+  const m = rowsOf(mask, "the attention mask");
+  if (m.length !== rows.length || m.some((r, i) => r.length !== rows[i]!.length)) {
+    throw new TypeError(`Cannot generate: the attention mask must have the input ids' shape [${rows.length}, ${rows[0]!.length}]`);
   }
-  return rows.map((r) => [...r]);
+  return rows.map((r, i) => {
+    const p = m[i]!.findIndex((x) => x !== 0);
+    if (p < 0 || m[i]!.slice(p).some((x) => x === 0)) {
+      throw new RangeError(`Cannot generate: attention mask row ${i} must be zeros then ones (left padding) with at least one 1`);
+    }
+    return r.slice(p);
+  });
 }
 
 /**
  * Continue prompts with a causal LM: one prompt pass filling the KV cache, then one token per
- * step. Greedy unless `temperature > 0`. Every forward is `model.forward(...)`, so hooks apply.
+ * step. Prompts of different lengths are left-padded with an attention mask, as transformers does
+ * (positions from the mask, pads never attended to), so each row's tokens are those of its prompt
+ * run alone. Each row stops at its own stop token, max length or callback; finished rows leave
+ * the batch (and the cache) and are not computed further. Greedy unless `temperature > 0`. Every
+ * forward is `model.forward(...)`, so hooks apply.
  *
  * @param model A causal LM (`LlamaForCausalLM`, `GPT2LMHeadModel`, …).
- * @param inputIds A prompt (`number[]`), equal-length prompts (`number[][]`) or a `[B, T]` tensor.
- * @param options Length, sampling, stop tokens, streaming callback.
+ * @param inputIds A prompt (`number[]`), prompts of any lengths (`number[][]`) or a `[B, T]` tensor
+ *   (with `attentionMask` when padded).
+ * @param options Length, sampling, stop tokens, streaming callback, mask.
  * @returns Sequences, new tokens, finish reasons and timings.
  *
  * @example
@@ -75,63 +105,80 @@ function promptRows(inputIds: Tensor | readonly number[] | readonly (readonly nu
  *   model_type: "llama", vocab_size: 32, hidden_size: 16, intermediate_size: 32,
  *   num_hidden_layers: 1, num_attention_heads: 2,
  * });
- * const out = generate(model, [1, 2, 3], { maxNewTokens: 4, stopTokens: [] });
- * console.log(out.newTokens[0]!.length, out.finishReasons); // 4 ["length"]
+ * const out = generate(model, [[1, 2, 3], [4]], { maxNewTokens: 4, stopTokens: [] });
+ * console.log(out.newTokens.map((t) => t.length), out.finishReasons); // [4, 4] ["length", "length"]
  * ```
  */
-export function generate(
-  model: CausalLM,
-  inputIds: Tensor | readonly number[] | readonly (readonly number[])[],
-  options: GenerateOptions = {},
-): GenerateResult {
-  const rows = promptRows(inputIds);
-  const b = rows.length;
+export function generate(model: CausalLM, inputIds: Ids, options: GenerateOptions = {}): GenerateResult {
+  const prompts = promptRows(inputIds, options.attentionMask);
   if (options.maxNewTokens !== undefined && (!Number.isInteger(options.maxNewTokens) || options.maxNewTokens < 0)) {
     throw new RangeError(`Cannot generate: maxNewTokens must be a non-negative integer: current value is ${options.maxNewTokens}`);
   }
+  // The batch is left-padded to its longest prompt (transformers' prompt length for a batch).
+  const width = Math.max(...prompts.map((p) => p.length));
+  const pad = options.padTokenId ?? 0;
+  const padOf = (r: number): number[] => Array(width - prompts[r]!.length).fill(pad);
   // transformers' precedence (options > generationConfig > defaults) and its logits processors.
-  const promptLength = rows[0]!.length;
   const sampler = TokenSampler.fromOptions(options, {
-    promptLength,
+    promptLength: width,
     fallbackEosTokenIds: model.eosTokenIds,
     ...(options.seed !== undefined ? { seed: options.seed } : {}),
   });
-  const maxNew = sampler.maxNewTokens(promptLength);
+  const maxNew = sampler.maxNewTokens(width);
   const stops = new Set(options.stopTokens ?? sampler.config.eosTokenIds);
-  const newTokens: number[][] = rows.map(() => []);
-  const finish: (FinishReason | null)[] = rows.map(() => null);
-  const cache = model.createCache();
-  let input = Tensor.fromArray(rows.flat(), [b, rows[0]!.length], "I64");
+  const newTokens: number[][] = prompts.map(() => []);
+  const finish: (FinishReason | null)[] = prompts.map(() => (maxNew === 0 ? "length" : null));
   const timings = { prefillMs: 0, decodeMs: 0, decodeSteps: 0 };
-  for (let step = 0; step < maxNew && finish.some((f) => f === null); step++) {
+  // The batch holds the unfinished rows (original indices); finished rows leave it and the cache.
+  let active = maxNew === 0 ? [] : prompts.map((_, i) => i);
+  let mask = prompts.some((p) => p.length !== width) ? prompts.map((p) => [...Array(width - p.length).fill(0), ...p.map(() => 1)]) : null;
+  let input = Tensor.fromArray(active.flatMap((r) => [...padOf(r), ...prompts[r]!]), [active.length, width], "I64");
+  const cache = model.createCache();
+  for (let step = 0; active.length > 0; step++) {
     const t0 = performance.now();
-    const { logits } = model.forward(input, { pastKeyValues: cache, useCache: true, logitsToKeep: 1 });
+    const { logits } = model.forward(input, {
+      pastKeyValues: cache,
+      useCache: true,
+      logitsToKeep: 1,
+      ...(mask ? { attentionMask: mask } : {}),
+    });
     input[Symbol.dispose]();
     const v = logits.shape[logits.ndim - 1]!;
     // Logits of a model on a device come back to the host here (one copy per step, [B, 1, vocab]).
     const host = logits.onDevice ? logits.to("cpu") : logits;
     const data = host.contiguous().f32();
-    const next = new Array<number>(b);
-    for (let r = 0; r < b; r++) {
-      const row = data.subarray((r + 1) * (data.length / b) - v, (r + 1) * (data.length / b));
-      const tok = sampler.next([...rows[r]!, ...newTokens[r]!], row);
-      next[r] = tok;
-      if (finish[r] !== null) continue;
+    const keep: number[] = [];
+    const next: number[] = [];
+    active.forEach((r, j) => {
+      // The row as transformers' processors see it: pads, prompt, new tokens.
+      const tok = sampler.next([...padOf(r), ...prompts[r]!, ...newTokens[r]!], data.subarray(j * v, (j + 1) * v));
       newTokens[r]!.push(tok);
       if (options.onToken?.(tok, { row: r, step }) === false) finish[r] = "callback";
       else if (stops.has(tok)) finish[r] = "stop";
-    }
+      else if (newTokens[r]!.length >= maxNew) finish[r] = "length";
+      else {
+        keep.push(j);
+        next.push(tok);
+      }
+    });
     if (host !== logits) host[Symbol.dispose]();
     logits[Symbol.dispose]();
+    if (keep.length < active.length && keep.length > 0) {
+      cache.selectRows(keep);
+      if (mask) mask = keep.map((j) => mask![j]!);
+    }
+    active = keep.map((j) => active[j]!);
+    if (mask) mask = mask.map((r) => [...r, 1]);
     const dt = performance.now() - t0;
     if (step === 0) timings.prefillMs = dt;
     else {
       timings.decodeMs += dt;
       timings.decodeSteps++;
     }
-    input = Tensor.fromArray(next, [b, 1], "I64");
+    input = Tensor.fromArray(next, [next.length, 1], "I64");
   }
   input[Symbol.dispose]();
+  cache.reset();
   const finishReasons = finish.map((f) => f ?? "length");
-  return { sequences: rows.map((r, i) => [...r, ...newTokens[i]!]), newTokens, finishReasons, timings };
+  return { sequences: prompts.map((r, i) => [...r, ...newTokens[i]!]), newTokens, finishReasons, timings };
 }

@@ -324,6 +324,12 @@ export class Phi3Model extends Module {
 export class Phi3Cache extends KVCache {
   /** Ids per batch row, in order. */
   tokenIds: number[][] = [];
+
+  /** Keep rows `rows` (in that order) of the cache and of the ids. */
+  override selectRows(rows: readonly number[]): void {
+    super.selectRows(rows);
+    if (this.tokenIds.length > 0) this.tokenIds = rows.map((i) => this.tokenIds[i]!);
+  }
 }
 
 /**

@@ -1,4 +1,5 @@
 // Shared helpers for the model fixture tests.
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { SafetensorsFile } from "../../lib/safetensors/mod.ts";
@@ -20,4 +21,24 @@ export function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
 /** The expected tensors of a fixture model. */
 export function expected(name: string): SafetensorsFile {
   return SafetensorsFile.open(join(FIXTURES, name, "expected.safetensors"));
+}
+
+// Left-padded batches (scripts/fixtures/make_padded_batch.py).
+export const BATCH = join(FIXTURES, "..", "padded_batch");
+export const PADDED = ["llama", "gpt2", "mistral_window", "qwen2", "qwen3", "gemma3", "phi3_partial", "gpt_neox", "mixtral"] as const;
+
+/** A padded-batch fixture (tests/fixtures/padded_batch, from transformers). */
+export interface PaddedFixture {
+  prompts: number[][];
+  input_ids: number[][];
+  attention_mask: number[][];
+  max_new_tokens: number;
+  eos_token_id: number[];
+  greedy_new_tokens: number[][];
+  alone_equal: boolean;
+}
+
+/** The padded-batch fixture of `name`. */
+export function paddedFixture(name: string): PaddedFixture {
+  return JSON.parse(readFileSync(join(BATCH, name, "expected.json"), "utf8"));
 }

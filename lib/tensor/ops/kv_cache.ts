@@ -58,14 +58,20 @@ export class KVCache {
     const l = this.#layers[layer];
     if (!l) throw new RangeError(`Cannot use KV cache layer ${layer}: the cache has ${this.numLayers} layers`);
     if (k.ndim !== 2 || v.ndim !== 2 || k.shape[0] !== v.shape[0] || k.shape[1] !== v.shape[1] || k.dtype !== "F32" || v.dtype !== "F32") {
-      throw new TypeError(`Cannot update KV cache layer ${layer}: k ${formatShape(k.shape)} ${k.dtype} and v ${formatShape(v.shape)} ${v.dtype} must be equal-shaped [T, width] F32`);
+      throw new TypeError(
+        `Cannot update KV cache layer ${layer}: k ${formatShape(k.shape)} ${k.dtype} and v ${
+          formatShape(v.shape)
+        } ${v.dtype} must be equal-shaped [T, width] F32`,
+      );
     }
     if (k.device !== v.device) throw new TypeError(`Cannot update KV cache layer ${layer}: k is on ${k.device} and v on ${v.device}`);
     const [t, width] = [k.shape[0]!, k.shape[1]!];
     let r = l[row];
     if (!r) l[row] = r = Rows.alloc(width, Math.max(64, 2 * t), k.device);
     if (r.width !== width || r.k.device !== k.device) {
-      throw new RangeError(`Cannot update KV cache layer ${layer}: rows are ${r.width} wide on ${r.k.device}, not ${width} on ${k.device}: use one cache per placement`);
+      throw new RangeError(
+        `Cannot update KV cache layer ${layer}: rows are ${r.width} wide on ${r.k.device}, not ${width} on ${k.device}: use one cache per placement`,
+      );
     }
     if (r.length + t > r.capacity) {
       const grown = Rows.alloc(width, Math.max(r.length + t, 2 * r.capacity), r.k.device);
@@ -90,6 +96,26 @@ export class KVCache {
   /** Batch rows seen so far. */
   get batchSize(): number {
     return this.#layers[0]?.length ?? 0;
+  }
+
+  /**
+   * Keep only the batch rows `rows`, in that order (transformers' `batch_select_indices`): row j
+   * of the cache becomes the old row `rows[j]`; the memory of the rows left out is freed.
+   *
+   * @param rows Old row indices, each at most once.
+   */
+  selectRows(rows: readonly number[]): void {
+    const n = this.batchSize;
+    if (new Set(rows).size !== rows.length || rows.some((r) => !Number.isInteger(r) || r < 0 || r >= n)) {
+      throw new RangeError(`Cannot select KV cache rows [${rows}]: each must be a distinct row below the batch size ${n}`);
+    }
+    const keep = new Set(rows);
+    this.#layers = this.#layers.map((l) => {
+      l.forEach((r, i) => {
+        if (!keep.has(i)) r?.dispose();
+      });
+      return rows.map((i) => l[i]!);
+    });
   }
 
   /** Drop everything (the rows' memory is freed). */
