@@ -102,15 +102,82 @@ export class TopKLogitsWarper extends LogitsProcessor {
   applyInPlace(_ids: readonly number[], s: Float32Array): void {
     const k = Math.min(this.topK, s.length);
     if (k === 0) return;
-    const sorted = Float32Array.from(s).sort().reverse(); // descending (NaN first, as torch.topk ranks NaN highest)
-    const threshold = sorted[k - 1]!;
+    const threshold = kthLargest(s, k);
     for (let i = 0; i < s.length; i++) if (s[i]! < threshold) s[i] = -Infinity;
   }
 }
 
-/** Ascending order of a row's scores (ties by index). */
-function ascending(s: Float32Array): number[] {
-  return Array.from({ length: s.length }, (_, i) => i).sort((a, b) => s[a]! - s[b]! || a - b);
+/** The k-th largest value (NaN ranks highest, as in torch.topk): a size-k min-heap when k is small. */
+function kthLargest(s: Float32Array, k: number): number {
+  if (k * 8 > s.length || s.some(Number.isNaN)) return Float32Array.from(s).sort().reverse()[k - 1]!;
+  const h = new Float32Array(k); // min-heap of the k largest so far
+  let n = 0;
+  const down = (i: number) => {
+    for (;;) {
+      const l = 2 * i + 1, r = l + 1;
+      let m = i;
+      if (l < n && h[l]! < h[m]!) m = l;
+      if (r < n && h[r]! < h[m]!) m = r;
+      if (m === i) return;
+      [h[i], h[m]] = [h[m]!, h[i]!];
+      i = m;
+    }
+  };
+  for (let i = 0; i < s.length; i++) {
+    const v = s[i]!;
+    if (n < k) {
+      let j = n++;
+      h[j] = v;
+      while (j > 0 && h[(j - 1) >> 1]! > h[j]!) {
+        const p = (j - 1) >> 1;
+        [h[j], h[p]] = [h[p]!, h[j]!];
+        j = p;
+      }
+    } else if (v > h[0]!) {
+      h[0] = v;
+      down(0);
+    }
+  }
+  return h[0]!;
+}
+
+const F32 = new Float32Array(1);
+const U32 = new Uint32Array(F32.buffer);
+
+/**
+ * Ascending order of a row's scores other than −∞ (ties by index). −∞ scores are left out: their
+ * probability is 0, so top-p drops them anyway (after a top-k, most of the vocabulary). Sorted
+ * natively as doubles packing (order-preserving f32 bits × 2^21 + index), exact up to 2^21 tokens.
+ */
+function ascendingLive(s: Float32Array): number[] {
+  const live: number[] = [];
+  for (let i = 0; i < s.length; i++) if (s[i]! !== -Infinity) live.push(i);
+  if (s.length > 2 ** 21 || live.some((i) => Number.isNaN(s[i]!))) return live.sort((a, b) => s[a]! - s[b]! || a - b);
+  const keys = new Float64Array(live.length);
+  for (let j = 0; j < live.length; j++) {
+    F32[0] = s[live[j]!]!;
+    const b = U32[0]!;
+    const ord = b & 0x80000000 ? ~b >>> 0 : (b | 0x80000000) >>> 0;
+    keys[j] = ord * 2 ** 21 + live[j]!;
+  }
+  keys.sort();
+  return Array.from(keys, (k) => k % 2 ** 21);
+}
+
+/** Indices of the m highest values (ties by lower index), m small. */
+function topIndices(p: ArrayLike<number>, m: number): Set<number> {
+  const best: number[] = [];
+  for (let i = 0; i < p.length; i++) {
+    const v = p[i]!;
+    if (best.length === m && !(v > p[best[m - 1]!]!)) continue;
+    let j = best.length < m ? best.length : m - 1;
+    best[j] = i;
+    while (j > 0 && v > p[best[j - 1]!]!) {
+      best[j] = best[j - 1]!;
+      best[--j] = i;
+    }
+  }
+  return new Set(best);
 }
 
 /**
@@ -136,7 +203,7 @@ export class TopPLogitsWarper extends LogitsProcessor {
     positiveInt("minTokensToKeep", this.minTokensToKeep);
   }
   applyInPlace(_ids: readonly number[], s: Float32Array): void {
-    const order = ascending(s);
+    const order = ascendingLive(s);
     const p = softmax(order.map((i) => s[i]!));
     const limit = f32(1 - this.topP);
     const protectFrom = order.length - this.minTokensToKeep;
@@ -175,9 +242,7 @@ export class MinPLogitsWarper extends LogitsProcessor {
     let top = -Infinity;
     for (const v of p) if (v > top) top = v;
     const cut = f32(f32(this.minP) * top);
-    const keep = new Set(
-      Array.from({ length: p.length }, (_, i) => i).sort((a, b) => p[b]! - p[a]! || a - b).slice(0, this.minTokensToKeep),
-    );
+    const keep = topIndices(p, Math.min(this.minTokensToKeep, p.length));
     for (let i = 0; i < s.length; i++) if (p[i]! < cut && !keep.has(i)) s[i] = -Infinity;
   }
 }
