@@ -2,11 +2,17 @@
  * Prefill and decode tokens/s of a random Llama-shaped ~134M-parameter model (hidden 768, 12 layers,
  * 12 heads, intermediate 2048, vocab 32000, untied) in fp32 and bf16: Graft and PyTorch CPU
  * (scripts/bench/forward_peer.py under $PYTHON, default /work/venv/bin/python) in the same run.
- * `--arch qwen3|gemma2|gemma3_text` runs the same sizes as that architecture (Qwen3: head_dim 64 with
- * q/k norms, 4 kv heads; Gemma: 4 kv heads, sliding window 512 on its sliding layers, tied head,
- * Gemma 2's default soft-caps 50/30).
+ * `--arch` runs the same sizes as another architecture (hidden 768, 12 layers, 12 heads, vocab 32000):
+ *   qwen3        head_dim 64 with q/k norms, 4 kv heads
+ *   gemma2       4 kv heads, sliding window 512 on its sliding layers, tied head, soft-caps 50/30
+ *   gemma3_text  as gemma2 without soft-caps, local/global rope bases
+ *   phi3         fused qkv_proj and gate_up_proj, 4 kv heads (125M)
+ *   gpt_neox     fused query_key_value with biases, LayerNorm, GELU MLP 3072, rotary 25%, parallel residual (134M)
+ *   mixtral      4 kv heads, 8 experts of width 256, top-2 (125M total)
+ *   qwen2_moe    q/k/v biases, 8 experts of width 192, top-2, a gated shared expert of width 768 (132M total)
+ *   qwen3_moe    head_dim 64 with q/k norms, 16 experts of width 128, top-4 renormalised (125M total)
  *
- *   deno run -A scripts/bench/forward.ts [--arch llama] [--no-peer] [--prompt 128] [--new 64] [--reps 5]
+ *   deno run -A scripts/bench/forward.ts [--arch llama] [--no-peer] [--prompt 128] [--new 64] [--reps 5] [--help]
  *   bun scripts/bench/forward.ts
  *
  * Prefill: `forward(prompt, { logitsToKeep: 1 })` (what generate does). Decode: the median step time
@@ -29,6 +35,11 @@ import { Tensor } from "../../lib/tensor/mod.ts";
 import { saveFile } from "../../lib/safetensors/mod.ts";
 
 const args = process.argv.slice(2);
+if (args.includes("--help") || args.includes("-h")) {
+  const doc = (await import("node:fs")).readFileSync(fileURLToPath(import.meta.url), "utf8").split("*/")[0]!;
+  console.log(doc.replace(/^\/\*\*\n/, "").split("\n").map((l) => l.replace(/^ \* ?/, "")).filter((l) => !l.startsWith("@module")).join("\n").trim());
+  process.exit(0);
+}
 const opt = (name: string, d: number): number => {
   const i = args.indexOf(`--${name}`);
   return i >= 0 ? Number(args[i + 1]) : d;
@@ -54,6 +65,35 @@ const ARCHS: Record<string, Record<string, unknown>> = {
   qwen3: { ...LLAMA, model_type: "qwen3", num_key_value_heads: 4, head_dim: 64, rms_norm_eps: 1e-6 },
   gemma2: { ...GEMMA, model_type: "gemma2" },
   gemma3_text: { ...GEMMA, model_type: "gemma3_text" },
+  phi3: { ...LLAMA, model_type: "phi3", num_key_value_heads: 4, pad_token_id: null },
+  gpt_neox: { ...LLAMA, model_type: "gpt_neox", intermediate_size: 3072, rotary_pct: 0.25, use_parallel_residual: true, layer_norm_eps: 1e-5 },
+  mixtral: { ...LLAMA, model_type: "mixtral", num_key_value_heads: 4, intermediate_size: 256, num_local_experts: 8, num_experts_per_tok: 2 },
+  qwen2_moe: {
+    ...LLAMA,
+    model_type: "qwen2_moe",
+    num_key_value_heads: 4,
+    rms_norm_eps: 1e-6,
+    num_experts: 8,
+    num_experts_per_tok: 2,
+    moe_intermediate_size: 192,
+    shared_expert_intermediate_size: 768,
+    decoder_sparse_step: 1,
+    mlp_only_layers: [],
+    norm_topk_prob: false,
+  },
+  qwen3_moe: {
+    ...LLAMA,
+    model_type: "qwen3_moe",
+    num_key_value_heads: 4,
+    head_dim: 64,
+    rms_norm_eps: 1e-6,
+    num_experts: 16,
+    num_experts_per_tok: 4,
+    moe_intermediate_size: 128,
+    decoder_sparse_step: 1,
+    mlp_only_layers: [],
+    norm_topk_prob: true,
+  },
 };
 if (!(ARCH in ARCHS)) throw new RangeError(`Cannot run the benchmark: --arch "${ARCH}" is not one of ${Object.keys(ARCHS).join(", ")}`);
 const CONFIG = ARCHS[ARCH]! as typeof LLAMA;
@@ -118,7 +158,11 @@ async function startPeer(): Promise<{ ask(cmd: string): Promise<number>; close()
 
 const be = getCpuBackend();
 console.log(`Graft backend: ${be.name} (${be.info})`);
-console.log(`${ARCH}: prompt ${PROMPT} tokens, decode ${NEW} tokens, best of ${REPS} alternating reps`);
+const params = (() => {
+  using m = AutoModelForCausalLM.fromConfig(CONFIG, { dtype: "BF16" });
+  return Object.values(m.stateDict()).reduce((n, t) => n + t.numel, 0);
+})();
+console.log(`${ARCH} (${(params / 1e6).toFixed(1)}M parameters): prompt ${PROMPT} tokens, decode ${NEW} tokens, best of ${REPS} alternating reps`);
 const peer = await startPeer();
 const result: Record<string, { g: [number, number]; p: [number, number] }> = {};
 for (const name of Object.keys(DTYPES) as Name[]) {
