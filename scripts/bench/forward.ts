@@ -37,7 +37,9 @@ import { saveFile } from "../../lib/safetensors/mod.ts";
 const args = process.argv.slice(2);
 if (args.includes("--help") || args.includes("-h")) {
   const doc = (await import("node:fs")).readFileSync(fileURLToPath(import.meta.url), "utf8").split("*/")[0]!;
-  console.log(doc.replace(/^\/\*\*\n/, "").split("\n").map((l) => l.replace(/^ \* ?/, "")).filter((l) => !l.startsWith("@module")).join("\n").trim());
+  console.log(
+    doc.replace(/^\/\*\*\n/, "").split("\n").map((l) => l.replace(/^ \* ?/, "")).filter((l) => !l.startsWith("@module")).join("\n").trim(),
+  );
   process.exit(0);
 }
 const opt = (name: string, d: number): number => {
@@ -66,8 +68,22 @@ const ARCHS: Record<string, Record<string, unknown>> = {
   gemma2: { ...GEMMA, model_type: "gemma2" },
   gemma3_text: { ...GEMMA, model_type: "gemma3_text" },
   phi3: { ...LLAMA, model_type: "phi3", num_key_value_heads: 4, pad_token_id: null },
-  gpt_neox: { ...LLAMA, model_type: "gpt_neox", intermediate_size: 3072, rotary_pct: 0.25, use_parallel_residual: true, layer_norm_eps: 1e-5 },
-  mixtral: { ...LLAMA, model_type: "mixtral", num_key_value_heads: 4, intermediate_size: 256, num_local_experts: 8, num_experts_per_tok: 2 },
+  gpt_neox: {
+    ...LLAMA,
+    model_type: "gpt_neox",
+    intermediate_size: 3072,
+    rotary_pct: 0.25,
+    use_parallel_residual: true,
+    layer_norm_eps: 1e-5,
+  },
+  mixtral: {
+    ...LLAMA,
+    model_type: "mixtral",
+    num_key_value_heads: 4,
+    intermediate_size: 256,
+    num_local_experts: 8,
+    num_experts_per_tok: 2,
+  },
   qwen2_moe: {
     ...LLAMA,
     model_type: "qwen2_moe",
@@ -162,7 +178,9 @@ const params = (() => {
   using m = AutoModelForCausalLM.fromConfig(CONFIG, { dtype: "BF16" });
   return Object.values(m.stateDict()).reduce((n, t) => n + t.numel, 0);
 })();
-console.log(`${ARCH} (${(params / 1e6).toFixed(1)}M parameters): prompt ${PROMPT} tokens, decode ${NEW} tokens, best of ${REPS} alternating reps`);
+console.log(
+  `${ARCH} (${(params / 1e6).toFixed(1)}M parameters): prompt ${PROMPT} tokens, decode ${NEW} tokens, best of ${REPS} alternating reps`,
+);
 const peer = await startPeer();
 const result: Record<string, { g: [number, number]; p: [number, number] }> = {};
 for (const name of Object.keys(DTYPES) as Name[]) {
