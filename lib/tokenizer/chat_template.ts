@@ -163,6 +163,32 @@ function tokenString(v: unknown): string | undefined {
 }
 
 /**
+ * The template files of a tokenizer folder, as transformers reads them: `chat_template.jinja`
+ * (named `default`) and `additional_chat_templates/<name>.jinja`.
+ *
+ * @param dir A tokenizer folder.
+ * @returns Name → template source (empty when the folder has none).
+ *
+ * @example
+ * ```ts
+ * import { readChatTemplateFiles } from "./mod.ts";
+ * console.log(readChatTemplateFiles("tests/fixtures/models/llama")); // {}
+ * ```
+ */
+export function readChatTemplateFiles(dir: string): Record<string, string> {
+  const files: Record<string, string> = {};
+  const main = join(dir, "chat_template.jinja");
+  if (existsSync(main)) files.default = readFileSync(main, "utf8");
+  const extra = join(dir, "additional_chat_templates");
+  if (existsSync(extra) && statSync(extra).isDirectory()) {
+    for (const f of readdirSync(extra).filter((n) => n.endsWith(".jinja")).sort()) {
+      files[basename(f, ".jinja")] = readFileSync(join(extra, f), "utf8");
+    }
+  }
+  return files;
+}
+
+/**
  * A tokenizer's chat template(s) with its special tokens, compiled once.
  *
  * @example
@@ -234,16 +260,7 @@ export class ChatTemplate {
         throw new SyntaxError(`Cannot parse "${cfgPath}": ${(e as Error).message}`);
       }
     }
-    const files: Record<string, string> = {};
-    const main = join(dir, "chat_template.jinja");
-    if (existsSync(main)) files.default = readFileSync(main, "utf8");
-    const extra = join(dir, "additional_chat_templates");
-    if (existsSync(extra) && statSync(extra).isDirectory()) {
-      for (const f of readdirSync(extra).filter((n) => n.endsWith(".jinja")).sort()) {
-        files[basename(f, ".jinja")] = readFileSync(join(extra, f), "utf8");
-      }
-    }
-    return await ChatTemplate.fromConfig(config, files);
+    return await ChatTemplate.fromConfig(config, readChatTemplateFiles(dir));
   }
 
   /** The template `apply` would use (transformers' `get_chat_template`). */

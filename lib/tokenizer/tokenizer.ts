@@ -6,7 +6,7 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { isDeno } from "../_env.ts";
-import { type ApplyChatTemplateOptions, type ChatMessage, ChatTemplate } from "./chat_template.ts";
+import { type ApplyChatTemplateOptions, type ChatMessage, ChatTemplate, readChatTemplateFiles } from "./chat_template.ts";
 import { StreamDecoder } from "./stream_decoder.ts";
 
 /**
@@ -136,9 +136,8 @@ export class Tokenizer {
     const cfgPath = join(dirname(file), "tokenizer_config.json");
     const cfg = existsSync(cfgPath) ? JSON.parse(readFileSync(cfgPath, "utf8")) as Record<string, unknown> : {};
     const tok = await Tokenizer.fromJSON(json, cfg);
-    // chat_template.jinja beside it takes priority over tokenizer_config.json's chat_template (as in transformers).
-    const jinja = join(dirname(file), "chat_template.jinja");
-    if (existsSync(jinja)) tok.#chatFiles = { default: readFileSync(jinja, "utf8") };
+    // Template files beside it take priority over tokenizer_config.json's chat_template (as in transformers).
+    tok.#chatFiles = readChatTemplateFiles(dirname(file));
     return tok;
   }
 

@@ -1,10 +1,18 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { applyChatTemplate, type ChatMessage, ChatTemplate, ChatTemplateError, strftime } from "../../lib/tokenizer/mod.ts";
+import {
+  applyChatTemplate,
+  type ChatMessage,
+  ChatTemplate,
+  ChatTemplateError,
+  strftime,
+  Tokenizer,
+  tokenizersAvailable,
+} from "../../lib/tokenizer/mod.ts";
 
 const DIR = join(fileURLToPath(new URL(".", import.meta.url)), "..", "fixtures", "chat_templates");
 interface Case {
@@ -26,6 +34,7 @@ try {
 }
 // Bun's test runner does not auto-install packages: without `bun install` the package is absent.
 const skip = available ? false : "@huggingface/jinja is not installed (run `bun install`)";
+const noTokenizers = (await tokenizersAvailable()) ? false : "@huggingface/tokenizers is not installed (run `bun install`)";
 
 function optionsOf(o: Record<string, unknown>) {
   const { add_generation_prompt, continue_final_message, tools, ...rest } = o;
@@ -80,6 +89,25 @@ describe("ChatTemplate", { skip }, () => {
       assert.equal(t.apply([{ role: "user", content: "x" }]), "D");
       assert.equal(t.apply([{ role: "user", content: "x" }], { tools: [{ type: "function" }] }), "T");
       assert.equal(t.apply([{ role: "user", content: "x" }], { chatTemplate: "tool_use" }), "T");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("Tokenizer.fromFile(dir).applyChatTemplate reads chat_template.jinja and the config's special tokens", {
+    skip: noTokenizers,
+  }, async () => {
+    const c = data.cases.find((x) => x.template.startsWith("Qwen") && x.conversation === "system" && x.options.add_generation_prompt)!;
+    const dir = mkdtempSync(join(tmpdir(), "graft-chat-"));
+    try {
+      copyFileSync(join(DIR, "..", "models", "llama", "tokenizer.json"), join(dir, "tokenizer.json"));
+      writeFileSync(join(dir, "tokenizer_config.json"), JSON.stringify({ chat_template: "unused", ...c.special_tokens }));
+      copyFileSync(join(DIR, c.template), join(dir, "chat_template.jinja"));
+      mkdirSync(join(dir, "additional_chat_templates"));
+      writeFileSync(join(dir, "additional_chat_templates", "short.jinja"), "{{ messages | length }}");
+      const tok = await Tokenizer.fromFile(dir);
+      assert.equal(await tok.applyChatTemplate(c.messages, { addGenerationPrompt: true }), c.expected);
+      assert.equal(await tok.applyChatTemplate(c.messages, { chatTemplate: "short" }), "4");
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
