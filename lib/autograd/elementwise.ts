@@ -3,6 +3,7 @@
  * SiLU, GELU (tanh and erf), SiLU·mul (the gated MLP) and dropout.
  * @module
  */
+import { getCpuBackend } from "../backends/registry.ts";
 import { makeResult, Var } from "./var.ts";
 
 function sameShape(a: Var, b: Var, op: string): void {
@@ -23,12 +24,11 @@ function sameShape(a: Var, b: Var, op: string): void {
 export function add(a: Var, b: Var, alpha = 1): Var {
   sameShape(a, b, "add");
   const out = new Float32Array(a.numel);
-  const x = a.data, y = b.data;
-  if (alpha === 1) for (let i = 0; i < out.length; i++) out[i] = x[i]! + y[i]!;
-  else for (let i = 0; i < out.length; i++) out[i] = x[i]! + Math.fround(alpha * y[i]!);
+  getCpuBackend().binary({ op: "add", a: a.data, b: b.data, out, n: out.length, alpha });
   return makeResult(out, a.shape, [a, b], (g) => {
-    if (a.requiresGrad) a.accumulate(g.slice());
-    if (b.requiresGrad) b.accumulate(alpha === 1 ? g.slice() : g.map((v) => alpha * v));
+    // The output's gradient is owned by this op once passed: the first taker needs no copy.
+    if (b.requiresGrad) b.accumulate(alpha === 1 ? (a.requiresGrad ? g.slice() : g) : g.map((v) => alpha * v));
+    if (a.requiresGrad) a.accumulate(g);
   });
 }
 
@@ -91,10 +91,6 @@ export function mulLastDim(x: Var, v: Var): Var {
   });
 }
 
-function sigmoid(x: number): number {
-  return 1 / (1 + Math.exp(-x));
-}
-
 /**
  * SiLU `x·σ(x)`.
  *
@@ -106,12 +102,14 @@ function sigmoid(x: number): number {
  */
 export function silu(x: Var): Var {
   const xd = x.data;
-  const out = xd.map((v) => v * sigmoid(v));
+  const out = new Float32Array(xd.length);
+  getCpuBackend().unary({ op: "silu", x: xd, out, n: out.length });
   return makeResult(out, x.shape, [x], (g) => {
-    x.accumulate(g.map((gv, i) => {
-      const s = sigmoid(xd[i]!);
-      return gv * s * (1 + xd[i]! * (1 - s));
-    }));
+    for (let i = 0; i < g.length; i++) {
+      const v = xd[i]!, s = 1 / (1 + Math.exp(-v));
+      g[i] = g[i]! * s * (1 + v * (1 - s));
+    }
+    x.accumulate(g);
   });
 }
 
@@ -128,15 +126,16 @@ export function siluMul(gate: Var, up: Var): Var {
   sameShape(gate, up, "siluMul");
   const a = gate.data, b = up.data;
   const out = new Float32Array(a.length);
-  for (let i = 0; i < out.length; i++) out[i] = a[i]! * sigmoid(a[i]!) * b[i]!;
+  getCpuBackend().binary({ op: "siluMul", a, b, out, n: out.length });
   return makeResult(out, gate.shape, [gate, up], (g) => {
-    if (gate.requiresGrad) {
-      gate.accumulate(g.map((gv, i) => {
-        const s = sigmoid(a[i]!);
-        return gv * b[i]! * s * (1 + a[i]! * (1 - s));
-      }));
+    const gu = up.requiresGrad ? new Float32Array(g.length) : null;
+    for (let i = 0; i < g.length; i++) {
+      const v = a[i]!, s = 1 / (1 + Math.exp(-v)), gv = g[i]!;
+      if (gu) gu[i] = gv * v * s;
+      g[i] = gv * b[i]! * s * (1 + v * (1 - s));
     }
-    if (up.requiresGrad) up.accumulate(g.map((gv, i) => gv * a[i]! * sigmoid(a[i]!)));
+    if (gu) up.accumulate(gu);
+    if (gate.requiresGrad) gate.accumulate(g);
   });
 }
 

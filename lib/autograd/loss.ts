@@ -4,6 +4,7 @@
  * the sum of per-token NLL divided by the count of counted tokens or by `numItemsInBatch`.
  * @module
  */
+import { getCpuBackend } from "../backends/registry.ts";
 import { makeResult, type Var } from "./var.ts";
 
 /** The value transformers ignores in labels. */
@@ -60,33 +61,42 @@ export function causalLMLoss(logits: Var, labels: readonly number[], options: Ca
   const z = logits.data;
   const targets = new Int32Array(rows).fill(IGNORE_INDEX);
   for (let b = 0; b < B; b++) for (let t = 0; t + 1 < T; t++) targets[b * T + t] = labels[b * T + t + 1]!;
-  const lse = new Float64Array(rows);
+  // Softmax of every row (the host kernel), kept for the backward.
+  const probs = z.slice();
+  getCpuBackend().softmax({ x: probs, rows, cols: V });
   let sum = 0, count = 0;
   for (let r = 0; r < rows; r++) {
     const y = targets[r]!;
     if (y === IGNORE_INDEX) continue;
     if (!Number.isInteger(y) || y < 0 || y >= V) throw new RangeError(`Cannot compute the causal-LM loss: label ${y} is outside [0, ${V})`);
-    const o = r * V;
-    let mx = -Infinity;
-    for (let j = 0; j < V; j++) if (z[o + j]! > mx) mx = z[o + j]!;
-    let s = 0;
-    for (let j = 0; j < V; j++) s += Math.exp(z[o + j]! - mx);
-    lse[r] = mx + Math.log(s);
-    sum += lse[r]! - z[o + y]!;
+    const o = r * V, p = probs[o + y]!;
+    if (p > 1e-30) {
+      sum -= Math.log(p);
+    } else {
+      // Exact log-sum-exp where the probability underflows.
+      let mx = -Infinity;
+      for (let j = 0; j < V; j++) if (z[o + j]! > mx) mx = z[o + j]!;
+      let e = 0;
+      for (let j = 0; j < V; j++) e += Math.exp(z[o + j]! - mx);
+      sum += mx + Math.log(e) - z[o + y]!;
+    }
     count++;
   }
   const div = options.numItemsInBatch ?? count;
   const out = new Float32Array([sum / div]);
   return makeResult(out, [1], [logits], (g) => {
-    const gl = new Float32Array(logits.numel);
+    // probs becomes the gradient in place: c·(softmax − onehot) on counted rows, 0 elsewhere.
     const c = g[0]! / div;
     for (let r = 0; r < rows; r++) {
       const y = targets[r]!;
-      if (y === IGNORE_INDEX) continue;
-      const o = r * V, l = lse[r]!;
-      for (let j = 0; j < V; j++) gl[o + j] = c * Math.exp(z[o + j]! - l);
-      gl[o + y]! -= c;
+      const o = r * V;
+      if (y === IGNORE_INDEX) {
+        probs.fill(0, o, o + V);
+        continue;
+      }
+      for (let j = 0; j < V; j++) probs[o + j]! *= c;
+      probs[o + y]! -= c;
     }
-    logits.accumulate(gl);
+    logits.accumulate(probs);
   });
 }
