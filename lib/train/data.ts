@@ -85,7 +85,7 @@ export function tokenizeExample(record: Record<string, unknown>, tok: TextEncode
     inputIds = [...p, ...c];
     labels = [...p.map(() => IGNORE_INDEX), ...c];
   } else if ("messages" in record) {
-    throw new TypeError("Cannot tokenize a `messages` record: chat templates are not supported yet; use `text` or `prompt`/`completion`");
+    throw new TypeError("Cannot tokenize a `messages` record here: use tokenizeChatExample (it renders the chat template)");
   } else {
     throw new TypeError(`Cannot tokenize a record with keys ${JSON.stringify(Object.keys(record))}: expected "text" or "prompt" and "completion" strings`);
   }
@@ -186,4 +186,48 @@ export function packExamples(examples: readonly TokenizedExample[], maxLen: numb
   const out: TokenizedExample[] = [];
   for (let s = 0; s + maxLen <= ids.length; s += maxLen) out.push({ inputIds: ids.slice(s, s + maxLen), labels: labels.slice(s, s + maxLen) });
   return out;
+}
+
+/** What chat tokenizing needs (`lib/tokenizer`'s `Tokenizer` fits). */
+export interface ChatEncoder extends TextEncoder {
+  applyChatTemplate(
+    messages: readonly { role: string; content?: unknown }[],
+    options?: { addGenerationPrompt?: boolean; chatTemplate?: string },
+  ): Promise<string>;
+}
+
+/**
+ * Tokenize a `messages` record with the chat template; loss on the assistant turns only (each turn's
+ * tokens: from the prompt rendered with the generation header up to the conversation rendered
+ * through that turn, as TRL's prefix masking). The template supplies special tokens. Truncated to `maxLen`.
+ *
+ * @example
+ * ```ts
+ * import { tokenizeChatExample } from "./mod.ts";
+ * const tok = {
+ *   encode: (s: string) => [...s].map((c) => c.charCodeAt(0)),
+ *   applyChatTemplate: (ms: readonly { role: string; content?: unknown }[], o: { addGenerationPrompt?: boolean } = {}) =>
+ *     Promise.resolve(ms.map((m) => `${m.role[0]}:${m.content};`).join("") + (o.addGenerationPrompt ? "a:" : "")),
+ * };
+ * const ex = await tokenizeChatExample({ messages: [{ role: "user", content: "x" }, { role: "assistant", content: "y" }] }, tok, { maxLen: 16 });
+ * console.log(ex.labels.filter((l) => l !== -100).length); // 2
+ * ```
+ */
+export async function tokenizeChatExample(record: Record<string, unknown>, tok: ChatEncoder, options: { maxLen: number; chatTemplate?: string }): Promise<TokenizedExample> {
+  const messages = record.messages;
+  if (!Array.isArray(messages) || messages.some((m) => typeof m !== "object" || m === null || typeof (m as { role?: unknown }).role !== "string")) {
+    throw new TypeError("Cannot tokenize a `messages` record: it must be a list of {role, content} objects");
+  }
+  const ms = messages as { role: string; content?: unknown }[];
+  const tmpl = options.chatTemplate === undefined ? {} : { chatTemplate: options.chatTemplate };
+  const enc = async (upTo: number, gen: boolean): Promise<number[]> =>
+    tok.encode(await tok.applyChatTemplate(ms.slice(0, upTo), { addGenerationPrompt: gen, ...tmpl }), { addSpecialTokens: false });
+  const inputIds = await enc(ms.length, false);
+  const labels: number[] = inputIds.map(() => IGNORE_INDEX);
+  for (let i = 0; i < ms.length; i++) {
+    if (ms[i]!.role !== "assistant") continue;
+    const start = (await enc(i, true)).length, end = Math.min((await enc(i + 1, false)).length, inputIds.length);
+    for (let t = start; t < end; t++) labels[t] = inputIds[t]!;
+  }
+  return { inputIds: inputIds.slice(0, options.maxLen), labels: labels.slice(0, options.maxLen) };
 }

@@ -13,7 +13,7 @@ import { IA3Config, injectAdapterInModel, loadAdapter, LoraConfig, saveAdapter }
 import { AdapterTrainer, type StepResult } from "./trainer.ts";
 import type { SchedulerName } from "./schedule.ts";
 import type { TokenBatch } from "./causal_lm_graph.ts";
-import { epochOrder, makeBatches, packExamples, readJsonl, SeededRandom, type TokenizedExample, tokenizeExample } from "./data.ts";
+import { epochOrder, makeBatches, packExamples, readJsonl, SeededRandom, tokenizeChatExample, type TokenizedExample, tokenizeExample } from "./data.ts";
 import { loadCheckpointState, saveCheckpoint, writeFolderAtomically } from "./_checkpoint.ts";
 import { lossCurveSvg } from "./_loss_svg.ts";
 
@@ -59,6 +59,8 @@ export interface TrainAdapterOptions {
   seed?: number;
   /** Global-norm clip (default 1). */
   maxGradNorm?: number;
+  /** Chat template for `messages` records (default: the tokenizer's). */
+  chatTemplate?: string;
   /** Pack examples into rows of `maxLen` tokens. */
   pack?: boolean;
   /** Evaluation JSONL; its mean loss is logged every `evalEvery` steps and at the end. */
@@ -101,8 +103,12 @@ export interface TrainAdapterResult {
   checkpoint: string | null;
 }
 
-function tokenizeAll(records: readonly Record<string, unknown>[], tok: Tokenizer, maxLen: number, pack: boolean): TokenizedExample[] {
-  const ex = records.map((r) => tokenizeExample(r, tok, { maxLen: pack ? Number.MAX_SAFE_INTEGER : maxLen }));
+async function tokenizeAll(records: readonly Record<string, unknown>[], tok: Tokenizer, maxLen: number, pack: boolean, chatTemplate?: string): Promise<TokenizedExample[]> {
+  const len = pack ? Number.MAX_SAFE_INTEGER : maxLen;
+  const ex: TokenizedExample[] = [];
+  for (const r of records) {
+    ex.push("messages" in r ? await tokenizeChatExample(r, tok, { maxLen: len, ...(chatTemplate === undefined ? {} : { chatTemplate }) }) : tokenizeExample(r, tok, { maxLen: len }));
+  }
   return pack ? packExamples(ex, maxLen) : ex;
 }
 
@@ -129,7 +135,7 @@ export async function trainAdapter(options: TrainAdapterOptions): Promise<TrainA
   const model = AutoModelForCausalLM.fromPretrained(options.base);
   const tok = await Tokenizer.fromFile(options.base);
   const records = typeof options.data === "string" ? readJsonl(options.data) : options.data;
-  const examples = tokenizeAll(records, tok, maxLen, options.pack ?? false).filter((e) => e.inputIds.length > 1);
+  const examples = (await tokenizeAll(records, tok, maxLen, options.pack ?? false, options.chatTemplate)).filter((e) => e.inputIds.length > 1);
   if (examples.length === 0) throw new RangeError("Cannot train: no example has two or more tokens after tokenizing");
   const cfg = model.config;
   const padId = typeof cfg.pad_token_id === "number" ? cfg.pad_token_id : tok.eosTokenId ?? 0;
@@ -162,9 +168,8 @@ export async function trainAdapter(options: TrainAdapterOptions): Promise<TrainA
     dropoutRng.state = st.rngState;
   }
 
-  const evalBatches = options.evalData
-    ? makeBatches(tokenizeAll(readJsonl(options.evalData), tok, maxLen, false), Array.from({ length: readJsonl(options.evalData).length }, (_, i) => i), { batchSize: bs, padId })
-    : [];
+  const evalExamples = options.evalData ? await tokenizeAll(readJsonl(options.evalData), tok, maxLen, false, options.chatTemplate) : [];
+  const evalBatches = makeBatches(evalExamples, evalExamples.map((_, i) => i), { batchSize: bs, padId });
   const epochs = new Map<number, { batches: TokenBatch[]; pads: number[] }>();
   const batchAt = (i: number): { batch: TokenBatch; pad: number } => {
     const e = Math.floor(i / perEpoch);
