@@ -177,6 +177,8 @@ export class ModelEngine implements Engine {
     for (const s of this.#open) {
       if (s.adapter === name) throw new RangeError(`Cannot unload adapter "${name}": a running request uses it`);
     }
+    // Deactivate first: deleting the active adapter would make PEFT pick another (with a warning).
+    this.#activate(null);
     deleteAdapter(this.#model, name);
   }
 

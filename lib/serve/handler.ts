@@ -5,6 +5,7 @@
  * `/v1/unload_lora_adapter`, `/health` and Prometheus `/metrics`.
  * @module
  */
+import { existsSync } from "node:fs";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { chatPromptIds } from "./_chat.ts";
 import { type GenerationRequest, OpenAIError, parseChatRequest, parseCompletionRequest } from "./protocol.ts";
@@ -139,11 +140,11 @@ export function createHandler(options: HandlerOptions): OpenAIHandler {
     if (name === modelId || engine.adapters.includes(name)) {
       throw new OpenAIError(400, `The lora adapter '${name}' has already been loaded.`, "InvalidUserInput", "lora_name", "400");
     }
+    if (!existsSync(path)) throw new OpenAIError(404, `No adapter found at '${path}'`, "NotFoundError", "lora_path", "404");
     try {
       engine.loadAdapter(name, path);
     } catch (e) {
-      const missing = /Cannot find|no such file|ENOENT|not found/i.test((e as Error).message);
-      throw new OpenAIError(missing ? 404 : 400, `Cannot load adapter '${name}' from '${path}': ${(e as Error).message}`, missing ? "NotFoundError" : "BadRequestError", "lora_path");
+      throw new OpenAIError(400, `Cannot load adapter '${name}' from '${path}': ${(e as Error).message}`, "BadRequestError", "lora_path", "400");
     }
     adapterPaths.set(name, path);
     return new Response(`Success: LoRA adapter '${name}' added successfully.`);

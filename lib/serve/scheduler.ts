@@ -11,6 +11,9 @@ import { Rng, sampleToken } from "../generation/sampling.ts";
 import type { Engine, EngineSequence, StepInput } from "./_engine.ts";
 import { type Decode, TextStream } from "./_text.ts";
 
+/** Longest model time between two turns of the event loop that poll the network. */
+const IO_POLL_MS = 4;
+
 /** Sampling and stopping settings of one sequence. */
 export interface SamplingParams {
   /** New tokens at most. */
@@ -225,10 +228,17 @@ export class Scheduler {
     this.#loop = (async () => {
       try {
         // Start on a later turn: `submit` never emits synchronously, and requests arriving
-        // together join the same first step.
-        // Between steps the HTTP side runs: new requests, disconnects, flushing streams.
-        do await new Promise<void>((resolve) => setImmediate(resolve));
-        while (this.#step());
+        // together join the same first step. Between steps the HTTP side runs (new requests,
+        // disconnects, flushing streams): `setImmediate` is cheap but under Deno does not poll
+        // the network, a timer does but costs a millisecond or more, so a timer comes at least
+        // every `IO_POLL_MS` of model time.
+        let polled = performance.now();
+        do {
+          if (performance.now() - polled >= IO_POLL_MS) {
+            await new Promise<void>((resolve) => setTimeout(resolve, 0));
+            polled = performance.now();
+          } else await new Promise<void>((resolve) => setImmediate(resolve));
+        } while (this.#step());
       } finally {
         this.#loop = null;
       }
