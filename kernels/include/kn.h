@@ -126,6 +126,13 @@ KN_API int32_t kn_rope(float* x, int64_t tokens, int64_t heads, int64_t head_dim
 KN_API int32_t kn_attention(const float* q, const float* k, const float* v, float* out, int64_t t, int64_t s,
                             int64_t hq, int64_t hkv, int64_t d, float scale);
 
+/* --- backward (adapter training; kernels/common/backward.h) ----------------------------------- */
+/* RMSNorm input gradient per row of `cols`: gx = inv·w·g − x·inv³·mean(w·g·x), inv = 1/sqrt(mean(x²)+eps). */
+KN_API int32_t kn_rms_norm_backward(const float* x, const float* w, const float* g, float* gx, int64_t rows,
+                                    int64_t cols, float eps);
+/* Softmax gradient per row of `cols`, in place on dp: dp = p · (dp − Σ p·dp). */
+KN_API int32_t kn_softmax_backward(const float* p, float* dp, int64_t rows, int64_t cols);
+
 #ifdef __cplusplus
 }
 #endif

@@ -8,6 +8,7 @@
 /** Files of the CPU library (kernels/include, common, cpu). */
 export const CPU_KERNEL_FILES: readonly string[] = [
   "include/kn.h",
+  "common/backward.h",
   "common/checks.h",
   "common/dtype.h",
   "common/kn_hd.h",
@@ -16,6 +17,7 @@ export const CPU_KERNEL_FILES: readonly string[] = [
   "common/status.h",
   "common/status_impl.h",
   "cpu/attention.c",
+  "cpu/backward.c",
   "cpu/blas.c",
   "cpu/cast.c",
   "cpu/device.c",
@@ -37,6 +39,7 @@ export const CPU_KERNEL_FILES: readonly string[] = [
 /** Files of the CUDA library (kernels/cuda; compiled over the CPU headers). */
 export const CUDA_KERNEL_FILES: readonly string[] = [
   "cuda/attention.cu",
+  "cuda/backward.cu",
   "cuda/blas.cu",
   "cuda/cast.cu",
   "cuda/cublas_dl.h",
@@ -55,7 +58,8 @@ export const CUDA_KERNEL_FILES: readonly string[] = [
 
 /** SHA-256 (hex) of each file. */
 export const KERNEL_SOURCE_SHA256: Readonly<Record<string, string>> = {
-  "include/kn.h": "ae29e9cfc5e2b1c7c4e8932dae332bcff53dfa05f44473c18e7e0cd6295b15b7",
+  "include/kn.h": "e0617284dcc850a3830af6e8f0793125d2c124a06116afbbd195cf384a3a36df",
+  "common/backward.h": "8c709a071e8b319e1ab6c920dfb6c193455eaae41f6296c4f7e782b33f46b4be",
   "common/checks.h": "9b272d33999e95c6b1e3659d1b3deac3e101ca60ec0b5bedf1e4095eaa7f9d30",
   "common/dtype.h": "b7bcfbea46f2780b0273e32771645cdc9796e425bfcd1eb936643dac3c463d75",
   "common/kn_hd.h": "2b3fc8b88978ca1a5fe3b9c5cc1bcf782ea44a0212c52afa81a7b95baf024b93",
@@ -64,6 +68,7 @@ export const KERNEL_SOURCE_SHA256: Readonly<Record<string, string>> = {
   "common/status.h": "0182e646ebffef747cab394e81f3f909d1eaf351c8144450054398f0164d62ab",
   "common/status_impl.h": "0f59387fe1c1c40bdeef6500aeb15f7dac1584c24802010b85764c4859138f5d",
   "cpu/attention.c": "a937227f73634c700ca738ffcac5f586d552dbee5607d9b0e1f5ca0b586d8fac",
+  "cpu/backward.c": "0751cbc30aae54949dcad75db744078319fedfc351cdcf3004f2acfc805d1d95",
   "cpu/blas.c": "4dc8a26a9f8852b219648670bc63f9843e32c19443e8f614de712d64dcb798af",
   "cpu/cast.c": "d67fc16f2deb41bb3727ec95841887f2012dd0c57a86be3c490f3a60e8a57f0b",
   "cpu/device.c": "4cbbcb8b351c359131fb1b3da49af089e52802dd11e198009cfb54e922bd6381",
@@ -81,6 +86,7 @@ export const KERNEL_SOURCE_SHA256: Readonly<Record<string, string>> = {
   "cpu/simd512.h": "e2b80a281c62971caac410124add02b225d8a3793bbad14f95d8148faf2601be",
   "cpu/status.c": "fe2b6c3034243a0994df8ac3c19b593e99e90bfc56614728ce77384c189a22d2",
   "cuda/attention.cu": "6a14c6716e17530208d1b0fad14bcdd87011c398aab304f8999826b308a2ef64",
+  "cuda/backward.cu": "246e36e659e074d929169b2ce447e747be8855b3dda2eab9f494f748ca597157",
   "cuda/blas.cu": "03b05d7372cb159f35fb75a7512bad93e4cd5708133f02aa5e6da68b2bedea7e",
   "cuda/cast.cu": "faa54e5b8eaf74d80a92b5eda73e0e4c95aa275c6f5de5d86b9c3ea16b0f67c3",
   "cuda/cublas_dl.h": "c8fae31228488c1385812f082beed600c10b8221188ee7b95cce61b6823e5183",

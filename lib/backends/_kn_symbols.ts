@@ -67,6 +67,10 @@ export const KN_H_SYMBOLS = {
   kn_rope: { args: ["mem", "i64", "i64", "i64", "mem", "mem"], returns: "i32" },
   /** Causal grouped-query attention; q [t, hq, d], k/v [s, hkv, d] (queries are the last t positions). */
   kn_attention: { args: ["mem", "mem", "mem", "mem", "i64", "i64", "i64", "i64", "i64", "f32"], returns: "i32" },
+  /** RMSNorm input gradient per row of `cols`: gx = inv·w·g − x·inv³·mean(w·g·x), inv = 1/sqrt(mean(x²)+eps). */
+  kn_rms_norm_backward: { args: ["mem", "mem", "mem", "mem", "i64", "i64", "f32"], returns: "i32" },
+  /** Softmax gradient per row of `cols`, in place on dp: dp = p · (dp − Σ p·dp). */
+  kn_softmax_backward: { args: ["mem", "mem", "i64", "i64"], returns: "i32" },
 } as const;
 
 /** The symbols of kernels/cuda/kn_cuda.h, exported by libkn_cuda.so (and its grid emulation) only. */
