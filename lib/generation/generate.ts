@@ -32,6 +32,8 @@ export interface GenerateOptions extends SamplingOptions {
   attentionMask?: Tensor | readonly (readonly number[])[];
   /** The id fed at pad positions (never attended to; default 0). */
   padTokenId?: number;
+  /** PEFT's `adapter_names`: the adapter of each prompt (`"__base__"`: the base model), for models with LoRA layers. */
+  adapterNames?: readonly string[];
 }
 
 /** Why a row ended. */
@@ -111,6 +113,10 @@ function promptRows(inputIds: Ids, mask: GenerateOptions["attentionMask"]): numb
  */
 export function generate(model: CausalLM, inputIds: Ids, options: GenerateOptions = {}): GenerateResult {
   const prompts = promptRows(inputIds, options.attentionMask);
+  const adapters = options.adapterNames ?? null;
+  if (adapters !== null && adapters.length !== prompts.length) {
+    throw new RangeError(`Cannot generate: adapterNames lists ${adapters.length} adapters for ${prompts.length} prompts`);
+  }
   if (options.maxNewTokens !== undefined && (!Number.isInteger(options.maxNewTokens) || options.maxNewTokens < 0)) {
     throw new RangeError(`Cannot generate: maxNewTokens must be a non-negative integer: current value is ${options.maxNewTokens}`);
   }
@@ -141,6 +147,7 @@ export function generate(model: CausalLM, inputIds: Ids, options: GenerateOption
       useCache: true,
       logitsToKeep: 1,
       ...(mask ? { attentionMask: mask } : {}),
+      ...(adapters ? { adapterNames: active.map((r) => adapters[r]!) } : {}),
     });
     input[Symbol.dispose]();
     const v = logits.shape[logits.ndim - 1]!;

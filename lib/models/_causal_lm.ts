@@ -7,10 +7,12 @@ import {
   type CausalLMForwardOptions,
   type CausalLMOutput,
   type Embedding,
+  isRowAdapterLayer,
   KVCache,
   Linear,
   type Module,
   type ParameterInit,
+  type RowAdapterLayer,
 } from "../nn/mod.ts";
 import { type RawConfig, readConfig } from "./config.ts";
 import { dtypeOption, type FromConfigOptions, type FromPretrainedOptions, PreTrainedModel, withInitDevice } from "./pretrained.ts";
@@ -134,9 +136,35 @@ export abstract class CausalLMBase extends PreTrainedModel {
 
   /**
    * Ids `[B, T]` → logits `[B, T', vocab]` (F32) and the cache. With `attentionMask` (`[B, cached + T]`,
-   * left-padded), positions come from the mask and no row attends to its pads.
+   * left-padded), positions come from the mask and no row attends to its pads. With `adapterNames`
+   * (PEFT's `adapter_names`), row i runs adapter `adapterNames[i]` (`"__base__"`: none) in every
+   * LoRA layer, with PEFT's checks (length, eval mode, known names; merged and DoRA per layer).
    */
   override forward(inputIds: Tensor, options: CausalLMForwardOptions = {}): CausalLMOutput {
+    const names = options.adapterNames ?? null;
+    if (names === null) return this.#forward(inputIds, options);
+    if (inputIds.ndim !== 2 || names.length !== inputIds.shape[0]) {
+      throw new RangeError(
+        `Length of \`adapter_names\` should be the same as the number of inputs, but got ${names.length} and ${
+          inputIds.shape[0]
+        } respectively.`,
+      );
+    }
+    if (this.training) throw new Error("Cannot pass `adapter_names` when the model is in training mode.");
+    const layers = [...this.modules()].filter((m): m is Module & RowAdapterLayer => isRowAdapterLayer(m));
+    try {
+      // (layer types without mixed batches refuse here)
+      for (const l of layers) l.setRowAdapters(names);
+      const known = new Set(layers.flatMap((l) => l.rowAdapterNames));
+      const unexpected = [...new Set(names)].filter((n) => n !== "__base__" && !known.has(n)).sort();
+      if (unexpected.length > 0) throw new Error(`Trying to infer with non-existing adapter(s): ${unexpected.join(", ")}`);
+      return this.#forward(inputIds, options);
+    } finally {
+      for (const l of layers) l.setRowAdapters(null);
+    }
+  }
+
+  #forward(inputIds: Tensor, options: CausalLMForwardOptions): CausalLMOutput {
     const cache = options.pastKeyValues ?? (options.useCache ? this.createCache() : null);
     const input: BackboneInput = { cache, attentionMask: options.attentionMask ?? null };
     if (options.positionIds !== undefined) input.positionIds = options.positionIds;

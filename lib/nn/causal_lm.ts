@@ -20,6 +20,35 @@ export interface CausalLMForwardOptions {
    * generation): positions come from it (`cumsum - 1`) unless given, and no row attends to its pads.
    */
   attentionMask?: Tensor | readonly (readonly number[])[] | null;
+  /**
+   * PEFT's `adapter_names`: the adapter of each batch row (`"__base__"`: none), for models with
+   * LoRA layers; each layer groups the rows per adapter ({@link RowAdapterLayer}).
+   */
+  adapterNames?: readonly string[] | null;
+}
+
+/** A layer that computes each batch row with its own adapter (PEFT's mixed-batch LoRA layers). */
+export interface RowAdapterLayer {
+  /** The adapters this layer holds. */
+  readonly rowAdapterNames: readonly string[];
+  /**
+   * Use `names[i]` for batch row i in the forwards that follow (`"__base__"`: the base layer only),
+   * or null to go back to the active adapters. Throws where the layer type has no mixed batches.
+   */
+  setRowAdapters(names: readonly string[] | null): void;
+}
+
+/**
+ * Whether `m` implements {@link RowAdapterLayer}.
+ *
+ * @example
+ * ```ts
+ * import { isRowAdapterLayer, Linear } from "./mod.ts";
+ * console.log(isRowAdapterLayer(new Linear(2, 2))); // false
+ * ```
+ */
+export function isRowAdapterLayer(m: unknown): m is RowAdapterLayer {
+  return typeof m === "object" && m !== null && typeof (m as Partial<RowAdapterLayer>).setRowAdapters === "function";
 }
 
 /** Output of a causal LM's forward. */

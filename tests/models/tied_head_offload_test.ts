@@ -14,8 +14,16 @@ test("qwen2: tied lm_head on disk, embed_tokens on cpu gives the in-memory logit
   const expected = AutoModelForCausalLM.fromPretrained(folder).forward(ids).logits.toArray();
   using tmp = tempDir();
   const m = initEmptyWeights(() => AutoModelForCausalLM.fromConfig(folder));
-  const map = { "model.embed_tokens": "cpu", "model.rotary_emb": "cpu", "model.layers": "cpu", "model.norm": "cpu", lm_head: "disk" } as const;
-  const logs = captureLogs(() => loadCheckpointAndDispatch(m, folder, { deviceMap: map, offloadFolder: tmp.dir, noSplitModuleClasses: m.noSplitModules }));
+  const map = {
+    "model.embed_tokens": "cpu",
+    "model.rotary_emb": "cpu",
+    "model.layers": "cpu",
+    "model.norm": "cpu",
+    lm_head: "disk",
+  } as const;
+  const logs = captureLogs(() =>
+    loadCheckpointAndDispatch(m, folder, { deviceMap: map, offloadFolder: tmp.dir, noSplitModuleClasses: m.noSplitModules })
+  );
   assert.ok(logs.warnings.some((w) => w.includes("Tied parameters are on different devices")), "Accelerate's warning");
   assert.deepEqual(m.forward(ids).logits.toArray(), expected);
   assert.equal(m.getParameter("model.embed_tokens.weight").data.isMeta, false);

@@ -184,7 +184,9 @@ export abstract class BaseTunerLayer extends Module {
     } else {
       for (const a of this.adapterLayerNames) {
         const c = this.container(a);
-        for (const k of c.keys()) for (const p of c instanceof ParameterDict ? [c.get(k)] : [...c.get(k).parameters()]) p.requiresGrad = false;
+        for (const k of c.keys()) {
+          for (const p of c instanceof ParameterDict ? [c.get(k)] : [...c.get(k).parameters()]) p.requiresGrad = false;
+        }
       }
       this.disabled = true;
     }
@@ -224,12 +226,29 @@ export abstract class BaseTunerLayer extends Module {
     if (this.merged) {
       names = names.filter((n) => !this.mergedAdapters.includes(n));
       if (names.length > 0) {
-        peftWarn(`Already following adapters were merged ${this.mergedAdapters.join(",")}. You are now additionally merging ${names.join(",")}.`);
+        peftWarn(
+          `Already following adapters were merged ${this.mergedAdapters.join(",")}. You are now additionally merging ${names.join(",")}.`,
+        );
       } else {
         peftWarn("All adapters are already merged, nothing to do.");
       }
     }
     return names;
+  }
+
+  /** The adapters this layer can mix per batch row (none unless the layer type supports it). */
+  get rowAdapterNames(): readonly string[] {
+    return [];
+  }
+
+  /**
+   * PEFT's `adapter_names` (a different adapter per batch row): LoRA layers override it; other
+   * layer types refuse (PEFT mixes adapters per row for LoRA only; it ignores `adapter_names` for IA3).
+   */
+  setRowAdapters(names: readonly string[] | null): void {
+    if (names !== null) {
+      throw new TypeError(`Cannot mix adapters per batch row in ${this.className}: PEFT's adapter_names is supported for LoRA layers only`);
+    }
   }
 
   /** Forward with adapters disabled: unmerge first if merged, then the base layer. */

@@ -10,7 +10,7 @@ import type { Parameter } from "../../nn/parameter.ts";
 import type { DType } from "../../dtype.ts";
 import type { KernelDType, MergeKernels } from "../../backends/kernels.ts";
 import { Tensor } from "../../tensor/tensor.ts";
-import { add, asF32Array, embedding, linear, mul, scale, toDType } from "../../tensor/ops/mod.ts";
+import { add, asF32Array, copyInto, embedding, linear, mul, scale, toDType } from "../../tensor/ops/mod.ts";
 import { BaseTunerLayer, type LayerMergeOptions, ModuleDict, ParameterDict } from "./base.ts";
 import { baseGeometry, dropout, type LayerGeometry } from "./_geometry.ts";
 import { editWeight, f32Copy } from "./_weights.ts";
@@ -144,7 +144,11 @@ export class LoraLayer extends BaseTunerLayer {
   /** The A and B weights of an adapter: A `[r, in]`, B `[out, r]` (embedding: `lora_embedding_*`). */
   factors(name: string): { a: Parameter; b: Parameter; bias: Parameter | null } {
     if (this.geometry.kind === "embedding") {
-      return { a: (this.container("lora_embedding_A") as ParameterDict).get(name), b: (this.container("lora_embedding_B") as ParameterDict).get(name), bias: null };
+      return {
+        a: (this.container("lora_embedding_A") as ParameterDict).get(name),
+        b: (this.container("lora_embedding_B") as ParameterDict).get(name),
+        bias: null,
+      };
     }
     const A = (this.container("lora_A") as ModuleDict).get(name);
     const B = (this.container("lora_B") as ModuleDict).get(name);
@@ -161,7 +165,9 @@ export class LoraLayer extends BaseTunerLayer {
     const { a, b } = this.factors(name);
     const w = this.getBaseLayer().param("weight").data;
     if (w.isMeta) {
-      throw new TypeError(`Cannot compute the DoRA weight norm of adapter ${name}: the base weight ${w.toString()} is on the meta device; onload the layer first (onloadLayer)`);
+      throw new TypeError(
+        `Cannot compute the DoRA weight norm of adapter ${name}: the base weight ${w.toString()} is on the meta device; onload the layer first (onloadLayer)`,
+      );
     }
     const { outFeatures: outF, inFeatures: inF, transposed } = this.geometry;
     return doraNorm(w, { b: b.data, a: a.data, scale: s, magnitude }, { outF, inF, r: a.shape[0]!, transposed });
@@ -173,8 +179,37 @@ export class LoraLayer extends BaseTunerLayer {
     return asF32Array(norm, "read the DoRA weight norm").slice();
   }
 
+  #rowAdapters: readonly string[] | null = null;
+
+  /** The adapters this layer holds (for `adapterNames`). */
+  override get rowAdapterNames(): readonly string[] {
+    return [...this.r.keys()];
+  }
+
+  /** Use `names[i]` for batch row i (PEFT's `adapter_names`; `"__base__"`: none), or null: the active adapters. */
+  override setRowAdapters(names: readonly string[] | null): void {
+    this.#rowAdapters = names;
+  }
+
+  /** `B(A(x))` of adapter `name` in F32 (unscaled), through the modules as PEFT. */
+  #delta(name: string, x: Tensor): Tensor {
+    const { a, b } = this.factors(name);
+    if (this.geometry.kind === "embedding") {
+      using afterA = embedding(x, a.data.transpose(0, 1).contiguous(), { dtype: "F32" });
+      return linear(afterA, b.data);
+    }
+    let xa = x.dtype === a.dtype ? x : toDType(x, a.dtype);
+    const p = this.dropoutP.get(name)!;
+    if (this.training && p > 0) xa = dropout(xa, p);
+    // Through the modules, as PEFT: hooks on lora_A/lora_B (a dispatched adapter) then fire.
+    const mods = (n: string) => (this.container(n) as ModuleDict).get(name);
+    const u = mods("lora_B").forward(mods("lora_A").forward(xa)) as Tensor;
+    return u.dtype === "F32" ? u : toDType(u, "F32");
+  }
+
   override forward(x: Tensor): Tensor {
     if (this.disabled) return this.disabledForward(x);
+    if (this.#rowAdapters !== null) return this.#mixedBatchForward(x, this.#rowAdapters);
     const base = this.baseLayer.forward(x) as Tensor;
     if (this.merged) return base;
     const outDType = base.dtype;
@@ -182,21 +217,45 @@ export class LoraLayer extends BaseTunerLayer {
     for (const name of this.activeAdapters) {
       if (!this.hasAdapter(name)) continue;
       const s = this.scaling.get(name)!;
-      const { a, b } = this.factors(name);
-      let u: Tensor;
-      if (this.geometry.kind === "embedding") {
-        const afterA = embedding(x, a.data.transpose(0, 1).contiguous(), { dtype: "F32" });
-        u = linear(afterA, b.data);
-      } else {
-        let xa = x.dtype === a.dtype ? x : toDType(x, a.dtype);
-        const p = this.dropoutP.get(name)!;
-        if (this.training && p > 0) xa = dropout(xa, p);
-        // Through the modules, as PEFT: hooks on lora_A/lora_B (a dispatched adapter) then fire.
-        const mods = (n: string) => (this.container(n) as ModuleDict).get(name);
-        u = mods("lora_B").forward(mods("lora_A").forward(xa)) as Tensor;
-        if (u.dtype !== "F32") u = toDType(u, "F32");
-      }
+      const u = this.#delta(name, x);
       y = this.useDora.get(name) ? this.#doraAdd(name, y, u, s) : add(y, u, { alpha: s });
+    }
+    return outDType === "F32" ? y : toDType(y, outDType);
+  }
+
+  /**
+   * PEFT's `_mixed_batch_forward`: the base layer over the whole batch, then each run of
+   * consecutive rows with one adapter adds that adapter's `s·B·A·x` (no merged weight per row).
+   * Refuses as PEFT: a row count other than the batch's, merged adapters, DoRA.
+   */
+  #mixedBatchForward(x: Tensor, names: readonly string[]): Tensor {
+    if (x.shape[0] !== names.length) {
+      throw new RangeError(
+        `Length of \`adapter_names\` should be the same as the number of inputs, but got ${names.length} and ${x.shape[0]} respectively.`,
+      );
+    }
+    if (this.merged) {
+      throw new Error("Cannot pass `adapter_names` when there are merged adapters, please call `unmerge_adapter` first.");
+    }
+    if (names.some((n) => n !== "__base__" && this.useDora.get(n))) throw new Error("Cannot pass `adapter_names` when DoRA is enabled.");
+    const base = this.baseLayer.forward(x) as Tensor;
+    const outDType = base.dtype;
+    const y = outDType === "F32" ? (base === x ? base.clone() : base) : toDType(base, "F32");
+    for (let i = 0; i < names.length;) {
+      let j = i + 1;
+      while (j < names.length && names[j] === names[i]) j++;
+      const name = names[i]!;
+      if (name !== "__base__" && this.hasAdapter(name)) {
+        // (views share their tensor's storage: only the copies made here are disposed)
+        const view = x.slice(0, i, j);
+        const xs = view.isContiguous ? view : view.contiguous();
+        using u = this.#delta(name, xs);
+        if (xs !== view) xs[Symbol.dispose]();
+        const ys = y.slice(0, i, j);
+        using sum = add(ys, u, { alpha: this.scaling.get(name)! });
+        copyInto(ys, sum);
+      }
+      i = j;
     }
     return outDType === "F32" ? y : toDType(y, outDType);
   }
@@ -257,7 +316,12 @@ export class LoraLayer extends BaseTunerLayer {
         const mag = f32Copy(this.magnitude(name).data);
         const earlier = this.mergedAdapters.filter((n) => this.hasAdapter(n));
         if (earlier.length === 0) {
-          editWeight(w, (bytes, dt) => k.doraMerge({ w: bytes, wDtype: dt, outF: out, inF, b: B, a: A, r, scale: s, fanInFanOut: transposed, mag, normOut: norm }), { safe: options.safeMerge, adapterName: name });
+          editWeight(
+            w,
+            (bytes, dt) =>
+              k.doraMerge({ w: bytes, wDtype: dt, outF: out, inF, b: B, a: A, r, scale: s, fanInFanOut: transposed, mag, normOut: norm }),
+            { safe: options.safeMerge, adapterName: name },
+          );
         } else {
           editWeight(w, (bytes, dt) => {
             // The norm from W₀ + ΔW on a scratch copy of W with the earlier merges undone (LIFO)…
@@ -277,7 +341,11 @@ export class LoraLayer extends BaseTunerLayer {
         }
         this.#doraNorms.set(name, norm);
       } else {
-        editWeight(w, (bytes, dt) => k.loraMerge({ w: bytes, wDtype: dt, outF: out, inF, b: B, a: A, r, scale: s, fanInFanOut: transposed }), { safe: options.safeMerge, adapterName: name });
+        editWeight(
+          w,
+          (bytes, dt) => k.loraMerge({ w: bytes, wDtype: dt, outF: out, inF, b: B, a: A, r, scale: s, fanInFanOut: transposed }),
+          { safe: options.safeMerge, adapterName: name },
+        );
       }
       if (this.loraBias.get(name) && bias) this.#mergeBias(bias, s, name, options.safeMerge ?? false);
       this.mergedAdapters.push(name);
