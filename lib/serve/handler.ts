@@ -281,7 +281,11 @@ export function createHandler(options: HandlerOptions): OpenAIHandler {
     // Submitted before the response exists, so that a full queue is a 429, not a broken stream.
     handles = submitAll(seqs, (i, e) => {
       if (closed) return;
-      if (e.type === "text") return chunk(choice(i, e.text, null));
+      if (e.type === "text") {
+        // A token with no text yet is sent only to clients that asked for token ids (vLLM's return_token_ids).
+        if (!g.returnTokenIds) return e.text.length > 0 ? chunk(choice(i, e.text, null)) : undefined;
+        return chunk({ ...choice(i, e.text, null), token_ids: e.tokenIds });
+      }
       completion += e.completionTokens;
       if (e.finishReason === "error") failure ??= new OpenAIError(500, `Internal server error: ${e.error?.message}`, "internal_server_error");
       else if (e.finishReason === "abort") failure ??= new OpenAIError(503, "The request was cancelled (server shutting down)", "service_unavailable");

@@ -35,9 +35,15 @@ export interface SamplingParams {
 /** Why a sequence ended: OpenAI's `stop`/`length`, or cancelled / failed. */
 export type SequenceFinish = "stop" | "length" | "abort" | "error";
 
-/** Events of one sequence, in order: `text` any number of times, then one `done`. */
+/** Events of one sequence, in order: one `text` per token and one for a held-back tail, then one `done`. */
 export type SequenceEvent =
-  | { type: "text"; text: string; tokenId: number }
+  | {
+    type: "text";
+    /** New text (may be empty: held back, or a token with no text of its own). */
+    text: string;
+    /** The token(s) this event is for (one per step; none for the tail released at the end). */
+    tokenIds: number[];
+  }
   | {
     type: "done";
     finishReason: SequenceFinish;
@@ -304,7 +310,7 @@ export class Scheduler {
     this.#stats.generationTokens++;
     if (r.stops.has(tok)) return this.#finish(r, "stop");
     const delta = r.text.push(tok);
-    if (delta.text.length > 0) this.#emit(r, { type: "text", text: delta.text, tokenId: tok });
+    this.#emit(r, { type: "text", text: delta.text, tokenIds: [tok] });
     if (delta.stopped) return this.#finish(r, "stop");
     const len = r.req.promptIds.length + r.out.length;
     if (r.out.length >= r.req.params.maxTokens || len >= this.#engine.maxModelLen) this.#finish(r, "length");
@@ -324,7 +330,7 @@ export class Scheduler {
     if (r.finished) return;
     if (reason === "stop" || reason === "length") {
       const tail = r.text.flush();
-      if (tail.length > 0) this.#emit(r, { type: "text", text: tail, tokenId: r.out[r.out.length - 1]! });
+      if (tail.length > 0) this.#emit(r, { type: "text", text: tail, tokenIds: [] });
     }
     r.finished = true;
     if (r.seq) this.#engine.close(r.seq);

@@ -128,6 +128,17 @@ describe("serve()", () => {
     assert.equal(chunks[chunks.length - 1].choices[0].finish_reason, "length");
   });
 
+  it("streams one chunk per token with vLLM's return_token_ids", async () => {
+    const res = await fetch(`${server.url}/v1/completions`, {
+      method: "POST",
+      body: JSON.stringify({ model: "beta", prompt: PROMPTS[2], max_tokens: 7, temperature: 0, stream: true, return_token_ids: true }),
+    });
+    const chunks = (await res.text()).split("\n\n").filter((e) => e.startsWith("data: {")).map((e) => JSON.parse(e.slice(6)));
+    const ids = chunks.flatMap((c) => c.choices[0].token_ids ?? []);
+    assert.deepEqual(ids, (await reference("beta", PROMPTS[2]!, 7)).slice(0, 7));
+    assert.equal(chunks.filter((c) => c.choices[0].finish_reason === null).length, 7);
+  });
+
   it("stops at a stop string (not returned) with finish_reason stop", async () => {
     const full = await client.completions.create({ model: "sql", prompt: PROMPTS[0], max_tokens: 12, temperature: 0 });
     const text: string = full.choices[0].text;
