@@ -149,13 +149,8 @@ export function causalAttention(q: Var, k: Var, v: Var, o: AttentionOptions): Va
         // dV += Pᵀ·dO; dP = dO·Vᵀ
         kern.gemm({ transA: true, transB: false, m: T, n: d, k: T, alpha: 1, a: P, lda: T, b: g.subarray(qo), ldb: qw, beta: 1, c: gv.subarray(ko), ldc: kw });
         kern.gemm({ transA: false, transB: true, m: T, n: T, k: d, alpha: 1, a: g.subarray(qo), lda: qw, b: v.data.subarray(ko), ldb: kw, beta: 0, c: dP, ldc: T });
-        // dS = P ⊙ (dP − rowsum(P ⊙ dP)), scaled by `scale` for q·k.
-        for (let i = 0; i < T; i++) {
-          const r = i * T;
-          let dot = 0;
-          for (let j = 0; j <= i; j++) dot += P[r + j]! * dP[r + j]!;
-          for (let j = 0; j < T; j++) dP[r + j] = j <= i ? P[r + j]! * (dP[r + j]! - dot) : 0;
-        }
+        // dS = P ⊙ (dP − rowsum(P ⊙ dP)) (masked entries have P = 0), scaled by `scale` for q·k.
+        kern.softmaxBackward({ p: P, dp: dP, rows: T, cols: T });
         kern.gemm({ transA: false, transB: false, m: T, n: d, k: T, alpha: scale, a: dP, lda: T, b: k.data.subarray(ko), ldb: kw, beta: 0, c: gq.subarray(qo), ldc: qw });
         kern.gemm({ transA: true, transB: false, m: T, n: d, k: T, alpha: scale, a: dP, lda: T, b: q.data.subarray(qo), ldb: qw, beta: 1, c: gk.subarray(ko), ldc: kw });
       }

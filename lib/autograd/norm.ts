@@ -2,6 +2,7 @@
  * RMSNorm and LayerNorm over the last axis with frozen (f32) weights: the gradient reaches the input.
  * @module
  */
+import { getCpuBackend } from "../backends/registry.ts";
 import { makeResult, type Var } from "./var.ts";
 
 /**
@@ -22,25 +23,12 @@ import { makeResult, type Var } from "./var.ts";
 export function rmsNorm(x: Var, w: Float32Array, eps: number): Var {
   const n = x.lastDim, rows = x.numel / n, xd = x.data;
   if (w.length !== n) throw new RangeError(`Cannot run rmsNorm: weight has ${w.length} values, expected ${n}`);
+  const k = getCpuBackend();
   const out = new Float32Array(x.numel);
-  const inv = new Float32Array(rows);
-  for (let r = 0; r < rows; r++) {
-    const o = r * n;
-    let ss = 0;
-    for (let j = 0; j < n; j++) ss += xd[o + j]! * xd[o + j]!;
-    const ri = Math.fround(1 / Math.sqrt(ss / n + eps));
-    inv[r] = ri;
-    for (let j = 0; j < n; j++) out[o + j] = w[j]! * Math.fround(xd[o + j]! * ri);
-  }
+  k.rmsNorm({ x: xd, weight: w, out, rows, cols: n, eps });
   return makeResult(out, x.shape, [x], (g) => {
     const gx = new Float32Array(x.numel);
-    for (let r = 0; r < rows; r++) {
-      const o = r * n, ri = inv[r]!;
-      let dot = 0;
-      for (let j = 0; j < n; j++) dot += g[o + j]! * w[j]! * xd[o + j]!;
-      const c = (ri * ri * ri * dot) / n;
-      for (let j = 0; j < n; j++) gx[o + j] = ri * g[o + j]! * w[j]! - c * xd[o + j]!;
-    }
+    k.rmsNormBackward({ x: xd, weight: w, g, gx, rows, cols: n, eps });
     x.accumulate(gx);
   });
 }

@@ -19,7 +19,9 @@ import type {
   RopeArgs,
   ScaleArgs,
   ScaleAxisArgs,
+  RmsNormBackwardArgs,
   SoftmaxArgs,
+  SoftmaxBackwardArgs,
   UnaryArgs,
 } from "./kernels.ts";
 import { checkDim, checkDtype, checkMatrix, MAX_RANK, type OperandSizes } from "./_validate.ts";
@@ -193,6 +195,22 @@ export abstract class CheckedKernels<F, R> implements Kernels<F, R> {
     this.sizes.f32("attention", "v", a.v, [s, hkv, d]);
     this.sizes.f32("attention", "out", a.out, [t, hq, d]);
     if (t > 0 && hq > 0 && d > 0) this.run.attention(a);
+  }
+
+  rmsNormBackward(a: RmsNormBackwardArgs<F>): void {
+    checkDim("rmsNormBackward", "rows", a.rows);
+    checkDim("rmsNormBackward", "cols", a.cols);
+    for (const [name, v] of [["x", a.x], ["g", a.g], ["gx", a.gx]] as const) this.sizes.f32("rmsNormBackward", name, v, [a.rows, a.cols]);
+    this.sizes.f32("rmsNormBackward", "w", a.weight, [a.cols]);
+    if (a.rows > 0 && a.cols > 0) this.run.rmsNormBackward(a);
+  }
+
+  softmaxBackward(a: SoftmaxBackwardArgs<F>): void {
+    checkDim("softmaxBackward", "rows", a.rows);
+    checkDim("softmaxBackward", "cols", a.cols);
+    this.sizes.f32("softmaxBackward", "p", a.p, [a.rows, a.cols]);
+    this.sizes.f32("softmaxBackward", "dp", a.dp, [a.rows, a.cols]);
+    if (a.rows > 0 && a.cols > 0) this.run.softmaxBackward(a);
   }
 }
 

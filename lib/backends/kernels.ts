@@ -172,6 +172,29 @@ export interface AttentionArgs<F> {
   scale: number;
 }
 
+/** {@link Kernels.rmsNormBackward}: per row, `gx = inv·w·g − x·inv³·mean(w·g·x)` with `inv = 1/sqrt(mean(x²) + eps)` (training). */
+export interface RmsNormBackwardArgs<F> {
+  x: F;
+  weight: F;
+  /** The output's gradient. */
+  g: F;
+  /** Receives the input's gradient. */
+  gx: F;
+  rows: number;
+  cols: number;
+  eps: number;
+}
+
+/** {@link Kernels.softmaxBackward}: per row, in place on `dp`: `dp = p ⊙ (dp − Σ p·dp)` (the logits' gradient; training). */
+export interface SoftmaxBackwardArgs<F> {
+  /** Softmax probabilities. */
+  p: F;
+  /** The probabilities' gradient in, the logits' gradient out. */
+  dp: F;
+  rows: number;
+  cols: number;
+}
+
 /**
  * The kernels of one device. Every method checks its operands first (a `RangeError`/`TypeError`
  * naming the op and the sizes) and does nothing on empty extents.
@@ -203,6 +226,8 @@ export interface Kernels<F = Float32Array, R = Uint8Array> {
   scale(args: ScaleArgs<F>): void;
   rope(args: RopeArgs<F>): void;
   attention(args: AttentionArgs<F>): void;
+  rmsNormBackward(args: RmsNormBackwardArgs<F>): void;
+  softmaxBackward(args: SoftmaxBackwardArgs<F>): void;
 }
 
 /** The host's kernels (`native` over the C library, `ts` in TypeScript): typed arrays in, typed arrays out. */

@@ -30,6 +30,8 @@ const OPERANDS: Record<keyof KernelOps<Host, Host>, { in: readonly string[]; out
   scale: { in: ["x"], out: ["x"] },
   rope: { in: ["x", "cos", "sin"], out: ["x"] },
   attention: { in: ["q", "k", "v"], out: ["out"] },
+  rmsNormBackward: { in: ["x", "weight", "g"], out: ["gx"] },
+  softmaxBackward: { in: ["p", "dp"], out: ["dp"] },
 };
 
 /** The host contract with "cuda" as its name. */

@@ -66,7 +66,7 @@ export class MockKernels extends CheckedKernels<MockMemory, MockMemory> {
     super();
     const ts = new CpuTsBackend() as unknown as Record<string, (a: unknown) => void>;
     const run: Record<string, (a: object) => void> = {};
-    for (const op of Object.keys(RAW).concat(["gemm", "rmsNorm", "layerNorm", "softmax", "unary", "binary", "scale", "rope", "attention"])) {
+    for (const op of Object.keys(RAW).concat(["gemm", "rmsNorm", "layerNorm", "softmax", "unary", "binary", "scale", "rope", "attention", "rmsNormBackward", "softmaxBackward"])) {
       run[op] = (a) => {
         this.calls.set(op, (this.calls.get(op) ?? 0) + 1);
         ts[op]!(hostArgs(a, RAW[op] ?? NONE));

@@ -10,6 +10,7 @@ import { alignedHostOps } from "../_host_ops.ts";
 import { castTs } from "./_cast.ts";
 import { doraMergeTs, loraMergeTs, scaleAxisTs } from "./_merge.ts";
 import { linearTs, sgemmTs } from "./_math.ts";
+import { rmsNormBackwardTs, softmaxBackwardTs } from "./_backward.ts";
 import {
   attentionTs,
   geluErfTs,
@@ -54,6 +55,8 @@ const OPS: KernelOps<Float32Array, Uint8Array> = alignedHostOps({
   },
   rope: (a) => ropeTs(a.x, a.tokens, a.heads, a.headDim, a.cos, a.sin),
   attention: (a) => attentionTs(a.q, a.k, a.v, a.out, a.t, a.s, a.hq, a.hkv, a.d, a.scale),
+  rmsNormBackward: (a) => rmsNormBackwardTs(a.x, a.weight, a.g, a.gx, a.rows, a.cols, a.eps),
+  softmaxBackward: (a) => softmaxBackwardTs(a.p, a.dp, a.rows, a.cols),
 });
 
 /**
