@@ -6,7 +6,8 @@
  * PEFT's key mapping, the merge's plan internals — are exported by each folder's `mod.ts`, the
  * subpaths of this package (`graft/ffi`, `graft/backends`, `graft/backends/cuda`, `graft/tensor`,
  * `graft/safetensors`, `graft/nn`, `graft/models`, `graft/generation`, `graft/tokenizer`,
- * `graft/peft`, `graft/hooks`, `graft/big_modeling`, `graft/merge`, `graft/gguf`). Every type of those folders
+ * `graft/peft`, `graft/hooks`, `graft/big_modeling`, `graft/merge`, `graft/gguf`, `graft/autograd`,
+ * `graft/train`). Every type of those folders
  * is exported here too.
  *
  * @example
@@ -141,6 +142,7 @@ export {
   onloadLayer,
 } from "./lib/big_modeling/mod.ts";
 export { buildMergePlan, mergeCheckpoint, MergeIOError, MergeOptionsError, parseSize, verifyMerge } from "./lib/merge/mod.ts";
+export { AdamW, AdapterTrainer, CausalLMGraph, clipGradNorm, getScheduler, trainAdapter } from "./lib/train/mod.ts";
 
 export type * from "./lib/errors.ts";
 export type * from "./lib/dtype.ts";
@@ -158,3 +160,5 @@ export type * from "./lib/hooks/mod.ts";
 export type * from "./lib/big_modeling/mod.ts";
 export type * from "./lib/merge/mod.ts";
 export type * from "./lib/gguf/mod.ts";
+export type * from "./lib/autograd/mod.ts";
+export type * from "./lib/train/mod.ts";
