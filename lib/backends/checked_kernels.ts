@@ -45,9 +45,13 @@ const BINARY_NAMES: Readonly<Record<string, readonly [string, string]>> = { add:
  *   readonly info = "counts calls";
  *   calls = 0;
  *   protected readonly sizes = HOST_SIZES;
- *   readonly #inner = new CpuTsBackend();
- *   protected readonly run: KernelOps<Float32Array, Uint8Array> = new Proxy(this.#inner, {
- *     get: (t, p) => { this.calls++; return Reflect.get(t, p); },
+ *   readonly #inner = new CpuTsBackend() as unknown as Record<string, (a: unknown) => void>;
+ *   // Every op: count it, then run the TypeScript kernels' op (they check the arguments again).
+ *   protected readonly run = new Proxy({} as KernelOps<Float32Array, Uint8Array>, {
+ *     get: (_, op) => (args: unknown) => {
+ *       this.calls++;
+ *       this.#inner[String(op)]!(args);
+ *     },
  *   });
  * }
  * const k = new Counting();
