@@ -29,6 +29,8 @@ Requests join the running batch between tokens (continuous batching).
   --max-waiting N               requests waiting at most; more get 429 (default 256)
   --max-model-len N             longest prompt + completion (default: the config's
                                 max_position_embeddings)
+  --no-batching                 one forward per sequence instead of one padded batch with a
+                                LoRA adapter per row (needed for DoRA, IA3, AdaLoRA adapters)
   --allow-runtime-lora-updating enable POST /v1/load_lora_adapter and /v1/unload_lora_adapter
   --grace S                     on SIGINT/SIGTERM, let running requests finish for up to S
                                 seconds (default 10) before cancelling them; a second signal
@@ -97,6 +99,7 @@ export async function main(argv: string[], options: { onListen?: (url: string) =
         "max-waiting": { type: "string" },
         "max-model-len": { type: "string" },
         "allow-runtime-lora-updating": { type: "boolean" },
+        "no-batching": { type: "boolean" },
         grace: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
@@ -126,6 +129,7 @@ export async function main(argv: string[], options: { onListen?: (url: string) =
       hostname: values.host ?? "127.0.0.1",
       port: int(values.port, "port", 0) ?? 8000,
       allowRuntimeLoraUpdating: values["allow-runtime-lora-updating"] ?? false,
+      batching: !values["no-batching"],
       ...(values["served-model-name"] !== undefined ? { servedModelName: values["served-model-name"] } : {}),
       ...(maxNumSeqs !== undefined ? { maxNumSeqs } : {}),
       ...(maxWaiting !== undefined ? { maxWaiting } : {}),

@@ -13,6 +13,7 @@
  * @module
  */
 export * from "./_engine.ts";
+export * from "./_batched_engine.ts";
 export * from "./scheduler.ts";
 export * from "./protocol.ts";
 export * from "./handler.ts";

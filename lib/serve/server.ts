@@ -5,7 +5,8 @@
  */
 import { AutoModelForCausalLM } from "../models/auto.ts";
 import { Tokenizer } from "../tokenizer/tokenizer.ts";
-import { ModelEngine } from "./_engine.ts";
+import { type Engine, ModelEngine } from "./_engine.ts";
+import { BatchedEngine } from "./_batched_engine.ts";
 import { listen } from "./_listen.ts";
 import { createHandler } from "./handler.ts";
 import { Scheduler } from "./scheduler.ts";
@@ -28,6 +29,11 @@ export interface ServeOptions {
   maxWaiting?: number;
   /** Longest prompt plus completion (default: the config's `max_position_embeddings`). */
   maxModelLen?: number;
+  /**
+   * Decode every running sequence as one padded batch with a LoRA adapter per row (default
+   * true; LoRA adapters without DoRA only); false: one forward per sequence (any adapter type).
+   */
+  batching?: boolean;
   /** Enable the load/unload adapter routes. */
   allowRuntimeLoraUpdating?: boolean;
 }
@@ -69,10 +75,11 @@ export async function serve(options: ServeOptions): Promise<OpenAIServer> {
   const tokenizer = await Tokenizer.fromFile(options.model);
   const model = AutoModelForCausalLM.fromPretrained(options.model);
   const modelId = options.servedModelName ?? options.model;
-  let engine: ModelEngine;
+  let engine: Engine;
   const adapterPaths = new Map<string, string>();
   try {
-    engine = new ModelEngine(model, options.maxModelLen === undefined ? {} : { maxModelLen: options.maxModelLen });
+    const limits = options.maxModelLen === undefined ? {} : { maxModelLen: options.maxModelLen };
+    engine = options.batching === false ? new ModelEngine(model, limits) : new BatchedEngine(model, limits);
     for (const [name, dir] of Object.entries(options.loraModules ?? {})) {
       if (name === modelId) throw new RangeError(`Cannot load adapter "${name}": the name is the base model's id`);
       engine.loadAdapter(name, dir);

@@ -254,6 +254,22 @@ describe("serve()", () => {
   });
 });
 
+describe("serve({ batching: false })", () => {
+  it("gives each adapter's tokens alone with one forward per sequence", async () => {
+    await using server = await serve({ model: MODEL, servedModelName: "llama", loraModules: ADAPTERS, port: 0, batching: false });
+    const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "unused", maxRetries: 0 });
+    const jobs = PROMPTS.slice(0, 2).flatMap((prompt) => ["sql", "beta", "llama"].map((model) => ({ model, prompt })));
+    const outs = await Promise.all(jobs.map((j) => client.completions.create({ ...j, max_tokens: 8, temperature: 0, return_token_ids: true })));
+    for (let i = 0; i < jobs.length; i++) {
+      assert.deepEqual(outs[i].choices[0].token_ids, await reference(jobs[i]!.model === "llama" ? null : jobs[i]!.model, jobs[i]!.prompt, 8));
+    }
+  });
+
+  it("refuses a DoRA adapter when batching (PEFT mixes rows for plain LoRA only)", async () => {
+    await assert.rejects(serve({ model: MODEL, loraModules: { d: fixture("peft", "dora_llama", "adapter") }, port: 0 }), /only LoRA without DoRA/);
+  });
+});
+
 describe("serve() limits", () => {
   it("answers 429 when the waiting queue is full", async () => {
     await using server = await serve({ model: MODEL, servedModelName: "llama", port: 0, maxNumSeqs: 1, maxWaiting: 1 });
