@@ -7,6 +7,7 @@
  * @module
  */
 import process from "node:process";
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { serve } from "../lib/serve/mod.ts";
 
@@ -29,6 +30,7 @@ Requests join the running batch between tokens (continuous batching).
   --max-waiting N               requests waiting at most; more get 429 (default 256)
   --max-model-len N             longest prompt + completion (default: the config's
                                 max_position_embeddings)
+  --chat-template FILE          a Jinja chat template used instead of the tokenizer's
   --no-batching                 one forward per sequence instead of one padded batch with a
                                 LoRA adapter per row (needed for DoRA, IA3, AdaLoRA adapters)
   --allow-runtime-lora-updating enable POST /v1/load_lora_adapter and /v1/unload_lora_adapter
@@ -65,7 +67,9 @@ function loraModule(spec: string): [string, string] {
     } catch {
       throw new Error(`--lora-modules: cannot parse ${JSON.stringify(spec)} as JSON`);
     }
-    if (typeof j.name !== "string" || typeof j.path !== "string") throw new Error(`--lora-modules: JSON form needs "name" and "path" strings: got ${spec}`);
+    if (typeof j.name !== "string" || typeof j.path !== "string") {
+      throw new Error(`--lora-modules: JSON form needs "name" and "path" strings: got ${spec}`);
+    }
     return [j.name, j.path];
   }
   const eq = spec.indexOf("=");
@@ -100,6 +104,7 @@ export async function main(argv: string[], options: { onListen?: (url: string) =
         "max-model-len": { type: "string" },
         "allow-runtime-lora-updating": { type: "boolean" },
         "no-batching": { type: "boolean" },
+        "chat-template": { type: "string" },
         grace: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
@@ -130,6 +135,7 @@ export async function main(argv: string[], options: { onListen?: (url: string) =
       port: int(values.port, "port", 0) ?? 8000,
       allowRuntimeLoraUpdating: values["allow-runtime-lora-updating"] ?? false,
       batching: !values["no-batching"],
+      ...(values["chat-template"] !== undefined ? { chatTemplate: readFileSync(values["chat-template"], "utf8") } : {}),
       ...(values["served-model-name"] !== undefined ? { servedModelName: values["served-model-name"] } : {}),
       ...(maxNumSeqs !== undefined ? { maxNumSeqs } : {}),
       ...(maxWaiting !== undefined ? { maxWaiting } : {}),
@@ -147,7 +153,11 @@ export async function main(argv: string[], options: { onListen?: (url: string) =
     return 1;
   }
   const names = Object.keys(opts.loraModules ?? {});
-  console.log(`Serving ${opts.servedModelName ?? opts.model}${names.length ? ` with adapters ${names.join(", ")}` : ""} on ${server.url} (Ctrl-C stops)`);
+  console.log(
+    `Serving ${opts.servedModelName ?? opts.model}${
+      names.length ? ` with adapters ${names.join(", ")}` : ""
+    } on ${server.url} (Ctrl-C stops)`,
+  );
   options.onListen?.(server.url);
   // The CLI owns signals: the first drains (running requests finish within --grace), a second exits.
   const stopped = new Promise<number>((resolve) => {

@@ -114,7 +114,9 @@ export class BatchedEngine implements Engine {
       } else fresh.push(i);
     });
     if (this.#rows.length > 0) {
-      if (at.size !== this.#rows.length) throw new RangeError(`Cannot step: the batch's ${this.#rows.length} rows must all advance together (${at.size} given)`);
+      if (at.size !== this.#rows.length) {
+        throw new RangeError(`Cannot step: the batch's ${this.#rows.length} rows must all advance together (${at.size} given)`);
+      }
       const idx = this.#rows.map((s) => at.get(s)!);
       const logits = this.#forward(this.#batch!, this.#rows, idx.map((i) => inputs[i]!.tokens[0]!), 1);
       idx.forEach((i, r) => (out[i] = logits[r]!));
@@ -231,7 +233,9 @@ function checkBatchable(name: string, config: unknown): void {
   const c = config as { peftType?: string; useDora?: boolean } | undefined;
   if (c?.peftType !== "LORA" || c.useDora) {
     throw new TypeError(
-      `Cannot serve adapter "${name}" in mixed-adapter batches: only LoRA without DoRA can share a batch (PEFT's adapter_names), this is ${c?.peftType}${c?.useDora ? " with DoRA" : ""}: serve with batching off`,
+      `Cannot serve adapter "${name}" in mixed-adapter batches: only LoRA without DoRA can share a batch (PEFT's adapter_names), this is ${c?.peftType}${
+        c?.useDora ? " with DoRA" : ""
+      }: serve with batching off`,
     );
   }
 }

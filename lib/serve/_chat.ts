@@ -1,11 +1,13 @@
 /**
- * Chat messages to prompt ids. Until the tokenizer's chat templates (`tokenizer_config.json`'s
- * Jinja `chat_template`) are rendered by `lib/tokenizer`, a model with a template is refused
- * rather than prompted in a format it was not trained on; a model without one gets a plain
- * fallback: `role: content` lines and `assistant:`, after the tokenizer's special tokens.
+ * Chat messages to prompt ids: the tokenizer's chat template (`chat_template.jinja` or
+ * `tokenizer_config.json`'s `chat_template`, or the server's `chatTemplate`) rendered with the
+ * assistant header as transformers' `apply_chat_template(..., add_generation_prompt=True)` and
+ * tokenized without added special tokens (the template writes them). A tokenizer with no template
+ * gets a plain fallback: `role: content` lines and `assistant:`, after the special tokens.
  * @module
  */
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
+import { ChatTemplateError } from "../tokenizer/chat_template.ts";
 import { OpenAIError } from "./protocol.ts";
 import type { ChatMessage } from "./protocol.ts";
 
@@ -22,15 +24,20 @@ export function fallbackChatPrompt(messages: readonly ChatMessage[]): string {
   return messages.map((m) => `${m.role}: ${m.content}\n`).join("") + "assistant:";
 }
 
-/** Token ids of a chat prompt for `tokenizer`. */
-export function chatPromptIds(tokenizer: Tokenizer, messages: readonly ChatMessage[]): number[] {
-  if (typeof tokenizer.config.chat_template === "string" || Array.isArray(tokenizer.config.chat_template)) {
-    throw new OpenAIError(
-      400,
-      "This server cannot render the model's chat template yet: use /v1/completions with the formatted prompt",
-      "invalid_request_error",
-      "messages",
-    );
+/** Token ids of a chat prompt for `tokenizer` (with `chatTemplate` overriding the tokenizer's). */
+export async function chatPromptIds(tokenizer: Tokenizer, messages: readonly ChatMessage[], chatTemplate?: string): Promise<number[]> {
+  let text: string;
+  try {
+    text = await tokenizer.applyChatTemplate(messages.map((m) => ({ role: m.role, content: m.content })), {
+      addGenerationPrompt: true,
+      ...(chatTemplate === undefined ? {} : { chatTemplate }),
+    });
+  } catch (e) {
+    if (e instanceof ChatTemplateError) throw OpenAIError.badRequest(`The chat template refused the messages: ${e.message}`, "messages");
+    if (chatTemplate === undefined && e instanceof TypeError && /has none/.test(e.message)) {
+      return tokenizer.encode(fallbackChatPrompt(messages));
+    }
+    throw OpenAIError.badRequest(`Cannot render the chat template: ${(e as Error).message}`, "messages");
   }
-  return tokenizer.encode(fallbackChatPrompt(messages));
+  return tokenizer.encode(text, { addSpecialTokens: false });
 }

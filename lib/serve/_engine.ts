@@ -125,7 +125,9 @@ export class ModelEngine implements Engine {
   step(inputs: readonly StepInput[]): Float32Array[] {
     const out = new Array<Float32Array>(inputs.length);
     // Group by adapter: one adapter switch per group.
-    const order = inputs.map((_, i) => i).sort((a, b) => key(inputs[a]!) < key(inputs[b]!) ? -1 : key(inputs[a]!) > key(inputs[b]!) ? 1 : a - b);
+    const order = inputs.map((_, i) => i).sort((a, b) =>
+      key(inputs[a]!) < key(inputs[b]!) ? -1 : key(inputs[a]!) > key(inputs[b]!) ? 1 : a - b
+    );
     let active: string | null | undefined = undefined;
     for (const i of order) {
       const { sequence, tokens } = inputs[i]!;

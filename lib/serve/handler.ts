@@ -25,6 +25,8 @@ export interface HandlerOptions {
   adapterPaths?: Map<string, string>;
   /** Enable `/v1/load_lora_adapter` and `/v1/unload_lora_adapter` (vLLM's `VLLM_ALLOW_RUNTIME_LORA_UPDATING`). */
   allowRuntimeLoraUpdating?: boolean;
+  /** A chat template (Jinja text) used instead of the tokenizer's (vLLM's `--chat-template`). */
+  chatTemplate?: string;
   /** Largest request body accepted, bytes (default 4 MiB). */
   maxBodyBytes?: number;
 }
@@ -95,8 +97,23 @@ export function createHandler(options: HandlerOptions): OpenAIHandler {
 
   function models(): Response {
     const t = created();
-    const base = { id: modelId, object: "model", created: t, owned_by: "graft", root: options.modelPath ?? modelId, parent: null, max_model_len: engine.maxModelLen };
-    const loras = engine.adapters.map((name) => ({ id: name, object: "model", created: t, owned_by: "graft", root: adapterPaths.get(name) ?? name, parent: modelId }));
+    const base = {
+      id: modelId,
+      object: "model",
+      created: t,
+      owned_by: "graft",
+      root: options.modelPath ?? modelId,
+      parent: null,
+      max_model_len: engine.maxModelLen,
+    };
+    const loras = engine.adapters.map((name) => ({
+      id: name,
+      object: "model",
+      created: t,
+      owned_by: "graft",
+      root: adapterPaths.get(name) ?? name,
+      parent: modelId,
+    }));
     return json({ object: "list", data: [base, ...loras] });
   }
 
@@ -144,7 +161,13 @@ export function createHandler(options: HandlerOptions): OpenAIHandler {
     try {
       engine.loadAdapter(name, path);
     } catch (e) {
-      throw new OpenAIError(400, `Cannot load adapter '${name}' from '${path}': ${(e as Error).message}`, "BadRequestError", "lora_path", "400");
+      throw new OpenAIError(
+        400,
+        `Cannot load adapter '${name}' from '${path}': ${(e as Error).message}`,
+        "BadRequestError",
+        "lora_path",
+        "400",
+      );
     }
     adapterPaths.set(name, path);
     return new Response(`Success: LoRA adapter '${name}' added successfully.`);
@@ -169,7 +192,9 @@ export function createHandler(options: HandlerOptions): OpenAIHandler {
     if (draining) throw new OpenAIError(503, "The server is shutting down", "service_unavailable");
     const g = chat ? parseChatRequest(await readJson(req)) : parseCompletionRequest(await readJson(req));
     const adapter = resolveAdapter(g.model);
-    const prompts = chat ? [chatPromptIds(tokenizer, g.messages!)] : g.prompts!.map((p) => typeof p === "string" ? tokenizer.encode(p) : p);
+    const prompts = chat
+      ? [await chatPromptIds(tokenizer, g.messages!, options.chatTemplate)]
+      : g.prompts!.map((p) => typeof p === "string" ? tokenizer.encode(p) : p);
     const seqs: SequenceRequest[] = [];
     for (const ids of prompts) {
       if (ids.length === 0) throw OpenAIError.badRequest("The prompt is empty (no tokens)", "prompt");
@@ -178,7 +203,9 @@ export function createHandler(options: HandlerOptions): OpenAIHandler {
       const maxTokens = g.maxTokens ?? engine.maxModelLen - ids.length;
       if (ids.length + maxTokens > engine.maxModelLen) {
         throw OpenAIError.badRequest(
-          `This model's maximum context length is ${engine.maxModelLen} tokens. However, you requested ${ids.length + maxTokens} tokens (${ids.length} in the messages, ${maxTokens} in the completion). Please reduce the length of the messages or completion.`,
+          `This model's maximum context length is ${engine.maxModelLen} tokens. However, you requested ${
+            ids.length + maxTokens
+          } tokens (${ids.length} in the messages, ${maxTokens} in the completion). Please reduce the length of the messages or completion.`,
           chat ? "messages" : "prompt",
         );
       }
@@ -212,7 +239,14 @@ export function createHandler(options: HandlerOptions): OpenAIHandler {
     return handles;
   }
 
-  function whole(req: Request, g: GenerationRequest, chat: boolean, seqs: SequenceRequest[], echo: string[] | null, promptTokens: number): Promise<Response> {
+  function whole(
+    req: Request,
+    g: GenerationRequest,
+    chat: boolean,
+    seqs: SequenceRequest[],
+    echo: string[] | null,
+    promptTokens: number,
+  ): Promise<Response> {
     const n = g.n;
     return new Promise((resolve) => {
       const done = new Array<Extract<SequenceEvent, { type: "done" }> | undefined>(seqs.length);
@@ -224,9 +258,11 @@ export function createHandler(options: HandlerOptions): OpenAIHandler {
         req.signal.removeEventListener("abort", onAbort);
         const failed = done.find((d) => d!.finishReason === "error" || d!.finishReason === "abort");
         if (failed) {
-          resolve(failed.finishReason === "error"
-            ? errorResponse(failed.error)
-            : errorResponse(new OpenAIError(503, "The request was cancelled (client gone or server shutting down)", "service_unavailable")));
+          resolve(
+            failed.finishReason === "error" ? errorResponse(failed.error) : errorResponse(
+              new OpenAIError(503, "The request was cancelled (client gone or server shutting down)", "service_unavailable"),
+            ),
+          );
           return;
         }
         const completion = done.reduce((a, d) => a + d!.completionTokens, 0);
@@ -255,7 +291,14 @@ export function createHandler(options: HandlerOptions): OpenAIHandler {
     });
   }
 
-  function stream(req: Request, g: GenerationRequest, chat: boolean, seqs: SequenceRequest[], echo: string[] | null, promptTokens: number): Response {
+  function stream(
+    req: Request,
+    g: GenerationRequest,
+    chat: boolean,
+    seqs: SequenceRequest[],
+    echo: string[] | null,
+    promptTokens: number,
+  ): Response {
     const id = `${chat ? "chatcmpl" : "cmpl"}-${rid()}`, t = created();
     const object = chat ? "chat.completion.chunk" : "text_completion";
     const extra = g.includeUsage ? { usage: null } : {};
@@ -287,13 +330,22 @@ export function createHandler(options: HandlerOptions): OpenAIHandler {
         return chunk({ ...choice(i, e.text, null), token_ids: e.tokenIds });
       }
       completion += e.completionTokens;
-      if (e.finishReason === "error") failure ??= new OpenAIError(500, `Internal server error: ${e.error?.message}`, "internal_server_error");
-      else if (e.finishReason === "abort") failure ??= new OpenAIError(503, "The request was cancelled (server shutting down)", "service_unavailable");
-      else chunk(choice(i, null, e.finishReason));
+      if (e.finishReason === "error") {
+        failure ??= new OpenAIError(500, `Internal server error: ${e.error?.message}`, "internal_server_error");
+      } else if (e.finishReason === "abort") {
+        failure ??= new OpenAIError(503, "The request was cancelled (server shutting down)", "service_unavailable");
+      } else chunk(choice(i, null, e.finishReason));
       if (--left > 0) return;
       if (failure) send(failure.body());
       if (g.includeUsage) {
-        send({ id, object, created: t, model: g.model, choices: [], usage: { prompt_tokens: promptTokens, completion_tokens: completion, total_tokens: promptTokens + completion } });
+        send({
+          id,
+          object,
+          created: t,
+          model: g.model,
+          choices: [],
+          usage: { prompt_tokens: promptTokens, completion_tokens: completion, total_tokens: promptTokens + completion },
+        });
       }
       controller.enqueue(encoder.encode("data: [DONE]\n\n"));
       closed = true;
@@ -317,7 +369,9 @@ export function createHandler(options: HandlerOptions): OpenAIHandler {
     try {
       const path = new URL(req.url).pathname.replace(/\/+$/, "");
       const route = (method: string): void => {
-        if (req.method !== method) throw new OpenAIError(405, `Method ${req.method} is not allowed on ${path}: use ${method}`, "invalid_request_error");
+        if (req.method !== method) {
+          throw new OpenAIError(405, `Method ${req.method} is not allowed on ${path}: use ${method}`, "invalid_request_error");
+        }
       };
       switch (path) {
         case "/v1/models":

@@ -22,7 +22,13 @@ export class OpenAIError extends Error {
    * @param param The offending request field, if any.
    * @param code A short code, if any.
    */
-  constructor(readonly status: number, message: string, readonly type: string, readonly param: string | null = null, readonly code: string | null = null) {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly type: string,
+    readonly param: string | null = null,
+    readonly code: string | null = null,
+  ) {
     super(message);
     this.name = "OpenAIError";
   }
@@ -80,7 +86,14 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-function num(body: Record<string, unknown>, key: string, lo: number, hi: number, def: number, opts: { integer?: boolean; openLo?: boolean } = {}): number {
+function num(
+  body: Record<string, unknown>,
+  key: string,
+  lo: number,
+  hi: number,
+  def: number,
+  opts: { integer?: boolean; openLo?: boolean } = {},
+): number {
   const v = body[key];
   if (v === undefined || v === null) return def;
   if (typeof v !== "number" || !Number.isFinite(v) || (opts.integer && !Number.isInteger(v))) {
@@ -111,12 +124,16 @@ function common(body: Record<string, unknown>, maxTokensKeys: string[]): Omit<Ge
   else if (Array.isArray(body.stop)) {
     if (!body.stop.every((s) => typeof s === "string")) throw OpenAIError.badRequest("stop must be a string or a list of strings", "stop");
     stop = body.stop as string[];
-  } else if (body.stop !== undefined && body.stop !== null) throw OpenAIError.badRequest("stop must be a string or a list of strings", "stop");
+  } else if (body.stop !== undefined && body.stop !== null) {
+    throw OpenAIError.badRequest("stop must be a string or a list of strings", "stop");
+  }
   const ids = body.stop_token_ids ?? [];
   if (!Array.isArray(ids) || !ids.every((i) => Number.isInteger(i) && i >= 0)) {
     throw OpenAIError.badRequest("stop_token_ids must be a list of token ids", "stop_token_ids");
   }
-  if (body.stream !== undefined && body.stream !== null && typeof body.stream !== "boolean") throw OpenAIError.badRequest("stream must be a boolean", "stream");
+  if (body.stream !== undefined && body.stream !== null && typeof body.stream !== "boolean") {
+    throw OpenAIError.badRequest("stream must be a boolean", "stream");
+  }
   const so = body.stream_options;
   if (so !== undefined && so !== null && !isObject(so)) throw OpenAIError.badRequest("stream_options must be an object", "stream_options");
   const seed = body.seed === undefined || body.seed === null
@@ -166,7 +183,9 @@ export function parseCompletionRequest(body: unknown): GenerationRequest {
   else if (isIds(p)) req.prompts = [p];
   else if (Array.isArray(p) && p.length > 0 && p.every((x) => typeof x === "string" || isIds(x))) req.prompts = p as (string | number[])[];
   else throw OpenAIError.badRequest("prompt must be a string, a list of strings, a list of token ids or a list of such lists", "prompt");
-  if (req.prompts.length * req.n > MAX_N) throw OpenAIError.badRequest(`Cannot run more than ${MAX_N} sequences (prompts × n) in one request`, "prompt");
+  if (req.prompts.length * req.n > MAX_N) {
+    throw OpenAIError.badRequest(`Cannot run more than ${MAX_N} sequences (prompts × n) in one request`, "prompt");
+  }
   if (req.maxTokens === undefined) req.maxTokens = 16;
   req.echo = body.echo === true;
   return req;
@@ -191,7 +210,9 @@ export function parseChatRequest(body: unknown): GenerationRequest {
   const msgs = body.messages;
   if (!Array.isArray(msgs) || msgs.length === 0) throw OpenAIError.badRequest("messages must be a non-empty list", "messages");
   req.messages = msgs.map((m, i) => {
-    if (!isObject(m) || typeof m.role !== "string") throw OpenAIError.badRequest(`messages[${i}] must be an object with a role`, "messages");
+    if (!isObject(m) || typeof m.role !== "string") {
+      throw OpenAIError.badRequest(`messages[${i}] must be an object with a role`, "messages");
+    }
     let content: string;
     if (typeof m.content === "string") content = m.content;
     else if (m.content === null || m.content === undefined) content = "";

@@ -354,6 +354,8 @@ export class Scheduler {
 }
 
 function positiveInt(n: number, name: string): number {
-  if (!Number.isInteger(n) || n < 1) throw new RangeError(`Cannot create the scheduler: ${name} must be a positive integer: current value is ${n}`);
+  if (!Number.isInteger(n) || n < 1) {
+    throw new RangeError(`Cannot create the scheduler: ${name} must be a positive integer: current value is ${n}`);
+  }
   return n;
 }

@@ -34,6 +34,8 @@ export interface ServeOptions {
    * true; LoRA adapters without DoRA only); false: one forward per sequence (any adapter type).
    */
   batching?: boolean;
+  /** A chat template (Jinja text) used instead of the tokenizer's (vLLM's `--chat-template`). */
+  chatTemplate?: string;
   /** Enable the load/unload adapter routes. */
   allowRuntimeLoraUpdating?: boolean;
 }
@@ -100,6 +102,7 @@ export async function serve(options: ServeOptions): Promise<OpenAIServer> {
     modelPath: options.model,
     adapterPaths,
     allowRuntimeLoraUpdating: options.allowRuntimeLoraUpdating ?? false,
+    ...(options.chatTemplate === undefined ? {} : { chatTemplate: options.chatTemplate }),
   });
   let listener;
   try {

@@ -39,13 +39,17 @@ async function quiet<T>(f: () => Promise<T>): Promise<{ result: T; err: string }
 
 describe("scripts/serve.ts", () => {
   it("documents every flag in --help", () => {
-    for (const f of ["--model", "--lora-modules", "--served-model-name", "--host", "--port", "--max-num-seqs", "--max-waiting", "--grace"]) {
+    for (
+      const f of ["--model", "--lora-modules", "--served-model-name", "--host", "--port", "--max-num-seqs", "--max-waiting", "--grace"]
+    ) {
       assert.ok(HELP.includes(f), f);
     }
   });
 
   it("exits 2 on usage errors and 1 when the model cannot load", async () => {
-    for (const argv of [[], ["--model", "m", "--lora-modules", "noequals"], ["--model", "m", "--port", "-1"], ["--model", "m", "--bogus"]]) {
+    for (
+      const argv of [[], ["--model", "m", "--lora-modules", "noequals"], ["--model", "m", "--port", "-1"], ["--model", "m", "--bogus"]]
+    ) {
       const { result, err } = await quiet(() => main(argv));
       assert.equal(result, 2, argv.join(" "));
       assert.match(err, /see --help/);
@@ -81,7 +85,10 @@ describe("scripts/serve.ts", () => {
     try {
       const models = await (await fetch(`${url}/v1/models`)).json();
       assert.deepEqual(models.data.map((m: { id: string }) => m.id), ["base", "sql", "beta"]);
-      const r = await (await fetch(`${url}/v1/completions`, { method: "POST", body: JSON.stringify({ model: "beta", prompt: "Hi", max_tokens: 3 }) })).json();
+      const r = await (await fetch(`${url}/v1/completions`, {
+        method: "POST",
+        body: JSON.stringify({ model: "beta", prompt: "Hi", max_tokens: 3 }),
+      })).json();
       assert.equal(r.usage.completion_tokens, 3);
     } finally {
       child.kill();

@@ -1,6 +1,7 @@
 // The OpenAI-compatible server, through the official `openai` client and raw HTTP, under Deno and Bun.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { fixture } from "../_util.ts";
 import { isDeno } from "../../lib/_env.ts";
 import { type OpenAIServer, serve } from "../../lib/serve/mod.ts";
@@ -47,7 +48,14 @@ describe("serve()", () => {
   // deno-lint-ignore no-explicit-any
   let client: any;
   before(async () => {
-    server = await serve({ model: MODEL, servedModelName: "llama", loraModules: ADAPTERS, port: 0, maxNumSeqs: 4, allowRuntimeLoraUpdating: true });
+    server = await serve({
+      model: MODEL,
+      servedModelName: "llama",
+      loraModules: ADAPTERS,
+      port: 0,
+      maxNumSeqs: 4,
+      allowRuntimeLoraUpdating: true,
+    });
     client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "unused", maxRetries: 0 });
   });
   after(async () => {
@@ -80,7 +88,9 @@ describe("serve()", () => {
     const jobs: { model: string; prompt: string }[] = [];
     for (const prompt of PROMPTS) for (const model of ["sql", "beta", "llama"]) jobs.push({ model, prompt });
     const before = server.scheduler.stats;
-    const outs = await Promise.all(jobs.map((j) => client.completions.create({ ...j, max_tokens: 10, temperature: 0, return_token_ids: true })));
+    const outs = await Promise.all(
+      jobs.map((j) => client.completions.create({ ...j, max_tokens: 10, temperature: 0, return_token_ids: true })),
+    );
     const after = server.scheduler.stats;
     for (let i = 0; i < jobs.length; i++) {
       const want = await reference(jobs[i]!.model === "llama" ? null : jobs[i]!.model, jobs[i]!.prompt, 10);
@@ -97,7 +107,14 @@ describe("serve()", () => {
     const whole = await client.chat.completions.create({ model: "beta", messages, max_tokens: 9, temperature: 0 });
     assert.equal(whole.object, "chat.completion");
     assert.equal(whole.choices[0].message.role, "assistant");
-    const stream = await client.chat.completions.create({ model: "beta", messages, max_tokens: 9, temperature: 0, stream: true, stream_options: { include_usage: true } });
+    const stream = await client.chat.completions.create({
+      model: "beta",
+      messages,
+      max_tokens: 9,
+      temperature: 0,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
     // deno-lint-ignore no-explicit-any
     const chunks: any[] = [];
     for await (const c of stream) chunks.push(c);
@@ -144,7 +161,13 @@ describe("serve()", () => {
     const text: string = full.choices[0].text;
     assert.ok(text.length >= 5, JSON.stringify(text));
     const stop = text.slice(3, 5);
-    const cut = await client.completions.create({ model: "sql", prompt: PROMPTS[0], max_tokens: 12, temperature: 0, stop: ["never here", stop] });
+    const cut = await client.completions.create({
+      model: "sql",
+      prompt: PROMPTS[0],
+      max_tokens: 12,
+      temperature: 0,
+      stop: ["never here", stop],
+    });
     assert.equal(cut.choices[0].text, text.slice(0, text.indexOf(stop)));
     assert.equal(cut.choices[0].finish_reason, "stop");
   });
@@ -231,7 +254,7 @@ describe("serve()", () => {
   });
 
   it("reports counters on /metrics and health on /health", async () => {
-    assert.equal((await fetch(`${server.url}/health`).then((r) => r.status)), 200);
+    assert.equal(await fetch(`${server.url}/health`).then((r) => r.status), 200);
     const text = await fetch(`${server.url}/metrics`).then((r) => r.text());
     assert.match(text, /^graft_generation_tokens_total [1-9]\d*$/m);
     assert.match(text, /^graft_lora_adapters_loaded 2$/m);
@@ -254,19 +277,43 @@ describe("serve()", () => {
   });
 });
 
+describe("serve({ chatTemplate })", () => {
+  it("renders chat with the template and the assistant header, tokenized without added special tokens", async () => {
+    const chatTemplate = readFileSync(fixture("chat_templates", "Qwen-Qwen2.5-7B-Instruct.jinja"), "utf8");
+    await using server = await serve({ model: MODEL, servedModelName: "llama", port: 0, chatTemplate });
+    const messages = [{ role: "system", content: "Be brief." }, { role: "user", content: "Hi" }];
+    const r = await fetch(`${server.url}/v1/chat/completions`, {
+      method: "POST",
+      body: JSON.stringify({ model: "llama", messages, max_tokens: 2 }),
+    });
+    const tok = await Tokenizer.fromFile(MODEL);
+    const text = await tok.applyChatTemplate(messages, { chatTemplate, addGenerationPrompt: true });
+    assert.match(text, /<\|im_start\|>assistant\n$/);
+    assert.equal((await r.json()).usage.prompt_tokens, tok.encode(text, { addSpecialTokens: false }).length);
+  });
+});
+
 describe("serve({ batching: false })", () => {
   it("gives each adapter's tokens alone with one forward per sequence", async () => {
     await using server = await serve({ model: MODEL, servedModelName: "llama", loraModules: ADAPTERS, port: 0, batching: false });
     const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "unused", maxRetries: 0 });
     const jobs = PROMPTS.slice(0, 2).flatMap((prompt) => ["sql", "beta", "llama"].map((model) => ({ model, prompt })));
-    const outs = await Promise.all(jobs.map((j) => client.completions.create({ ...j, max_tokens: 8, temperature: 0, return_token_ids: true })));
+    const outs = await Promise.all(
+      jobs.map((j) => client.completions.create({ ...j, max_tokens: 8, temperature: 0, return_token_ids: true })),
+    );
     for (let i = 0; i < jobs.length; i++) {
-      assert.deepEqual(outs[i].choices[0].token_ids, await reference(jobs[i]!.model === "llama" ? null : jobs[i]!.model, jobs[i]!.prompt, 8));
+      assert.deepEqual(
+        outs[i].choices[0].token_ids,
+        await reference(jobs[i]!.model === "llama" ? null : jobs[i]!.model, jobs[i]!.prompt, 8),
+      );
     }
   });
 
   it("refuses a DoRA adapter when batching (PEFT mixes rows for plain LoRA only)", async () => {
-    await assert.rejects(serve({ model: MODEL, loraModules: { d: fixture("peft", "dora_llama", "adapter") }, port: 0 }), /only LoRA without DoRA/);
+    await assert.rejects(
+      serve({ model: MODEL, loraModules: { d: fixture("peft", "dora_llama", "adapter") }, port: 0 }),
+      /only LoRA without DoRA/,
+    );
   });
 });
 
@@ -288,7 +335,10 @@ describe("serve() limits", () => {
 
   it("close() cancels what runs and refuses new requests", async () => {
     const server = await serve({ model: MODEL, servedModelName: "llama", port: 0 });
-    const res = fetch(`${server.url}/v1/completions`, { method: "POST", body: JSON.stringify({ model: "llama", prompt: "x", max_tokens: 200, ignore_eos: true }) });
+    const res = fetch(`${server.url}/v1/completions`, {
+      method: "POST",
+      body: JSON.stringify({ model: "llama", prompt: "x", max_tokens: 200, ignore_eos: true }),
+    });
     await waitFor(() => server.scheduler.stats.running === 1, "the request to run");
     await server.close();
     const r = await res;

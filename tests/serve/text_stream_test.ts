@@ -52,7 +52,14 @@ describe("TextStream", () => {
 
 describe("parseCompletionRequest() / parseChatRequest()", () => {
   it("defaults as OpenAI does and reads every supported field", () => {
-    const r = parseCompletionRequest({ model: "m", prompt: ["a", [1, 2]], stop: "x", seed: 3, stream: true, stream_options: { include_usage: true } });
+    const r = parseCompletionRequest({
+      model: "m",
+      prompt: ["a", [1, 2]],
+      stop: "x",
+      seed: 3,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
     assert.equal(r.maxTokens, 16);
     assert.equal(r.temperature, 1);
     assert.equal(r.topP, 1);
@@ -60,7 +67,11 @@ describe("parseCompletionRequest() / parseChatRequest()", () => {
     assert.deepEqual(r.stop, ["x"]);
     assert.equal(r.seed, 3);
     assert.equal(r.includeUsage, true);
-    assert.equal(parseChatRequest({ model: "m", messages: [{ role: "user", content: [{ type: "text", text: "hi" }] }], max_completion_tokens: 5 }).maxTokens, 5);
+    assert.equal(
+      parseChatRequest({ model: "m", messages: [{ role: "user", content: [{ type: "text", text: "hi" }] }], max_completion_tokens: 5 })
+        .maxTokens,
+      5,
+    );
   });
 
   it("refuses bad fields with a 400 naming the field", () => {
@@ -77,7 +88,11 @@ describe("parseCompletionRequest() / parseChatRequest()", () => {
       [{ model: "m", prompt: "x", stream: "yes" }, "stream"],
     ];
     for (const [body, param] of cases) {
-      assert.throws(() => parseCompletionRequest(body), (e: unknown) => e instanceof OpenAIError && e.status === 400 && e.param === param, JSON.stringify(body));
+      assert.throws(
+        () => parseCompletionRequest(body),
+        (e: unknown) => e instanceof OpenAIError && e.status === 400 && e.param === param,
+        JSON.stringify(body),
+      );
     }
     assert.throws(() => parseChatRequest({ model: "m", messages: [{ role: "user", content: [{ type: "image_url" }] }] }), { status: 400 });
   });
