@@ -4,7 +4,7 @@
  * @module
  */
 import { getCpuBackend } from "../backends/registry.ts";
-import { makeResult, Var } from "./var.ts";
+import { makeResult, type Var } from "./var.ts";
 
 function sameShape(a: Var, b: Var, op: string): void {
   if (a.numel !== b.numel || a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i])) {

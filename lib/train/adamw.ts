@@ -43,7 +43,7 @@ export class AdamW {
   readonly betas: [number, number];
   readonly eps: number;
   readonly weightDecay: number;
-  readonly state = new Map<Var, AdamWState>();
+  readonly state: Map<Var, AdamWState> = new Map();
 
   /** @param params Trainable leaves. @param options Hyper-parameters. */
   constructor(params: readonly Var[], options: AdamWOptions = {}) {

@@ -10,7 +10,7 @@ import type { ModuleList } from "../nn/container.ts";
 import type { RotaryEmbedding } from "../nn/rotary.ts";
 import { LlamaForCausalLM } from "../models/llama.ts";
 import { GPT2LMHeadModel } from "../models/gpt2.ts";
-import { add, causalAttention, embeddingFrozen, gelu, layerNorm, rmsNorm, rotary, siluMul, silu, mul, type RotaryTables, sliceLastDim, Var } from "../autograd/mod.ts";
+import { add, causalAttention, embeddingFrozen, gelu, layerNorm, rmsNorm, rotary, siluMul, silu, mul, type RotaryTables, sliceLastDim, type Var } from "../autograd/mod.ts";
 import type { KernelDType } from "../backends/kernels.ts";
 import { frozenVector, LayerGraph, type Trainable } from "./_layers.ts";
 
