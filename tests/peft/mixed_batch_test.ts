@@ -6,7 +6,16 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { generate } from "../../lib/generation/mod.ts";
 import { AutoModelForCausalLM, type PreTrainedModel } from "../../lib/models/mod.ts";
-import { addAdapter, IA3Config, loadAdapter, LoraConfig, mergeAdapter } from "../../lib/peft/mod.ts";
+import {
+  addAdapter,
+  disableAdapters,
+  enableAdapters,
+  IA3Config,
+  loadAdapter,
+  LoraConfig,
+  mergeAdapter,
+  setAdapter,
+} from "../../lib/peft/mod.ts";
 import { SafetensorsFile } from "../../lib/safetensors/mod.ts";
 import { Tensor } from "../../lib/tensor/mod.ts";
 import { fixture } from "../_util.ts";
@@ -97,4 +106,31 @@ test("adapterNames: IA3 is refused (PEFT mixes adapters per row for LoRA only)",
   );
   assert.throws(() => model.forward(ids, { adapterNames: ["__base__"] }), /LoRA layers only/);
   assert.deepEqual(model.forward(ids).logits.shape, [1, 2, 256], "the layers are usable after the refusal");
+});
+
+test("adapterNames: interleaved rows on LoRA Embedding and Linear layers equal each row alone with its adapter", () => {
+  using model = AutoModelForCausalLM.fromPretrained(fixture("models", "llama"));
+  for (const a of ["e1", "e2"]) {
+    addAdapter(model, new LoraConfig({ targetModules: ["embed_tokens", "q_proj", "down_proj"], initLoraWeights: false, r: 4 }), {
+      adapterName: a,
+    });
+  }
+  const rows = [[1, 5, 9], [1, 7, 3], [1, 2, 8], [1, 4, 4]];
+  const names = ["e1", "e2", "e1", "__base__"];
+  const ids = Tensor.fromArray(rows.flat(), [4, 3], "I64");
+  const mixed = model.forward(ids, { adapterNames: names }).logits.toArray();
+  const v = mixed.length / 12;
+  rows.forEach((r, i) => {
+    const one = Tensor.fromArray(r, [1, 3], "I64");
+    let alone: number[];
+    if (names[i] === "__base__") {
+      disableAdapters(model);
+      alone = model.forward(one).logits.toArray();
+      enableAdapters(model);
+    } else {
+      setAdapter(model, names[i]!);
+      alone = model.forward(one).logits.toArray();
+    }
+    assert.ok(relError(mixed.slice(i * 3 * v, (i + 1) * 3 * v), alone) < 1e-5, `row ${i}`);
+  });
 });

@@ -10,13 +10,28 @@ import type { Parameter } from "../../nn/parameter.ts";
 import type { DType } from "../../dtype.ts";
 import type { KernelDType, MergeKernels } from "../../backends/kernels.ts";
 import { Tensor } from "../../tensor/tensor.ts";
-import { add, asF32Array, copyInto, embedding, linear, mul, scale, toDType } from "../../tensor/ops/mod.ts";
+import { add, asF32Array, copyInto, embedding, indicesOf, linear, mul, scale, toDType } from "../../tensor/ops/mod.ts";
 import { BaseTunerLayer, type LayerMergeOptions, ModuleDict, ParameterDict } from "./base.ts";
 import { baseGeometry, dropout, type LayerGeometry } from "./_geometry.ts";
 import { editWeight, f32Copy } from "./_weights.ts";
 import { doraFactorOf, doraNorm, mergeKernels } from "./_kernels.ts";
 import { applyBiasOp, doraFactor, loraScaling, outputAxis, storedShape } from "../adapter_math.ts";
 import { peftWarn } from "../../_log.ts";
+
+/** Rows `rows` of `x` (batch first) as a new tensor on its device. */
+function gatherRows(x: Tensor, rows: readonly number[]): Tensor {
+  const [b, rest] = [x.shape[0]!, x.shape.slice(1)];
+  const width = rest.reduce((a, d) => a * d, 1);
+  if (x.dtype === "I64" || x.dtype === "I32") {
+    const flat = indicesOf(x);
+    return Tensor.fromArray(rows.flatMap((r) => flat.slice(r * width, (r + 1) * width)), [rows.length, ...rest], x.dtype).to(x.device);
+  }
+  const xc = x.isContiguous ? x : x.contiguous();
+  using ids = Tensor.fromArray(rows, [rows.length], "I64");
+  const g = embedding(ids, xc.reshape([b, width]));
+  if (xc !== x) xc[Symbol.dispose]();
+  return g.reshape([rows.length, ...rest]);
+}
 
 /** Per-adapter LoRA settings of one layer. */
 export interface LoraLayerOptions {
@@ -224,8 +239,8 @@ export class LoraLayer extends BaseTunerLayer {
   }
 
   /**
-   * PEFT's `_mixed_batch_forward`: the base layer over the whole batch, then each run of
-   * consecutive rows with one adapter adds that adapter's `s·B·A·x` (no merged weight per row).
+   * PEFT's `_mixed_batch_forward`: the base layer over the whole batch, then the rows of each
+   * adapter, grouped, add that adapter's `s·B·A·x` (no merged weight per row).
    * Refuses as PEFT: a row count other than the batch's, merged adapters, DoRA.
    */
   #mixedBatchForward(x: Tensor, names: readonly string[]): Tensor {
@@ -241,21 +256,30 @@ export class LoraLayer extends BaseTunerLayer {
     const base = this.baseLayer.forward(x) as Tensor;
     const outDType = base.dtype;
     const y = outDType === "F32" ? (base === x ? base.clone() : base) : toDType(base, "F32");
-    for (let i = 0; i < names.length;) {
-      let j = i + 1;
-      while (j < names.length && names[j] === names[i]) j++;
-      const name = names[i]!;
-      if (name !== "__base__" && this.hasAdapter(name)) {
-        // (views share their tensor's storage: only the copies made here are disposed)
-        const view = x.slice(0, i, j);
-        const xs = view.isContiguous ? view : view.contiguous();
-        using u = this.#delta(name, xs);
-        if (xs !== view) xs[Symbol.dispose]();
-        const ys = y.slice(0, i, j);
-        using sum = add(ys, u, { alpha: this.scaling.get(name)! });
+    const groups = new Map<string, number[]>();
+    names.forEach((n, i) => {
+      if (n === "__base__" || !this.hasAdapter(n)) return;
+      const g = groups.get(n);
+      if (g) g.push(i);
+      else groups.set(n, [i]);
+    });
+    for (const [name, rows] of groups) {
+      const s = this.scaling.get(name)!;
+      const r0 = rows[0]!, n = rows.length;
+      // One low-rank product per adapter: its rows as a slice when consecutive, else gathered.
+      const consecutive = rows[n - 1]! - r0 + 1 === n;
+      const xs = consecutive ? x.slice(0, r0, r0 + n) : gatherRows(x, rows);
+      const xd = xs.isContiguous ? xs : xs.contiguous();
+      using u = this.#delta(name, xd);
+      // (views share their tensor's storage: only the copies made here are disposed)
+      if (xd !== xs) xd[Symbol.dispose]();
+      if (!consecutive) xs[Symbol.dispose]();
+      const targets = consecutive ? [[r0, 0, n]] : rows.map((r, k) => [r, k, 1]);
+      for (const [r, k, m] of targets as [number, number, number][]) {
+        const ys = y.slice(0, r, r + m);
+        using sum = add(ys, m === n ? u : u.slice(0, k, k + m), { alpha: s });
         copyInto(ys, sum);
       }
-      i = j;
     }
     return outDType === "F32" ? y : toDType(y, outDType);
   }
