@@ -22,6 +22,7 @@ const HELP = `Usage: train.ts --base DIR --data FILE --out DIR [options]
   --epochs N | --steps N                         --batch-size N  (4)
   --grad-accum N       (1)                       --max-len N     truncate to N tokens (512)
   --pack               pack examples into rows of --max-len tokens
+  --gradient-checkpointing  recompute each decoder layer in the backward (less memory)
   --warmup N           warmup steps (0)          --scheduler S   ${SCHEDULERS.join("|")} (linear)
   --seed N             data order, init and dropout (42)
   --eval-data FILE --eval-every N                evaluation loss in the log
@@ -56,7 +57,7 @@ export async function main(argv: string[]): Promise<number> {
         r: { type: "string" }, alpha: { type: "string" }, targets: { type: "string" }, dropout: { type: "string" },
         lr: { type: "string" }, "weight-decay": { type: "string" }, "max-grad-norm": { type: "string" },
         epochs: { type: "string" }, steps: { type: "string" }, "batch-size": { type: "string" }, "grad-accum": { type: "string" },
-        "max-len": { type: "string" }, pack: { type: "boolean", default: false }, warmup: { type: "string" },
+        "max-len": { type: "string" }, pack: { type: "boolean", default: false }, "gradient-checkpointing": { type: "boolean", default: false }, warmup: { type: "string" },
         scheduler: { type: "string" }, seed: { type: "string" }, "eval-data": { type: "string" }, "eval-every": { type: "string" },
         "save-every": { type: "string" }, resume: { type: "string" }, device: { type: "string", default: "cpu" },
         quiet: { type: "boolean", default: false }, help: { type: "boolean", short: "h", default: false },
@@ -92,6 +93,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     const o: Record<string, unknown> = {
       base: values.base, data: values.data, out: values.out, method: values.method, useRslora: values.rslora, pack: values.pack,
+      gradientCheckpointing: values["gradient-checkpointing"],
       r: num(values.r, "r", true), alpha: num(values.alpha, "alpha"), dropout: num(values.dropout, "dropout"), lr: num(values.lr, "lr"),
       weightDecay: num(values["weight-decay"], "weight-decay"), maxGradNorm: num(values["max-grad-norm"], "max-grad-norm"),
       epochs: num(values.epochs, "epochs", true), steps: num(values.steps, "steps", true), batchSize: num(values["batch-size"], "batch-size", true),

@@ -20,3 +20,4 @@ export * from "./elementwise.ts";
 export * from "./norm.ts";
 export * from "./attention.ts";
 export * from "./loss.ts";
+export * from "./checkpoint.ts";

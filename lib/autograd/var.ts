@@ -86,6 +86,33 @@ export class Var {
   }
 }
 
+let noGradDepth = 0;
+
+/**
+ * Run `fn` with recording off (torch's `no_grad`): every op result is a constant, so nothing is
+ * kept for a backward.
+ *
+ * @example
+ * ```ts
+ * import { mul, noGrad, Var } from "./mod.ts";
+ * const x = Var.param(new Float32Array([3]), [1]);
+ * console.log(noGrad(() => mul(x, x)).requiresGrad); // false
+ * ```
+ */
+export function noGrad<T>(fn: () => T): T {
+  noGradDepth++;
+  try {
+    return fn();
+  } finally {
+    noGradDepth--;
+  }
+}
+
+/** Whether ops record (false inside {@link noGrad}). */
+export function isGradEnabled(): boolean {
+  return noGradDepth === 0;
+}
+
 /**
  * The result of an op: records `backwardFn` only when some input requires a gradient.
  *
@@ -98,7 +125,7 @@ export class Var {
  * ```
  */
 export function makeResult(data: Float32Array, shape: readonly number[], inputs: readonly Var[], backwardFn: BackwardFn): Var {
-  const needs = inputs.some((v) => v.requiresGrad);
+  const needs = noGradDepth === 0 && inputs.some((v) => v.requiresGrad);
   return needs ? new Var(data, shape, { requiresGrad: true, parents: inputs, backwardFn }) : new Var(data, shape);
 }
 

@@ -10,7 +10,7 @@ import type { ModuleList } from "../nn/container.ts";
 import type { RotaryEmbedding } from "../nn/rotary.ts";
 import { LlamaForCausalLM } from "../models/llama.ts";
 import { GPT2LMHeadModel } from "../models/gpt2.ts";
-import { add, causalAttention, embeddingFrozen, gelu, layerNorm, rmsNorm, rotary, siluMul, silu, mul, type RotaryTables, sliceLastDim, type Var } from "../autograd/mod.ts";
+import { add, causalAttention, checkpoint, embeddingFrozen, ReplayRandom, gelu, layerNorm, rmsNorm, rotary, siluMul, silu, mul, type RotaryTables, sliceLastDim, type Var } from "../autograd/mod.ts";
 import type { KernelDType } from "../backends/kernels.ts";
 import { frozenVector, LayerGraph, type Trainable } from "./_layers.ts";
 
@@ -54,19 +54,27 @@ export class CausalLMGraph {
   readonly model: LlamaForCausalLM | GPT2LMHeadModel;
   readonly #layers: LayerGraph;
   readonly #norms = new Map<Module, Float32Array>();
+  #source: () => number;
+  readonly #replay: ReplayRandom;
+  /** Recompute each decoder layer in the backward (activation checkpointing). */
+  gradientCheckpointing: boolean;
 
   /**
    * @param model A Llama-family or GPT-2 model (adapters injected or loaded).
    * @param options `random` gives dropout's uniforms (default Math.random); `training` turns dropout
-   *   on (default: the model's own mode, `model.train()` / `model.eval()`).
+   *   on (default: the model's own mode, `model.train()` / `model.eval()`); `gradientCheckpointing`
+   *   recomputes each decoder layer in the backward instead of keeping its activations.
    */
-  constructor(model: Module, options: { random?: () => number; training?: boolean } = {}) {
+  constructor(model: Module, options: { random?: () => number; training?: boolean; gradientCheckpointing?: boolean } = {}) {
     if (!(model instanceof LlamaForCausalLM) && !(model instanceof GPT2LMHeadModel)) {
       throw new TypeError(`Cannot train ${model.className}: training supports Llama-family (llama, mistral, qwen2) and GPT-2 models`);
     }
     this.model = model;
-    this.#layers = new LayerGraph(model, options.random ?? Math.random);
+    this.#source = options.random ?? Math.random;
+    this.#replay = new ReplayRandom(() => this.#source());
+    this.#layers = new LayerGraph(model, () => this.#replay.next());
     this.#layers.training = options.training ?? model.training;
+    this.gradientCheckpointing = options.gradientCheckpointing ?? false;
   }
 
   /** Dropout active (true) or not. */
@@ -76,7 +84,21 @@ export class CausalLMGraph {
 
   /** The uniform source for dropout. */
   set random(r: () => number) {
-    this.#layers.random = r;
+    this.#source = r;
+  }
+
+  /** One decoder layer, checkpointed (its dropout draws replayed in the recomputation) when asked. */
+  #layer(body: (x: Var) => Var, h: Var): Var {
+    if (!this.gradientCheckpointing) return body(h);
+    let tape: number[] | null = null;
+    return checkpoint((x) => {
+      if (tape === null) {
+        const out = this.#replay.record(() => body(x));
+        tape = this.#replay.lastTape;
+        return out;
+      }
+      return this.#replay.replay(() => body(x), tape);
+    }, h);
   }
 
   /** The adapter tensors reached by the forward so far (call after one forward, or use {@link CausalLMGraph.collect}). */
@@ -113,20 +135,23 @@ export class CausalLMGraph {
     const tables: RotaryTables = rot.cosSin(pos);
     let h = embed(inner.child("embed_tokens"), batch.inputIds);
     for (const layer of inner.child<ModuleList>("layers")) {
-      const attn = layer.child<Module & { slidingWindow?: number | null }>("self_attn");
-      const n1 = rmsNorm(h, this.#vec(layer.child("input_layernorm"), "weight"), c.rmsNormEps);
-      let q = L.linear(attn.child("q_proj"), n1);
-      let k = L.linear(attn.child("k_proj"), n1);
-      const v = L.linear(attn.child("v_proj"), n1);
-      q = rotary(q, tables, { batch: B, heads: c.numAttentionHeads, headDim: c.headDim });
-      k = rotary(k, tables, { batch: B, heads: c.numKeyValueHeads, headDim: c.headDim });
-      const a = causalAttention(q, k, v, { batch: B, heads: c.numAttentionHeads, kvHeads: c.numKeyValueHeads, headDim: c.headDim, slidingWindow: attn.slidingWindow ?? null });
-      h = add(h, L.linear(attn.child("o_proj"), a));
-      const mlp = layer.child("mlp");
-      const n2 = rmsNorm(h, this.#vec(layer.child("post_attention_layernorm"), "weight"), c.rmsNormEps);
-      const g = L.linear(mlp.child("gate_proj"), n2), u = L.linear(mlp.child("up_proj"), n2);
-      const hidden = c.hiddenAct === "silu" || c.hiddenAct === "swish" ? siluMul(g, u) : mul(act(c.hiddenAct, g), u);
-      h = add(h, L.linear(mlp.child("down_proj"), hidden));
+      h = this.#layer((h) => {
+        const attn = layer.child<Module & { slidingWindow?: number | null }>("self_attn");
+        const n1 = rmsNorm(h, this.#vec(layer.child("input_layernorm"), "weight"), c.rmsNormEps);
+        let q = L.linear(attn.child("q_proj"), n1);
+        let k = L.linear(attn.child("k_proj"), n1);
+        const v = L.linear(attn.child("v_proj"), n1);
+        q = rotary(q, tables, { batch: B, heads: c.numAttentionHeads, headDim: c.headDim });
+        k = rotary(k, tables, { batch: B, heads: c.numKeyValueHeads, headDim: c.headDim });
+        const a = causalAttention(q, k, v, { batch: B, heads: c.numAttentionHeads, kvHeads: c.numKeyValueHeads, headDim: c.headDim, slidingWindow: attn.slidingWindow ?? null });
+        h = add(h, L.linear(attn.child("o_proj"), a));
+        const mlp = layer.child("mlp");
+        const n2 = rmsNorm(h, this.#vec(layer.child("post_attention_layernorm"), "weight"), c.rmsNormEps);
+        const g = L.linear(mlp.child("gate_proj"), n2), u = L.linear(mlp.child("up_proj"), n2);
+        const hidden = c.hiddenAct === "silu" || c.hiddenAct === "swish" ? siluMul(g, u) : mul(act(c.hiddenAct, g), u);
+        h = add(h, L.linear(mlp.child("down_proj"), hidden));
+        return h;
+      }, h);
     }
     h = rmsNorm(h, this.#vec(inner.child("norm"), "weight"), c.rmsNormEps);
     return L.linear(model.child("lm_head"), h);
@@ -142,18 +167,21 @@ export class CausalLMGraph {
     const e = c.nEmbd, nh = c.nHead, d = e / nh;
     let i = 0;
     for (const block of t.child<ModuleList>("h")) {
-      const ln1 = block.child("ln_1"), ln2 = block.child("ln_2");
-      const attn = block.child("attn"), mlp = block.child("mlp");
-      const n1 = layerNorm(h, this.#vec(ln1, "weight"), this.#vec2(ln1), c.layerNormEpsilon);
-      const qkv = L.linear(attn.child("c_attn"), n1);
-      const [q, k, v] = [0, 1, 2].map((j) => sliceLastDim(qkv, j * e, (j + 1) * e)) as [Var, Var, Var];
-      let scale = c.scaleAttnWeights ? 1 / Math.sqrt(d) : 1;
-      if (c.scaleAttnByInverseLayerIdx) scale /= i + 1;
-      const a = causalAttention(q, k, v, { batch: B, heads: nh, kvHeads: nh, headDim: d, scale });
-      h = add(h, L.linear(attn.child("c_proj"), a));
-      const n2 = layerNorm(h, this.#vec(ln2, "weight"), this.#vec2(ln2), c.layerNormEpsilon);
-      h = add(h, L.linear(mlp.child("c_proj"), act(c.activationFunction, L.linear(mlp.child("c_fc"), n2))));
-      i++;
+      const layerIdx = i++;
+      h = this.#layer((h) => {
+        const ln1 = block.child("ln_1"), ln2 = block.child("ln_2");
+        const attn = block.child("attn"), mlp = block.child("mlp");
+        const n1 = layerNorm(h, this.#vec(ln1, "weight"), this.#vec2(ln1), c.layerNormEpsilon);
+        const qkv = L.linear(attn.child("c_attn"), n1);
+        const [q, k, v] = [0, 1, 2].map((j) => sliceLastDim(qkv, j * e, (j + 1) * e)) as [Var, Var, Var];
+        let scale = c.scaleAttnWeights ? 1 / Math.sqrt(d) : 1;
+        if (c.scaleAttnByInverseLayerIdx) scale /= layerIdx + 1;
+        const a = causalAttention(q, k, v, { batch: B, heads: nh, kvHeads: nh, headDim: d, scale });
+        h = add(h, L.linear(attn.child("c_proj"), a));
+        const n2 = layerNorm(h, this.#vec(ln2, "weight"), this.#vec2(ln2), c.layerNormEpsilon);
+        h = add(h, L.linear(mlp.child("c_proj"), act(c.activationFunction, L.linear(mlp.child("c_fc"), n2))));
+        return h;
+      }, h);
     }
     const lnf = t.child("ln_f");
     h = layerNorm(h, this.#vec(lnf, "weight"), this.#vec2(lnf), c.layerNormEpsilon);

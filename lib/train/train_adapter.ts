@@ -61,6 +61,8 @@ export interface TrainAdapterOptions {
   maxGradNorm?: number;
   /** Chat template for `messages` records (default: the tokenizer's). */
   chatTemplate?: string;
+  /** Recompute each decoder layer in the backward (activation checkpointing: less memory, more time). */
+  gradientCheckpointing?: boolean;
   /** Pack examples into rows of `maxLen` tokens. */
   pack?: boolean;
   /** Evaluation JSONL; its mean loss is logged every `evalEvery` steps and at the end. */
@@ -162,6 +164,7 @@ export async function trainAdapter(options: TrainAdapterOptions): Promise<TrainA
     totalSteps,
     maxGradNorm: options.maxGradNorm ?? 1,
     random: () => dropoutRng.next(),
+    gradientCheckpointing: options.gradientCheckpointing ?? false,
   });
   if (options.resume) {
     const st = loadCheckpointState(options.resume, trainer);

@@ -24,6 +24,8 @@ export interface AdapterTrainerOptions extends AdamWOptions {
   maxGradNorm?: number;
   /** Uniforms for dropout (default Math.random). */
   random?: () => number;
+  /** Recompute each decoder layer in the backward instead of keeping its activations (default false). */
+  gradientCheckpointing?: boolean;
 }
 
 /** What one optimizer step did. */
@@ -67,7 +69,7 @@ export class AdapterTrainer {
 
   /** @param model A Llama-family or GPT-2 model with adapters. @param options Optimizer, schedule, clipping. */
   constructor(model: Module, options: AdapterTrainerOptions) {
-    this.graph = new CausalLMGraph(model, options.random ? { random: options.random } : {});
+    this.graph = new CausalLMGraph(model, { ...(options.random ? { random: options.random } : {}), gradientCheckpointing: options.gradientCheckpointing ?? false });
     this.trainables = this.graph.collect();
     if (this.trainables.length === 0) throw new TypeError("Cannot train: the model has no active adapter tensors (inject or load an adapter first)");
     this.optimizer = new AdamW(this.trainables.map((t) => t.leaf), options);
