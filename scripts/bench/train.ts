@@ -8,7 +8,9 @@
  * Each runtime runs `--reps` times, alternating with the others (the machine is shared: the best
  * tokens/s of each is reported, and the largest peak RSS).
  *
- *   deno run -A scripts/bench/train.ts [--size 10m|125m] [--steps 3] [--batch 4] [--seq 256] [--reps 2] [--bun]
+ * `--ckpt` adds a Graft run with activation checkpointing (each decoder layer recomputed).
+ *
+ *   deno run -A scripts/bench/train.ts [--size 10m|125m] [--steps 3] [--batch 4] [--seq 256] [--reps 2] [--bun] [--ckpt]
  * @module
  */
 import { spawnSync } from "node:child_process";
@@ -28,6 +30,7 @@ const { values } = parseArgs({
     r: { type: "string", default: "16" },
     dir: { type: "string", default: join(root, ".cache", "bench") },
     bun: { type: "boolean", default: false },
+    ckpt: { type: "boolean", default: false },
     reps: { type: "string", default: "2" },
     child: { type: "boolean", default: false },
     model: { type: "string" },
@@ -44,7 +47,7 @@ async function child(): Promise<void> {
   const r = Number(values.r), steps = Number(values.steps);
   const m = AutoModelForCausalLM.fromPretrained(values.model!);
   injectAdapterInModel(new LoraConfig({ r, loraAlpha: 2 * r, loraDropout: 0, targetModules: "all-linear" }), m);
-  const t = new AdapterTrainer(m, { lr: 1e-4, weightDecay: 0, scheduler: "constant", totalSteps: steps + 1, maxGradNorm: 1 });
+  const t = new AdapterTrainer(m, { lr: 1e-4, weightDecay: 0, scheduler: "constant", totalSteps: steps + 1, maxGradNorm: 1, gradientCheckpointing: values.ckpt! });
   const times: number[] = [], losses: number[] = [];
   for (let i = 0; i <= steps; i++) {
     const b = batches[i % batches.length]!;
@@ -87,6 +90,7 @@ function parent(): void {
   const args = ["--child", "--model", model, "--batches", bfile, "--steps", String(steps), "--r", values.r!];
   const self = join(root, "scripts", "bench", "train.ts");
   const runners: [string, string[]][] = [["Graft (Deno)", ["deno", "run", "-A", self, ...args]]];
+  if (values.ckpt) runners.push(["Graft (Deno, checkpointing)", ["deno", "run", "-A", self, ...args, "--ckpt"]]);
   if (values.bun) runners.push(["Graft (Bun)", ["npx", "-y", "bun@1.4.4", self, ...args]]);
   runners.push(["PyTorch + PEFT", [python, join(root, "scripts", "bench", "train_peer.py"), "--model", model, "--batches", bfile, "--steps", String(steps), "--r", values.r!]]);
   const best = new Map<string, Run>();
