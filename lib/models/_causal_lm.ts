@@ -57,6 +57,29 @@ export interface CausalLMParts {
   noSplitModules: readonly string[];
 }
 
+/**
+ * The parts of a `model` + `lm_head` causal LM with transformers' usual names (`model.embed_tokens`,
+ * `${prefix}ForCausalLM`, `${prefix}DecoderLayer`).
+ */
+export function decoderParts(
+  prefix: string,
+  c: { hiddenSize: number; vocabSize: number; tieWordEmbeddings: boolean; numHiddenLayers: number; eosTokenIds: readonly number[] },
+  backbone: Module,
+): CausalLMParts {
+  return {
+    className: `${prefix}ForCausalLM`,
+    backboneName: "model",
+    backbone,
+    embeddingName: "embed_tokens",
+    hiddenSize: c.hiddenSize,
+    vocabSize: c.vocabSize,
+    tieWordEmbeddings: c.tieWordEmbeddings,
+    numLayers: c.numHiddenLayers,
+    eosTokenIds: c.eosTokenIds,
+    noSplitModules: [`${prefix}DecoderLayer`],
+  };
+}
+
 /** A causal-LM class: what `fromConfig` / `fromPretrained` construct. */
 export type CausalLMClass<T> = new (config: RawConfig, options?: ModelInitOptions) => T;
 

@@ -4,7 +4,18 @@
 import { Tensor } from "../tensor/tensor.ts";
 import { formatShape } from "../tensor/shape.ts";
 import { add, indicesOf } from "../tensor/ops/mod.ts";
-import { ActivationScope, type CosSin, type KVCache, type Module, type ModuleList, type RotaryEmbedding } from "../nn/mod.ts";
+import type { DType } from "../dtype.ts";
+import {
+  ActivationScope,
+  type CosSin,
+  Embedding,
+  type KVCache,
+  Module,
+  ModuleList,
+  type ParameterInit,
+  type RopeParameters,
+  RotaryEmbedding,
+} from "../nn/mod.ts";
 import { positionRows, release } from "./_common.ts";
 import { batchSeqLen } from "./_layer_types.ts";
 
@@ -135,4 +146,50 @@ export function preNormLayer(layer: Module, x: Tensor, ctx: LayerContext): Tenso
   const h = s.own(add(x, s.own(layer.child("self_attn").forward(n1, ctx) as Tensor)));
   const n2 = s.own(layer.child("post_attention_layernorm").forward(h) as Tensor);
   return add(h, s.own(layer.child("mlp").forward(n2) as Tensor));
+}
+
+/** The config fields a {@link RopeDecoderModel} reads. */
+export interface RopeDecoderConfig {
+  vocabSize: number;
+  hiddenSize: number;
+  numHiddenLayers: number;
+  headDim: number;
+  rope: RopeParameters;
+  maxPositionEmbeddings: number;
+}
+
+/**
+ * The backbone of the Llama layout (`LlamaModel`, `Qwen3Model`, `MixtralModel`, …): `embed_tokens`,
+ * `layers`, `norm` and `rotary_emb` with transformers' names, and the forward over them.
+ */
+export class RopeDecoderModel extends Module {
+  /**
+   * @param prefix transformers' class-name prefix (`Llama`: `LlamaModel`, `LlamaRotaryEmbedding`).
+   * @param c Sizes and RoPE settings.
+   * @param o dtype and init.
+   * @param parts The decoder layer `i` and the final norm.
+   */
+  constructor(
+    prefix: string,
+    c: RopeDecoderConfig,
+    o: { dtype: DType; init: ParameterInit },
+    parts: { layer: (i: number) => Module; norm: () => Module },
+  ) {
+    super();
+    this.className = `${prefix}Model`;
+    this.registerModule("embed_tokens", new Embedding(c.vocabSize, c.hiddenSize, { dtype: o.dtype, init: o.init }));
+    this.registerModule("layers", new ModuleList(Array.from({ length: c.numHiddenLayers }, (_, i) => parts.layer(i))));
+    this.registerModule("norm", parts.norm());
+    const rot = new RotaryEmbedding({ dim: c.headDim, rope: c.rope, maxPositionEmbeddings: c.maxPositionEmbeddings });
+    rot.className = `${prefix}RotaryEmbedding`;
+    this.registerModule("rotary_emb", rot);
+  }
+
+  /** Ids `[B, T]` → final hidden states `[B, T, hidden]` (F32). */
+  override forward(inputIds: Tensor, ctx: BackboneInput = {}): Tensor {
+    const { cache, rows, padding } = planBatch(inputIds, ctx);
+    const rotary = ropeTables(this.child<RotaryEmbedding>("rotary_emb"), rows);
+    const h = this.child("embed_tokens").forward(inputIds) as Tensor;
+    return runDecoder(h, this.child<ModuleList>("layers"), this.child("norm"), { rotary, cache, padding });
+  }
 }

@@ -12,7 +12,7 @@ import { ActivationScope, Embedding, Module, ModuleList, type Parameter, type Pa
 import { createParameter } from "../nn/mod.ts";
 import { checkModelType, type RawConfig } from "./config.ts";
 import { type GemmaConfig, parseGemmaConfig } from "./gemma_config.ts";
-import { CausalLMBase, type LayerOpts, layerOpts, type ModelInitOptions } from "./_causal_lm.ts";
+import { CausalLMBase, decoderParts, type LayerOpts, layerOpts, type ModelInitOptions } from "./_causal_lm.ts";
 import { type BackboneInput, planBatch, ropeTables, runDecoder } from "./_decoder_stack.ts";
 import { DecoderAttention, type DecoderAttentionContext } from "./_decoder_attention.ts";
 import { GatedMLP } from "./_gated_mlp.ts";
@@ -260,18 +260,7 @@ export abstract class GemmaForCausalLMBase extends CausalLMBase {
   constructor(config: RawConfig, options: ModelInitOptions = {}) {
     const c = parseGemmaConfig(config);
     const o = layerOpts(options, c.initializerRange);
-    super(config, {
-      className: `${prefix(c)}ForCausalLM`,
-      backboneName: "model",
-      backbone: new GemmaModel(c, o),
-      embeddingName: "embed_tokens",
-      hiddenSize: c.hiddenSize,
-      vocabSize: c.vocabSize,
-      tieWordEmbeddings: c.tieWordEmbeddings,
-      numLayers: c.numHiddenLayers,
-      eosTokenIds: c.eosTokenIds,
-      noSplitModules: [`${prefix(c)}DecoderLayer`],
-    }, o);
+    super(config, decoderParts(prefix(c), c, new GemmaModel(c, o)), o);
     this.gemmaConfig = c;
   }
 

@@ -3,11 +3,11 @@
  * @module
  */
 import type { Tensor } from "../tensor/tensor.ts";
-import { Embedding, Module, ModuleList, RMSNorm, type RopeParameters, ropeParametersFromConfig, RotaryEmbedding } from "../nn/mod.ts";
+import { Module, RMSNorm, type RopeParameters, ropeParametersFromConfig } from "../nn/mod.ts";
 import { checkModelType, ConfigReader, type RawConfig } from "./config.ts";
-import { CausalLMBase, type LayerOpts, layerOpts, type ModelInitOptions } from "./_causal_lm.ts";
+import { CausalLMBase, decoderParts, type LayerOpts, layerOpts, type ModelInitOptions } from "./_causal_lm.ts";
 import { DecoderAttention } from "./_decoder_attention.ts";
-import { type BackboneInput, type LayerContext, planBatch, preNormLayer, ropeTables, runDecoder } from "./_decoder_stack.ts";
+import { type LayerContext, preNormLayer, RopeDecoderModel } from "./_decoder_stack.ts";
 import { GatedMLP } from "./_gated_mlp.ts";
 
 /**
@@ -158,6 +158,12 @@ export class LlamaMLP extends GatedMLP {
   }
 }
 
+function llamaNorm(c: LlamaConfig, o: LayerOpts): RMSNorm {
+  const n = new RMSNorm(c.hiddenSize, { eps: c.rmsNormEps, dtype: o.dtype });
+  n.className = `${PREFIX[c.modelType]}RMSNorm`;
+  return n;
+}
+
 /** Per-call context of a decoder layer (built by `LlamaModel.forward`). */
 export type DecoderContext = LayerContext;
 
@@ -194,13 +200,8 @@ export class LlamaDecoderLayer extends Module {
     const mlp = new LlamaMLP(c, o);
     mlp.className = `${p}MLP`;
     this.registerModule("mlp", mlp);
-    const norm = (): RMSNorm => {
-      const n = new RMSNorm(c.hiddenSize, { eps: c.rmsNormEps, dtype: o.dtype });
-      n.className = `${p}RMSNorm`;
-      return n;
-    };
-    this.registerModule("input_layernorm", norm());
-    this.registerModule("post_attention_layernorm", norm());
+    this.registerModule("input_layernorm", llamaNorm(c, o));
+    this.registerModule("post_attention_layernorm", llamaNorm(c, o));
   }
 
   /** `[B, T, hidden]` → `[B, T, hidden]`. */
@@ -220,28 +221,10 @@ export class LlamaDecoderLayer extends Module {
  * console.log(model.forward(Tensor.fromArray([1, 2], [1, 2], "I64")).shape); // [1, 2, 8]
  * ```
  */
-export class LlamaModel extends Module {
+export class LlamaModel extends RopeDecoderModel {
   /** @param c Config. @param o dtype and init. */
   constructor(c: LlamaConfig, o: LayerOpts) {
-    super();
-    const p = PREFIX[c.modelType]!;
-    this.className = `${p}Model`;
-    this.registerModule("embed_tokens", new Embedding(c.vocabSize, c.hiddenSize, { dtype: o.dtype, init: o.init }));
-    this.registerModule("layers", new ModuleList(Array.from({ length: c.numHiddenLayers }, (_, i) => new LlamaDecoderLayer(c, i, o))));
-    const norm = new RMSNorm(c.hiddenSize, { eps: c.rmsNormEps, dtype: o.dtype });
-    norm.className = `${p}RMSNorm`;
-    this.registerModule("norm", norm);
-    const rot = new RotaryEmbedding({ dim: c.headDim, rope: c.rope, maxPositionEmbeddings: c.maxPositionEmbeddings });
-    rot.className = `${p}RotaryEmbedding`;
-    this.registerModule("rotary_emb", rot);
-  }
-
-  /** Ids `[B, T]` → final hidden states `[B, T, hidden]` (F32). */
-  override forward(inputIds: Tensor, ctx: BackboneInput = {}): Tensor {
-    const { cache, rows, padding } = planBatch(inputIds, ctx);
-    const rotary = ropeTables(this.child<RotaryEmbedding>("rotary_emb"), rows);
-    const h = this.child("embed_tokens").forward(inputIds) as Tensor;
-    return runDecoder(h, this.child<ModuleList>("layers"), this.child("norm"), { rotary, cache, padding });
+    super(PREFIX[c.modelType]!, c, o, { layer: (i) => new LlamaDecoderLayer(c, i, o), norm: () => llamaNorm(c, o) });
   }
 }
 
@@ -273,18 +256,7 @@ export class LlamaForCausalLM extends CausalLMBase {
     const c = parseLlamaConfig(config);
     const o = layerOpts(options, c.initializerRange);
     const p = PREFIX[c.modelType]!;
-    super(config, {
-      className: `${p}ForCausalLM`,
-      backboneName: "model",
-      backbone: new LlamaModel(c, o),
-      embeddingName: "embed_tokens",
-      hiddenSize: c.hiddenSize,
-      vocabSize: c.vocabSize,
-      tieWordEmbeddings: c.tieWordEmbeddings,
-      numLayers: c.numHiddenLayers,
-      eosTokenIds: c.eosTokenIds,
-      noSplitModules: [`${p}DecoderLayer`],
-    }, o);
+    super(config, decoderParts(p, c, new LlamaModel(c, o)), o);
     this.llamaConfig = c;
   }
 }

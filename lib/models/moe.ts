@@ -8,23 +8,13 @@
 import type { DType } from "../dtype.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { add } from "../tensor/ops/mod.ts";
-import {
-  ActivationScope,
-  Embedding,
-  Linear,
-  Module,
-  ModuleList,
-  RMSNorm,
-  type RopeParameters,
-  ropeParametersFromConfig,
-  RotaryEmbedding,
-} from "../nn/mod.ts";
+import { ActivationScope, Linear, Module, RMSNorm, type RopeParameters, ropeParametersFromConfig } from "../nn/mod.ts";
 import { checkModelType, ConfigReader, type RawConfig } from "./config.ts";
 import { checkpointPath, loadCheckpoint } from "./pretrained.ts";
 import { ShardedCheckpoint } from "../safetensors/mod.ts";
-import { CausalLMBase, layerOpts, type ModelInitOptions } from "./_causal_lm.ts";
+import { CausalLMBase, decoderParts, layerOpts, type ModelInitOptions } from "./_causal_lm.ts";
 import { DecoderAttention, type DecoderAttentionOptions } from "./_decoder_attention.ts";
-import { type BackboneInput, type LayerContext, planBatch, preNormLayer, ropeTables, runDecoder } from "./_decoder_stack.ts";
+import { type LayerContext, preNormLayer, RopeDecoderModel } from "./_decoder_stack.ts";
 import { FusedExperts, fusedExpertView, GatedMLP, type MoeOpts, sigmoidGate, TopKRouter } from "./_moe.ts";
 
 /**
@@ -309,26 +299,10 @@ export class MoeDecoderLayer extends Module {
  * console.log(new MoeModel(c, { dtype: "F32", init: "zeros" }).forward(Tensor.fromArray([1, 2], [1, 2], "I64")).shape); // [1, 2, 8]
  * ```
  */
-export class MoeModel extends Module {
+export class MoeModel extends RopeDecoderModel {
   /** @param c Config. @param o dtype and init. */
   constructor(c: MoeConfig, o: MoeOpts) {
-    super();
-    const p = PREFIX[c.modelType]!;
-    this.className = `${p}Model`;
-    this.registerModule("embed_tokens", new Embedding(c.vocabSize, c.hiddenSize, o));
-    this.registerModule("layers", new ModuleList(Array.from({ length: c.numHiddenLayers }, (_, i) => new MoeDecoderLayer(c, i, o))));
-    this.registerModule("norm", rmsNorm(c, c.hiddenSize, o));
-    const rot = new RotaryEmbedding({ dim: c.headDim, rope: c.rope, maxPositionEmbeddings: c.maxPositionEmbeddings });
-    rot.className = `${p}RotaryEmbedding`;
-    this.registerModule("rotary_emb", rot);
-  }
-
-  /** Ids `[B, T]` → final hidden states `[B, T, hidden]`. */
-  override forward(inputIds: Tensor, ctx: BackboneInput = {}): Tensor {
-    const { cache, rows, padding } = planBatch(inputIds, ctx);
-    const rotary = ropeTables(this.child<RotaryEmbedding>("rotary_emb"), rows);
-    const h = this.child("embed_tokens").forward(inputIds) as Tensor;
-    return runDecoder(h, this.child<ModuleList>("layers"), this.child("norm"), { rotary, cache, padding });
+    super(PREFIX[c.modelType]!, c, o, { layer: (i) => new MoeDecoderLayer(c, i, o), norm: () => rmsNorm(c, c.hiddenSize, o) });
   }
 }
 
@@ -356,18 +330,7 @@ export class MoeForCausalLM extends CausalLMBase {
     const c = parseMoeConfig(config);
     const o = layerOpts(options, c.initializerRange);
     const p = PREFIX[c.modelType]!;
-    super(config, {
-      className: `${p}ForCausalLM`,
-      backboneName: "model",
-      backbone: new MoeModel(c, o),
-      embeddingName: "embed_tokens",
-      hiddenSize: c.hiddenSize,
-      vocabSize: c.vocabSize,
-      tieWordEmbeddings: c.tieWordEmbeddings,
-      numLayers: c.numHiddenLayers,
-      eosTokenIds: c.eosTokenIds,
-      noSplitModules: [`${p}DecoderLayer`],
-    }, o);
+    super(config, decoderParts(p, c, new MoeModel(c, o)), o);
     this.moeConfig = c;
   }
 

@@ -23,7 +23,7 @@ import {
   SiLU,
 } from "../nn/mod.ts";
 import { checkModelType, ConfigReader, type RawConfig } from "./config.ts";
-import { CausalLMBase, layerOpts, type ModelInitOptions } from "./_causal_lm.ts";
+import { CausalLMBase, decoderParts, layerOpts, type ModelInitOptions } from "./_causal_lm.ts";
 import { type BackboneInput, type LayerContext, planBatch, runDecoder } from "./_decoder_stack.ts";
 import { dense, ExtRotaryEmbedding, type LongRope, rotatePartial } from "./_rotary_ext.ts";
 
@@ -355,18 +355,7 @@ export class Phi3ForCausalLM extends CausalLMBase {
   constructor(config: RawConfig, options: ModelInitOptions = {}) {
     const c = parsePhi3Config(config);
     const o = layerOpts(options, c.initializerRange);
-    super(config, {
-      className: "Phi3ForCausalLM",
-      backboneName: "model",
-      backbone: new Phi3Model(c, o),
-      embeddingName: "embed_tokens",
-      hiddenSize: c.hiddenSize,
-      vocabSize: c.vocabSize,
-      tieWordEmbeddings: c.tieWordEmbeddings,
-      numLayers: c.numHiddenLayers,
-      eosTokenIds: c.eosTokenIds,
-      noSplitModules: ["Phi3DecoderLayer"],
-    }, o);
+    super(config, decoderParts("Phi3", c, new Phi3Model(c, o)), o);
     this.phi3Config = c;
   }
 

@@ -6,10 +6,10 @@
 
 import type { Tensor } from "../tensor/tensor.ts";
 
-import { Embedding, Module, ModuleList, RMSNorm, type RopeParameters, ropeParametersFromConfig, RotaryEmbedding } from "../nn/mod.ts";
+import { Module, RMSNorm, type RopeParameters, ropeParametersFromConfig } from "../nn/mod.ts";
 import { checkModelType, ConfigReader, type RawConfig } from "./config.ts";
-import { CausalLMBase, type LayerOpts, layerOpts, type ModelInitOptions } from "./_causal_lm.ts";
-import { type BackboneInput, planBatch, preNormLayer, ropeTables, runDecoder } from "./_decoder_stack.ts";
+import { CausalLMBase, decoderParts, type LayerOpts, layerOpts, type ModelInitOptions } from "./_causal_lm.ts";
+import { preNormLayer, RopeDecoderModel } from "./_decoder_stack.ts";
 import { DecoderAttention, type DecoderAttentionContext } from "./_decoder_attention.ts";
 import { GatedMLP } from "./_gated_mlp.ts";
 import { type LayerType, readLayerTypes } from "./_layer_types.ts";
@@ -164,25 +164,10 @@ export class Qwen3DecoderLayer extends Module {
  * console.log(new Qwen3Model(c, { dtype: "F32", init: "zeros" }).forward(Tensor.fromArray([1, 2], [1, 2], "I64")).shape); // [1, 2, 8]
  * ```
  */
-export class Qwen3Model extends Module {
+export class Qwen3Model extends RopeDecoderModel {
   /** @param c Config. @param o dtype and init. */
   constructor(c: Qwen3Config, o: LayerOpts) {
-    super();
-    this.className = "Qwen3Model";
-    this.registerModule("embed_tokens", new Embedding(c.vocabSize, c.hiddenSize, o));
-    this.registerModule("layers", new ModuleList(Array.from({ length: c.numHiddenLayers }, (_, i) => new Qwen3DecoderLayer(c, i, o))));
-    this.registerModule("norm", qwenNorm(c.hiddenSize, c, o));
-    const rot = new RotaryEmbedding({ dim: c.headDim, rope: c.rope, maxPositionEmbeddings: c.maxPositionEmbeddings });
-    rot.className = "Qwen3RotaryEmbedding";
-    this.registerModule("rotary_emb", rot);
-  }
-
-  /** Ids `[B, T]` → final hidden states `[B, T, hidden]` (F32). */
-  override forward(inputIds: Tensor, ctx: BackboneInput = {}): Tensor {
-    const { cache, rows, padding } = planBatch(inputIds, ctx);
-    const rotary = ropeTables(this.child<RotaryEmbedding>("rotary_emb"), rows);
-    const h = this.child("embed_tokens").forward(inputIds) as Tensor;
-    return runDecoder(h, this.child<ModuleList>("layers"), this.child("norm"), { rotary, cache, padding });
+    super("Qwen3", c, o, { layer: (i) => new Qwen3DecoderLayer(c, i, o), norm: () => qwenNorm(c.hiddenSize, c, o) });
   }
 }
 
@@ -213,18 +198,7 @@ export class Qwen3ForCausalLM extends CausalLMBase {
   constructor(config: RawConfig, options: ModelInitOptions = {}) {
     const c = parseQwen3Config(config);
     const o = layerOpts(options, c.initializerRange);
-    super(config, {
-      className: "Qwen3ForCausalLM",
-      backboneName: "model",
-      backbone: new Qwen3Model(c, o),
-      embeddingName: "embed_tokens",
-      hiddenSize: c.hiddenSize,
-      vocabSize: c.vocabSize,
-      tieWordEmbeddings: c.tieWordEmbeddings,
-      numLayers: c.numHiddenLayers,
-      eosTokenIds: c.eosTokenIds,
-      noSplitModules: ["Qwen3DecoderLayer"],
-    }, o);
+    super(config, decoderParts("Qwen3", c, new Qwen3Model(c, o)), o);
     this.qwen3Config = c;
   }
 }
