@@ -79,6 +79,8 @@ export interface AttentionOptions {
   scale?: number;
   /** Sliding window: query i sees keys j with i − window < j ≤ i (transformers' rule), or null. */
   slidingWindow?: number | null;
+  /** Dropout on the attention probabilities (GPT-2's `attn_pdrop`, Llama's `attention_dropout`) with its uniforms. */
+  dropout?: { p: number; random: () => number } | null;
 }
 
 /**
@@ -111,6 +113,11 @@ export function causalAttention(q: Var, k: Var, v: Var, o: AttentionOptions): Va
   const kern = getCpuBackend();
   const out = new Float32Array(B * T * qw);
   const probs = new Float32Array(B * H * T * T);
+  const drop = o.dropout && o.dropout.p > 0 ? o.dropout : null;
+  if (drop && !(drop.p < 1)) throw new RangeError(`Cannot run causalAttention: dropout must be in [0, 1): current value is ${drop.p}`);
+  // Kept-probability masks (0 or 1/(1−p)) when dropout is on: out = (P ⊙ mask)·V.
+  const masks = drop ? new Float32Array(B * H * T * T) : null;
+  const dropped = drop ? new Float32Array(T * T) : null;
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < H; h++) {
       const kh = Math.floor(h / group);
@@ -135,7 +142,16 @@ export function causalAttention(q: Var, k: Var, v: Var, o: AttentionOptions): Va
         const inv = 1 / s;
         for (let j = lo; j <= i; j++) P[r + j]! *= inv;
       }
-      kern.gemm({ transA: false, transB: false, m: T, n: d, k: T, alpha: 1, a: P, lda: T, b: v.data.subarray(ko), ldb: kw, beta: 0, c: out.subarray(qo), ldc: qw });
+      let A = P;
+      if (drop) {
+        const M = masks!.subarray((b * H + h) * T * T, (b * H + h + 1) * T * T), keep = 1 / (1 - drop.p);
+        for (let i = 0; i < T * T; i++) {
+          M[i] = drop.random() < drop.p ? 0 : keep;
+          dropped![i] = P[i]! * M[i]!;
+        }
+        A = dropped!;
+      }
+      kern.gemm({ transA: false, transB: false, m: T, n: d, k: T, alpha: 1, a: A, lda: T, b: v.data.subarray(ko), ldb: kw, beta: 0, c: out.subarray(qo), ldc: qw });
     }
   }
   return makeResult(out, q.shape, [q, k, v], (g) => {
@@ -146,9 +162,16 @@ export function causalAttention(q: Var, k: Var, v: Var, o: AttentionOptions): Va
         const kh = Math.floor(h / group);
         const P = probs.subarray((b * H + h) * T * T, (b * H + h + 1) * T * T);
         const qo = b * T * qw + h * d, ko = b * T * kw + kh * d;
-        // dV += Pᵀ·dO; dP = dO·Vᵀ
-        kern.gemm({ transA: true, transB: false, m: T, n: d, k: T, alpha: 1, a: P, lda: T, b: g.subarray(qo), ldb: qw, beta: 1, c: gv.subarray(ko), ldc: kw });
+        const M = masks ? masks.subarray((b * H + h) * T * T, (b * H + h + 1) * T * T) : null;
+        let A = P;
+        if (M) {
+          for (let i = 0; i < T * T; i++) dropped![i] = P[i]! * M[i]!;
+          A = dropped!;
+        }
+        // dV += (P ⊙ mask)ᵀ·dO; dP = (dO·Vᵀ) ⊙ mask
+        kern.gemm({ transA: true, transB: false, m: T, n: d, k: T, alpha: 1, a: A, lda: T, b: g.subarray(qo), ldb: qw, beta: 1, c: gv.subarray(ko), ldc: kw });
         kern.gemm({ transA: false, transB: true, m: T, n: T, k: d, alpha: 1, a: g.subarray(qo), lda: qw, b: v.data.subarray(ko), ldb: kw, beta: 0, c: dP, ldc: T });
+        if (M) for (let i = 0; i < T * T; i++) dP[i]! *= M[i]!;
         // dS = P ⊙ (dP − rowsum(P ⊙ dP)) (masked entries have P = 0), scaled by `scale` for q·k.
         kern.softmaxBackward({ p: P, dp: dP, rows: T, cols: T });
         kern.gemm({ transA: false, transB: false, m: T, n: d, k: T, alpha: scale, a: dP, lda: T, b: k.data.subarray(ko), ldb: kw, beta: 0, c: gq.subarray(qo), ldc: qw });

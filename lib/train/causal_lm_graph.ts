@@ -10,7 +10,7 @@ import type { ModuleList } from "../nn/container.ts";
 import type { RotaryEmbedding } from "../nn/rotary.ts";
 import { LlamaForCausalLM } from "../models/llama.ts";
 import { GPT2LMHeadModel } from "../models/gpt2.ts";
-import { add, causalAttention, checkpoint, embeddingFrozen, ReplayRandom, gelu, layerNorm, rmsNorm, rotary, siluMul, silu, mul, type RotaryTables, sliceLastDim, type Var } from "../autograd/mod.ts";
+import { add, causalAttention, checkpoint, dropout, embeddingFrozen, ReplayRandom, gelu, layerNorm, rmsNorm, rotary, siluMul, silu, mul, type RotaryTables, sliceLastDim, type Var } from "../autograd/mod.ts";
 import type { KernelDType } from "../backends/kernels.ts";
 import { frozenVector, LayerGraph, type Trainable } from "./_layers.ts";
 
@@ -20,6 +20,10 @@ export interface TokenBatch {
   labels: number[];
   batch: number;
   seqLen: number;
+}
+
+function num(v: unknown, fallback = 0): number {
+  return typeof v === "number" ? v : fallback;
 }
 
 function act(name: string, x: Var): Var {
@@ -87,6 +91,15 @@ export class CausalLMGraph {
     this.#source = r;
   }
 
+  /** The model's own dropout (training mode only), drawing from the graph's uniforms. */
+  #drop(p: number): { p: number; random: () => number } | null {
+    return this.#layers.training && p > 0 ? { p, random: () => this.#replay.next() } : null;
+  }
+
+  #dropout(x: Var, p: number): Var {
+    return this.#layers.training && p > 0 ? dropout(x, p, () => this.#replay.next()) : x;
+  }
+
   /** One decoder layer, checkpointed (its dropout draws replayed in the recomputation) when asked. */
   #layer(body: (x: Var) => Var, h: Var): Var {
     if (!this.gradientCheckpointing) return body(h);
@@ -133,6 +146,7 @@ export class CausalLMGraph {
     const rot = inner.child<RotaryEmbedding>("rotary_emb");
     const pos = Array.from({ length: T }, (_, i) => i);
     const tables: RotaryTables = rot.cosSin(pos);
+    const attnDrop = num(model.config.attention_dropout);
     let h = embed(inner.child("embed_tokens"), batch.inputIds);
     for (const layer of inner.child<ModuleList>("layers")) {
       h = this.#layer((h) => {
@@ -143,7 +157,7 @@ export class CausalLMGraph {
         const v = L.linear(attn.child("v_proj"), n1);
         q = rotary(q, tables, { batch: B, heads: c.numAttentionHeads, headDim: c.headDim });
         k = rotary(k, tables, { batch: B, heads: c.numKeyValueHeads, headDim: c.headDim });
-        const a = causalAttention(q, k, v, { batch: B, heads: c.numAttentionHeads, kvHeads: c.numKeyValueHeads, headDim: c.headDim, slidingWindow: attn.slidingWindow ?? null });
+        const a = causalAttention(q, k, v, { batch: B, heads: c.numAttentionHeads, kvHeads: c.numKeyValueHeads, headDim: c.headDim, slidingWindow: attn.slidingWindow ?? null, dropout: this.#drop(attnDrop) });
         h = add(h, L.linear(attn.child("o_proj"), a));
         const mlp = layer.child("mlp");
         const n2 = rmsNorm(h, this.#vec(layer.child("post_attention_layernorm"), "weight"), c.rmsNormEps);
@@ -163,7 +177,8 @@ export class CausalLMGraph {
     const { batch: B, seqLen: T } = batch;
     if (T > c.nPositions) throw new RangeError(`Cannot train GPT-2 on ${T} tokens: n_positions is ${c.nPositions}`);
     const pos = Array.from({ length: B * T }, (_, i) => i % T);
-    let h = add(embed(t.child("wte"), batch.inputIds), embed(t.child("wpe"), pos));
+    const raw = model.config, pEmbd = num(raw.embd_pdrop, 0.1), pResid = num(raw.resid_pdrop, 0.1), pAttn = num(raw.attn_pdrop, 0.1);
+    let h = this.#dropout(add(embed(t.child("wte"), batch.inputIds), embed(t.child("wpe"), pos)), pEmbd);
     const e = c.nEmbd, nh = c.nHead, d = e / nh;
     let i = 0;
     for (const block of t.child<ModuleList>("h")) {
@@ -176,10 +191,10 @@ export class CausalLMGraph {
         const [q, k, v] = [0, 1, 2].map((j) => sliceLastDim(qkv, j * e, (j + 1) * e)) as [Var, Var, Var];
         let scale = c.scaleAttnWeights ? 1 / Math.sqrt(d) : 1;
         if (c.scaleAttnByInverseLayerIdx) scale /= layerIdx + 1;
-        const a = causalAttention(q, k, v, { batch: B, heads: nh, kvHeads: nh, headDim: d, scale });
-        h = add(h, L.linear(attn.child("c_proj"), a));
+        const a = causalAttention(q, k, v, { batch: B, heads: nh, kvHeads: nh, headDim: d, scale, dropout: this.#drop(pAttn) });
+        h = add(h, this.#dropout(L.linear(attn.child("c_proj"), a), pResid));
         const n2 = layerNorm(h, this.#vec(ln2, "weight"), this.#vec2(ln2), c.layerNormEpsilon);
-        h = add(h, L.linear(mlp.child("c_proj"), act(c.activationFunction, L.linear(mlp.child("c_fc"), n2))));
+        h = add(h, this.#dropout(L.linear(mlp.child("c_proj"), act(c.activationFunction, L.linear(mlp.child("c_fc"), n2))), pResid));
         return h;
       }, h);
     }

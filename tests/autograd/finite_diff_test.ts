@@ -78,6 +78,8 @@ test("norms, rotary and attention: gradients equal finite differences", () => {
   gradCheck("rotary", [[10, 12]], ([x]) => rotary(x!, { cos, sin }, { batch: 2, heads: 2, headDim: 6 }));
   gradCheck("attention GQA", [[10, 12], [10, 6], [10, 6]], ([q, k, v]) => causalAttention(q!, k!, v!, { batch: 2, heads: 4, kvHeads: 2, headDim: 3 }));
   gradCheck("attention window", [[7, 6], [7, 6], [7, 6]], ([q, k, v]) => causalAttention(q!, k!, v!, { batch: 1, heads: 2, kvHeads: 2, headDim: 3, slidingWindow: 2 }));
+  // Dropout on the probabilities: the same seeded mask on every evaluation.
+  gradCheck("attention dropout", [[10, 12], [10, 6], [10, 6]], ([q, k, v]) => causalAttention(q!, k!, v!, { batch: 2, heads: 4, kvHeads: 2, headDim: 3, dropout: { p: 0.3, random: rng(11) } }));
 });
 
 test("causal-LM loss: gradient equals finite differences", () => {
