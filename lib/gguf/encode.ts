@@ -2,13 +2,15 @@
  * One tensor from its stored bytes (F32/F16/BF16, torch order) to GGUF bytes, as
  * `convert_hf_to_gguf.py` writes it: 1-D tensors, `*_norm.weight` and non-`.weight` tensors in F32;
  * other weights in the output type, Q8_0 falling back to F16 where a row is not a multiple of 32;
- * BF16 sources go through f32 first (F16/F32 ones are used as stored); llama's q/k rows permuted.
- * Converted a chunk of rows at a time, so memory stays near the merged tensor itself.
+ * the MoE router (`ffn_gate_inp`) in F32; BF16 sources go through f32 first (F16/F32 ones are used
+ * as stored); rows permuted or values shifted as `ggufTensorTransform` says. Converted a chunk of
+ * rows at a time, so memory stays near the merged tensor itself.
  * @module
  */
-import { f16BitsToF32, f32BitsToBf16Row, f32BitsToF16Row } from "../_float_bits.ts";
-import { GGML_TYPE_NAME, GGMLType, type GGMLTypeId, ggmlNBytes, GGUF_OUT_TYPES, type GgufOutType } from "./constants.ts";
+import { f16BitsToF32, f32BitsToBf16Row, f32BitsToF16, f32BitsToF16Row } from "../_float_bits.ts";
+import { GGML_TYPE_NAME, ggmlNBytes, GGMLType, type GGMLTypeId, GGUF_OUT_TYPES, type GgufOutType } from "./constants.ts";
 import { QK8_0, quantizeQ8_0 } from "./q8_0.ts";
+import type { GgufTensorTransform } from "./tensor_names.ts";
 
 /**
  * The ggml type `convert_hf_to_gguf.py` gives a tensor named `ggufName` of `shape` in an
@@ -21,7 +23,10 @@ import { QK8_0, quantizeQ8_0 } from "./q8_0.ts";
  * ```
  */
 export function ggufTensorType(ggufName: string, shape: readonly number[], outType: GgufOutType): GGMLTypeId {
-  if (shape.length <= 1 || ggufName.endsWith("_norm.weight") || !ggufName.endsWith(".weight")) return GGMLType.F32;
+  if (
+    shape.length <= 1 || ggufName.endsWith("_norm.weight") || !ggufName.endsWith(".weight") ||
+    /^blk\.\d+\.ffn_gate_inp\.weight$/.test(ggufName)
+  ) return GGMLType.F32;
   const t = GGUF_OUT_TYPES[outType].tensorType;
   if (t === GGMLType.Q8_0 && shape[shape.length - 1]! % QK8_0 !== 0) return GGMLType.F16;
   return t;
@@ -45,7 +50,9 @@ const CHUNK_ELEMENTS = 1 << 20;
 /**
  * Encode one tensor chunk by chunk of rows: `src` holds `shape` (torch order) as `srcDtype`;
  * `emit(bytes, byteOffset)` receives each chunk of the `type` encoding (views valid during the
- * call). With `permuteHeads`, output row `h·d + 2i + j` is source row `h·d + j·d/2 + i`.
+ * call). `transform` is a number of heads to permute by (output row `h·d + 2i + j` is source row
+ * `h·d + j·d/2 + i`) or a {@link GgufTensorTransform} (a row map, `+ 1` rounded as the converter
+ * rounds it: in f16 for an F16 source, else in f32).
  *
  * @example
  * ```ts
@@ -62,17 +69,22 @@ export function encodeTensorChunks(
   srcDtype: string,
   shape: readonly number[],
   type: GGMLTypeId,
-  permuteHeads: number | null,
+  transform: number | GgufTensorTransform | null,
   scratch: EncodeScratch,
   emit: (bytes: Uint8Array, byteOffset: number) => void,
 ): void {
   const n = shape.reduce((a, b) => a * b, 1);
-  const direct = (srcDtype === "F32" && type === GGMLType.F32) || (srcDtype === "F16" && type === GGMLType.F16) || (srcDtype === "BF16" && type === GGMLType.BF16);
-  if (direct && permuteHeads === null) {
+  const direct = (srcDtype === "F32" && type === GGMLType.F32) || (srcDtype === "F16" && type === GGMLType.F16) ||
+    (srcDtype === "BF16" && type === GGMLType.BF16);
+  const permuteHeads = typeof transform === "number" ? transform : null;
+  const rowOf = transform !== null && typeof transform === "object" ? transform.rowOf : undefined;
+  const addOne = transform !== null && typeof transform === "object" && transform.addOne === true;
+  if (direct && permuteHeads === null && rowOf === undefined && !addOne) {
     emit(src.subarray(0, n * (type === GGMLType.F32 ? 4 : 2)), 0);
     return;
   }
-  const rows = shape.length >= 2 ? shape[0]! : 1;
+  // A 1-D tensor whose rows are permuted (a fused QKV bias) is a column of rows.
+  const rows = shape.length >= 2 ? shape[0]! : permuteHeads !== null || rowOf !== undefined ? n : 1;
   const cols = n / rows;
   const srcSize = srcDtype === "F32" ? 4 : 2;
   if (srcDtype !== "F32" && srcDtype !== "F16" && srcDtype !== "BF16") {
@@ -80,7 +92,9 @@ export function encodeTensorChunks(
   }
   const rowBytes = ggmlNBytes([cols], type);
   const d = permuteHeads === null ? rows : rows / permuteHeads;
-  if (permuteHeads !== null && (!Number.isInteger(d) || d % 2 !== 0)) throw new RangeError(`Cannot permute ${rows} rows for ${permuteHeads} heads: the head size ${d} must be an even integer`);
+  if (permuteHeads !== null && (!Number.isInteger(d) || d % 2 !== 0)) {
+    throw new RangeError(`Cannot permute ${rows} rows for ${permuteHeads} heads: the head size ${d} must be an even integer`);
+  }
   const half = d / 2;
   const perRow = Math.max(1, Math.floor(CHUNK_ELEMENTS / cols));
   const aligned = srcSize === 4 ? src.byteOffset % 4 === 0 : src.byteOffset % 2 === 0;
@@ -94,10 +108,19 @@ export function encodeTensorChunks(
         const h = Math.floor(r / d);
         const k = r - h * d;
         from = h * d + (k & 1) * half + (k >> 1);
+      } else if (rowOf !== undefined) {
+        from = rowOf(r);
       }
       toF32(s, srcDtype, from * cols, x.subarray((r - r0) * cols, (r - r0 + 1) * cols), cols);
     }
     const m = x.length;
+    if (addOne) {
+      for (let i = 0; i < m; i++) x[i] = x[i]! + 1;
+      if (srcDtype === "F16") {
+        const b = new Int32Array(x.buffer, x.byteOffset, m);
+        for (let i = 0; i < m; i++) b[i] = f16BitsToF32(f32BitsToF16(b[i]!));
+      }
+    }
     const bits = new Int32Array(x.buffer, x.byteOffset, m);
     switch (type) {
       case GGMLType.F32:
@@ -130,9 +153,15 @@ export function encodeTensorChunks(
  * console.log(encodeTensor(new Uint8Array(new Float32Array([1, 2]).buffer), "F32", [2], GGMLType.F16).length); // 4
  * ```
  */
-export function encodeTensor(src: Uint8Array, srcDtype: string, shape: readonly number[], type: GGMLTypeId, permuteHeads: number | null = null): Uint8Array {
+export function encodeTensor(
+  src: Uint8Array,
+  srcDtype: string,
+  shape: readonly number[],
+  type: GGMLTypeId,
+  transform: number | GgufTensorTransform | null = null,
+): Uint8Array {
   const out = new Uint8Array(ggmlNBytes(shape, type));
-  encodeTensorChunks(src, srcDtype, shape, type, permuteHeads, new EncodeScratch(), (b, o) => out.set(b, o));
+  encodeTensorChunks(src, srcDtype, shape, type, transform, new EncodeScratch(), (b, o) => out.set(b, o));
   return out;
 }
 

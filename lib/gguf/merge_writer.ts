@@ -2,19 +2,20 @@
  * GGUF as the output of `mergeCheckpoint`: a writer with the shape of the safetensors
  * `ShardedWriter` the merge stream writes into (one "shard": `order`, `tempPath`, `write`,
  * `offsetOf`), which renames, permutes and converts each merged tensor as it arrives and writes it
- * at its place in one `.gguf`. Tensors arrive in the plan's order, which is the file's order, so the
- * file is written sequentially; memory is one tensor's f32 copy (two when q/k rows are permuted).
+ * at its place in one `.gguf`. The shard lists the tensors in file order (each expert of a MoE layer
+ * is a slice of its stacked `*_exps` tensor), so the file is written sequentially; memory is one
+ * chunk of rows in f32 beside the merged tensor.
  * @module
  */
 import { closeSync, existsSync, lstatSync, openSync, readdirSync, readSync, rmSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import process from "node:process";
-import { type GGMLTypeId, GGUF_MAGIC, GGUF_OUT_TYPES, type GgufOutType } from "./constants.ts";
+import { ggmlNBytes, type GGMLTypeId, GGUF_MAGIC, GGUF_OUT_TYPES, type GgufOutType } from "./constants.ts";
 import { EncodeScratch, encodeTensorChunks, ggufTensorType } from "./encode.ts";
 import { ggufExtraTensors, ggufModelMetadata } from "./metadata.ts";
-import { ggufArchOf, ggufTensorName, permuteHeads } from "./tensor_names.ts";
+import { type GgufArch, ggufArchOf, ggufTensorRoute, type GgufTensorTransform, ggufTensorTransform } from "./tensor_names.ts";
 import { ggufTokenizerMetadata, type GgufTokenizerOptions } from "./tokenizer.ts";
-import { GgufWriter, type GgufTensorSpec } from "./writer.ts";
+import { type GgufTensorSpec, GgufWriter } from "./writer.ts";
 
 /** One planned input tensor (the merge plan's fields this writer needs). */
 export interface GgufPlannedTensor {
@@ -121,7 +122,11 @@ function startsWithMagic(p: string): boolean {
 export function checkGgufReplaceable(out: string, shown: string): void {
   const st = lstatSync(out);
   const ok = (st.isFile() || (st.isSymbolicLink() && statSync(out).isFile())) && startsWithMagic(out);
-  if (!ok) throw new TypeError(`Cannot replace "${shown}": it is not a GGUF file; --force replaces only a previous .gguf output: remove it yourself or choose another --out`);
+  if (!ok) {
+    throw new TypeError(
+      `Cannot replace "${shown}": it is not a GGUF file; --force replaces only a previous .gguf output: remove it yourself or choose another --out`,
+    );
+  }
 }
 
 /**
@@ -149,24 +154,13 @@ export class GgufMergeWriter implements Disposable {
     const arch = ggufArchOf(options.config);
     const config = options.config!;
     const outType = options.ggufType ?? "f16";
-    const specs: GgufTensorSpec[] = [];
-    const routes = new Map<string, Route>();
-    for (const t of tensors) {
-      const gname = ggufTensorName(t.name);
-      if (gname === null) {
-        routes.set(t.name, { gname: null, shape: t.shape, srcDtype: t.outDtype, type: 0, heads: null });
-        continue;
-      }
-      const type = ggufTensorType(gname, t.shape, outType);
-      specs.push({ name: gname, shape: t.shape, type });
-      routes.set(t.name, { gname, shape: t.shape, srcDtype: t.outDtype, type, heads: permuteHeads(arch, t.name, config) });
-    }
-    const extra = ggufExtraTensors(config, arch);
-    for (const e of extra) specs.unshift({ name: e.name, shape: [e.data.length], type: 0 });
     const kvs = [
       ...ggufModelMetadata(config, arch, outType, { name: options.name ?? basename(options.baseDir) }),
       ...ggufTokenizerMetadata(options.baseDir, config, arch, options),
     ];
+    const { specs, routes } = planTensors(tensors, arch, config, outType);
+    const extra = ggufExtraTensors(config, arch);
+    for (const e of extra.toReversed()) specs.unshift({ name: e.name, shape: [e.data.length], type: 0 });
     this.#writer = new GgufWriter(options.tempPath, kvs, specs, { tempPath: options.tempPath });
     this.totalBytes = this.#writer.totalBytes;
     try {
@@ -199,7 +193,86 @@ interface Route {
   shape: readonly number[];
   srcDtype: string;
   type: GGMLTypeId;
-  heads: number | null;
+  transform: GgufTensorTransform | null;
+  /** Byte offset of this input within its GGUF tensor (an expert's slice of a stacked tensor). */
+  at: number;
+  /** Bytes of this input's encoding. */
+  nbytes: number;
+}
+
+/**
+ * The GGUF tensors (in the converter's order: each stacked `*_exps` tensor where its first expert
+ * was) and each input tensor's route. Experts of one stacked tensor must all be there, with one
+ * shape and dtype.
+ */
+function planTensors(
+  tensors: readonly GgufPlannedTensor[],
+  arch: GgufArch,
+  config: Record<string, unknown>,
+  outType: GgufOutType,
+): { specs: GgufTensorSpec[]; routes: Map<string, Route> } {
+  const specs: GgufTensorSpec[] = [];
+  const routes = new Map<string, Route>();
+  const stacks = new Map<string, { spec: number; members: { name: string; expert: number }[]; shape: readonly number[]; dtype: string }>();
+  for (const t of tensors) {
+    const r = ggufTensorRoute(t.name, arch);
+    if (r === null) {
+      routes.set(t.name, { gname: null, shape: t.shape, srcDtype: t.outDtype, type: 0, transform: null, at: 0, nbytes: 0 });
+      continue;
+    }
+    const transform = ggufTensorTransform(arch, t.name, t.shape.length >= 2 ? t.shape[0]! : t.shape[0] ?? 1, config);
+    if (r.expert === undefined) {
+      const type = ggufTensorType(r.name, t.shape, outType);
+      specs.push({ name: r.name, shape: t.shape, type });
+      routes.set(t.name, {
+        gname: r.name,
+        shape: t.shape,
+        srcDtype: t.outDtype,
+        type,
+        transform,
+        at: 0,
+        nbytes: ggmlNBytes(t.shape, type),
+      });
+      continue;
+    }
+    let st = stacks.get(r.name);
+    if (st === undefined) {
+      st = { spec: specs.length, members: [], shape: t.shape, dtype: t.outDtype };
+      stacks.set(r.name, st);
+      specs.push({ name: r.name, shape: [], type: 0 });
+    }
+    if (t.shape.join() !== st.shape.join() || t.outDtype !== st.dtype) {
+      throw new TypeError(
+        `Cannot write tensor "${t.name}" into the stacked GGUF tensor "${r.name}": its shape [${
+          t.shape.join(", ")
+        }] ${t.outDtype} differs from the other experts' [${st.shape.join(", ")}] ${st.dtype}`,
+      );
+    }
+    st.members.push({ name: t.name, expert: r.expert });
+    routes.set(t.name, { gname: r.name, shape: t.shape, srcDtype: t.outDtype, type: 0, transform, at: r.expert, nbytes: 0 });
+  }
+  for (const [gname, st] of stacks) {
+    const n = st.members.length;
+    const seen = new Set(st.members.map((m) => m.expert));
+    if (seen.size !== n || [...seen].some((e) => e >= n)) {
+      throw new TypeError(
+        `Cannot write GGUF tensor "${gname}": its experts are not numbered 0..${n - 1} (found ${
+          [...seen].sort((a, b) => a - b).join(", ")
+        }); is the checkpoint complete?`,
+      );
+    }
+    const shape = [n, ...st.shape];
+    const type = ggufTensorType(gname, shape, outType);
+    specs[st.spec] = { name: gname, shape, type };
+    const each = ggmlNBytes(st.shape, type);
+    for (const m of st.members) {
+      const r = routes.get(m.name)!;
+      r.type = type;
+      r.nbytes = each;
+      r.at = m.expert * each;
+    }
+  }
+  return { specs, routes };
 }
 
 /** The one "shard" the merge stream writes into. */
@@ -215,20 +288,18 @@ export class GgufShard {
     this.#w = w;
     this.#routes = routes;
     this.#pos = new Map();
-    let last = w.dataStart;
     const order: OrderEntry[] = [];
-    for (const n of names) {
+    const placed = names.map((n, i) => {
       const r = routes.get(n)!;
-      if (r.gname === null) {
-        order.push({ name: n, begin: 0, end: 0 });
-        this.#pos.set(n, last);
-        continue;
-      }
-      const off = w.offsetOf(r.gname);
-      const size = w.nbytesOf(r.gname);
+      return { n, i, off: r.gname === null ? -1 : w.offsetOf(r.gname) + r.at, size: r.nbytes };
+    });
+    // File order; a dropped tensor stays after the tensor it followed in the plan.
+    let prev = w.dataStart;
+    for (const p of placed) p.off < 0 ? (p.off = prev) : (prev = p.off + p.size);
+    placed.sort((a, b) => a.off - b.off || a.i - b.i);
+    for (const { n, off, size } of placed) {
       order.push({ name: n, begin: off - w.dataStart, end: off - w.dataStart + size });
       this.#pos.set(n, off);
-      last = off + size;
     }
     this.order = order;
   }
@@ -257,6 +328,6 @@ export class GgufShard {
     if (byteOffset !== 0) throw new RangeError(`Cannot write tensor "${name}" to GGUF in pieces: write it whole`);
     if (r.gname === null) return;
     const gname = r.gname;
-    encodeTensorChunks(bytes, r.srcDtype, r.shape, r.type, r.heads, this.#scratch, (b, o) => this.#w.write(gname, b, o));
+    encodeTensorChunks(bytes, r.srcDtype, r.shape, r.type, r.transform, this.#scratch, (b, o) => this.#w.write(gname, b, r.at + o));
   }
 }

@@ -27,9 +27,13 @@ const f32Bits = new Int32Array(f32.buffer);
  * ```
  */
 export function quantizeQ8_0(src: Float32Array, dst: Uint8Array = new Uint8Array((src.length / QK8_0) * Q8_0_BLOCK_BYTES)): Uint8Array {
-  if (src.length % QK8_0 !== 0) throw new RangeError(`Cannot quantise ${src.length} values to Q8_0: the count must be a multiple of ${QK8_0}`);
+  if (src.length % QK8_0 !== 0) {
+    throw new RangeError(`Cannot quantise ${src.length} values to Q8_0: the count must be a multiple of ${QK8_0}`);
+  }
   const nb = src.length / QK8_0;
-  if (dst.byteLength < nb * Q8_0_BLOCK_BYTES) throw new RangeError(`Cannot quantise to Q8_0: the output holds ${dst.byteLength} bytes, ${nb * Q8_0_BLOCK_BYTES} needed`);
+  if (dst.byteLength < nb * Q8_0_BLOCK_BYTES) {
+    throw new RangeError(`Cannot quantise to Q8_0: the output holds ${dst.byteLength} bytes, ${nb * Q8_0_BLOCK_BYTES} needed`);
+  }
   const q = new Int8Array(dst.buffer, dst.byteOffset, dst.byteLength);
   for (let b = 0; b < nb; b++) {
     const x0 = b * QK8_0;
@@ -65,7 +69,9 @@ export function quantizeQ8_0(src: Float32Array, dst: Uint8Array = new Uint8Array
  * ```
  */
 export function dequantizeQ8_0(src: Uint8Array): Float32Array {
-  if (src.byteLength % Q8_0_BLOCK_BYTES !== 0) throw new RangeError(`Cannot dequantise ${src.byteLength} bytes of Q8_0: the size must be a multiple of ${Q8_0_BLOCK_BYTES}`);
+  if (src.byteLength % Q8_0_BLOCK_BYTES !== 0) {
+    throw new RangeError(`Cannot dequantise ${src.byteLength} bytes of Q8_0: the size must be a multiple of ${Q8_0_BLOCK_BYTES}`);
+  }
   const nb = src.byteLength / Q8_0_BLOCK_BYTES;
   const out = new Float32Array(nb * QK8_0);
   const q = new Int8Array(src.buffer, src.byteOffset, src.byteLength);

@@ -4,7 +4,7 @@
  * @module
  */
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
-import { type GGMLTypeId, ggmlNBytes, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUFValueType } from "./constants.ts";
+import { ggmlNBytes, type GGMLTypeId, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUFValueType } from "./constants.ts";
 
 /** A metadata value as read: numbers (u64/i64 as bigint), booleans, strings or arrays of them. */
 export type GgufReadValue = number | bigint | boolean | string | GgufReadValue[];
@@ -40,9 +40,22 @@ class Cursor {
   #need(n: number): void {
     if (this.pos + n > this.buf.length) throw new OutOfData();
   }
-  u8(): number { this.#need(1); return this.view.getUint8(this.pos++); }
-  u32(): number { this.#need(4); const v = this.view.getUint32(this.pos, true); this.pos += 4; return v; }
-  u64(): bigint { this.#need(8); const v = this.view.getBigUint64(this.pos, true); this.pos += 8; return v; }
+  u8(): number {
+    this.#need(1);
+    return this.view.getUint8(this.pos++);
+  }
+  u32(): number {
+    this.#need(4);
+    const v = this.view.getUint32(this.pos, true);
+    this.pos += 4;
+    return v;
+  }
+  u64(): bigint {
+    this.#need(8);
+    const v = this.view.getBigUint64(this.pos, true);
+    this.pos += 8;
+    return v;
+  }
   num(): number {
     const v = this.u64();
     if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new RangeError(`Cannot read GGUF: a count or size of ${v} is too large`);
@@ -64,18 +77,30 @@ class Cursor {
       return p;
     };
     switch (type) {
-      case GGUFValueType.UINT8: return d.getUint8(at(1));
-      case GGUFValueType.INT8: return d.getInt8(at(1));
-      case GGUFValueType.UINT16: return d.getUint16(at(2), true);
-      case GGUFValueType.INT16: return d.getInt16(at(2), true);
-      case GGUFValueType.UINT32: return d.getUint32(at(4), true);
-      case GGUFValueType.INT32: return d.getInt32(at(4), true);
-      case GGUFValueType.FLOAT32: return d.getFloat32(at(4), true);
-      case GGUFValueType.BOOL: return d.getUint8(at(1)) !== 0;
-      case GGUFValueType.STRING: return this.str();
-      case GGUFValueType.UINT64: return d.getBigUint64(at(8), true);
-      case GGUFValueType.INT64: return d.getBigInt64(at(8), true);
-      case GGUFValueType.FLOAT64: return d.getFloat64(at(8), true);
+      case GGUFValueType.UINT8:
+        return d.getUint8(at(1));
+      case GGUFValueType.INT8:
+        return d.getInt8(at(1));
+      case GGUFValueType.UINT16:
+        return d.getUint16(at(2), true);
+      case GGUFValueType.INT16:
+        return d.getInt16(at(2), true);
+      case GGUFValueType.UINT32:
+        return d.getUint32(at(4), true);
+      case GGUFValueType.INT32:
+        return d.getInt32(at(4), true);
+      case GGUFValueType.FLOAT32:
+        return d.getFloat32(at(4), true);
+      case GGUFValueType.BOOL:
+        return d.getUint8(at(1)) !== 0;
+      case GGUFValueType.STRING:
+        return this.str();
+      case GGUFValueType.UINT64:
+        return d.getBigUint64(at(8), true);
+      case GGUFValueType.INT64:
+        return d.getBigInt64(at(8), true);
+      case GGUFValueType.FLOAT64:
+        return d.getFloat64(at(8), true);
       case GGUFValueType.ARRAY: {
         const item = this.u32();
         const n = this.num();
@@ -103,7 +128,7 @@ export function readGguf(path: string): GgufFile {
   const fd = openSync(path, "r");
   try {
     const size = fstatSync(fd).size;
-    for (let want = Math.min(size, 1 << 20); ; want = Math.min(size, want * 4)) {
+    for (let want = Math.min(size, 1 << 20);; want = Math.min(size, want * 4)) {
       const buf = new Uint8Array(want);
       let got = 0;
       while (got < want) {
@@ -115,7 +140,9 @@ export function readGguf(path: string): GgufFile {
         return parse(path, buf.subarray(0, got), size);
       } catch (e) {
         if (!(e instanceof OutOfData)) throw e;
-        if (want >= size) throw new RangeError(`Cannot read "${path}": the GGUF header runs past the end of the file (${size} bytes): is it truncated?`);
+        if (want >= size) {
+          throw new RangeError(`Cannot read "${path}": the GGUF header runs past the end of the file (${size} bytes): is it truncated?`);
+        }
       }
     }
   } finally {
@@ -158,12 +185,18 @@ function parse(path: string, buf: Uint8Array, fileSize: number): GgufFile {
   const dataStart = Math.ceil(c.pos / alignment) * alignment;
   const tensors: GgufTensorInfo[] = raw.map((t) => {
     const nbytes = ggmlNBytes(t.shape, t.type);
-    if (dataStart + t.rel + nbytes > fileSize) throw new RangeError(`Cannot read "${path}": tensor "${t.name}" ends past the end of the file: is it truncated?`);
+    if (dataStart + t.rel + nbytes > fileSize) {
+      throw new RangeError(`Cannot read "${path}": tensor "${t.name}" ends past the end of the file: is it truncated?`);
+    }
     return { name: t.name, shape: t.shape, type: t.type, offset: dataStart + t.rel, nbytes };
   });
   const byName = new Map(tensors.map((t) => [t.name, t]));
   return {
-    version, metadata, types, tensors, dataStart,
+    version,
+    metadata,
+    types,
+    tensors,
+    dataStart,
     readTensor(name: string): Uint8Array {
       const t = byName.get(name);
       if (!t) throw new RangeError(`Cannot read tensor "${name}" from "${path}": there is no such tensor`);

@@ -29,12 +29,18 @@ interface AddedToken {
 
 const SPECIAL_TYPES = ["bos", "eos", "unk", "sep", "pad", "cls", "mask"] as const;
 const ID_KEY: Record<(typeof SPECIAL_TYPES)[number], string> = {
-  bos: "bos_token_id", eos: "eos_token_id", unk: "unknown_token_id", sep: "seperator_token_id", pad: "padding_token_id", cls: "cls_token_id", mask: "mask_token_id",
+  bos: "bos_token_id",
+  eos: "eos_token_id",
+  unk: "unknown_token_id",
+  sep: "seperator_token_id",
+  pad: "padding_token_id",
+  cls: "cls_token_id",
+  mask: "mask_token_id",
 };
 
 /** Options for {@link ggufTokenizerMetadata}. */
 export interface GgufTokenizerOptions {
-  /** `tokenizer.ggml.pre` for a byte-level BPE vocabulary (default from the architecture: `llama-bpe`, `qwen2`). */
+  /** `tokenizer.ggml.pre` for a byte-level BPE vocabulary (default from the architecture: `qwen2` for the Qwen ones, else `llama-bpe`). */
   pre?: string;
 }
 
@@ -63,9 +69,18 @@ function looksSpecial(t: string): boolean {
  * const kv = ggufTokenizerMetadata("Qwen2-0.5B", { vocab_size: 151936 }, "qwen2");
  * ```
  */
-export function ggufTokenizerMetadata(dir: string, config: Record<string, unknown>, arch: GgufArch, options: GgufTokenizerOptions = {}): GgufKV[] {
+export function ggufTokenizerMetadata(
+  dir: string,
+  config: Record<string, unknown>,
+  arch: GgufArch,
+  options: GgufTokenizerOptions = {},
+): GgufKV[] {
   const tj = readJson(join(dir, "tokenizer.json"));
-  if (tj === null) throw new TypeError(`Cannot write the GGUF tokenizer: "${dir}" has no tokenizer.json; llama.cpp needs the vocabulary in the file (save the tokenizer with the base model)`);
+  if (tj === null) {
+    throw new TypeError(
+      `Cannot write the GGUF tokenizer: "${dir}" has no tokenizer.json; llama.cpp needs the vocabulary in the file (save the tokenizer with the base model)`,
+    );
+  }
   const tc = readJson(join(dir, "tokenizer_config.json")) ?? {};
   const model = tj.model ?? {};
   const vocab: Record<string, number> = model.vocab ?? {};
@@ -74,12 +89,18 @@ export function ggufTokenizerMetadata(dir: string, config: Record<string, unknow
   const byteLevel = model.type === "BPE" && !model.byte_fallback && decoderType === "ByteLevel";
   const spm = model.type === "BPE" && model.byte_fallback === true;
   if (!byteLevel && !spm) {
-    throw new TypeError(`Cannot write the GGUF tokenizer from "${join(dir, "tokenizer.json")}": its model is ${model.type}${model.byte_fallback ? " with byte fallback" : ""} and decoder ${decoderType}; supported are byte-level BPE (GPT-2 style) and SentencePiece-style BPE with byte fallback`);
+    throw new TypeError(
+      `Cannot write the GGUF tokenizer from "${join(dir, "tokenizer.json")}": its model is ${model.type}${
+        model.byte_fallback ? " with byte fallback" : ""
+      } and decoder ${decoderType}; supported are byte-level BPE (GPT-2 style) and SentencePiece-style BPE with byte fallback`,
+    );
   }
   const addedById = new Map(added.map((a) => [a.id, a]));
   const maxId = Math.max(-1, ...Object.values(vocab), ...added.map((a) => a.id));
   const nVocab = typeof config.vocab_size === "number" ? Math.max(config.vocab_size, byteLevel ? 0 : maxId + 1) : maxId + 1;
-  if (maxId >= nVocab) throw new RangeError(`Cannot write the GGUF tokenizer: token id ${maxId} is not below config.json's vocab_size ${nVocab}`);
+  if (maxId >= nVocab) {
+    throw new RangeError(`Cannot write the GGUF tokenizer: token id ${maxId} is not below config.json's vocab_size ${nVocab}`);
+  }
   const tokens: string[] = new Array(nVocab);
   const types = new Int32Array(nVocab);
   for (let i = 0; i < nVocab; i++) {
@@ -99,7 +120,7 @@ export function ggufTokenizerMetadata(dir: string, config: Record<string, unknow
   const str = (key: string, value: string) => kv.push({ key, value: { type: "string", value } });
   if (byteLevel) {
     str("tokenizer.ggml.model", "gpt2");
-    str("tokenizer.ggml.pre", options.pre ?? (arch === "qwen2" ? "qwen2" : "llama-bpe"));
+    str("tokenizer.ggml.pre", options.pre ?? (arch.startsWith("qwen") ? "qwen2" : "llama-bpe"));
     kv.push({ key: "tokenizer.ggml.tokens", value: { type: "array", itemType: "string", value: tokens } });
     kv.push({ key: "tokenizer.ggml.token_type", value: { type: "array", itemType: "i32", value: types } });
     const merges = mergeStrings(model.merges, dir);
@@ -118,8 +139,9 @@ export function ggufTokenizerMetadata(dir: string, config: Record<string, unknow
       if (!rank.has(t)) rank.set(t, r);
     });
     for (let i = 0; i < nVocab; i++) {
-      if (types[i] === TokenType.USER_DEFINED || types[i] === TokenType.UNUSED || (addedById.has(i) && types[i] === TokenType.CONTROL)) scores[i] = -1000;
-      else if (types[i] === TokenType.NORMAL) scores[i] = -(rank.get(tokens[i]!) ?? 0);
+      if (types[i] === TokenType.USER_DEFINED || types[i] === TokenType.UNUSED || (addedById.has(i) && types[i] === TokenType.CONTROL)) {
+        scores[i] = -1000;
+      } else if (types[i] === TokenType.NORMAL) scores[i] = -(rank.get(tokens[i]!) ?? 0);
     }
     kv.push({ key: "tokenizer.ggml.tokens", value: { type: "array", itemType: "string", value: tokens } });
     kv.push({ key: "tokenizer.ggml.scores", value: { type: "array", itemType: "f32", value: scores } });
@@ -128,9 +150,14 @@ export function ggufTokenizerMetadata(dir: string, config: Record<string, unknow
   for (const [typ, id] of specialIds) kv.push({ key: `tokenizer.ggml.${ID_KEY[typ]}`, value: { type: "u32", value: id } });
   for (const typ of SPECIAL_TYPES) {
     const v = tc[`add_${typ}_token`];
-    if (typeof v === "boolean" && (typ === "bos" || typ === "eos" || typ === "sep")) kv.push({ key: `tokenizer.ggml.add_${typ}_token`, value: { type: "bool", value: v } });
+    if (typeof v === "boolean" && (typ === "bos" || typ === "eos" || typ === "sep")) {
+      kv.push({ key: `tokenizer.ggml.add_${typ}_token`, value: { type: "bool", value: v } });
+    }
   }
-  if (arch === "llama" && typeof tc.add_prefix_space === "boolean") kv.push({ key: "tokenizer.ggml.add_space_prefix", value: { type: "bool", value: tc.add_prefix_space } });
+  if (arch === "llama" && typeof tc.add_prefix_space === "boolean") {
+    kv.push({ key: "tokenizer.ggml.add_space_prefix", value: { type: "bool", value: tc.add_prefix_space } });
+  }
+  if (arch === "gemma2" || arch === "gemma3") kv.push({ key: "tokenizer.ggml.add_space_prefix", value: { type: "bool", value: false } });
   const template = chatTemplate(dir, tc);
   if (template !== null) str("tokenizer.chat_template", template);
   return kv;
@@ -148,7 +175,12 @@ function mergeStrings(merges: unknown, dir: string): string[] {
   });
 }
 
-function findSpecialIds(tc: Record<string, any>, added: AddedToken[], config: Record<string, unknown>, nVocab: number): Map<(typeof SPECIAL_TYPES)[number], number> {
+function findSpecialIds(
+  tc: Record<string, any>,
+  added: AddedToken[],
+  config: Record<string, unknown>,
+  nVocab: number,
+): Map<(typeof SPECIAL_TYPES)[number], number> {
   const ids = new Map<(typeof SPECIAL_TYPES)[number], number>();
   for (const typ of SPECIAL_TYPES) {
     const entry = tc[`${typ}_token`];

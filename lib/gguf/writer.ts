@@ -6,7 +6,16 @@
  * @module
  */
 import { AtomicFile } from "../_atomic.ts";
-import { GGML_BLOCK, type GGMLTypeId, ggmlNBytes, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION, GGUFValueType, type GGUFValueTypeId } from "./constants.ts";
+import {
+  GGML_BLOCK,
+  ggmlNBytes,
+  type GGMLTypeId,
+  GGUF_DEFAULT_ALIGNMENT,
+  GGUF_MAGIC,
+  GGUF_VERSION,
+  GGUFValueType,
+  type GGUFValueTypeId,
+} from "./constants.ts";
 
 /** A metadata value with its GGUF type. Arrays hold one element type. */
 export type GgufValue =
@@ -30,11 +39,16 @@ export interface GgufTensorSpec {
 }
 
 const SCALAR: Record<string, { id: GGUFValueTypeId; bytes: number }> = {
-  u8: { id: GGUFValueType.UINT8, bytes: 1 }, i8: { id: GGUFValueType.INT8, bytes: 1 },
-  u16: { id: GGUFValueType.UINT16, bytes: 2 }, i16: { id: GGUFValueType.INT16, bytes: 2 },
-  u32: { id: GGUFValueType.UINT32, bytes: 4 }, i32: { id: GGUFValueType.INT32, bytes: 4 },
-  f32: { id: GGUFValueType.FLOAT32, bytes: 4 }, u64: { id: GGUFValueType.UINT64, bytes: 8 },
-  i64: { id: GGUFValueType.INT64, bytes: 8 }, f64: { id: GGUFValueType.FLOAT64, bytes: 8 },
+  u8: { id: GGUFValueType.UINT8, bytes: 1 },
+  i8: { id: GGUFValueType.INT8, bytes: 1 },
+  u16: { id: GGUFValueType.UINT16, bytes: 2 },
+  i16: { id: GGUFValueType.INT16, bytes: 2 },
+  u32: { id: GGUFValueType.UINT32, bytes: 4 },
+  i32: { id: GGUFValueType.INT32, bytes: 4 },
+  f32: { id: GGUFValueType.FLOAT32, bytes: 4 },
+  u64: { id: GGUFValueType.UINT64, bytes: 8 },
+  i64: { id: GGUFValueType.INT64, bytes: 8 },
+  f64: { id: GGUFValueType.FLOAT64, bytes: 8 },
   bool: { id: GGUFValueType.BOOL, bytes: 1 },
 };
 
@@ -76,17 +90,39 @@ class ByteSink {
     const d = this.#view;
     const o = this.length;
     switch (type) {
-      case "u8": d.setUint8(o, Number(v)); break;
-      case "i8": d.setInt8(o, Number(v)); break;
-      case "u16": d.setUint16(o, Number(v), true); break;
-      case "i16": d.setInt16(o, Number(v), true); break;
-      case "u32": d.setUint32(o, Number(v), true); break;
-      case "i32": d.setInt32(o, Number(v), true); break;
-      case "f32": d.setFloat32(o, Number(v), true); break;
-      case "u64": d.setBigUint64(o, BigInt(v), true); break;
-      case "i64": d.setBigInt64(o, BigInt(v), true); break;
-      case "f64": d.setFloat64(o, Number(v), true); break;
-      case "bool": d.setUint8(o, v ? 1 : 0); break;
+      case "u8":
+        d.setUint8(o, Number(v));
+        break;
+      case "i8":
+        d.setInt8(o, Number(v));
+        break;
+      case "u16":
+        d.setUint16(o, Number(v), true);
+        break;
+      case "i16":
+        d.setInt16(o, Number(v), true);
+        break;
+      case "u32":
+        d.setUint32(o, Number(v), true);
+        break;
+      case "i32":
+        d.setInt32(o, Number(v), true);
+        break;
+      case "f32":
+        d.setFloat32(o, Number(v), true);
+        break;
+      case "u64":
+        d.setBigUint64(o, BigInt(v), true);
+        break;
+      case "i64":
+        d.setBigInt64(o, BigInt(v), true);
+        break;
+      case "f64":
+        d.setFloat64(o, Number(v), true);
+        break;
+      case "bool":
+        d.setUint8(o, v ? 1 : 0);
+        break;
     }
     this.length += s.bytes;
   }
@@ -111,7 +147,11 @@ class ByteSink {
  * console.log(h.header.length % 32, h.offsets); // 0 [0]
  * ```
  */
-export function encodeGgufHeader(kvs: readonly GgufKV[], tensors: readonly GgufTensorSpec[], alignment = GGUF_DEFAULT_ALIGNMENT): { header: Uint8Array; offsets: number[]; dataBytes: number } {
+export function encodeGgufHeader(
+  kvs: readonly GgufKV[],
+  tensors: readonly GgufTensorSpec[],
+  alignment = GGUF_DEFAULT_ALIGNMENT,
+): { header: Uint8Array; offsets: number[]; dataBytes: number } {
   const seen = new Set<string>();
   const s = new ByteSink();
   s.u32(GGUF_MAGIC);
@@ -150,7 +190,13 @@ export function encodeGgufHeader(kvs: readonly GgufKV[], tensors: readonly GgufT
     const block = GGML_BLOCK[t.type];
     if (block === undefined) throw new TypeError(`Cannot write tensor "${t.name}": ggml type ${t.type} is not one this writer knows`);
     const row = t.shape[t.shape.length - 1] ?? 1;
-    if (row % block.size !== 0) throw new RangeError(`Cannot write tensor "${t.name}" of shape [${t.shape.join(", ")}] as ggml type ${t.type}: its rows must be a multiple of ${block.size}`);
+    if (row % block.size !== 0) {
+      throw new RangeError(
+        `Cannot write tensor "${t.name}" of shape [${
+          t.shape.join(", ")
+        }] as ggml type ${t.type}: its rows must be a multiple of ${block.size}`,
+      );
+    }
     s.str(t.name);
     s.u32(t.shape.length);
     for (let i = t.shape.length - 1; i >= 0; i--) s.u64(t.shape[i]!); // ggml order: row length first
@@ -227,7 +273,9 @@ export class GgufWriter implements Disposable {
   write(name: string, bytes: Uint8Array, byteOffset = 0): void {
     const t = this.#info(name);
     if (byteOffset < 0 || byteOffset + bytes.byteLength > t.nbytes) {
-      throw new RangeError(`Cannot write ${bytes.byteLength} bytes at ${byteOffset} into GGUF tensor "${name}" of ${t.nbytes} bytes in "${this.path}"`);
+      throw new RangeError(
+        `Cannot write ${bytes.byteLength} bytes at ${byteOffset} into GGUF tensor "${name}" of ${t.nbytes} bytes in "${this.path}"`,
+      );
     }
     this.#file.write(bytes, t.offset + byteOffset);
     if (byteOffset + bytes.byteLength === t.nbytes) this.#written.add(name);
@@ -242,7 +290,11 @@ export class GgufWriter implements Disposable {
     const missing = [...this.#byName.keys()].filter((n) => !this.#written.has(n));
     if (missing.length > 0) {
       this.abort();
-      throw new RangeError(`Cannot finish "${this.path}": ${missing.length} tensors were never written (${missing.slice(0, 3).join(", ")}${missing.length > 3 ? ", …" : ""})`);
+      throw new RangeError(
+        `Cannot finish "${this.path}": ${missing.length} tensors were never written (${missing.slice(0, 3).join(", ")}${
+          missing.length > 3 ? ", …" : ""
+        })`,
+      );
     }
     this.#file.commit(path, this.totalBytes);
   }

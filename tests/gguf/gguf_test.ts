@@ -1,5 +1,6 @@
 // lib/gguf: Q8_0 bit-exact with gguf-py (= ggml's quantize_row_q8_0_ref), the writer/reader round
-// trip, the q/k permutation, and the merge's GGUF output options: refusals, --force, atomicity.
+// trip, the q/k permutation, per-architecture names and transforms (experts, GPT-NeoX QKV, Gemma
+// norms), config refusals, and the merge's GGUF output options: refusals, --force, atomicity.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -7,7 +8,23 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { mergeCheckpoint, MergeOptionsError } from "../../lib/merge/mod.ts";
 import {
-  dequantizeQ8_0, encodeGgufHeader, encodeTensor, GGMLType, ggufTensorName, GgufWriter, permuteRows, quantizeQ8_0, readGguf,
+  dequantizeQ8_0,
+  encodeGgufHeader,
+  encodeTensor,
+  GGMLType,
+  ggufArchOf,
+  ggufCheckConfig,
+  ggufExtraTensors,
+  GgufMergeWriter,
+  ggufModelMetadata,
+  ggufTensorName,
+  ggufTensorRoute,
+  ggufTensorTransform,
+  ggufTensorType,
+  GgufWriter,
+  permuteRows,
+  quantizeQ8_0,
+  readGguf,
 } from "../../lib/gguf/mod.ts";
 import { main } from "../../scripts/merge.ts";
 import { fixture, tempDir } from "../_util.ts";
@@ -114,6 +131,148 @@ describe("llama.cpp names and the q/k permutation", () => {
   });
 });
 
+describe("architectures beyond llama/qwen2", () => {
+  it("maps model types to llama.cpp architectures and refuses others by name", () => {
+    assert.deepEqual(["mixtral", "gemma3_text", "gpt_neox", "qwen3_moe"].map((model_type) => ggufArchOf({ model_type })), [
+      "llama",
+      "gemma3",
+      "gptneox",
+      "qwen3moe",
+    ]);
+    assert.throws(() => ggufArchOf({ model_type: "gemma3" }), /multimodal config/);
+    assert.throws(() => ggufArchOf({ model_type: "gpt2" }), /model_type "gpt2"/);
+  });
+  it("names tensors per architecture; experts route into their stacked tensor", () => {
+    assert.equal(ggufTensorName("model.layers.0.post_attention_layernorm.weight", "gemma2"), "blk.0.post_attention_norm.weight");
+    assert.equal(ggufTensorName("model.layers.0.post_attention_layernorm.weight", "qwen3"), "blk.0.ffn_norm.weight");
+    assert.equal(ggufTensorName("model.layers.2.self_attn.q_norm.weight", "gemma3"), "blk.2.attn_q_norm.weight");
+    assert.equal(ggufTensorName("model.layers.1.mlp.gate_up_proj.weight", "phi3"), "blk.1.ffn_up.weight");
+    assert.equal(ggufTensorName("gpt_neox.layers.0.attention.query_key_value.bias", "gptneox"), "blk.0.attn_qkv.bias");
+    assert.equal(ggufTensorName("embed_out.weight", "gptneox"), "output.weight");
+    assert.equal(ggufTensorName("gpt_neox.layers.0.attention.bias", "gptneox"), null);
+    assert.equal(ggufTensorName("lm_head.weight", "gemma2"), null);
+    assert.deepEqual(ggufTensorRoute("model.layers.1.block_sparse_moe.experts.3.w2.weight"), {
+      name: "blk.1.ffn_down_exps.weight",
+      expert: 3,
+    });
+    assert.deepEqual(ggufTensorRoute("model.layers.0.mlp.shared_expert_gate.weight", "qwen2moe"), {
+      name: "blk.0.ffn_gate_inp_shexp.weight",
+    });
+    assert.throws(() => ggufTensorName("model.layers.0.self_attn.q_norm.weight", "qwen2"), /qwen2 architecture has no tensor for it/);
+    assert.throws(() => ggufTensorName("model.layers.0.mlp.shared_expert_gate.weight", "qwen3moe"), /no tensor for it/);
+  });
+  it("keeps the MoE router in F32, as the converter does", () => {
+    assert.equal(ggufTensorType("blk.0.ffn_gate_inp.weight", [4, 64], "q8_0"), GGMLType.F32);
+    assert.equal(ggufTensorType("blk.0.ffn_gate_inp_shexp.weight", [1, 64], "q8_0"), GGMLType.Q8_0);
+    assert.equal(ggufTensorType("blk.0.ffn_gate_exps.weight", [4, 32, 64], "bf16"), GGMLType.BF16);
+  });
+  it("reorders GPT-NeoX's fused QKV rows from per-head [q k v] to [q… k… v…]", () => {
+    const h = 2, d = 2, cols = 3;
+    const x = new Float32Array(3 * h * d * cols).map((_, i) => i);
+    const got = new Float32Array(
+      encodeTensor(
+        new Uint8Array(x.buffer),
+        "F32",
+        [3 * h * d, cols],
+        GGMLType.F32,
+        ggufTensorTransform("gptneox", "gpt_neox.layers.0.attention.query_key_value.weight", 3 * h * d, { num_attention_heads: h }),
+      ).buffer,
+    );
+    // reshape(h, 3, d, cols) then [:, p] for p = q, k, v
+    const want: number[] = [];
+    for (let p = 0; p < 3; p++) {
+      for (let hh = 0; hh < h; hh++) {
+        for (let i = 0; i < d; i++) for (let c = 0; c < cols; c++) want.push(x[((hh * 3 + p) * d + i) * cols + c]!);
+      }
+    }
+    assert.deepEqual([...got], want);
+  });
+  it("adds 1 to Gemma's norm weights (in f16 for an F16 source, as the converter computes it)", () => {
+    const t = ggufTensorTransform("gemma3", "model.layers.0.self_attn.k_norm.weight", 2, {});
+    assert.deepEqual(t, { addOne: true });
+    assert.equal(ggufTensorTransform("gemma3", "model.layers.0.self_attn.k_proj.weight", 2, {}), null);
+    assert.deepEqual([
+      ...new Float32Array(encodeTensor(new Uint8Array(new Float32Array([0.5, -2]).buffer), "F32", [2], GGMLType.F32, t).buffer),
+    ], [1.5, -1]);
+    const f16 = new Uint8Array(new Uint16Array([0x1000]).buffer); // 2^-11: 1 + 2^-11 is exact in f32, rounds to 1 in f16
+    assert.deepEqual([...new Float32Array(encodeTensor(f16, "F16", [1], GGMLType.F32, t).buffer)], [1]);
+  });
+  it("writes Phi-3 longrope as rope_factors_long/short and its attention factor", () => {
+    const rope_parameters = { rope_type: "longrope", rope_theta: 10000, short_factor: [1, 2], long_factor: [3, 4] };
+    const config = {
+      hidden_size: 16,
+      num_attention_heads: 2,
+      num_hidden_layers: 1,
+      num_key_value_heads: 2,
+      intermediate_size: 8,
+      rms_norm_eps: 1e-5,
+      max_position_embeddings: 512,
+      original_max_position_embeddings: 128,
+      partial_rotary_factor: 0.5,
+      rope_parameters,
+    };
+    assert.deepEqual(ggufExtraTensors(config, "phi3").map((t) => [t.name, [...t.data]]), [["rope_factors_long.weight", [3, 4]], [
+      "rope_factors_short.weight",
+      [1, 2],
+    ]]);
+    const kv = new Map(ggufModelMetadata(config, "phi3", "f16").map((k) => [k.key, k.value.value]));
+    assert.equal(kv.get("phi3.rope.dimension_count"), 4);
+    assert.equal(kv.get("phi3.rope.scaling.attn_factor"), Math.sqrt(1 + Math.log(4) / Math.log(128)));
+    assert.throws(() => ggufExtraTensors({ ...config, partial_rotary_factor: 1 }, "phi3"), /must each hold 4 numbers/);
+  });
+  it("refuses an incomplete set of experts before writing", () => {
+    using tmp = tempDir();
+    const base = fixture("gguf", "mixtral", "base");
+    const config = JSON.parse(readFileSync(join(base, "config.json"), "utf8"));
+    const e = (i: number) => ({ name: `model.layers.0.block_sparse_moe.experts.${i}.w1.weight`, shape: [64, 64], outDtype: "F32" });
+    assert.throws(
+      () => new GgufMergeWriter([e(0), e(2)], { baseDir: base, config, tempPath: join(tmp.dir, "m.gguf") }),
+      /experts are not numbered 0\.\.1 \(found 0, 2\)/,
+    );
+    assert.deepEqual(readdirSync(tmp.dir), []);
+  });
+  it("refuses configs llama.cpp would run differently, naming the setting", () => {
+    const gemma3 = { num_hidden_layers: 2, head_dim: 16, layer_types: ["sliding_attention", "sliding_attention"] };
+    ggufCheckConfig(gemma3, "gemma3");
+    assert.throws(
+      () => ggufCheckConfig({ ...gemma3, final_logit_softcapping: 30 }, "gemma3"),
+      /final_logit_softcapping is 30, and llama.cpp's gemma3 has no soft-capping/,
+    );
+    ggufCheckConfig({ ...gemma3, attn_logit_softcapping: 50 }, "gemma3"); // ignored by transformers' Gemma 3 and by llama.cpp alike
+    assert.throws(
+      () => ggufCheckConfig({ ...gemma3, layer_types: ["sliding_attention", "full_attention"] }, "gemma3"),
+      /every sixth layer global/,
+    );
+    assert.throws(
+      () => ggufCheckConfig({ ...gemma3, query_pre_attn_scalar: 32 }, "gemma3"),
+      /query_pre_attn_scalar 32 differs from the 16/,
+    );
+    assert.throws(
+      () => ggufCheckConfig({ ...gemma3, rope_parameters: { sliding_attention: { rope_type: "default", rope_theta: 500 } } }, "gemma3"),
+      /theta 500/,
+    );
+    assert.throws(() => ggufCheckConfig({ num_hidden_layers: 2, mlp_only_layers: [1] }, "qwen2moe"), /\[1\] \(mlp_only_layers\) are dense/);
+    assert.throws(() => ggufCheckConfig({ num_hidden_layers: 2, norm_topk_prob: true }, "qwen2moe"), /never renormalises/);
+    assert.throws(() => ggufCheckConfig({ num_hidden_layers: 2, norm_topk_prob: false }, "qwen3moe"), /always renormalises/);
+    assert.throws(() => ggufCheckConfig({ use_sliding_window: true }, "qwen3"), /no sliding-window attention/);
+    assert.throws(() => ggufCheckConfig({ rope_parameters: { rope_type: "dynamic", factor: 2 } }, "gptneox"), /rope type "dynamic"/);
+  });
+  it("the merge refuses the models fixtures llama.cpp would run differently, writing nothing", async () => {
+    using tmp = tempDir();
+    const out = join(tmp.dir, "m.gguf");
+    for (
+      const [name, re] of [["gemma3", /query_pre_attn_scalar 32 /], ["gemma2", /query_pre_attn_scalar 1 /], [
+        "qwen2_moe",
+        /mlp_only_layers/,
+      ]] as const
+    ) {
+      const p = mergeCheckpoint({ base: fixture("models", name), adapters: [fixture("models", name, "lora")], out, format: "gguf" });
+      await assert.rejects(p, (e: Error) => e instanceof MergeOptionsError && re.test(e.message), name);
+    }
+    assert.deepEqual(readdirSync(tmp.dir), []);
+  });
+});
+
 describe("mergeCheckpoint / merge.ts --format gguf", () => {
   const base = join(LLAMA, "base");
   const adapter = join(LLAMA, "adapter");
@@ -139,10 +298,21 @@ describe("mergeCheckpoint / merge.ts --format gguf", () => {
   it("refuses --gguf-type without --format gguf, a bad type, --verify, and architectures llama.cpp's llama/qwen2 do not cover", async () => {
     using tmp = tempDir();
     const out = join(tmp.dir, "m.gguf");
-    await assert.rejects(mergeCheckpoint({ base, adapters: [adapter], out, ggufType: "q8_0" }), (e: Error) => e instanceof MergeOptionsError && /--format gguf/.test(e.message));
-    await assert.rejects(mergeCheckpoint({ base, adapters: [adapter], out, format: "gguf", ggufType: "q4_0" as "q8_0" }), /choose f32, f16, bf16 or q8_0/);
+    await assert.rejects(
+      mergeCheckpoint({ base, adapters: [adapter], out, ggufType: "q8_0" }),
+      (e: Error) => e instanceof MergeOptionsError && /--format gguf/.test(e.message),
+    );
+    await assert.rejects(
+      mergeCheckpoint({ base, adapters: [adapter], out, format: "gguf", ggufType: "q4_0" as "q8_0" }),
+      /choose f32, f16, bf16 or q8_0/,
+    );
     await assert.rejects(mergeCheckpoint({ base, adapters: [adapter], out, format: "gguf", verify: true }), /Cannot verify a GGUF output/);
-    const gpt2 = mergeCheckpoint({ base: fixture("models", "gpt2"), adapters: [fixture("peft", "lora_gpt2_fan_in_fan_out", "adapter")], out, format: "gguf" });
+    const gpt2 = mergeCheckpoint({
+      base: fixture("models", "gpt2"),
+      adapters: [fixture("peft", "lora_gpt2_fan_in_fan_out", "adapter")],
+      out,
+      format: "gguf",
+    });
     await assert.rejects(gpt2, (e: Error) => e instanceof MergeOptionsError && /model_type "gpt2"/.test(e.message));
     assert.deepEqual(readdirSync(tmp.dir), [], "nothing written, no partial left");
   });
@@ -161,7 +331,14 @@ describe("mergeCheckpoint / merge.ts --format gguf", () => {
     using tmp = tempDir();
     const out = join(tmp.dir, "m.gguf");
     const ac = new AbortController();
-    const p = mergeCheckpoint({ base, adapters: [adapter], out, format: "gguf", signal: ac.signal, onProgress: () => ac.abort(new Error("stop")) });
+    const p = mergeCheckpoint({
+      base,
+      adapters: [adapter],
+      out,
+      format: "gguf",
+      signal: ac.signal,
+      onProgress: () => ac.abort(new Error("stop")),
+    });
     await assert.rejects(p, /stop/);
     assert.deepEqual(readdirSync(tmp.dir), []);
   });
