@@ -7,12 +7,12 @@ import { join } from "node:path";
 import { generate } from "../../lib/generation/mod.ts";
 import { AutoModelForCausalLM, type PreTrainedModel } from "../../lib/models/mod.ts";
 import { Tensor } from "../../lib/tensor/mod.ts";
-import { FIXTURES, PADDED, paddedFixture } from "../models/_fixtures.ts";
+import { FIXTURES, PADDED, paddedFixture, paddedModelDir } from "../models/_fixtures.ts";
 
 for (const name of PADDED) {
   test(`${name}: batched greedy generate gives transformers' tokens per row`, () => {
     const fx = paddedFixture(name);
-    using model = AutoModelForCausalLM.fromPretrained(join(FIXTURES, name));
+    using model = AutoModelForCausalLM.fromPretrained(paddedModelDir(name));
     const out = generate(model, fx.prompts, { maxNewTokens: fx.max_new_tokens });
     assert.deepEqual(out.newTokens, fx.greedy_new_tokens);
     assert.deepEqual(out.sequences, fx.prompts.map((p, i) => [...p, ...fx.greedy_new_tokens[i]!]));
@@ -21,11 +21,13 @@ for (const name of PADDED) {
         assert.deepEqual(generate(model, p, { maxNewTokens: fx.max_new_tokens }).newTokens[0], out.newTokens[i], `row ${i} alone`)
       );
     }
-    // the same batch as a padded tensor with its attention mask
+    // the same batch as a padded tensor with its attention mask (a fresh model: dynamic RoPE keeps
+    // the longest length it has scaled for, as transformers' does)
+    using fresh = AutoModelForCausalLM.fromPretrained(paddedModelDir(name));
     const [b, n] = [fx.input_ids.length, fx.input_ids[0]!.length];
     const ids = Tensor.fromArray(fx.input_ids.flat(), [b, n], "I64");
     const mask = Tensor.fromArray(fx.attention_mask.flat(), [b, n], "I64");
-    assert.deepEqual(generate(model, ids, { maxNewTokens: fx.max_new_tokens, attentionMask: mask }).newTokens, fx.greedy_new_tokens);
+    assert.deepEqual(generate(fresh, ids, { maxNewTokens: fx.max_new_tokens, attentionMask: mask }).newTokens, fx.greedy_new_tokens);
   });
 }
 

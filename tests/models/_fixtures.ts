@@ -25,7 +25,23 @@ export function expected(name: string): SafetensorsFile {
 
 // Left-padded batches (scripts/fixtures/make_padded_batch.py).
 export const BATCH = join(FIXTURES, "..", "padded_batch");
-export const PADDED = ["llama", "gpt2", "mistral_window", "qwen2", "qwen3", "gemma3", "phi3_partial", "gpt_neox", "mixtral"] as const;
+export const PADDED = [
+  "llama",
+  "gpt2",
+  "mistral_window",
+  "qwen2",
+  "qwen3",
+  "gemma3",
+  "phi3_partial",
+  "gpt_neox",
+  "mixtral",
+  "llama_dynamic",
+] as const;
+
+/** The model folder of a padded-batch fixture (llama_dynamic: the llama weights with dynamic RoPE, in its own folder). */
+export function paddedModelDir(name: string): string {
+  return name === "llama_dynamic" ? join(BATCH, name, "model") : join(FIXTURES, name);
+}
 
 /** A padded-batch fixture (tests/fixtures/padded_batch, from transformers). */
 export interface PaddedFixture {

@@ -1,13 +1,13 @@
 // Left-padded batches against transformers (tests/fixtures/padded_batch, scripts/fixtures/make_padded_batch.py):
 // the batched forward with an attention mask gives transformers' logits at every real position, which
-// equal running each prompt alone (fp32); positions come from the mask.
+// equal running each prompt alone (fp32; Phi-3 longrope and dynamic RoPE scale for the whole batch, as transformers); positions come from the mask.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { AutoModelForCausalLM } from "../../lib/models/mod.ts";
 import { SafetensorsFile } from "../../lib/safetensors/mod.ts";
 import { Tensor } from "../../lib/tensor/mod.ts";
-import { BATCH, FIXTURES, PADDED, paddedFixture, relError } from "./_fixtures.ts";
+import { BATCH, FIXTURES, PADDED, paddedFixture, paddedModelDir, relError } from "./_fixtures.ts";
 
 function rowLogits(logits: Tensor, row: number, from: number): number[] {
   const [t, v] = [logits.shape[1]!, logits.shape[2]!];
@@ -17,7 +17,7 @@ function rowLogits(logits: Tensor, row: number, from: number): number[] {
 for (const name of PADDED) {
   test(`${name}: a left-padded batch gives transformers' logits at every real position`, () => {
     const fx = paddedFixture(name);
-    using model = AutoModelForCausalLM.fromPretrained(join(FIXTURES, name));
+    using model = AutoModelForCausalLM.fromPretrained(paddedModelDir(name));
     using exp = SafetensorsFile.open(join(BATCH, name, "expected.safetensors"));
     const [b, n] = [fx.input_ids.length, fx.input_ids[0]!.length];
     const ids = Tensor.fromArray(fx.input_ids.flat(), [b, n], "I64");
