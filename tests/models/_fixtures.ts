@@ -35,6 +35,7 @@ export const PADDED = [
   "phi3_partial",
   "gpt_neox",
   "mixtral",
+  "gemma2",
   "llama_dynamic",
 ] as const;
 
