@@ -13,7 +13,8 @@
       left-padded, greedy, exactly max_tokens new tokens). Prints one JSON line: per request its
       latency and time to first token (seconds from its batch's start; the first token is out
       when the first decode step's logits are), total seconds, completion tokens, max RSS (MiB).
-2 threads (torch.set_num_threads(2)), inference mode.
+Threads: $PEER_THREADS (default 1: on the shared 2-core VM, torch with 2 threads ran 13-20x slower than
+with 1, its OpenMP workers spinning against other processes), inference mode.
 """
 import json
 import os
@@ -27,7 +28,7 @@ import transformers
 from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessor, LogitsProcessorList
 
 transformers.logging.set_verbosity_error()
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("PEER_THREADS", "1")))
 
 CONFIG = dict(vocab_size=256, hidden_size=512, intermediate_size=1408, num_hidden_layers=6, num_attention_heads=8,
               num_key_value_heads=4, max_position_embeddings=2048, rms_norm_eps=1e-5, tie_word_embeddings=False,
