@@ -219,7 +219,7 @@ await server.stop();
 console.log(
   `\nserve bench: 18M-parameter Llama-shaped f32 model, prompt ${PROMPT} tokens, ${NEW} new tokens per request, greedy; ${
     isDeno ? "Deno" : "Bun"
-  } server; peer: ${PEER ? "transformers + PEFT (static mixed-adapter batches of C, ${process.env.PEER_THREADS ?? "1"} thread(s))" : "none"}`,
+  } server; peer: ${PEER ? `transformers + PEFT (static mixed-adapter batches of C, ${process.env.PEER_THREADS ?? "1"} torch thread(s))` : "none"}`,
 );
 console.log(
   "| adapters | clients C | requests | Graft tok/s | peer tok/s | Graft/peer | Graft TTFT p50 / p95 ms | peer TTFT p50 / p95 ms | Graft latency p50 / p95 ms | peer latency p50 / p95 ms |",
