@@ -85,7 +85,7 @@ function parent(): void {
   let s = 12345;
   const rand = () => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32;
   const batches = Array.from({ length: steps + 1 }, () => Array.from({ length: B }, () => Array.from({ length: T }, () => Math.floor(rand() * cfg.vocab_size))));
-  const bfile = join(dir, `train-batches-${B}x${T}.json`);
+  const bfile = join(dir, `train-batches-${values.size}-${B}x${T}.json`);
   writeFileSync(bfile, JSON.stringify(batches));
   const args = ["--child", "--model", model, "--batches", bfile, "--steps", String(steps), "--r", values.r!];
   const self = join(root, "scripts", "bench", "train.ts");
