@@ -124,24 +124,14 @@ export function causalAttention(q: Var, k: Var, v: Var, o: AttentionOptions): Va
       const P = probs.subarray((b * H + h) * T * T, (b * H + h + 1) * T * T);
       const qo = b * T * qw + h * d, ko = b * T * kw + kh * d;
       kern.gemm({ transA: false, transB: true, m: T, n: T, k: d, alpha: scale, a: q.data.subarray(qo), lda: qw, b: k.data.subarray(ko), ldb: kw, beta: 0, c: P, ldc: T });
+      // Mask (−∞ outside each query's causal window), then the row softmax kernel (exp(−∞) = 0).
       for (let i = 0; i < T; i++) {
         const lo = win === null ? 0 : Math.max(0, i - win + 1);
         const r = i * T;
-        let mx = -Infinity;
-        for (let j = lo; j <= i; j++) if (P[r + j]! > mx) mx = P[r + j]!;
-        let s = 0;
-        for (let j = 0; j < T; j++) {
-          if (j < lo || j > i) {
-            P[r + j] = 0;
-          } else {
-            const e = Math.exp(P[r + j]! - mx);
-            P[r + j] = e;
-            s += e;
-          }
-        }
-        const inv = 1 / s;
-        for (let j = lo; j <= i; j++) P[r + j]! *= inv;
+        if (lo > 0) P.fill(-Infinity, r, r + lo);
+        if (i + 1 < T) P.fill(-Infinity, r + i + 1, r + T);
       }
+      kern.softmax({ x: P, rows: T, cols: T });
       let A = P;
       if (drop) {
         const M = masks!.subarray((b * H + h) * T * T, (b * H + h + 1) * T * T), keep = 1 / (1 - drop.p);

@@ -27,7 +27,11 @@ export function add(a: Var, b: Var, alpha = 1): Var {
   getCpuBackend().binary({ op: "add", a: a.data, b: b.data, out, n: out.length, alpha });
   return makeResult(out, a.shape, [a, b], (g) => {
     // The output's gradient is owned by this op once passed: the first taker needs no copy.
-    if (b.requiresGrad) b.accumulate(alpha === 1 ? (a.requiresGrad ? g.slice() : g) : g.map((v) => alpha * v));
+    if (b.requiresGrad) {
+      const gb = a.requiresGrad || alpha !== 1 ? g.slice() : g;
+      if (alpha !== 1) getCpuBackend().scale({ x: gb, n: gb.length, s: alpha });
+      b.accumulate(gb);
+    }
     if (a.requiresGrad) a.accumulate(g);
   });
 }
@@ -47,8 +51,16 @@ export function mul(a: Var, b: Var): Var {
   const out = new Float32Array(a.numel);
   for (let i = 0; i < out.length; i++) out[i] = x[i]! * y[i]!;
   return makeResult(out, a.shape, [a, b], (g) => {
-    if (a.requiresGrad) a.accumulate(g.map((v, i) => v * y[i]!));
-    if (b.requiresGrad) b.accumulate(g.map((v, i) => v * x[i]!));
+    const k = getCpuBackend();
+    if (b.requiresGrad) {
+      const gb = new Float32Array(g.length);
+      k.binary({ op: "mul", a: g, b: x, out: gb, n: g.length });
+      b.accumulate(gb);
+    }
+    if (a.requiresGrad) {
+      k.binary({ op: "mul", a: g, b: y, out: g, n: g.length });
+      a.accumulate(g);
+    }
   });
 }
 
@@ -62,8 +74,12 @@ export function mul(a: Var, b: Var): Var {
  * ```
  */
 export function scale(x: Var, s: number): Var {
-  const out = x.data.map((v) => v * s);
-  return makeResult(out, x.shape, [x], (g) => x.accumulate(g.map((v) => v * s)));
+  const out = x.data.slice();
+  getCpuBackend().scale({ x: out, n: out.length, s });
+  return makeResult(out, x.shape, [x], (g) => {
+    getCpuBackend().scale({ x: g, n: g.length, s });
+    x.accumulate(g);
+  });
 }
 
 /**
@@ -80,13 +96,16 @@ export function mulLastDim(x: Var, v: Var): Var {
   if (v.numel !== n) throw new RangeError(`Cannot run mulLastDim: vector has ${v.numel} values, expected ${n}`);
   const xd = x.data, vd = v.data;
   const out = new Float32Array(x.numel);
-  for (let i = 0; i < out.length; i++) out[i] = xd[i]! * vd[i % n]!;
+  for (let r = 0; r < out.length; r += n) for (let j = 0; j < n; j++) out[r + j] = xd[r + j]! * vd[j]!;
   return makeResult(out, x.shape, [x, v], (g) => {
-    if (x.requiresGrad) x.accumulate(g.map((gv, i) => gv * vd[i % n]!));
     if (v.requiresGrad) {
       const gv = new Float64Array(n);
-      for (let i = 0; i < g.length; i++) gv[i % n]! += g[i]! * xd[i]!;
+      for (let r = 0; r < g.length; r += n) for (let j = 0; j < n; j++) gv[j]! += g[r + j]! * xd[r + j]!;
       v.accumulate(Float32Array.from(gv));
+    }
+    if (x.requiresGrad) {
+      for (let r = 0; r < g.length; r += n) for (let j = 0; j < n; j++) g[r + j]! *= vd[j]!;
+      x.accumulate(g);
     }
   });
 }
@@ -225,8 +244,13 @@ export function dropout(x: Var, p: number, random: () => number): Var {
   const keep = 1 / (1 - p);
   const mask = new Float32Array(x.numel);
   for (let i = 0; i < mask.length; i++) mask[i] = random() < p ? 0 : keep;
-  const out = x.data.map((v, i) => v * mask[i]!);
-  return makeResult(out, x.shape, [x], (g) => x.accumulate(g.map((v, i) => v * mask[i]!)));
+  const out = new Float32Array(x.numel);
+  const k = getCpuBackend();
+  k.binary({ op: "mul", a: x.data, b: mask, out, n: out.length });
+  return makeResult(out, x.shape, [x], (g) => {
+    k.binary({ op: "mul", a: g, b: mask, out: g, n: g.length });
+    x.accumulate(g);
+  });
 }
 
 /**

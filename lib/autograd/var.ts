@@ -6,6 +6,7 @@
  * bytes), and an op whose inputs need no gradient records nothing.
  * @module
  */
+import { getCpuBackend } from "../backends/registry.ts";
 
 /** Backward step of one op: reads the output's gradient and adds into its parents' gradients. */
 export type BackwardFn = (grad: Float32Array) => void;
@@ -82,7 +83,8 @@ export class Var {
       return;
     }
     const a = this.grad;
-    for (let i = 0; i < a.length; i++) a[i]! += g[i]!;
+    if (a.length >= 4096) getCpuBackend().binary({ op: "add", a, b: g, out: a, n: a.length });
+    else for (let i = 0; i < a.length; i++) a[i]! += g[i]!;
   }
 }
 
