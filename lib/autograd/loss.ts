@@ -7,7 +7,15 @@
 import { getCpuBackend } from "../backends/registry.ts";
 import { makeResult, type Var } from "./var.ts";
 
-/** The value transformers ignores in labels. */
+/**
+ * The label value transformers ignores (`ignore_index`).
+ *
+ * @example
+ * ```ts
+ * import { IGNORE_INDEX } from "./mod.ts";
+ * console.log(IGNORE_INDEX); // -100
+ * ```
+ */
 export const IGNORE_INDEX = -100;
 
 /** Options of {@link causalLMLoss}. */

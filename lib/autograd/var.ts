@@ -110,7 +110,15 @@ export function noGrad<T>(fn: () => T): T {
   }
 }
 
-/** Whether ops record (false inside {@link noGrad}). */
+/**
+ * Whether ops record (false inside {@link noGrad}).
+ *
+ * @example
+ * ```ts
+ * import { isGradEnabled, noGrad } from "./mod.ts";
+ * console.log(isGradEnabled(), noGrad(isGradEnabled)); // true false
+ * ```
+ */
 export function isGradEnabled(): boolean {
   return noGradDepth === 0;
 }

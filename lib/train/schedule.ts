@@ -7,7 +7,15 @@
 /** Schedule names (transformers' `SchedulerType` values supported here). */
 export type SchedulerName = "constant" | "constant_with_warmup" | "linear" | "cosine" | "cosine_with_restarts" | "polynomial";
 
-/** The supported names. */
+/**
+ * The supported schedule names.
+ *
+ * @example
+ * ```ts
+ * import { SCHEDULERS } from "./mod.ts";
+ * console.log(SCHEDULERS.includes("cosine")); // true
+ * ```
+ */
 export const SCHEDULERS: readonly SchedulerName[] = ["constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial"];
 
 /** Options of {@link getScheduler}. */
