@@ -23,6 +23,9 @@ Requests join the running batch between tokens (continuous batching).
   --lora-modules NAME=DIR ...   adapters saved by PEFT, as vLLM takes them: NAME=DIR pairs (one
                                 flag, several values, or the flag repeated) or vLLM's JSON form
                                 '{"name": NAME, "path": DIR}'; --adapter NAME=DIR is the same
+  --adapters-dir DIR            a folder of adapters: a request naming "x" loads DIR/x on first use
+  --max-adapters N              adapters held in memory at most (default 8, or the number given);
+                                the least recently used idle one is unloaded to load another
   --served-model-name NAME      the base model's id in requests and /v1/models
   --host HOST                   address to bind (default 127.0.0.1)
   --port N                      port (default 8000; 0 picks a free one)
@@ -105,6 +108,8 @@ export async function main(argv: string[], options: { onListen?: (url: string) =
         "allow-runtime-lora-updating": { type: "boolean" },
         "no-batching": { type: "boolean" },
         "chat-template": { type: "string" },
+        "adapters-dir": { type: "string" },
+        "max-adapters": { type: "string" },
         grace: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
@@ -128,6 +133,7 @@ export async function main(argv: string[], options: { onListen?: (url: string) =
     const maxNumSeqs = int(values["max-num-seqs"] ?? values["max-batch"], "max-num-seqs", 1);
     const maxWaiting = int(values["max-waiting"], "max-waiting", 1);
     const maxModelLen = int(values["max-model-len"], "max-model-len", 1);
+    const maxAdapters = int(values["max-adapters"], "max-adapters", 1);
     opts = {
       model: values.model,
       loraModules: loras,
@@ -140,6 +146,8 @@ export async function main(argv: string[], options: { onListen?: (url: string) =
       ...(maxNumSeqs !== undefined ? { maxNumSeqs } : {}),
       ...(maxWaiting !== undefined ? { maxWaiting } : {}),
       ...(maxModelLen !== undefined ? { maxModelLen } : {}),
+      ...(maxAdapters !== undefined ? { maxAdapters } : {}),
+      ...(values["adapters-dir"] !== undefined ? { adaptersDir: values["adapters-dir"] } : {}),
     };
   } catch (e) {
     console.error(`serve: ${(e as Error).message}; see --help`);

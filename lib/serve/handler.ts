@@ -8,6 +8,7 @@
 import { existsSync } from "node:fs";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { chatPromptIds } from "./_chat.ts";
+import { AdapterRegistry } from "./_adapter_registry.ts";
 import { type GenerationRequest, OpenAIError, parseChatRequest, parseCompletionRequest } from "./protocol.ts";
 import { QueueFullError, type Scheduler, type SequenceEvent, type SequenceHandle, type SequenceRequest } from "./scheduler.ts";
 
@@ -21,8 +22,8 @@ export interface HandlerOptions {
   modelId: string;
   /** Where the base model was loaded from (`root` in `/v1/models`). */
   modelPath?: string;
-  /** Adapter folders by name (`root` in `/v1/models`); updated by the load/unload routes. */
-  adapterPaths?: Map<string, string>;
+  /** The adapters known and loaded (default: those loaded in the scheduler's engine, no folder). */
+  adapters?: AdapterRegistry;
   /** Enable `/v1/load_lora_adapter` and `/v1/unload_lora_adapter` (vLLM's `VLLM_ALLOW_RUNTIME_LORA_UPDATING`). */
   allowRuntimeLoraUpdating?: boolean;
   /** A chat template (Jinja text) used instead of the tokenizer's (vLLM's `--chat-template`). */
@@ -72,7 +73,7 @@ function errorResponse(e: unknown): Response {
  */
 export function createHandler(options: HandlerOptions): OpenAIHandler {
   const { scheduler, tokenizer, modelId } = options;
-  const adapterPaths = options.adapterPaths ?? new Map<string, string>();
+  const registry = options.adapters ?? new AdapterRegistry(scheduler.engine, new Map());
   const maxBody = options.maxBodyBytes ?? 4 << 20;
   let draining = false;
   const engine = scheduler.engine;
@@ -89,10 +90,10 @@ export function createHandler(options: HandlerOptions): OpenAIHandler {
     }
   }
 
-  function resolveAdapter(model: string): string | null {
-    if (model === modelId) return null;
-    if (engine.adapters.includes(model)) return model;
-    throw OpenAIError.notFound(`The model \`${model}\` does not exist.`, "model");
+  /** The adapter of a request's `model` (null: the base) and the function that releases it. */
+  function resolveAdapter(model: string): { adapter: string | null; release: () => void } {
+    if (model === modelId) return { adapter: null, release: () => {} };
+    return { adapter: model, release: registry.acquire(model) };
   }
 
   function models(): Response {
@@ -106,12 +107,12 @@ export function createHandler(options: HandlerOptions): OpenAIHandler {
       parent: null,
       max_model_len: engine.maxModelLen,
     };
-    const loras = engine.adapters.map((name) => ({
+    const loras = registry.names.map((name) => ({
       id: name,
       object: "model",
       created: t,
       owned_by: "graft",
-      root: adapterPaths.get(name) ?? name,
+      root: registry.paths.get(name) ?? name,
       parent: modelId,
     }));
     return json({ object: "list", data: [base, ...loras] });
@@ -154,12 +155,12 @@ export function createHandler(options: HandlerOptions): OpenAIHandler {
     if (typeof name !== "string" || name.length === 0 || typeof path !== "string" || path.length === 0) {
       throw new OpenAIError(400, "Both 'lora_name' and 'lora_path' must be provided.", "InvalidUserInput", null, "400");
     }
-    if (name === modelId || engine.adapters.includes(name)) {
+    if (name === modelId || registry.names.includes(name)) {
       throw new OpenAIError(400, `The lora adapter '${name}' has already been loaded.`, "InvalidUserInput", "lora_name", "400");
     }
     if (!existsSync(path)) throw new OpenAIError(404, `No adapter found at '${path}'`, "NotFoundError", "lora_path", "404");
     try {
-      engine.loadAdapter(name, path);
+      registry.add(name, path);
     } catch (e) {
       throw new OpenAIError(
         400,
@@ -169,29 +170,36 @@ export function createHandler(options: HandlerOptions): OpenAIHandler {
         "400",
       );
     }
-    adapterPaths.set(name, path);
     return new Response(`Success: LoRA adapter '${name}' added successfully.`);
   }
 
   async function unloadLora(req: Request): Promise<Response> {
     const body = await readJson(req) as Record<string, unknown>;
     const name = body?.lora_name;
-    if (typeof name !== "string" || !engine.adapters.includes(name)) {
+    if (typeof name !== "string" || !registry.names.includes(name)) {
       throw new OpenAIError(404, `The lora adapter '${String(name)}' cannot be found.`, "NotFoundError", "lora_name", "404");
     }
     try {
-      engine.unloadAdapter(name);
+      registry.remove(name);
     } catch (e) {
       throw new OpenAIError(409, (e as Error).message, "ConflictError", "lora_name", "409");
     }
-    adapterPaths.delete(name);
     return new Response(`Success: LoRA adapter '${name}' removed successfully.`);
   }
 
   async function generation(req: Request, chat: boolean): Promise<Response> {
     if (draining) throw new OpenAIError(503, "The server is shutting down", "service_unavailable");
     const g = chat ? parseChatRequest(await readJson(req)) : parseCompletionRequest(await readJson(req));
-    const adapter = resolveAdapter(g.model);
+    const { adapter, release } = resolveAdapter(g.model);
+    try {
+      return await generationFor(req, g, chat, adapter, release);
+    } catch (e) {
+      release();
+      throw e;
+    }
+  }
+
+  async function generationFor(req: Request, g: GenerationRequest, chat: boolean, adapter: string | null, release: () => void): Promise<Response> {
     const prompts = chat
       ? [await chatPromptIds(tokenizer, g.messages!, options.chatTemplate)]
       : g.prompts!.map((p) => typeof p === "string" ? tokenizer.encode(p) : p);
@@ -224,16 +232,24 @@ export function createHandler(options: HandlerOptions): OpenAIHandler {
     }
     const echo = g.echo ? prompts.map((p) => tokenizer.decode(p)) : null;
     const promptTokens = prompts.reduce((a, p) => a + p.length, 0);
-    return g.stream ? stream(req, g, chat, seqs, echo, promptTokens) : whole(req, g, chat, seqs, echo, promptTokens);
+    return g.stream ? stream(req, g, chat, seqs, echo, promptTokens, release) : whole(req, g, chat, seqs, echo, promptTokens, release);
   }
 
   /** Submit every sequence (all or none: a full queue refuses the request). */
-  function submitAll(seqs: SequenceRequest[], on: (i: number, e: SequenceEvent) => void): SequenceHandle[] {
+  function submitAll(seqs: SequenceRequest[], on: (i: number, e: SequenceEvent) => void, release: () => void): SequenceHandle[] {
     const handles: SequenceHandle[] = [];
+    let left = seqs.length;
     try {
-      seqs.forEach((s, i) => handles.push(scheduler.submit(s, (e) => on(i, e))));
+      seqs.forEach((s, i) =>
+        handles.push(scheduler.submit(s, (e) => {
+          // The adapter is held until every sequence of the request is done.
+          if (e.type === "done" && --left === 0) release();
+          on(i, e);
+        }))
+      );
     } catch (e) {
       for (const h of handles) h.cancel();
+      release();
       throw e;
     }
     return handles;
@@ -246,6 +262,7 @@ export function createHandler(options: HandlerOptions): OpenAIHandler {
     seqs: SequenceRequest[],
     echo: string[] | null,
     promptTokens: number,
+    release: () => void,
   ): Promise<Response> {
     const n = g.n;
     return new Promise((resolve) => {
@@ -282,7 +299,7 @@ export function createHandler(options: HandlerOptions): OpenAIHandler {
           choices,
           usage,
         }));
-      });
+      }, release);
       function onAbort() {
         for (const h of handles) h.cancel();
       }
@@ -298,6 +315,7 @@ export function createHandler(options: HandlerOptions): OpenAIHandler {
     seqs: SequenceRequest[],
     echo: string[] | null,
     promptTokens: number,
+    release: () => void,
   ): Response {
     const id = `${chat ? "chatcmpl" : "cmpl"}-${rid()}`, t = created();
     const object = chat ? "chat.completion.chunk" : "text_completion";
@@ -351,7 +369,7 @@ export function createHandler(options: HandlerOptions): OpenAIHandler {
       closed = true;
       req.signal.removeEventListener("abort", cancel);
       controller.close();
-    });
+    }, release);
     // The scheduler's loop starts on a later turn, so these go out before any token.
     for (let i = 0; i < seqs.length; i++) {
       if (chat) chunk({ index: i, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null });

@@ -14,6 +14,7 @@
  */
 export * from "./_engine.ts";
 export * from "./_batched_engine.ts";
+export * from "./_adapter_registry.ts";
 export * from "./scheduler.ts";
 export * from "./protocol.ts";
 export * from "./handler.ts";

@@ -8,6 +8,7 @@ import { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { type Engine, ModelEngine } from "./_engine.ts";
 import { BatchedEngine } from "./_batched_engine.ts";
 import { listen } from "./_listen.ts";
+import { AdapterRegistry } from "./_adapter_registry.ts";
 import { createHandler } from "./handler.ts";
 import { Scheduler } from "./scheduler.ts";
 
@@ -36,6 +37,10 @@ export interface ServeOptions {
   batching?: boolean;
   /** A chat template (Jinja text) used instead of the tokenizer's (vLLM's `--chat-template`). */
   chatTemplate?: string;
+  /** A folder of adapters (`DIR/<name>/adapter_config.json`), each loaded when a request first names it. */
+  adaptersDir?: string;
+  /** Adapters held in memory at most; the least recently used idle one is unloaded for a new one (default 8). */
+  maxAdapters?: number;
   /** Enable the load/unload adapter routes. */
   allowRuntimeLoraUpdating?: boolean;
 }
@@ -100,7 +105,10 @@ export async function serve(options: ServeOptions): Promise<OpenAIServer> {
     tokenizer,
     modelId,
     modelPath: options.model,
-    adapterPaths,
+    adapters: new AdapterRegistry(engine, adapterPaths, {
+      maxAdapters: options.maxAdapters ?? Math.max(8, adapterPaths.size),
+      ...(options.adaptersDir === undefined ? {} : { adaptersDir: options.adaptersDir }),
+    }),
     allowRuntimeLoraUpdating: options.allowRuntimeLoraUpdating ?? false,
     ...(options.chatTemplate === undefined ? {} : { chatTemplate: options.chatTemplate }),
   });

@@ -40,7 +40,20 @@ async function quiet<T>(f: () => Promise<T>): Promise<{ result: T; err: string }
 describe("scripts/serve.ts", () => {
   it("documents every flag in --help", () => {
     for (
-      const f of ["--model", "--lora-modules", "--served-model-name", "--host", "--port", "--max-num-seqs", "--max-waiting", "--grace"]
+      const f of [
+        "--model",
+        "--lora-modules",
+        "--adapters-dir",
+        "--max-adapters",
+        "--chat-template",
+        "--no-batching",
+        "--served-model-name",
+        "--host",
+        "--port",
+        "--max-num-seqs",
+        "--max-waiting",
+        "--grace",
+      ]
     ) {
       assert.ok(HELP.includes(f), f);
     }

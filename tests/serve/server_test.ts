@@ -277,6 +277,34 @@ describe("serve()", () => {
   });
 });
 
+describe("serve({ adaptersDir, maxAdapters })", () => {
+  it("loads adapters from the folder on first use and unloads the least recently used idle one", async () => {
+    await using server = await serve({ model: MODEL, servedModelName: "llama", port: 0, adaptersDir: fixture("peft", "two_adapters", "adapter"), maxAdapters: 1 });
+    const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "unused", maxRetries: 0 });
+    const ids = async (model: string) => (await client.completions.create({ model, prompt: PROMPTS[0], max_tokens: 6, temperature: 0, return_token_ids: true })).choices[0].token_ids;
+    assert.deepEqual((await client.models.list()).data.map((m: { id: string }) => m.id), ["llama"]);
+    assert.deepEqual(await ids("b"), await reference("beta", PROMPTS[0]!, 6));
+    await ids("a");
+    const metrics = await fetch(`${server.url}/metrics`).then((r) => r.text());
+    assert.match(metrics, /^graft_lora_adapters_loaded 1$/m);
+    assert.deepEqual((await client.models.list()).data.map((m: { id: string }) => m.id).sort(), ["a", "b", "llama"]);
+    assert.deepEqual(await ids("b"), await reference("beta", PROMPTS[0]!, 6));
+    for (const bad of ["c", "../b", "README.md"]) await assert.rejects(client.completions.create({ model: bad, prompt: "x" }), { status: 404 }, bad);
+  });
+
+  it("answers 429 when every adapter slot is held by a request", async () => {
+    await using server = await serve({ model: MODEL, servedModelName: "llama", port: 0, adaptersDir: fixture("peft", "two_adapters", "adapter"), maxAdapters: 1 });
+    const post = (model: string) => fetch(`${server.url}/v1/completions`, { method: "POST", body: JSON.stringify({ model, prompt: "x", max_tokens: 100, ignore_eos: true }) });
+    const first = post("a");
+    await waitFor(() => server.scheduler.stats.running === 1, "the first request to run");
+    const second = await post("b");
+    assert.equal(second.status, 429);
+    assert.equal((await second.json()).error.code, "adapters_busy");
+    assert.equal((await first).status, 200);
+    assert.equal((await post("b")).status, 200);
+  });
+});
+
 describe("serve({ chatTemplate })", () => {
   it("renders chat with the template and the assistant header, tokenized without added special tokens", async () => {
     const chatTemplate = readFileSync(fixture("chat_templates", "Qwen-Qwen2.5-7B-Instruct.jinja"), "utf8");
