@@ -1,6 +1,7 @@
 // llama.cpp loads the merge's GGUF and runs it as transformers runs the merged safetensors folder:
-// through node-llama-cpp (pinned 3.21.1, its prebuilt CPU llama.cpp), the f32 GGUF of the tiny
-// Llama, Mistral, Llama 3 (llama3 rope scaling) and Qwen2 of tests/fixtures/gguf greedy-decodes transformers' tokens (expected.json, by
+// through node-llama-cpp (pinned 3.21.1, its prebuilt CPU llama.cpp), the f32 GGUF of each tiny
+// model of tests/fixtures/gguf (Llama, Mistral, Llama 3 with llama3 rope scaling, Qwen2, Qwen3,
+// Gemma 2, Gemma 3, Phi-3, GPT-NeoX, Mixtral, Qwen2-MoE, Qwen3-MoE) greedy-decodes transformers' tokens (expected.json, by
 // scripts/fixtures/make_gguf.py), and llama.cpp's tokenizer, reading our tokenizer metadata, gives
 // transformers' token ids. f16/bf16/q8_0 files are byte-equal to convert_hf_to_gguf.py's
 // (converter_parity_test.ts), so llama.cpp runs them as it runs its own conversion; here they must
@@ -21,11 +22,33 @@ import { fixture, tempDir } from "../_util.ts";
 const NODE_LLAMA_CPP = "npm:node-llama-cpp@3.21.1";
 const isDeno = "Deno" in globalThis;
 
-describe("llama.cpp (node-llama-cpp) runs the merge's GGUF", { skip: isDeno ? false : "node-llama-cpp is loaded by an npm: specifier, which Bun does not resolve (run under Deno)" }, () => {
-  for (const name of ["llama", "mistral", "llama3", "qwen2"]) {
+describe("llama.cpp (node-llama-cpp) runs the merge's GGUF", {
+  skip: isDeno ? false : "node-llama-cpp is loaded by an npm: specifier, which Bun does not resolve (run under Deno)",
+}, () => {
+  for (
+    const name of [
+      "llama",
+      "mistral",
+      "llama3",
+      "qwen2",
+      "qwen3",
+      "gemma2",
+      "gemma3",
+      "phi3",
+      "phi3_longrope",
+      "gpt_neox",
+      "mixtral",
+      "qwen2_moe",
+      "qwen3_moe",
+    ]
+  ) {
     it(`${name}: f32 greedy tokens and tokenizer ids equal transformers'; f16, bf16, q8_0 load and decode`, async (t) => {
       const dir = fixture("gguf", name);
-      const expected = JSON.parse(readFileSync(join(dir, "expected.json"), "utf8")) as { prompt: number[]; greedy: number[]; texts: Record<string, number[]> };
+      const expected = JSON.parse(readFileSync(join(dir, "expected.json"), "utf8")) as {
+        prompt: number[];
+        greedy: number[];
+        texts: Record<string, number[]>;
+      };
       // deno-lint-ignore no-explicit-any
       let llama: any;
       try {
@@ -54,7 +77,9 @@ describe("llama.cpp (node-llama-cpp) runs the merge's GGUF", { skip: isDeno ? fa
           }
           if (type === "f32") {
             assert.deepEqual(tokens, expected.greedy, `${name} f32 greedy tokens`);
-            for (const [text, ids] of Object.entries(expected.texts)) assert.deepEqual([...model.tokenize(text)].map(Number), ids, `${name} tokenize ${JSON.stringify(text)}`);
+            for (const [text, ids] of Object.entries(expected.texts)) {
+              assert.deepEqual([...model.tokenize(text)].map(Number), ids, `${name} tokenize ${JSON.stringify(text)}`);
+            }
           } else {
             assert.equal(tokens.length, expected.greedy.length, `${name} ${type} decodes`);
           }
