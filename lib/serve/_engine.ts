@@ -1,10 +1,9 @@
 /**
  * The small interface the scheduler drives (one model step over a set of sequences, each with
- * its own KV cache and adapter), and its implementation over today's model API: one
- * `model.forward` per sequence, switching the active PEFT adapter between sequences.
- *
- * Swapping in a padded, batched forward with a per-row adapter (`adapter_names`) is a change to
- * {@link ModelEngine.step} only: the scheduler already hands it every sequence of a step at once.
+ * its own KV cache and adapter), and its simplest implementation: one `model.forward` per
+ * sequence, switching the active PEFT adapter between sequences (any adapter type). The batched
+ * implementation, one padded forward for all running sequences with an adapter per row, is
+ * `BatchedEngine` (`_batched_engine.ts`); the scheduler hands either every sequence of a step at once.
  * @module
  */
 import { Tensor } from "../tensor/tensor.ts";
