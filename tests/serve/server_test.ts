@@ -204,6 +204,29 @@ describe("serve()", () => {
     assert.match(ids.body.error.message, /out of the vocabulary/);
   });
 
+  it("answers malformed bodies with 4xx and keeps serving", async () => {
+    const bodies = [
+      "",
+      "null",
+      "[]",
+      '{"model": 1}',
+      '{"model": "llama", "prompt": [[]]}',
+      '{"model": "llama", "prompt": "x", "n": 0}',
+      '{"model": "llama", "prompt": "x", "top_p": "high"}',
+      '{"model": "llama", "messages": [{"role": "user", "content": {"a": 1}}]}',
+      '{"model": "llama", "messages": "hi"}',
+      JSON.stringify({ model: "llama", prompt: "x ".repeat(400) }),
+    ];
+    for (const body of bodies) {
+      const path = body.includes("messages") ? "/v1/chat/completions" : "/v1/completions";
+      const r = await fetch(`${server.url}${path}`, { method: "POST", body });
+      assert.ok(r.status >= 400 && r.status < 500, `${body.slice(0, 60)}: ${r.status}`);
+      assert.equal(typeof (await r.json()).error.message, "string");
+    }
+    const ok = await client.completions.create({ model: "llama", prompt: "x", stop: null, max_tokens: 2, seed: null });
+    assert.equal(ok.usage.completion_tokens, 2);
+  });
+
   it("cancels a streaming request when the client disconnects and frees its slot", async () => {
     const before = server.scheduler.stats;
     const ac = new AbortController();
@@ -279,9 +302,17 @@ describe("serve()", () => {
 
 describe("serve({ adaptersDir, maxAdapters })", () => {
   it("loads adapters from the folder on first use and unloads the least recently used idle one", async () => {
-    await using server = await serve({ model: MODEL, servedModelName: "llama", port: 0, adaptersDir: fixture("peft", "two_adapters", "adapter"), maxAdapters: 1 });
+    await using server = await serve({
+      model: MODEL,
+      servedModelName: "llama",
+      port: 0,
+      adaptersDir: fixture("peft", "two_adapters", "adapter"),
+      maxAdapters: 1,
+    });
     const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "unused", maxRetries: 0 });
-    const ids = async (model: string) => (await client.completions.create({ model, prompt: PROMPTS[0], max_tokens: 6, temperature: 0, return_token_ids: true })).choices[0].token_ids;
+    const ids = async (model: string) =>
+      (await client.completions.create({ model, prompt: PROMPTS[0], max_tokens: 6, temperature: 0, return_token_ids: true })).choices[0]
+        .token_ids;
     assert.deepEqual((await client.models.list()).data.map((m: { id: string }) => m.id), ["llama"]);
     assert.deepEqual(await ids("b"), await reference("beta", PROMPTS[0]!, 6));
     await ids("a");
@@ -289,12 +320,24 @@ describe("serve({ adaptersDir, maxAdapters })", () => {
     assert.match(metrics, /^graft_lora_adapters_loaded 1$/m);
     assert.deepEqual((await client.models.list()).data.map((m: { id: string }) => m.id).sort(), ["a", "b", "llama"]);
     assert.deepEqual(await ids("b"), await reference("beta", PROMPTS[0]!, 6));
-    for (const bad of ["c", "../b", "README.md"]) await assert.rejects(client.completions.create({ model: bad, prompt: "x" }), { status: 404 }, bad);
+    for (const bad of ["c", "../b", "README.md"]) {
+      await assert.rejects(client.completions.create({ model: bad, prompt: "x" }), { status: 404 }, bad);
+    }
   });
 
   it("answers 429 when every adapter slot is held by a request", async () => {
-    await using server = await serve({ model: MODEL, servedModelName: "llama", port: 0, adaptersDir: fixture("peft", "two_adapters", "adapter"), maxAdapters: 1 });
-    const post = (model: string) => fetch(`${server.url}/v1/completions`, { method: "POST", body: JSON.stringify({ model, prompt: "x", max_tokens: 100, ignore_eos: true }) });
+    await using server = await serve({
+      model: MODEL,
+      servedModelName: "llama",
+      port: 0,
+      adaptersDir: fixture("peft", "two_adapters", "adapter"),
+      maxAdapters: 1,
+    });
+    const post = (model: string) =>
+      fetch(`${server.url}/v1/completions`, {
+        method: "POST",
+        body: JSON.stringify({ model, prompt: "x", max_tokens: 100, ignore_eos: true }),
+      });
     const first = post("a");
     await waitFor(() => server.scheduler.stats.running === 1, "the first request to run");
     const second = await post("b");
