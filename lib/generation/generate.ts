@@ -85,6 +85,8 @@ function promptRows(inputIds: Ids, mask: GenerateOptions["attentionMask"]): numb
   });
 }
 
+const NO_IDS: readonly number[] = Object.freeze([]);
+
 /**
  * Continue prompts with a causal LM: one prompt pass filling the KV cache, then one token per
  * step. Prompts of different lengths are left-padded with an attention mask, as transformers does
@@ -158,7 +160,9 @@ export function generate(model: CausalLM, inputIds: Ids, options: GenerateOption
     const next: number[] = [];
     active.forEach((r, j) => {
       // The row as transformers' processors see it: pads, prompt, new tokens.
-      const tok = sampler.next([...padOf(r), ...prompts[r]!, ...newTokens[r]!], data.subarray(j * v, (j + 1) * v));
+      // (Built only when a processor reads it: greedy and plain sampling don't.)
+      const ids = sampler.processors.length > 0 ? [...padOf(r), ...prompts[r]!, ...newTokens[r]!] : NO_IDS;
+      const tok = sampler.next(ids, data.subarray(j * v, (j + 1) * v));
       newTokens[r]!.push(tok);
       if (options.onToken?.(tok, { row: r, step }) === false) finish[r] = "callback";
       else if (stops.has(tok)) finish[r] = "stop";

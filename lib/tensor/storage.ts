@@ -61,7 +61,11 @@ export class Storage implements Disposable {
   static allocate(byteLength: number): Storage {
     if (byteLength < NATIVE_THRESHOLD) {
       // Float64Array backing gives 8-byte alignment; JS engines align ArrayBuffers to at least 8.
-      return new Storage(new Uint8Array(new ArrayBuffer(Math.ceil(byteLength / 8) * 8), 0, byteLength), "js");
+      // One object when the size is already a multiple of 8 (the common case).
+      const bytes = byteLength % 8 === 0
+        ? new Uint8Array(byteLength)
+        : new Uint8Array(new ArrayBuffer(Math.ceil(byteLength / 8) * 8), 0, byteLength);
+      return new Storage(bytes, "js");
     }
     const nb = new NativeBuffer(byteLength, 64);
     return new Storage(nb.bytes, "native", nb);

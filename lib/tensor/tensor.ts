@@ -2,12 +2,12 @@
  * The tensor handle: dtype, shape, strides, device and storage.
  * @module
  */
-import { DTYPE_SIZE, type DType } from "../dtype.ts";
+import { type DType, DTYPE_SIZE } from "../dtype.ts";
 import { type Device, parseDevice, splitDevice } from "./device.ts";
 import { Storage } from "./storage.ts";
 import { type DeviceRuntime, deviceRuntime, deviceType } from "../backends/device.ts";
 import { DeviceError } from "../errors.ts";
-import { shapeSize, contiguousStrides, formatShape } from "./shape.ts";
+import { contiguousStrides, formatShape, shapeSize } from "./shape.ts";
 import { readValues, writeValues } from "./values.ts";
 
 export { bf16BitsToF32, f32ToBf16Bits, readValues, writeValues } from "./values.ts";
@@ -38,23 +38,42 @@ export class Tensor implements Disposable {
   /** Byte offset of element 0 within the storage. */
   readonly offset: number;
   #storage: Storage | null;
+  readonly #numel: number;
+  readonly #contiguous: boolean;
 
   constructor(dtype: DType, shape: readonly number[], storage: Storage | null, options: {
     strides?: readonly number[];
     offset?: number;
     device?: Device;
   } = {}) {
-    for (const d of shape) {
+    // Decode builds hundreds of tensors per token: one pass validates the shape and counts the
+    // elements, and the element count and contiguity are kept (shape and strides are frozen).
+    const nd = shape.length;
+    let numel = 1;
+    for (let i = 0; i < nd; i++) {
+      const d = shape[i]!;
       if (!Number.isSafeInteger(d) || d < 0) throw new RangeError(`Cannot create tensor: invalid shape ${formatShape(shape)}`);
+      numel *= d;
     }
     this.dtype = dtype;
-    this.shape = Object.freeze([...shape]);
-    this.strides = Object.freeze([...(options.strides ?? contiguousStrides(shape))]);
+    this.shape = Object.freeze(shape.slice());
+    const strides = options.strides;
+    if (strides === undefined) {
+      this.strides = Object.freeze(contiguousStrides(shape));
+      this.#contiguous = true;
+    } else {
+      this.strides = Object.freeze(strides.slice());
+      const c = contiguousStrides(shape);
+      let contiguous = true;
+      for (let i = 0; i < c.length; i++) if (shape[i]! > 1 && c[i] !== strides[i]) contiguous = false;
+      this.#contiguous = contiguous;
+    }
+    this.#numel = numel;
     this.offset = options.offset ?? 0;
     this.device = options.device ?? (storage ? "cpu" : "meta");
     this.#storage = storage;
-    if (storage && this.isContiguous) {
-      const need = this.offset + this.numel * DTYPE_SIZE[dtype];
+    if (storage && this.#contiguous) {
+      const need = this.offset + numel * DTYPE_SIZE[dtype];
       const have = storage.byteLength;
       if (need > have) {
         throw new RangeError(`Cannot create ${dtype} tensor ${formatShape(shape)}: needs ${need} bytes but storage has ${have}`);
@@ -112,7 +131,7 @@ export class Tensor implements Disposable {
 
   /** Number of elements. */
   get numel(): number {
-    return shapeSize(this.shape);
+    return this.#numel;
   }
 
   /** Size of the dense data in bytes. */
@@ -132,9 +151,7 @@ export class Tensor implements Disposable {
 
   /** True when elements are laid out densely in C order. */
   get isContiguous(): boolean {
-    const c = contiguousStrides(this.shape);
-    for (let i = 0; i < c.length; i++) if (this.shape[i]! > 1 && c[i] !== this.strides[i]) return false;
-    return true;
+    return this.#contiguous;
   }
 
   /** True for meta tensors. */
@@ -163,7 +180,9 @@ export class Tensor implements Disposable {
     if (s.runtime !== null) {
       throw new TypeError(`Cannot read bytes of a tensor on ${this.device} from the host: copy it first with .to("cpu")`);
     }
-    if (!this.isContiguous) throw new TypeError(`Cannot read bytes of a non-contiguous tensor ${formatShape(this.shape)}: call contiguous() first`);
+    if (!this.isContiguous) {
+      throw new TypeError(`Cannot read bytes of a non-contiguous tensor ${formatShape(this.shape)}: call contiguous() first`);
+    }
     return s.bytes.subarray(this.offset, this.offset + this.byteLength);
   }
 
@@ -183,7 +202,9 @@ export class Tensor implements Disposable {
     const s = this.#requireStorage("use device memory of");
     if (s.runtime === null) throw new TypeError(`Cannot use device memory of a tensor on ${this.device}: move it with .to("cuda:0") first`);
     if (s.disposed) throw new ReferenceError(`Cannot use a disposed tensor ${formatShape(this.shape)} on ${this.device}`);
-    if (!this.isContiguous) throw new TypeError(`Cannot use device memory of a non-contiguous tensor ${formatShape(this.shape)}: call contiguous() first`);
+    if (!this.isContiguous) {
+      throw new TypeError(`Cannot use device memory of a non-contiguous tensor ${formatShape(this.shape)}: call contiguous() first`);
+    }
     return s.runtime.view(s.memory, this.offset, this.byteLength) as M;
   }
 
@@ -213,7 +234,9 @@ export class Tensor implements Disposable {
     if (this.device !== "cpu") throw new TypeError(`Cannot pin a tensor on ${this.device}: only CPU tensors can be pinned`);
     const cuda = deviceType("cuda");
     const why = cuda.unavailableReason();
-    if (why !== null || cuda.pinHost === undefined) throw new DeviceError(`Cannot pin a tensor: ${why ?? "no device type pins host memory"}`);
+    if (why !== null || cuda.pinHost === undefined) {
+      throw new DeviceError(`Cannot pin a tensor: ${why ?? "no device type pins host memory"}`);
+    }
     const src = this.contiguous();
     const buf = cuda.pinHost(this.byteLength);
     buf.bytes.set(src.bytes());
@@ -374,7 +397,9 @@ export class Tensor implements Disposable {
 
   #requireStorage(action: string): Storage {
     if (this.#storage === null) {
-      throw new TypeError(`Cannot ${action} a tensor on the meta device: it has a shape ${formatShape(this.shape)} but no data; load its weights first`);
+      throw new TypeError(
+        `Cannot ${action} a tensor on the meta device: it has a shape ${formatShape(this.shape)} but no data; load its weights first`,
+      );
     }
     return this.#storage;
   }
@@ -390,7 +415,6 @@ export class Tensor implements Disposable {
     return `Tensor(${this.dtype}, ${formatShape(this.shape)}, ${this.device})`;
   }
 }
-
 
 function inferShape(shape: readonly number[], numel: number): number[] {
   const out = [...shape];
