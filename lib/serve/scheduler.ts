@@ -7,7 +7,7 @@
  * @module
  */
 import { setImmediate } from "node:timers";
-import { Rng, sampleToken } from "../generation/sampling.ts";
+import { TokenSampler } from "../generation/sampling.ts";
 import type { Engine, EngineSequence, StepInput } from "./_engine.ts";
 import { type Decode, TextStream } from "./_text.ts";
 
@@ -116,14 +116,22 @@ export interface SequenceHandle {
 class Running {
   seq: EngineSequence | null = null;
   readonly out: number[] = [];
+  /** Prompt and generated tokens (what the logits processors see). */
+  readonly ids: number[];
   readonly text: TextStream;
-  readonly rng: Rng;
+  /** The request's next-token rule: `generate`'s, with OpenAI's parameters (no top-k, as vLLM). */
+  readonly sampler: TokenSampler;
   readonly stops: Set<number>;
   cancelled = false;
   finished = false;
   constructor(readonly req: SequenceRequest, readonly emit: (e: SequenceEvent) => void, decode: Decode, eos: readonly number[]) {
     this.text = new TextStream(decode, req.params.stop);
-    this.rng = new Rng(req.params.seed);
+    this.ids = [...req.promptIds];
+    const { temperature, topP, seed } = req.params;
+    this.sampler = TokenSampler.fromOptions({ temperature, topP, topK: 0 }, {
+      promptLength: req.promptIds.length,
+      ...(seed !== undefined ? { seed } : {}),
+    });
     this.stops = new Set([...(req.params.ignoreEos ? [] : eos), ...(req.params.stopTokenIds ?? [])]);
   }
 }
@@ -302,11 +310,12 @@ export class Scheduler {
     if (r.cancelled) return this.#finish(r, "abort");
     let tok: number;
     try {
-      tok = sampleToken(logits, { temperature: r.req.params.temperature, topP: r.req.params.topP }, r.rng);
+      tok = r.sampler.next(r.ids, logits);
     } catch (e) {
       return this.#finish(r, "error", e as Error);
     }
     r.out.push(tok);
+    r.ids.push(tok);
     this.#stats.generationTokens++;
     if (r.stops.has(tok)) return this.#finish(r, "stop");
     const delta = r.text.push(tok);

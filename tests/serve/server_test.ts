@@ -181,6 +181,15 @@ describe("serve()", () => {
     assert.notEqual(a.choices[0].text, (await client.completions.create({ ...req, seed: 8 })).choices[0].text);
   });
 
+  it("samples as generate does with the same seed (temperature, top_p, no top-k)", async () => {
+    const r = await client.completions.create({ model: "beta", prompt: PROMPTS[3], max_tokens: 8, temperature: 1, top_p: 0.9, seed: 11, ignore_eos: true, return_token_ids: true });
+    const tok = await Tokenizer.fromFile(MODEL);
+    using model = AutoModelForCausalLM.fromPretrained(MODEL);
+    loadAdapter(model, ADAPTERS.beta!);
+    const want = generate(model, tok.encode(PROMPTS[3]!), { maxNewTokens: 8, temperature: 1, topP: 0.9, topK: 0, seed: 11, stopTokens: [] }).newTokens[0]!;
+    assert.deepEqual(r.choices[0].token_ids, want);
+  });
+
   it("answers errors as OpenAI error objects with their status", async () => {
     await assert.rejects(client.completions.create({ model: "nope", prompt: "x" }), (e: { status: number; error: { message: string } }) => {
       assert.equal(e.status, 404);
