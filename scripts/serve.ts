@@ -37,12 +37,28 @@ Requests join the running batch between tokens (continuous batching).
   --no-batching                 one forward per sequence instead of one padded batch with a
                                 LoRA adapter per row (needed for DoRA, IA3, AdaLoRA adapters)
   --allow-runtime-lora-updating enable POST /v1/load_lora_adapter and /v1/unload_lora_adapter
+  --device D                    cpu (default), cuda, cuda:N: where the model runs
+  --max-memory D=SIZE,...       Accelerate's max_memory, e.g. 0=10GiB,cpu=4GiB: the model is
+                                dispatched over the devices, the CPU and (with --offload-folder)
+                                disk by transformers' "auto" rule
+  --offload-folder DIR          where weights that do not fit go; they stream in layer by layer
   --grace S                     on SIGINT/SIGTERM, let running requests finish for up to S
                                 seconds (default 10) before cancelling them; a second signal
                                 stops at once
   -h, --help                    show this help
 
 Exit status: 0 after a clean shutdown, 1 failed to start, 2 usage error, 130 second signal.`;
+
+/** `0=10GiB,cpu=4GiB` → Accelerate's max_memory (GPU indices as numbers). */
+function maxMemoryOf(spec: string): Record<string | number, string> {
+  const out: Record<string | number, string> = {};
+  for (const part of spec.split(",")) {
+    const m = /^\s*([^=\s]+)\s*=\s*(\S+)\s*$/.exec(part);
+    if (!m) throw new Error(`--max-memory takes DEVICE=SIZE pairs separated by commas (e.g. 0=10GiB,cpu=4GiB): got "${part}"`);
+    out[/^\d+$/.test(m[1]!) ? Number(m[1]) : m[1]!] = m[2]!;
+  }
+  return out;
+}
 
 /** vLLM's `--lora-modules a=x b=y`: collect the values after the flag until the next flag. */
 function spreadMultiValue(argv: string[], flags: string[]): string[] {
@@ -111,6 +127,9 @@ export async function main(argv: string[], options: { onListen?: (url: string) =
         "adapters-dir": { type: "string" },
         "max-adapters": { type: "string" },
         grace: { type: "string" },
+        device: { type: "string" },
+        "max-memory": { type: "string" },
+        "offload-folder": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -148,6 +167,9 @@ export async function main(argv: string[], options: { onListen?: (url: string) =
       ...(maxModelLen !== undefined ? { maxModelLen } : {}),
       ...(maxAdapters !== undefined ? { maxAdapters } : {}),
       ...(values["adapters-dir"] !== undefined ? { adaptersDir: values["adapters-dir"] } : {}),
+      ...(values.device !== undefined ? { device: values.device } : {}),
+      ...(values["max-memory"] !== undefined ? { maxMemory: maxMemoryOf(values["max-memory"]) } : {}),
+      ...(values["offload-folder"] !== undefined ? { offloadFolder: values["offload-folder"] } : {}),
     };
   } catch (e) {
     console.error(`serve: ${(e as Error).message}; see --help`);

@@ -3,7 +3,7 @@
  * `Deno.serve` or `Bun.serve`.
  * @module
  */
-import { AutoModelForCausalLM } from "../models/auto.ts";
+import { loadServedModel, type ModelPlacement } from "./_load_model.ts";
 import { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { type Engine, ModelEngine } from "./_engine.ts";
 import { BatchedEngine } from "./_batched_engine.ts";
@@ -43,6 +43,14 @@ export interface ServeOptions {
   maxAdapters?: number;
   /** Enable the load/unload adapter routes. */
   allowRuntimeLoraUpdating?: boolean;
+  /** "cpu" (default), "cuda", "cuda:N" or another registered device: where the model runs. */
+  device?: string;
+  /** Accelerate's `max_memory` per device (bytes or "4GiB"); implies `deviceMap: "auto"`. */
+  maxMemory?: ModelPlacement["maxMemory"];
+  /** Where weights that do not fit go (a folder; the map may then use "disk"). */
+  offloadFolder?: string;
+  /** An explicit device map or strategy (default "auto" when `maxMemory` or `offloadFolder` is given). */
+  deviceMap?: ModelPlacement["deviceMap"];
 }
 
 /** A running server; `close` (or `await using`) stops it. */
@@ -80,7 +88,7 @@ export interface OpenAIServer extends AsyncDisposable {
  */
 export async function serve(options: ServeOptions): Promise<OpenAIServer> {
   const tokenizer = await Tokenizer.fromFile(options.model);
-  const model = AutoModelForCausalLM.fromPretrained(options.model);
+  const model = await loadServedModel(options.model, options);
   const modelId = options.servedModelName ?? options.model;
   let engine: Engine;
   const adapterPaths = new Map<string, string>();
