@@ -34,8 +34,9 @@ streaming one tensor at a time: memory stays near one tensor whatever the model'
   --out DIR             output folder: never an input, inside one or holding one (refused,
                         with or without --force); refused if it exists, unless --force
   --format F            safetensors (default: a model folder) or gguf: --out is then one .gguf
-                        file for llama.cpp/Ollama (llama, mistral, qwen2), with llama.cpp's
-                        tensor names, q/k layout, hyper-parameters and the tokenizer
+                        file for llama.cpp/Ollama (llama, mistral, qwen2, qwen3, gemma2,
+                        gemma3_text, phi3, gpt_neox, mixtral, qwen2_moe, qwen3_moe), with
+                        llama.cpp's tensor names, layouts, hyper-parameters and the tokenizer
   --gguf-type T         GGUF weight type: f32, f16 (default), bf16 or q8_0 (norms and
                         biases stay f32, as convert_hf_to_gguf.py writes them)
   --dtype D             auto (keep each tensor's), bf16, f16 or f32 (default auto)

@@ -4,7 +4,7 @@
  * atomically.
  * @module
  */
-import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { getCpuBackend, registeredDeviceTypes } from "../backends/mod.ts";
 import { type DType, parseDType } from "../dtype.ts";
@@ -12,6 +12,7 @@ import { type AdapterDeltas, readAdapterDeltas } from "../peft/delta.ts";
 import { type CombinationOptions, combinedAdapter } from "./_combination.ts";
 import { ShardedCheckpoint, ShardedWriter } from "../safetensors/mod.ts";
 import { fsyncDir } from "../_atomic.ts";
+import { dumpsPyJson, type JsonValue, parsePyJson } from "../_pyjson.ts";
 import { MergeIOError, MergeOptionsError, writeFailure } from "./errors.ts";
 import { checkOutputApart, checkReplaceable, cleanStalePartials, markOutput, markPartial, partialPathFor, realPathOf, SIDE_FILES } from "./_output_path.ts";
 import { buildMergePlan, type MergePlan, readBaseConfig } from "./plan.ts";
@@ -40,7 +41,9 @@ export interface MergeCheckpointOptions {
   combination?: CombinationOptions;
   /**
    * "safetensors" (default): a sharded model folder. "gguf": `out` is one `.gguf` file for llama.cpp
-   * (llama, mistral, qwen2), written as `convert_hf_to_gguf.py` would convert the safetensors output.
+   * (llama, mistral, qwen2, qwen3, gemma2, gemma3_text, phi3, gpt_neox, mixtral, qwen2_moe,
+   * qwen3_moe; see the README for what each refuses), written as `convert_hf_to_gguf.py` would
+   * convert the safetensors output.
    */
   format?: "safetensors" | "gguf";
   /** Tensor type of the GGUF's 2-D weights: f32, f16 (default), bf16 or q8_0 (`format: "gguf"`). */
@@ -278,14 +281,17 @@ function writeSideFiles(baseDir: string, partial: string, config: Record<string,
     const p = join(baseDir, f);
     if (!isFile(p)) continue;
     if (f === "config.json" && config) {
-      const c = { ...config };
+      // Re-read as Python does, keeping which numbers are floats: transformers' strict config
+      // classes refuse `30` where the base said `30.0` (Gemma 2's soft-caps, Mixtral's jitter).
+      const { value, floatPaths } = parsePyJson(readFileSync(p, "utf8"));
+      const c = { ...(value as Record<string, JsonValue>) };
       if (plan.untied) c.tie_word_embeddings = false;
       if (dtype !== "auto") {
         const name = { F32: "float32", F16: "float16", BF16: "bfloat16" }[dtype as "F32" | "F16" | "BF16"];
         if ("torch_dtype" in c) c.torch_dtype = name;
         if ("dtype" in c || !("torch_dtype" in c)) c.dtype = name;
       }
-      writeFileSync(join(partial, f), JSON.stringify(c, null, 2) + "\n");
+      writeFileSync(join(partial, f), dumpsPyJson(c, { floatPaths, sortKeys: false }) + "\n");
     } else {
       copyFileSync(p, join(partial, f));
     }

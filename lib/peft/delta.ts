@@ -11,7 +11,7 @@ import { SafetensorsFile } from "../safetensors/mod.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { readValues } from "../tensor/tensor.ts";
 import { resolveRankAlpha } from "./matching.ts";
-import { parsePyJson } from "./config/_pyjson.ts";
+import { parsePyJson } from "../_pyjson.ts";
 import { AdaLoraConfig } from "./config/adalora.ts";
 import { IA3Config } from "./config/ia3.ts";
 import type { LoraConfig } from "./config/lora.ts";

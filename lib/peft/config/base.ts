@@ -4,7 +4,7 @@
  * `json.dumps(config.to_dict(), indent=2, sort_keys=True)`.
  * @module
  */
-import { dumpsPyJson, type JsonValue } from "./_pyjson.ts";
+import { dumpsPyJson, type JsonValue } from "../../_pyjson.ts";
 import { keyed } from "./_checks.ts";
 
 /** PEFT's task types (`TaskType`). */

@@ -6,7 +6,7 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type JsonValue, parsePyJson } from "./_pyjson.ts";
+import { type JsonValue, parsePyJson } from "../../_pyjson.ts";
 import type { PeftConfig, PeftType } from "./base.ts";
 import type { FieldSpec } from "./base.ts";
 import { LORA_FIELDS, LoraConfig } from "./lora.ts";

@@ -2,7 +2,7 @@
  * `LoraConfig`: every field of PEFT's LoRA config with its default, and `__post_init__`'s checks.
  * @module
  */
-import type { JsonValue } from "./_pyjson.ts";
+import type { JsonValue } from "../../_pyjson.ts";
 import { asSetList, BASE_FIELDS, type FieldSpec, PeftConfig, type PeftConfigOptions, type PeftType } from "./base.ts";
 import { peftWarn } from "../../_log.ts";
 import { badField, keyed, checkBool, pyTruthy, checkInt, checkLayerIndexes, checkLayersPattern, checkLoraInit, checkNames, checkNumber, checkPatternMap } from "./_checks.ts";

@@ -15,4 +15,4 @@ export * from "./lora.ts";
 export * from "./ia3.ts";
 export * from "./adalora.ts";
 export * from "./load.ts";
-export { dumpsPyJson, type JsonValue, parsePyJson, pyFloatRepr } from "./_pyjson.ts";
+export { dumpsPyJson, type JsonValue, parsePyJson, pyFloatRepr } from "../../_pyjson.ts";
