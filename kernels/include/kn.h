@@ -94,6 +94,11 @@ KN_API int32_t kn_sgemm(int32_t trans_a, int32_t trans_b, int64_t m, int64_t n, 
 KN_API int32_t kn_linear(const float* x, int64_t m, int64_t k, const void* w, int32_t dtype, int64_t n,
                          const float* bias, float* out, int32_t transposed_w);
 
+/* out[m,n] = x[m,k] · Wᵀ + bias with W [n,k] in Q8_0 blocks (GGUF's layout: per 32 values of a row an
+ * f16 scale then 32 int8, 34 bytes; kernels/common/q8.h); k a multiple of 32; bias may be NULL. */
+KN_API int32_t kn_linear_q8_0(const float* x, int64_t m, int64_t k, const void* w, int64_t n, const float* bias,
+                              float* out);
+
 /* --- rows and elementwise (f32) --------------------------------------------------------------- */
 /* Per row of `cols`: out = w * x / sqrt(mean(x²) + eps) (sums in double). */
 KN_API int32_t kn_rms_norm(const float* x, const float* w, float* out, int64_t rows, int64_t cols, float eps);

@@ -42,6 +42,11 @@ export const KN_H_SYMBOLS = {
   kn_sgemm: { args: ["i32", "i32", "i64", "i64", "i64", "f32", "mem", "i64", "mem", "i64", "f32", "mem", "i64"], returns: "i32" },
   /** out[m,n] = x[m,k] · Wᵀ + bias; W [n,k] (or [k,n] when transposed_w) in any dtype; bias may be NULL. */
   kn_linear: { args: ["mem", "i64", "i64", "mem", "i32", "i64", "mem", "mem", "i32"], returns: "i32" },
+  /**
+   * out[m,n] = x[m,k] · Wᵀ + bias with W [n,k] in Q8_0 blocks (GGUF's layout: per 32 values of a row an
+   * f16 scale then 32 int8, 34 bytes; kernels/common/q8.h); k a multiple of 32; bias may be NULL.
+   */
+  kn_linear_q8_0: { args: ["mem", "i64", "i64", "mem", "i64", "mem", "mem"], returns: "i32" },
   /** Per row of `cols`: out = w * x / sqrt(mean(x²) + eps) (sums in double). */
   kn_rms_norm: { args: ["mem", "mem", "mem", "i64", "i64", "f32"], returns: "i32" },
   /** Per row of `cols`: out = (x - mean) / sqrt(var + eps) * w + b (sums in double). */

@@ -14,6 +14,7 @@ import type {
   Kernels,
   LayerNormArgs,
   LinearArgs,
+  LinearQ8_0Args,
   LoraMergeArgs,
   NormArgs,
   RopeArgs,
@@ -128,6 +129,18 @@ export abstract class CheckedKernels<F, R> implements Kernels<F, R> {
     if (a.bias !== null) sz.f32("linear", "bias", a.bias, [a.n]);
     sz.f32("linear", "out", a.out, [a.m, a.n]);
     if (a.m > 0 && a.n > 0) this.run.linear(a);
+  }
+
+  linearQ8_0(a: LinearQ8_0Args<F, R>): void {
+    const sz = this.sizes;
+    for (const d of ["m", "k", "n"] as const) checkDim("linearQ8_0", d, a[d]);
+    if (a.k % 32 !== 0) throw new RangeError(`Cannot run linearQ8_0: k must be a multiple of 32 (Q8_0 blocks): current value is ${a.k}`);
+    sz.f32("linearQ8_0", "x", a.x, [a.m, a.k]);
+    // n·k/32 blocks of 34 bytes, measured as that many F16 pairs (17 per block).
+    sz.raw("linearQ8_0", "w (Q8_0 blocks as 17 f16 each)", a.w, [a.n, (a.k / 32) * 17], "F16");
+    if (a.bias !== null) sz.f32("linearQ8_0", "bias", a.bias, [a.n]);
+    sz.f32("linearQ8_0", "out", a.out, [a.m, a.n]);
+    if (a.m > 0 && a.n > 0) this.run.linearQ8_0(a);
   }
 
   /** The checks of a per-row op on `[rows, cols]` (`out` defaults to x: in place). */

@@ -98,6 +98,21 @@ export interface LinearArgs<F, R> {
   transposedW: boolean;
 }
 
+/**
+ * {@link Kernels.linearQ8_0}: `out[m,n] = x[m,k] · Wᵀ + bias` with W `[n,k]` in Q8_0 blocks (GGUF's
+ * layout: per 32 values of a row an f16 scale `d` then 32 int8 `q`, 34 bytes; the value is `d·q`),
+ * dequantised in registers. `k` is a multiple of 32; `w` holds `n·k/32·34` bytes.
+ */
+export interface LinearQ8_0Args<F, R> {
+  x: F;
+  m: number;
+  k: number;
+  w: R;
+  n: number;
+  bias: F | null;
+  out: F;
+}
+
 /** {@link Kernels.rmsNorm} (`x / sqrt(mean(x²) + eps) · weight`) and {@link Kernels.layerNorm} (with `bias`), per row. */
 export interface NormArgs<F> {
   x: F;
@@ -218,6 +233,7 @@ export interface Kernels<F = Float32Array, R = Uint8Array> {
   scaleAxis(args: ScaleAxisArgs<F, R>): void;
   gemm(args: GemmArgs<F>): void;
   linear(args: LinearArgs<F, R>): void;
+  linearQ8_0(args: LinearQ8_0Args<F, R>): void;
   rmsNorm(args: NormArgs<F>): void;
   layerNorm(args: LayerNormArgs<F>): void;
   softmax(args: SoftmaxArgs<F>): void;

@@ -21,6 +21,7 @@ export type OffloadIndex = Record<string, OffloadIndexEntry>;
 const NUMPY_NAME: Readonly<Record<DType, string>> = {
   F64: "float64", F32: "float32", F16: "float16", BF16: "bfloat16", I64: "int64", I32: "int32", I16: "int16", I8: "int8",
   U8: "uint8", BOOL: "bool", U16: "uint16", U32: "uint32", U64: "uint64", F8_E4M3: "float8_e4m3fn", F8_E5M2: "float8_e5m2",
+  Q8_0: "q8_0",
 };
 const FROM_NUMPY = new Map(Object.entries(NUMPY_NAME).map(([d, n]) => [n, d as DType]));
 

@@ -2,7 +2,7 @@
  * The tensor handle: dtype, shape, strides, device and storage.
  * @module
  */
-import { type DType, DTYPE_SIZE } from "../dtype.ts";
+import { checkBlockShape, type DType, DTYPE_SIZE } from "../dtype.ts";
 import { type Device, parseDevice, splitDevice } from "./device.ts";
 import { Storage } from "./storage.ts";
 import { type DeviceRuntime, deviceRuntime, deviceType } from "../backends/device.ts";
@@ -55,6 +55,7 @@ export class Tensor implements Disposable {
       if (!Number.isSafeInteger(d) || d < 0) throw new RangeError(`Cannot create tensor: invalid shape ${formatShape(shape)}`);
       numel *= d;
     }
+    if (dtype === "Q8_0") checkBlockShape(dtype, shape);
     this.dtype = dtype;
     this.shape = Object.freeze(shape.slice());
     const strides = options.strides;

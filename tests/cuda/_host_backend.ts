@@ -22,6 +22,7 @@ const OPERANDS: Record<keyof KernelOps<Host, Host>, { in: readonly string[]; out
   scaleAxis: { in: ["w", "v"], out: ["w"] },
   gemm: { in: ["a", "b", "c"], out: ["c"] },
   linear: { in: ["x", "w", "bias"], out: ["out"] },
+  linearQ8_0: { in: ["x", "w", "bias"], out: ["out"] },
   rmsNorm: { in: ["x", "weight"], out: ["out"] },
   layerNorm: { in: ["x", "weight", "bias"], out: ["out"] },
   softmax: { in: ["x"], out: ["x"] },

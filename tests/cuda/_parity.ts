@@ -5,6 +5,7 @@
 import type { CpuBackend, KernelDType } from "../../lib/backends/mod.ts";
 import type { HostKernels } from "./_host_backend.ts";
 import { rng } from "../_util.ts";
+import { quantizeQ8_0 } from "../../lib/tensor/q8_0.ts";
 
 /** One compared case. */
 export interface ParityRow {
@@ -196,6 +197,21 @@ export function runParity(target: Kernels, ref: CpuBackend, options: { seed: num
           return d === "BF16" ? closeRow("linear", d, shape, got, want, 2 ** -7 * Math.sqrt(k), 1e-2) : closeRow("linear", d, shape, got, want, gtol, 1e-5);
         });
       }
+    }
+  }
+
+  // linear with Q8_0 weights (GGUF blocks): k a multiple of 32; m 1 and 5 (decode) and m
+  const kq = big ? 2048 : 96;
+  for (const mm of [1, 5, m]) {
+    for (const withBias of [false, true]) {
+      const shape = `m${mm} k${kq} n${n}${withBias ? " +bias" : ""}`;
+      guard("linearQ8_0", "Q8_0", shape, () => {
+        const x = rand(r, mm * kq), w = quantizeQ8_0(rand(r, n * kq)), bias = withBias ? rand(r, n) : null;
+        const want = new Float32Array(mm * n), got = poisoned(mm * n);
+        ref.linearQ8_0({ x, m: mm, k: kq, w, n, bias, out: want });
+        target.linearQ8_0({ x, m: mm, k: kq, w, n, bias, out: got });
+        return closeRow("linearQ8_0", "Q8_0", shape, got, want, 2e-6 * kq, 1e-5);
+      });
     }
   }
 

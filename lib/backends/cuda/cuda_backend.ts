@@ -215,6 +215,8 @@ export class CudaBackend extends CheckedKernels<DeviceBuffer, DeviceBuffer> impl
         go("kn_attention", () => k.kn_attention(a.q.ptr, a.k.ptr, a.v.ptr, a.out.ptr, B(a.t), B(a.s), B(a.hq), B(a.hkv), B(a.d), a.scale)),
       rmsNormBackward: (a) =>
         go("kn_rms_norm_backward", () => k.kn_rms_norm_backward(a.x.ptr, a.weight.ptr, a.g.ptr, a.gx.ptr, B(a.rows), B(a.cols), a.eps)),
+      linearQ8_0: (a) =>
+        go("kn_linear_q8_0", () => k.kn_linear_q8_0(a.x.ptr, B(a.m), B(a.k), a.w.ptr, B(a.n), a.bias?.ptr ?? null, a.out.ptr)),
       softmaxBackward: (a) => go("kn_softmax_backward", () => k.kn_softmax_backward(a.p.ptr, a.dp.ptr, B(a.rows), B(a.cols))),
     };
   }

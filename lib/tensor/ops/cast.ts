@@ -2,7 +2,8 @@
  * Conversions between dtypes and devices.
  * @module
  */
-import type { DType } from "../../dtype.ts";
+import { checkBlockShape, type DType } from "../../dtype.ts";
+import { dequantizeQ8_0, quantizeQ8_0 } from "../q8_0.ts";
 import { type Device, parseDevice } from "../device.ts";
 import { readValues, Tensor, writeValues } from "../tensor.ts";
 import { isKernelDType, requireData } from "./_util.ts";
@@ -11,7 +12,9 @@ import { drop, opDevice, viaHost } from "./_device.ts";
 /**
  * The tensor converted to `dtype` (round to nearest even). Returns `t` itself when the dtype already
  * matches, like PyTorch's `Tensor.to`. Meta tensors stay meta. F32/F16/BF16 go through the `cast`
- * kernel of the tensor's device; other pairs through JS numbers on the host.
+ * kernel of the tensor's device; to or from Q8_0 quantises (GGUF's blocks of 32 along the last
+ * dimension, which must be a multiple of 32) or dequantises on the host; other pairs through JS
+ * numbers on the host.
  *
  * @param t The tensor.
  * @param dtype The target dtype.
@@ -35,6 +38,8 @@ export function toDType(t: Tensor, dtype: DType): Tensor {
     const dev = opDevice("cast tensor", src);
     out = Tensor.empty(src.shape, dtype, { device: src.device });
     dev.kernels.cast({ src: dev.raw(src), srcDtype: src.dtype, dst: dev.raw(out), dstDtype: dtype, n: src.numel });
+  } else if (src.dtype === "Q8_0" || dtype === "Q8_0") {
+    out = viaHost([src], ([h]) => castQ8_0(h!, dtype));
   } else {
     out = viaHost([src], ([h]) => {
       const o = Tensor.empty(h!.shape, dtype);
@@ -44,6 +49,19 @@ export function toDType(t: Tensor, dtype: DType): Tensor {
   }
   drop(src, t);
   return out;
+}
+
+/** Quantise a host tensor to Q8_0 (GGUF's blocks along the last dimension) or dequantise one. */
+function castQ8_0(h: Tensor, dtype: DType): Tensor {
+  if (h.dtype === "Q8_0") {
+    const f = Tensor.fromBytes(new Uint8Array(dequantizeQ8_0(h.bytes()).buffer), "F32", h.shape);
+    return dtype === "F32" ? f : toDType(f, dtype);
+  }
+  checkBlockShape("Q8_0", h.shape);
+  const f = h.dtype === "F32" ? h : toDType(h, "F32");
+  const o = Tensor.empty(h.shape, "Q8_0");
+  quantizeQ8_0(f.f32(), o.bytes());
+  return o;
 }
 
 /**

@@ -19,7 +19,8 @@ export interface LinearOptions {
 
 /**
  * `x · Wᵀ + b` over the last dimension: x `[..., K]`, weight `[N, K]` (or `[K, N]` with
- * `transposedWeight`) in F32, F16 or BF16, read directly by the kernel (no full-size cast).
+ * `transposedWeight`) in F32, F16 or BF16, read directly by the kernel (no full-size cast), or
+ * `[N, K]` in Q8_0 blocks (dequantised in registers by the device's `linearQ8_0`).
  * Computes in f32; the result has x's dtype.
  *
  * @param x Input `[..., K]`.
@@ -55,6 +56,7 @@ export function linear(x: Tensor, weight: Tensor, options: LinearOptions = {}): 
     throw new TypeError(`Cannot apply linear: bias ${formatShape(bias.shape)} does not match ${n} output features`);
   }
   const dev = opDevice(op, x, weight, bias);
+  if (weight.dtype === "Q8_0") return linearQ8_0(x, weight, bias, tw, dev, k, n);
   const w = isKernelDType(weight.dtype) ? weight.contiguous() : asF32(weight);
   const xf = asF32(x), bf = bias ? asF32(bias) : null;
   const m = x.numel / Math.max(1, k);
@@ -71,6 +73,22 @@ export function linear(x: Tensor, weight: Tensor, options: LinearOptions = {}): 
     transposedW: tw,
   });
   drop(w, weight);
+  drop(xf, x);
+  drop(bf, bias);
+  return finishAs(out, x);
+}
+
+/** `linear` with a Q8_0 weight `[N, K]`: the device's `linearQ8_0` reads the blocks directly. */
+function linearQ8_0(x: Tensor, weight: Tensor, bias: Tensor | null, tw: boolean, dev: ReturnType<typeof opDevice>, k: number, n: number): Tensor {
+  if (tw || !weight.isContiguous) {
+    throw new TypeError(
+      `Cannot apply linear: a Q8_0 weight must be stored [N, K] contiguously (blocks run along K): dequantise it first (toDType(weight, "F32"))`,
+    );
+  }
+  const xf = asF32(x), bf = bias ? asF32(bias) : null;
+  const m = x.numel / Math.max(1, k);
+  const out = Tensor.empty([...x.shape.slice(0, -1), n], "F32", { device: dev.device });
+  dev.kernels.linearQ8_0({ x: dev.f32(xf), m, k, w: dev.raw(weight), n, bias: bf ? dev.f32(bf) : null, out: dev.f32(out) });
   drop(xf, x);
   drop(bf, bias);
   return finishAs(out, x);

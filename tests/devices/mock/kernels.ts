@@ -38,6 +38,7 @@ const RAW: Readonly<Record<string, ReadonlySet<string>>> = {
   doraMerge: new Set(["w"]),
   scaleAxis: new Set(["w"]),
   linear: new Set(["w"]),
+  linearQ8_0: new Set(["w"]),
 };
 const NONE: ReadonlySet<string> = new Set();
 

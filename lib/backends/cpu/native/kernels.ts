@@ -140,6 +140,7 @@ export class CpuNativeBackend extends CheckedKernels<Float32Array, Uint8Array> {
       },
       linear: (a) =>
         ok("kn_linear", k.kn_linear(a.x, B(a.m), B(a.k), a.w, CODE[a.wDtype], B(a.n), a.bias, a.out, a.transposedW ? 1 : 0)),
+      linearQ8_0: (a) => ok("kn_linear_q8_0", k.kn_linear_q8_0(a.x, B(a.m), B(a.k), a.w, B(a.n), a.bias, a.out)),
       rmsNorm: (a) => ok("kn_rms_norm", k.kn_rms_norm(a.x, a.weight, a.out, B(a.rows), B(a.cols), a.eps)),
       layerNorm: (a) => ok("kn_layer_norm", k.kn_layer_norm(a.x, a.weight, a.bias, a.out, B(a.rows), B(a.cols), a.eps)),
       softmax: (a) => ok("kn_softmax", k.kn_softmax(a.x, B(a.rows), B(a.cols))),

@@ -10,6 +10,7 @@ import { alignedHostOps } from "../_host_ops.ts";
 import { castTs } from "./_cast.ts";
 import { doraMergeTs, loraMergeTs, scaleAxisTs } from "./_merge.ts";
 import { linearTs, sgemmTs } from "./_math.ts";
+import { linearQ8_0Ts } from "./_q8.ts";
 import { rmsNormBackwardTs, softmaxBackwardTs } from "./_backward.ts";
 import {
   attentionTs,
@@ -35,6 +36,7 @@ const OPS: KernelOps<Float32Array, Uint8Array> = alignedHostOps({
   scaleAxis: (a) => scaleAxisTs(a.w, a.wDtype, a.rows, a.cols, a.v, a.axis, a.divide),
   gemm: (a) => sgemmTs(a.transA, a.transB, a.m, a.n, a.k, a.alpha, a.a, a.lda, a.b, a.ldb, a.beta, a.c, a.ldc),
   linear: (a) => linearTs(a.x, a.m, a.k, a.w, a.wDtype, a.n, a.bias, a.out, a.transposedW),
+  linearQ8_0: (a) => linearQ8_0Ts(a.x, a.m, a.k, a.w, a.n, a.bias, a.out),
   rmsNorm: (a) => rmsNormTs(a.x, a.weight, a.out, a.rows, a.cols, a.eps),
   layerNorm: (a) => layerNormTs(a.x, a.weight, a.bias, a.out, a.rows, a.cols, a.eps),
   softmax: (a) => softmaxTs(a.x, a.rows, a.cols),
