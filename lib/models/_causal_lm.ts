@@ -17,6 +17,7 @@ import {
 import { type RawConfig, readConfig } from "./config.ts";
 import { dtypeOption, type FromConfigOptions, type FromPretrainedOptions, PreTrainedModel, withInitDevice } from "./pretrained.ts";
 import { lmHeadLogits } from "./_common.ts";
+import { buildDType, quantizeLinearsQ8_0 } from "./_quantize.ts";
 import type { BackboneInput } from "./_decoder_stack.ts";
 
 /** Parameter dtype and fill of a model's constructor. */
@@ -111,20 +112,28 @@ export abstract class CausalLMBase extends PreTrainedModel {
   /** Build from a config object (or a folder/config.json path) with random or meta weights. */
   static fromConfig<T extends CausalLMBase>(this: CausalLMClass<T>, config: RawConfig | string, options: FromConfigOptions = {}): T {
     const raw = typeof config === "string" ? readConfig(config) : config;
-    const dtype = dtypeOption(options.dtype);
-    return withInitDevice(options.device, () => new this(raw, dtype ? { dtype } : {}));
+    const asked = dtypeOption(options.dtype), dtype = buildDType(asked);
+    const m = withInitDevice(options.device, () => new this(raw, dtype ? { dtype } : {}));
+    if (asked === "Q8_0") quantizeLinearsQ8_0(m);
+    return m;
   }
 
   /**
    * Load a Hugging Face folder: config.json plus model.safetensors or a sharded index. Weights
-   * stay memory-mapped (no copy) unless `dtype` asks for a cast.
+   * stay memory-mapped (no copy) unless `dtype` asks for a cast. `dtype: "q8_0"` quantises the
+   * decoder's Linear weights to Q8_0 (GGUF's blocks) after loading; embeddings, norms and lm_head
+   * keep the checkpoint's dtype.
    */
   static fromPretrained<T extends CausalLMBase>(this: CausalLMClass<T>, dir: string, options: FromPretrainedOptions = {}): T {
     const raw = readConfig(dir);
-    const dtype = dtypeOption(options.dtype);
+    const asked = dtypeOption(options.dtype), dtype = buildDType(asked);
     const m = withInitDevice("meta", () => new this(raw, { dtype: dtype ?? "F32", init: "zeros" }));
     if (options.device === "meta") return m;
-    return m.loadWeights(dir, dtype);
+    m.loadWeights(dir, dtype);
+    // q8_0: the checkpoint's weights as loaded, then the decoder's Linear weights quantised (llama.cpp's
+    // q8_0 conversion also quantises the embeddings and output; here they keep the checkpoint's dtype).
+    if (asked === "Q8_0") quantizeLinearsQ8_0(m);
+    return m;
   }
 
   /** The model's name for checkpoint key `key`, or null to skip it (default: drops RoPE's `inv_freq` buffers). */

@@ -28,6 +28,11 @@ function kernelDType(p: Parameter, what: string): KernelDType {
   if (p.isMeta) {
     throw new TypeError(`Cannot ${what}: the base weight ${p.data.toString()} is on the meta device; onload the layer first (onloadLayer)`);
   }
+  if (dt === "Q8_0") {
+    throw new TypeError(
+      `Cannot ${what}: the base weight is quantised (Q8_0) and cannot take the adapter's delta without losing it; run the adapter unmerged, or load the base in f32/f16/bf16 to merge`,
+    );
+  }
   if (dt !== "F32" && dt !== "F16" && dt !== "BF16") throw new TypeError(`Cannot ${what}: base weight dtype ${dt} is not F32, F16 or BF16`);
   return dt;
 }
