@@ -57,7 +57,10 @@ export function layoutFile(specs: Iterable<TensorSpec>, metadata?: Readonly<Reco
     if (s.name === "__metadata__") throw new TypeError(`Cannot write a tensor named "__metadata__": the name is reserved`);
     if (seen.has(s.name)) throw new TypeError(`Cannot write tensor "${s.name}" twice in one file`);
     seen.add(s.name);
-    if (!Object.hasOwn(ST_DTYPE_BITS, s.dtype)) throw new TypeError(`Cannot write tensor "${s.name}": unknown dtype "${s.dtype}"`);
+    if (!Object.hasOwn(ST_DTYPE_BITS, s.dtype)) {
+      const hint = s.dtype === "Q8_0" ? ": Q8_0 is GGUF's block format, not a safetensors dtype: cast it with toDType(t, \"BF16\") or write GGUF" : "";
+      throw new TypeError(`Cannot write tensor "${s.name}": unknown dtype "${s.dtype}"${hint}`);
+    }
     if (!s.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw new RangeError(`Cannot write tensor "${s.name}": invalid shape [${s.shape.join(", ")}]`);
     checkEncodable(s.name, () => `tensor ${JSON.stringify(s.name)}: the name`);
   }
