@@ -64,9 +64,9 @@ export class AlignDevicesHook extends ModelHook {
   /** Device of the first input tensor of the running forward (`ioSameDevice`). */
   inputDevice: Device | null = null;
   /** Devices the tensors had before offloading (restored on detach). */
-  originalDevices = new Map<string, Device>();
+  originalDevices: Map<string, Device> = new Map();
   /** Names whose values are tied to weights placed elsewhere. */
-  readonly tiedParamsNames = new Set<string>();
+  readonly tiedParamsNames: Set<string> = new Set();
   #prefetch: PrefetchSchedule | null;
   #prefetchId = -1;
   #loaded: [string, Tensor, Tensor][] = [];

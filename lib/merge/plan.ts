@@ -5,7 +5,7 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ShardedCheckpoint, specBytes, planShards, type TensorSpec } from "../safetensors/mod.ts";
+import { planShards, type ShardedCheckpoint, specBytes, type TensorSpec } from "../safetensors/mod.ts";
 import { type AdapterDeltas, type Delta, readAdapterDeltas } from "../peft/delta.ts";
 import { storedShape } from "../peft/adapter_math.ts";
 import type { DType } from "../dtype.ts";

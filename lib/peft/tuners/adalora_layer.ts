@@ -42,9 +42,9 @@ export class AdaLoraLayer extends BaseTunerLayer {
   readonly adapterLayerNames: readonly string[] = ["lora_A", "lora_B", "lora_E"];
   override readonly otherParamNames: readonly string[] = ["ranknum"];
   /** Rank per adapter. */
-  readonly r = new Map<string, number>();
+  readonly r: Map<string, number> = new Map();
   /** `lora_alpha` (or `r` when alpha ≤ 0) per adapter. */
-  readonly scaling = new Map<string, number>();
+  readonly scaling: Map<string, number> = new Map();
   readonly #dropoutP = new Map<string, number>();
   /** Base layer geometry. */
   readonly geometry: LayerGeometry;

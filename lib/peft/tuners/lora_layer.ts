@@ -66,17 +66,17 @@ function initA(init: boolean | string, r: number, inF: number): ParameterInit {
 export class LoraLayer extends BaseTunerLayer {
   readonly adapterLayerNames: readonly string[];
   /** Rank per adapter. */
-  readonly r = new Map<string, number>();
+  readonly r: Map<string, number> = new Map();
   /** Alpha per adapter. */
-  readonly loraAlpha = new Map<string, number>();
+  readonly loraAlpha: Map<string, number> = new Map();
   /** Scaling per adapter (`alpha / r`, or `alpha / √r` with rsLoRA). */
-  readonly scaling = new Map<string, number>();
+  readonly scaling: Map<string, number> = new Map();
   /** Dropout probability per adapter (training only). */
-  readonly dropoutP = new Map<string, number>();
+  readonly dropoutP: Map<string, number> = new Map();
   /** Whether the adapter uses DoRA. */
-  readonly useDora = new Map<string, boolean>();
+  readonly useDora: Map<string, boolean> = new Map();
   /** Whether lora_B has a bias. */
-  readonly loraBias = new Map<string, boolean>();
+  readonly loraBias: Map<string, boolean> = new Map();
   /** DoRA weight norms cached at merge time (PEFT's `{adapter}-weight_norm`). */
   readonly #doraNorms = new Map<string, Float32Array>();
   /** Base layer geometry: features and layout. */
