@@ -6,7 +6,7 @@ import { Tensor } from "../tensor.ts";
 import { DTYPE_SIZE } from "../../dtype.ts";
 import { formatShape, shapeSize } from "../shape.ts";
 import { normDim, requireData } from "./_util.ts";
-import { viaHost } from "./_device.ts";
+import { commonDevice } from "./_device.ts";
 
 /**
  * Concatenate tensors of one dtype along `dim`; every other dimension must match.
@@ -40,9 +40,10 @@ export function cat(tensors: readonly Tensor[], dim = 0): Tensor {
     }
     total += t.shape[d]!;
   }
-  if (tensors.some((t) => t.onDevice)) return viaHost(tensors, (h) => cat(h, dim));
+  const device = commonDevice("concatenate tensors", ...tensors);
   const shape = [...first.shape];
   shape[d] = total;
+  if (device !== "cpu") return catOnDevice(tensors, d, shape);
   const out = Tensor.empty(shape, first.dtype);
   const dst = out.bytes();
   const size = DTYPE_SIZE[first.dtype];
@@ -54,6 +55,32 @@ export function cat(tensors: readonly Tensor[], dim = 0): Tensor {
     const src = t.contiguous().bytes();
     const chunk = t.shape[d]! * inner;
     for (let o = 0; o < outer; o++) dst.set(src.subarray(o * chunk, (o + 1) * chunk), o * rowBytes + at);
+    at += chunk;
+  }
+  return out;
+}
+
+/** `cat` on a device: each input's runs copied into place in the device's order (no host copy). */
+function catOnDevice(tensors: readonly Tensor[], d: number, shape: number[]): Tensor {
+  const first = tensors[0]!;
+  const out = Tensor.empty(shape, first.dtype, { device: first.device });
+  const rt = out.runtime!;
+  const dst = out.deviceMemory();
+  const size = DTYPE_SIZE[first.dtype];
+  const outer = shapeSize(first.shape.slice(0, d));
+  const inner = shapeSize(first.shape.slice(d + 1)) * size;
+  const rowBytes = shape[d]! * inner;
+  let at = 0;
+  for (const t of tensors) {
+    const c = t.contiguous();
+    const src = c.deviceMemory();
+    const chunk = t.shape[d]! * inner;
+    if (chunk > 0) {
+      // One copy when the input fills whole output rows (d = 0 or a single outer run), else one per run.
+      if (outer === 1 || chunk === rowBytes) rt.copy(rt.view(dst, at, chunk * outer), rt.view(src, 0, chunk * outer), chunk * outer);
+      else for (let o = 0; o < outer; o++) rt.copy(rt.view(dst, o * rowBytes + at, chunk), rt.view(src, o * chunk, chunk), chunk);
+    }
+    if (c !== t) c[Symbol.dispose]();
     at += chunk;
   }
   return out;
