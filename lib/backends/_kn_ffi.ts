@@ -50,3 +50,16 @@ export function featureNames(bits: number): string {
   const names = Object.entries(CPU_FEATURE).filter(([, b]) => bits & b).map(([n]) => n.toLowerCase());
   return names.length ? names.join(" ") : "scalar";
 }
+
+/** The C entry of each `unary` op (kernels/include/kn.h), the same on every device. */
+export const UNARY_SYMBOL = {
+  silu: "kn_silu",
+  geluTanh: "kn_gelu_tanh",
+  geluErf: "kn_gelu_erf",
+  relu: "kn_relu",
+  tanh: "kn_tanh",
+  sigmoid: "kn_sigmoid",
+} as const;
+
+/** The C entry of each `binary` op. */
+export const BINARY_SYMBOL = { add: "kn_add", mul: "kn_mul", siluMul: "kn_silu_mul" } as const;

@@ -7,6 +7,7 @@
  * chunk of rows in f32 beside the merged tensor.
  * @module
  */
+import { pidAlive } from "../_process.ts";
 import { closeSync, existsSync, lstatSync, openSync, readdirSync, readSync, rmSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import process from "node:process";
@@ -88,15 +89,6 @@ export function cleanStaleGgufPartials(out: string): string[] {
     }
   }
   return removed;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as { code?: string }).code === "EPERM";
-  }
 }
 
 function startsWithMagic(p: string): boolean {

@@ -2,6 +2,7 @@
 // merge output (its marker file and nothing a merge does not write), and only partial folders this
 // library made (name, marker, dead PID) are cleaned. Paths are compared as the kernel resolves
 // them (symlinks first, then ".."), never by text. Private to lib/merge.
+import { pidAlive } from "../_process.ts";
 import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
 import process from "node:process";
 import { basename, dirname, isAbsolute, join, relative, sep } from "node:path";
@@ -117,15 +118,6 @@ export function checkReplaceable(out: string, shown: string = out): void {
 export function markOutput(dir: string, info: Record<string, unknown>): void {
   writeFileSync(join(dir, OUTPUT_MARKER), JSON.stringify({ graft: "merge", ...info }, null, 2) + "\n");
   rmSync(join(dir, PARTIAL_MARKER), { force: true });
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as { code?: string }).code === "EPERM";
-  }
 }
 
 function escapeRe(s: string): string {

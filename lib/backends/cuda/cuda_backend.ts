@@ -13,7 +13,7 @@ import { type GemmArgs, KERNEL_DTYPE_CODE as CODE, type KernelDType } from "../k
 import { checkGemm, CheckedKernels, type KernelOps } from "../checked_kernels.ts";
 import type { OperandSizes } from "../_validate.ts";
 import { deviceSizes } from "./_device_checks.ts";
-import { KN_ABI } from "../_kn_ffi.ts";
+import { BINARY_SYMBOL, KN_ABI, UNARY_SYMBOL } from "../_kn_ffi.ts";
 import { cudaRuntimeInfo, requireCuda } from "./runtime.ts";
 import { cudaKernelPath, type KnCudaLibrary, openKnCuda } from "./_kn_cuda_symbols.ts";
 import type { DeviceBuffer } from "./device_buffer.ts";
@@ -167,15 +167,7 @@ export class CudaBackend extends CheckedKernels<DeviceBuffer, DeviceBuffer> impl
       this.#enter();
       this.#ok(sym, call() as number);
     };
-    const unarySym = {
-      silu: "kn_silu",
-      geluTanh: "kn_gelu_tanh",
-      geluErf: "kn_gelu_erf",
-      relu: "kn_relu",
-      tanh: "kn_tanh",
-      sigmoid: "kn_sigmoid",
-    } as const;
-    const binarySym = { add: "kn_add", mul: "kn_mul", siluMul: "kn_silu_mul" } as const;
+    const unarySym = UNARY_SYMBOL, binarySym = BINARY_SYMBOL;
     return {
       cast: (a) => go("kn_cast", () => k.kn_cast(a.src.ptr, CODE[a.srcDtype], a.dst.ptr, CODE[a.dstDtype], B(a.n))),
       loraMerge: (a) =>

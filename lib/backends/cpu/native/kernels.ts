@@ -20,7 +20,7 @@ import { DeviceError, KernelError } from "../../../errors.ts";
 import { KERNEL_DTYPE_CODE as CODE } from "../../kernels.ts";
 import { CheckedKernels, type KernelOps } from "../../checked_kernels.ts";
 import { HOST_SIZES, type OperandSizes } from "../../_validate.ts";
-import { featureNames, KN_ABI, KN_SYMBOLS } from "../../_kn_ffi.ts";
+import { BINARY_SYMBOL, featureNames, KN_ABI, KN_SYMBOLS, UNARY_SYMBOL } from "../../_kn_ffi.ts";
 import { alignedHostOps } from "../_host_ops.ts";
 import { loadOpenBlas, type OpenBlas } from "./_openblas.ts";
 
@@ -108,15 +108,7 @@ export class CpuNativeBackend extends CheckedKernels<Float32Array, Uint8Array> {
 
   #ops(): KernelOps<Float32Array, Uint8Array> {
     const k = this.#k, ok = (sym: string, st: unknown) => this.#ok(sym, st as number), blas = this.#blas;
-    const unarySym = {
-      silu: "kn_silu",
-      geluTanh: "kn_gelu_tanh",
-      geluErf: "kn_gelu_erf",
-      relu: "kn_relu",
-      tanh: "kn_tanh",
-      sigmoid: "kn_sigmoid",
-    } as const;
-    const binarySym = { add: "kn_add", mul: "kn_mul", siluMul: "kn_silu_mul" } as const;
+    const unarySym = UNARY_SYMBOL, binarySym = BINARY_SYMBOL;
     return {
       cast: (a) => ok("kn_cast", k.kn_cast(a.src, CODE[a.srcDtype], a.dst, CODE[a.dstDtype], B(a.n))),
       loraMerge: (a) =>
