@@ -96,6 +96,20 @@ static inline int32_t kn_check_linear(const float* x, int64_t m, int64_t k, cons
   return kn_check_ptr(op, "w", w);
 }
 
+/* kn_linear_q8_0: W is [n, k] in Q8_0 blocks of 32 (k a multiple of 32). */
+static inline int32_t kn_check_linear_q8_0(const float* x, int64_t m, int64_t k, const void* w, int64_t n, const float* out) {
+  static const char* op = "kn_linear_q8_0";
+  KN_TRY(kn_check_dim(op, "m", m));
+  KN_TRY(kn_check_dim(op, "k", k));
+  KN_TRY(kn_check_dim(op, "n", n));
+  if (k % 32 != 0) return kn_fail(KN_EINVAL, "%s: k must be a multiple of %d: current value is %lld", op, 32, (long long)k);
+  if (m == 0 || n == 0) return KN_OK;
+  KN_TRY(kn_check_ptr(op, "out", out));
+  if (k == 0) return KN_OK;
+  KN_TRY(kn_check_ptr(op, "x", x));
+  return kn_check_ptr(op, "w", w);
+}
+
 /* kn_rms_norm, kn_layer_norm, kn_softmax: `inputs` of x, w, b are read (softmax: none, it works on out). */
 static inline int32_t kn_check_rows(const char* op, int64_t rows, int64_t cols, const float* out, int inputs,
                                     const float* x, const float* w, const float* b) {

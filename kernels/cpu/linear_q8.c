@@ -7,7 +7,6 @@
  */
 #include <immintrin.h>
 #include "kn_cpu.h"
-#include "../common/checks.h"
 #include "../common/q8.h"
 
 #define Q8_ROWS 4
@@ -66,17 +65,8 @@ KN_T512 static void q8_avx512(void* arg, int64_t j0, int64_t j1) {
 
 int32_t kn_linear_q8_0(const float* x, int64_t m, int64_t k, const void* w, int64_t n, const float* bias,
                        float* out) {
-  static const char* op = "kn_linear_q8_0";
-  KN_TRY(kn_check_dim(op, "m", m));
-  KN_TRY(kn_check_dim(op, "k", k));
-  KN_TRY(kn_check_dim(op, "n", n));
-  if (k % KN_QK8_0 != 0) return kn_fail(KN_EINVAL, "%s: k must be a multiple of %d: current value is %lld", op, KN_QK8_0, (long long)k);
+  KN_TRY(kn_check_linear_q8_0(x, m, k, w, n, out));
   if (m == 0 || n == 0) return KN_OK;
-  KN_TRY(kn_check_ptr(op, "out", out));
-  if (k > 0) {
-    KN_TRY(kn_check_ptr(op, "x", x));
-    KN_TRY(kn_check_ptr(op, "w", w));
-  }
   q8_ctx c = {x, m, k, n, (const uint8_t*)w, bias, out};
   const int64_t work = m * (k > 0 ? k : 1);
   int64_t grain = ((int64_t)1 << 16) / work + 1;

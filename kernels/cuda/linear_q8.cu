@@ -30,16 +30,8 @@ extern "C" {
 KN_API int32_t kn_linear_q8_0(const float* x, int64_t m, int64_t k, const void* w, int64_t n, const float* bias,
                               float* out) {
   static const char* op = "kn_linear_q8_0";
-  KN_TRY(kn_check_dim(op, "m", m));
-  KN_TRY(kn_check_dim(op, "k", k));
-  KN_TRY(kn_check_dim(op, "n", n));
-  if (k % KN_QK8_0 != 0) return kn_fail(KN_EINVAL, "%s: k must be a multiple of %d: current value is %lld", op, KN_QK8_0, (long long)k);
+  KN_TRY(kn_check_linear_q8_0(x, m, k, w, n, out));
   if (m == 0 || n == 0) return KN_OK;
-  KN_TRY(kn_check_ptr(op, "out", out));
-  if (k > 0) {
-    KN_TRY(kn_check_ptr(op, "x", x));
-    KN_TRY(kn_check_ptr(op, "w", w));
-  }
   KN_LAUNCH(kn_linear_q8_kernel, kn_grid_items(n), KN_THREADS, 0, x, m, k, (const uint8_t*)w, n, bias, out);
   return kn_launched(op);
 }
