@@ -11,8 +11,7 @@ import { KVCache } from "../tensor/ops/kv_cache.ts";
 import type { CausalLM } from "../nn/causal_lm.ts";
 import type { Module } from "../nn/module.ts";
 import { deleteAdapter, getPeftConfig } from "../peft/adapters.ts";
-import { loadAdapter } from "../peft/io.ts";
-import type { Engine, EngineSequence, StepInput } from "./_engine.ts";
+import { type Engine, EngineBase, type EngineSequence, type StepInput } from "./_engine.ts";
 
 type View = { k: Tensor; v: Tensor };
 
@@ -56,44 +55,22 @@ class Seq implements EngineSequence {
  * console.log(la!.length, a.length, b.length); // 32 4 2
  * ```
  */
-export class BatchedEngine implements Engine {
-  readonly #model: CausalLM & Module;
-  readonly maxModelLen: number;
-  readonly vocabSize: number;
+export class BatchedEngine extends EngineBase<Seq> implements Engine {
   #batch: TrackingCache | null = null;
   #rows: Seq[] = [];
-  readonly #open = new Set<Seq>();
 
   /**
    * @param model The base model; adapters already loaded into it must be LoRA without DoRA.
    * @param options `maxModelLen`: default the config's `max_position_embeddings` (else 2048).
    */
   constructor(model: CausalLM & Module, options: { maxModelLen?: number } = {}) {
-    this.#model = model;
-    const cfg = (model as { config?: Record<string, unknown> }).config ?? {};
-    this.maxModelLen = options.maxModelLen ?? (typeof cfg.max_position_embeddings === "number" ? cfg.max_position_embeddings : 2048);
-    this.vocabSize = typeof cfg.vocab_size === "number" ? cfg.vocab_size : Number.MAX_SAFE_INTEGER;
+    super(model, options);
     for (const [name, c] of getPeftConfig(model)) checkBatchable(name, c);
-  }
-
-  /** End-of-sequence ids of the model. */
-  get eosTokenIds(): readonly number[] {
-    return this.#model.eosTokenIds;
-  }
-
-  /** Adapters loaded, by name. */
-  get adapters(): readonly string[] {
-    return [...getPeftConfig(this.#model).keys()];
   }
 
   /** A new, empty sequence running `adapter` (`null`: base). */
   open(adapter: string | null): EngineSequence {
-    if (adapter !== null && !getPeftConfig(this.#model).has(adapter)) {
-      throw new RangeError(`Cannot open a sequence: adapter "${adapter}" is not loaded`);
-    }
-    const s = new Seq(adapter);
-    this.#open.add(s);
-    return s;
+    return this.track(adapter, () => new Seq(adapter));
   }
 
   /**
@@ -106,7 +83,7 @@ export class BatchedEngine implements Engine {
     const fresh: number[] = [];
     inputs.forEach((inp, i) => {
       const s = inp.sequence as Seq;
-      if (!this.#open.has(s)) throw new RangeError("Cannot step a sequence that is closed");
+      if (!this.openSequences.has(s)) throw new RangeError("Cannot step a sequence that is closed");
       if (inp.tokens.length === 0) throw new RangeError("Cannot step a sequence with no tokens");
       if (this.#rows.includes(s)) {
         if (inp.tokens.length !== 1) throw new RangeError("Cannot step a running sequence by more than one token");
@@ -126,7 +103,7 @@ export class BatchedEngine implements Engine {
       const joined: { seq: Seq; cache: TrackingCache }[] = [];
       for (const i of fresh) {
         const seq = inputs[i]!.sequence as Seq;
-        const cache = new TrackingCache(this.#model.createCache().numLayers);
+        const cache = new TrackingCache(this.model.createCache().numLayers);
         out[i] = this.#forward(cache, [seq], inputs[i]!.tokens, inputs[i]!.tokens.length)[0]!;
         seq.length = inputs[i]!.tokens.length;
         joined.push({ seq, cache });
@@ -141,10 +118,10 @@ export class BatchedEngine implements Engine {
     const past = cache.seqLength();
     const padded = rows.some((s) => s.length !== past);
     const mask = padded ? rows.map((s) => [...Array(past - s.length).fill(0), ...Array(s.length + t).fill(1)]) : null;
-    const names = getPeftConfig(this.#model).size > 0 ? rows.map((s) => s.adapter ?? "__base__") : null;
+    const names = getPeftConfig(this.model).size > 0 ? rows.map((s) => s.adapter ?? "__base__") : null;
     const ids = Tensor.fromArray([...tokens], [rows.length, t], "I64");
     try {
-      const { logits } = (this.#model as CausalLM).forward(ids, {
+      const { logits } = (this.model as CausalLM).forward(ids, {
         pastKeyValues: cache,
         useCache: true,
         logitsToKeep: 1,
@@ -193,7 +170,7 @@ export class BatchedEngine implements Engine {
   /** Free a sequence (its batch row leaves). */
   close(sequence: EngineSequence): void {
     const s = sequence as Seq;
-    if (!this.#open.delete(s)) return;
+    if (!this.openSequences.delete(s)) return;
     s.open = false;
     const j = this.#rows.indexOf(s);
     if (j < 0) return;
@@ -206,26 +183,19 @@ export class BatchedEngine implements Engine {
   }
 
   /** Load a PEFT LoRA adapter folder under `name` (DoRA and other types cannot share a batch). */
-  loadAdapter(name: string, dir: string): void {
-    loadAdapter(this.#model, dir, { adapterName: name, activate: false });
+  override loadAdapter(name: string, dir: string): void {
+    super.loadAdapter(name, dir);
     try {
-      checkBatchable(name, getPeftConfig(this.#model).get(name));
+      checkBatchable(name, getPeftConfig(this.model).get(name));
     } catch (e) {
-      deleteAdapter(this.#model, name);
+      deleteAdapter(this.model, name);
       throw e;
     }
   }
 
-  /** Remove an adapter; throws while an open sequence uses it. */
-  unloadAdapter(name: string): void {
-    if (!getPeftConfig(this.#model).has(name)) throw new RangeError(`Cannot unload adapter "${name}": it is not loaded`);
-    for (const s of this.#open) if (s.adapter === name) throw new RangeError(`Cannot unload adapter "${name}": a running request uses it`);
-    deleteAdapter(this.#model, name);
-  }
-
   /** Close every open sequence (the model stays the caller's). */
   [Symbol.dispose](): void {
-    for (const s of [...this.#open]) this.close(s);
+    for (const s of [...this.openSequences]) this.close(s);
   }
 }
 

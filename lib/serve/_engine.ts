@@ -55,6 +55,63 @@ export interface Engine extends Disposable {
   unloadAdapter(name: string): void;
 }
 
+/**
+ * What both engines share: the model, its limits from `config.json`, the open sequences, and
+ * adapter bookkeeping (a sequence may only name a loaded adapter; an adapter in use cannot go).
+ */
+export abstract class EngineBase<S extends EngineSequence> {
+  protected readonly model: CausalLM & Module;
+  protected readonly openSequences: Set<S> = new Set();
+  /** Longest sequence (prompt plus completion) the model takes. */
+  readonly maxModelLen: number;
+  /** Token ids are below this. */
+  readonly vocabSize: number;
+
+  /** @param model The base model. @param options `maxModelLen`: default `max_position_embeddings` (else 2048). */
+  constructor(model: CausalLM & Module, options: { maxModelLen?: number } = {}) {
+    this.model = model;
+    const cfg = (model as { config?: Record<string, unknown> }).config ?? {};
+    this.maxModelLen = options.maxModelLen ?? (typeof cfg.max_position_embeddings === "number" ? cfg.max_position_embeddings : 2048);
+    this.vocabSize = typeof cfg.vocab_size === "number" ? cfg.vocab_size : Number.MAX_SAFE_INTEGER;
+  }
+
+  /** End-of-sequence ids of the model. */
+  get eosTokenIds(): readonly number[] {
+    return this.model.eosTokenIds;
+  }
+
+  /** Adapters loaded, by name. */
+  get adapters(): readonly string[] {
+    return [...getPeftConfig(this.model).keys()];
+  }
+
+  /** Register a new sequence after checking its adapter is loaded. */
+  protected track(adapter: string | null, make: () => S): S {
+    if (adapter !== null && !getPeftConfig(this.model).has(adapter)) {
+      throw new RangeError(`Cannot open a sequence: adapter "${adapter}" is not loaded`);
+    }
+    const s = make();
+    this.openSequences.add(s);
+    return s;
+  }
+
+  /** Load a PEFT adapter folder under `name` (not activated). */
+  loadAdapter(name: string, dir: string): void {
+    loadAdapter(this.model, dir, { adapterName: name, activate: false });
+  }
+
+  /** Remove an adapter; throws while an open sequence uses it. */
+  unloadAdapter(name: string): void {
+    if (!getPeftConfig(this.model).has(name)) throw new RangeError(`Cannot unload adapter "${name}": it is not loaded`);
+    for (const s of this.openSequences) if (s.adapter === name) throw new RangeError(`Cannot unload adapter "${name}": a running request uses it`);
+    this.beforeUnload();
+    deleteAdapter(this.model, name);
+  }
+
+  /** Called before an adapter is deleted (the one-at-a-time engine deactivates first). */
+  protected beforeUnload(): void {}
+}
+
 class Sequence implements EngineSequence {
   constructor(readonly adapter: string | null, public cache: KVCache | null) {}
   get length(): number {
@@ -82,42 +139,10 @@ class Sequence implements EngineSequence {
  * engine.close(seq);
  * ```
  */
-export class ModelEngine implements Engine {
-  readonly #model: CausalLM & Module;
-  readonly #open = new Set<Sequence>();
-  readonly maxModelLen: number;
-  readonly vocabSize: number;
-
-  /**
-   * @param model The base model (adapters already loaded into it count as loaded).
-   * @param options `maxModelLen`: default the config's `max_position_embeddings` (else 2048).
-   */
-  constructor(model: CausalLM & Module, options: { maxModelLen?: number } = {}) {
-    this.#model = model;
-    const cfg = (model as { config?: Record<string, unknown> }).config ?? {};
-    const fromCfg = typeof cfg.max_position_embeddings === "number" ? cfg.max_position_embeddings : 2048;
-    this.maxModelLen = options.maxModelLen ?? fromCfg;
-    this.vocabSize = typeof cfg.vocab_size === "number" ? cfg.vocab_size : Number.MAX_SAFE_INTEGER;
-  }
-
-  /** End-of-sequence ids of the model. */
-  get eosTokenIds(): readonly number[] {
-    return this.#model.eosTokenIds;
-  }
-
-  /** Adapters loaded, by name. */
-  get adapters(): readonly string[] {
-    return [...getPeftConfig(this.#model).keys()];
-  }
-
+export class ModelEngine extends EngineBase<Sequence> implements Engine {
   /** A new, empty sequence running `adapter` (`null`: base). */
   open(adapter: string | null): EngineSequence {
-    if (adapter !== null && !getPeftConfig(this.#model).has(adapter)) {
-      throw new RangeError(`Cannot open a sequence: adapter "${adapter}" is not loaded`);
-    }
-    const s = new Sequence(adapter, this.#model.createCache());
-    this.#open.add(s);
-    return s;
+    return this.track(adapter, () => new Sequence(adapter, this.model.createCache()));
   }
 
   /** Run one step; see {@link Engine.step}. */
@@ -131,7 +156,7 @@ export class ModelEngine implements Engine {
     for (const i of order) {
       const { sequence, tokens } = inputs[i]!;
       const s = sequence as Sequence;
-      if (!this.#open.has(s) || s.cache === null) throw new RangeError("Cannot step a sequence that is closed");
+      if (!this.openSequences.has(s) || s.cache === null) throw new RangeError("Cannot step a sequence that is closed");
       if (tokens.length === 0) throw new RangeError("Cannot step a sequence with no tokens");
       if (s.adapter !== active) {
         this.#activate(s.adapter);
@@ -139,7 +164,7 @@ export class ModelEngine implements Engine {
       }
       const ids = Tensor.fromArray([...tokens], [1, tokens.length], "I64");
       try {
-        const { logits } = this.#model.forward(ids, { pastKeyValues: s.cache, useCache: true, logitsToKeep: 1 });
+        const { logits } = this.model.forward(ids, { pastKeyValues: s.cache, useCache: true, logitsToKeep: 1 });
         const host = logits.onDevice ? logits.to("cpu") : logits;
         const data = host.contiguous().f32();
         const v = logits.shape[logits.ndim - 1]!;
@@ -155,37 +180,26 @@ export class ModelEngine implements Engine {
 
   #activate(adapter: string | null): void {
     // A model without adapters has no PEFT state to switch.
-    if (getPeftConfig(this.#model).size === 0) return;
-    setAdapter(this.#model, adapter === null ? [] : adapter, { inferenceMode: true });
+    if (getPeftConfig(this.model).size === 0) return;
+    setAdapter(this.model, adapter === null ? [] : adapter, { inferenceMode: true });
   }
 
   /** Free a sequence's cache. */
   close(sequence: EngineSequence): void {
     const s = sequence as Sequence;
-    if (!this.#open.delete(s)) return;
+    if (!this.openSequences.delete(s)) return;
     s.cache?.reset();
     s.cache = null;
   }
 
-  /** Load a PEFT adapter folder under `name` (not activated). */
-  loadAdapter(name: string, dir: string): void {
-    loadAdapter(this.#model, dir, { adapterName: name, activate: false });
-  }
-
-  /** Remove an adapter; throws while an open sequence uses it. */
-  unloadAdapter(name: string): void {
-    if (!getPeftConfig(this.#model).has(name)) throw new RangeError(`Cannot unload adapter "${name}": it is not loaded`);
-    for (const s of this.#open) {
-      if (s.adapter === name) throw new RangeError(`Cannot unload adapter "${name}": a running request uses it`);
-    }
-    // Deactivate first: deleting the active adapter would make PEFT pick another (with a warning).
+  /** Deactivate first: deleting the active adapter would make PEFT pick another (with a warning). */
+  protected override beforeUnload(): void {
     this.#activate(null);
-    deleteAdapter(this.#model, name);
   }
 
   /** Close every open sequence (the model stays the caller's). */
   [Symbol.dispose](): void {
-    for (const s of [...this.#open]) this.close(s);
+    for (const s of [...this.openSequences]) this.close(s);
   }
 }
 
