@@ -2,6 +2,7 @@
  * Gemma 2 and Gemma 3 (text) configs as transformers reads them, defaults included.
  * @module
  */
+import type { DecoderConfigBase } from "./_decoder_config.ts";
 import { type RopeParameters, ropeParametersFromConfig } from "../nn/mod.ts";
 import { checkModelType, ConfigReader, type RawConfig } from "./config.ts";
 import { type LayerType, readLayerTypes } from "./_layer_types.ts";
@@ -18,21 +19,9 @@ import { type LayerType, readLayerTypes } from "./_layer_types.ts";
 export const GEMMA_MODEL_TYPES: readonly string[] = ["gemma2", "gemma3_text"];
 
 /** A parsed Gemma 2 / Gemma 3 text config. */
-export interface GemmaConfig {
+export interface GemmaConfig extends Omit<DecoderConfigBase, "rope"> {
   /** "gemma2" or "gemma3_text". */
   modelType: string;
-  /** Vocabulary size. */
-  vocabSize: number;
-  /** Model width. */
-  hiddenSize: number;
-  /** MLP width. */
-  intermediateSize: number;
-  /** Decoder layers. */
-  numHiddenLayers: number;
-  /** Query heads. */
-  numAttentionHeads: number;
-  /** Key/value heads. */
-  numKeyValueHeads: number;
   /** Head size (default 256). */
   headDim: number;
   /** RMSNorm epsilon. */
@@ -51,8 +40,6 @@ export interface GemmaConfig {
   layerTypes: LayerType[];
   /** RoPE of each layer type (Gemma 3: local `rope_local_base_freq` and global bases). */
   rope: Record<LayerType, RopeParameters>;
-  /** Longest context. */
-  maxPositionEmbeddings: number;
   /** Biases on q/k/v/o. */
   attentionBias: boolean;
   /** lm_head shares the embedding matrix (default true). */

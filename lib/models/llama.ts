@@ -2,6 +2,7 @@
  * The Llama family (Llama 2/3, Mistral, Qwen2, TinyLlama, SmolLM) with transformers' parameter names.
  * @module
  */
+import type { DecoderConfigBase } from "./_decoder_config.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { Module, RMSNorm, type RopeParameters, ropeParametersFromConfig } from "../nn/mod.ts";
 import { checkModelType, ConfigReader, type RawConfig } from "./config.ts";
@@ -23,31 +24,13 @@ export const LLAMA_MODEL_TYPES: readonly string[] = ["llama", "mistral", "qwen2"
 const PREFIX: Record<string, string> = { llama: "Llama", mistral: "Mistral", qwen2: "Qwen2" };
 
 /** A parsed Llama-family config. */
-export interface LlamaConfig {
+export interface LlamaConfig extends DecoderConfigBase {
   /** "llama", "mistral" or "qwen2". */
   modelType: string;
-  /** Vocabulary size. */
-  vocabSize: number;
-  /** Model width. */
-  hiddenSize: number;
-  /** MLP width. */
-  intermediateSize: number;
-  /** Decoder layers. */
-  numHiddenLayers: number;
-  /** Query heads. */
-  numAttentionHeads: number;
-  /** Key/value heads. */
-  numKeyValueHeads: number;
   /** Head size. */
   headDim: number;
   /** RMSNorm epsilon. */
   rmsNormEps: number;
-  /** RoPE settings. */
-  rope: RopeParameters;
-  /** Longest context. */
-  maxPositionEmbeddings: number;
-  /** lm_head shares the embedding matrix. */
-  tieWordEmbeddings: boolean;
   /** Biases on q/k/v (Qwen2 always; Llama's `attention_bias`). */
   qkvBias: boolean;
   /** Bias on o_proj (Llama's `attention_bias`). */

@@ -5,6 +5,7 @@
  * and `mlp.experts.down_proj` [E, H, I]; per-expert checkpoints are fused while loading.
  * @module
  */
+import type { DecoderConfigBase } from "./_decoder_config.ts";
 import type { DType } from "../dtype.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { add } from "../tensor/ops/mod.ts";
@@ -30,25 +31,15 @@ export const MOE_MODEL_TYPES: readonly string[] = ["mixtral", "qwen2_moe", "qwen
 const PREFIX: Record<string, string> = { mixtral: "Mixtral", qwen2_moe: "Qwen2Moe", qwen3_moe: "Qwen3Moe" };
 
 /** A parsed MoE config. */
-export interface MoeConfig {
+export interface MoeConfig extends DecoderConfigBase {
   /** "mixtral", "qwen2_moe" or "qwen3_moe". */
   modelType: string;
-  /** Vocabulary size. */
-  vocabSize: number;
-  /** Model width. */
-  hiddenSize: number;
   /** Width of the dense MLP layers (Qwen `mlp_only_layers`). */
   intermediateSize: number;
   /** Width of each expert. */
   moeIntermediateSize: number;
   /** Width of Qwen2-MoE's shared expert (0: none). */
   sharedExpertIntermediateSize: number;
-  /** Decoder layers. */
-  numHiddenLayers: number;
-  /** Query heads. */
-  numAttentionHeads: number;
-  /** Key/value heads. */
-  numKeyValueHeads: number;
   /** Head size. */
   headDim: number;
   /** Experts. */
@@ -67,10 +58,6 @@ export interface MoeConfig {
   oBias: boolean;
   /** Per-head q/k RMSNorm (Qwen3-MoE). */
   qkNorm: boolean;
-  /** RoPE settings. */
-  rope: RopeParameters;
-  /** Longest context. */
-  maxPositionEmbeddings: number;
   /** RMSNorm epsilon. */
   rmsNormEps: number;
   /** lm_head shares the embedding. */

@@ -3,6 +3,7 @@
  * `gate_up_proj`, longrope rotary scaling and partial rotary.
  * @module
  */
+import type { DecoderConfigBase } from "./_decoder_config.ts";
 import type { DType } from "../dtype.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import { add, mul, siluMul } from "../tensor/ops/mod.ts";
@@ -28,19 +29,9 @@ import { type BackboneInput, type LayerContext, planBatch, runDecoder } from "./
 import { dense, ExtRotaryEmbedding, type LongRope, rotatePartial } from "./_rotary_ext.ts";
 
 /** A parsed Phi-3 config. */
-export interface Phi3Config {
-  /** Vocabulary size. */
-  vocabSize: number;
-  /** Model width. */
-  hiddenSize: number;
+export interface Phi3Config extends Omit<DecoderConfigBase, "rope" | "maxPositionEmbeddings"> {
   /** MLP width (gate_up_proj is twice this). */
   intermediateSize: number;
-  /** Decoder layers. */
-  numHiddenLayers: number;
-  /** Query heads. */
-  numAttentionHeads: number;
-  /** Key/value heads. */
-  numKeyValueHeads: number;
   /** Head size. */
   headDim: number;
   /** Rotated dimensions per head (`head_dim · partial_rotary_factor`). */

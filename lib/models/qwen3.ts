@@ -4,6 +4,7 @@
  * @module
  */
 
+import type { DecoderConfigBase } from "./_decoder_config.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 
 import { Module, RMSNorm, type RopeParameters, ropeParametersFromConfig } from "../nn/mod.ts";
@@ -15,29 +16,11 @@ import { GatedMLP } from "./_gated_mlp.ts";
 import { type LayerType, readLayerTypes } from "./_layer_types.ts";
 
 /** A parsed Qwen3 config. */
-export interface Qwen3Config {
-  /** Vocabulary size. */
-  vocabSize: number;
-  /** Model width. */
-  hiddenSize: number;
-  /** MLP width. */
-  intermediateSize: number;
-  /** Decoder layers. */
-  numHiddenLayers: number;
-  /** Query heads. */
-  numAttentionHeads: number;
-  /** Key/value heads. */
-  numKeyValueHeads: number;
+export interface Qwen3Config extends DecoderConfigBase {
   /** Head size (`head_dim`, default 128 as transformers' Qwen3Config). */
   headDim: number;
   /** RMSNorm epsilon (also of q_norm/k_norm). */
   rmsNormEps: number;
-  /** RoPE settings. */
-  rope: RopeParameters;
-  /** Longest context. */
-  maxPositionEmbeddings: number;
-  /** lm_head shares the embedding matrix. */
-  tieWordEmbeddings: boolean;
   /** Biases on q/k/v/o (`attention_bias`). */
   attentionBias: boolean;
   /** MLP activation. */
