@@ -120,31 +120,20 @@ export function createHandler(options: HandlerOptions): OpenAIHandler {
 
   function metrics(): Response {
     const s = scheduler.stats;
+    const metric = (name: string, type: "counter" | "gauge", help: string, ...samples: string[]) => [
+      `# HELP graft_${name} ${help}`,
+      `# TYPE graft_${name} ${type}`,
+      ...samples.map((v) => `graft_${name}${v}`),
+    ];
     const lines = [
-      "# HELP graft_requests_finished_total Sequences finished, by reason.",
-      "# TYPE graft_requests_finished_total counter",
-      ...Object.entries(s.finished).map(([k, v]) => `graft_requests_finished_total{finish_reason="${k}"} ${v}`),
-      "# HELP graft_prompt_tokens_total Prompt tokens prefilled.",
-      "# TYPE graft_prompt_tokens_total counter",
-      `graft_prompt_tokens_total ${s.promptTokens}`,
-      "# HELP graft_generation_tokens_total Tokens generated.",
-      "# TYPE graft_generation_tokens_total counter",
-      `graft_generation_tokens_total ${s.generationTokens}`,
-      "# HELP graft_scheduler_steps_total Model steps run.",
-      "# TYPE graft_scheduler_steps_total counter",
-      `graft_scheduler_steps_total ${s.steps}`,
-      "# HELP graft_scheduler_batch_rows_total Sequences summed over steps (mean batch size = this / steps).",
-      "# TYPE graft_scheduler_batch_rows_total counter",
-      `graft_scheduler_batch_rows_total ${s.batchRows}`,
-      "# HELP graft_num_requests_running Sequences in the running batch.",
-      "# TYPE graft_num_requests_running gauge",
-      `graft_num_requests_running ${s.running}`,
-      "# HELP graft_num_requests_waiting Sequences waiting to be admitted.",
-      "# TYPE graft_num_requests_waiting gauge",
-      `graft_num_requests_waiting ${s.waiting}`,
-      "# HELP graft_lora_adapters_loaded Adapters loaded.",
-      "# TYPE graft_lora_adapters_loaded gauge",
-      `graft_lora_adapters_loaded ${engine.adapters.length}`,
+      ...metric("requests_finished_total", "counter", "Sequences finished, by reason.", ...Object.entries(s.finished).map(([k, v]) => `{finish_reason="${k}"} ${v}`)),
+      ...metric("prompt_tokens_total", "counter", "Prompt tokens prefilled.", ` ${s.promptTokens}`),
+      ...metric("generation_tokens_total", "counter", "Tokens generated.", ` ${s.generationTokens}`),
+      ...metric("scheduler_steps_total", "counter", "Model steps run.", ` ${s.steps}`),
+      ...metric("scheduler_batch_rows_total", "counter", "Sequences summed over steps (mean batch size = this / steps).", ` ${s.batchRows}`),
+      ...metric("num_requests_running", "gauge", "Sequences in the running batch.", ` ${s.running}`),
+      ...metric("num_requests_waiting", "gauge", "Sequences waiting to be admitted.", ` ${s.waiting}`),
+      ...metric("lora_adapters_loaded", "gauge", "Adapters loaded.", ` ${engine.adapters.length}`),
     ];
     return new Response(lines.join("\n") + "\n", { headers: { "content-type": "text/plain; version=0.0.4" } });
   }
