@@ -7,7 +7,7 @@ import { type Device, parseDevice, splitDevice } from "./device.ts";
 import { Storage } from "./storage.ts";
 import { type DeviceRuntime, deviceRuntime, deviceType } from "../backends/device.ts";
 import { DeviceError } from "../errors.ts";
-import { contiguousStrides, formatShape, shapeSize } from "./shape.ts";
+import { contiguousStrides, forEachRow, formatShape, inferShape, shapeSize } from "./shape.ts";
 import { readValues, writeValues } from "./values.ts";
 
 export { bf16BitsToF32, f32ToBf16Bits, readValues, writeValues } from "./values.ts";
@@ -327,7 +327,7 @@ export class Tensor implements Disposable {
     const src = s.bytes;
     const dst = out.bytes();
     const innerStride = this.strides[this.ndim - 1] ?? 1;
-    this.#forEachRow((o, off, inner) => {
+    forEachRow({ shape: this.shape, strides: this.strides, offset: this.offset, elementSize: size }, (o, off, inner) => {
       if (innerStride === 1) {
         dst.set(src.subarray(off, off + inner * size), o * size);
       } else {
@@ -338,25 +338,6 @@ export class Tensor implements Disposable {
       }
     });
     return out;
-  }
-
-  /**
-   * Walk the innermost rows in C order: `fn(outElement, srcByteOffset, rowLength)` for each, where
-   * `outElement` is the row's first element in a dense copy and `srcByteOffset` its byte in storage.
-   */
-  #forEachRow(fn: (o: number, off: number, inner: number) => void): void {
-    const nd = this.ndim, size = DTYPE_SIZE[this.dtype], n = this.numel;
-    const inner = this.shape[nd - 1] ?? 1;
-    const idx = new Array<number>(nd).fill(0);
-    for (let o = 0; o < n; o += inner) {
-      let off = this.offset;
-      for (let d = 0; d < nd - 1; d++) off += idx[d]! * this.strides[d]! * size;
-      fn(o, off, inner);
-      for (let d = nd - 2; d >= 0; d--) {
-        if (++idx[d]! < this.shape[d]!) break;
-        idx[d] = 0;
-      }
-    }
   }
 
   /** A dense copy with its own storage. */
@@ -392,7 +373,7 @@ export class Tensor implements Disposable {
       return out;
     }
     const run = inner * size;
-    this.#forEachRow((o, off) => rt.copy(rt.view(dst, o * size, run), rt.view(mem, off, run), run));
+    forEachRow({ shape: this.shape, strides: this.strides, offset: this.offset, elementSize: size }, (o, off) => rt.copy(rt.view(dst, o * size, run), rt.view(mem, off, run), run));
     return out;
   }
 
@@ -415,17 +396,4 @@ export class Tensor implements Disposable {
   toString(): string {
     return `Tensor(${this.dtype}, ${formatShape(this.shape)}, ${this.device})`;
   }
-}
-
-function inferShape(shape: readonly number[], numel: number): number[] {
-  const out = [...shape];
-  const neg = out.indexOf(-1);
-  if (neg >= 0) {
-    const rest = out.reduce((a, d, i) => (i === neg ? a : a * d), 1);
-    out[neg] = rest === 0 ? 0 : numel / rest;
-  }
-  if (shapeSize(out) !== numel || out.some((d) => !Number.isInteger(d) || d < 0)) {
-    throw new RangeError(`Cannot reshape ${numel} elements to ${formatShape(shape)}`);
-  }
-  return out;
 }
