@@ -6,6 +6,7 @@
 // (differences stated below). The converter runs with a shim that hands it the transformers-4 form
 // of the config (see make_gguf.py): it reads rope_theta, the rope scaling, rotary_pct and Qwen3-MoE's
 // num_experts where transformers 4 kept them.
+import { GGUF_CASES } from "./_cases.ts";
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
@@ -29,21 +30,7 @@ interface Expected {
 // folder's name here).
 const NOT_COMPARED = new Set(["general.name", "general.size_label"]);
 
-const CASES = [
-  "llama",
-  "mistral",
-  "llama3",
-  "qwen2",
-  "qwen3",
-  "gemma2",
-  "gemma3",
-  "phi3",
-  "phi3_longrope",
-  "gpt_neox",
-  "mixtral",
-  "qwen2_moe",
-  "qwen3_moe",
-];
+const CASES = GGUF_CASES;
 // Tensors whose bytes differ on purpose: llama3's rope_freqs.weight, which the converter computes
 // with the original context length read from the config's top level (8192 when absent, as in every
 // transformers config); this writer reads it where transformers does (rope_parameters).

@@ -18,6 +18,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { mergeCheckpoint } from "../../lib/merge/mod.ts";
 import { fixture, tempDir } from "../_util.ts";
+import { GGUF_CASES } from "./_cases.ts";
 
 const NODE_LLAMA_CPP = "npm:node-llama-cpp@3.21.1";
 const isDeno = "Deno" in globalThis;
@@ -25,23 +26,7 @@ const isDeno = "Deno" in globalThis;
 describe("llama.cpp (node-llama-cpp) runs the merge's GGUF", {
   skip: isDeno ? false : "node-llama-cpp is loaded by an npm: specifier, which Bun does not resolve (run under Deno)",
 }, () => {
-  for (
-    const name of [
-      "llama",
-      "mistral",
-      "llama3",
-      "qwen2",
-      "qwen3",
-      "gemma2",
-      "gemma3",
-      "phi3",
-      "phi3_longrope",
-      "gpt_neox",
-      "mixtral",
-      "qwen2_moe",
-      "qwen3_moe",
-    ]
-  ) {
+  for (const name of GGUF_CASES) {
     it(`${name}: f32 greedy tokens and tokenizer ids equal transformers'; f16, bf16, q8_0 load and decode`, async (t) => {
       const dir = fixture("gguf", name);
       const expected = JSON.parse(readFileSync(join(dir, "expected.json"), "utf8")) as {
