@@ -25,6 +25,7 @@ int32_t kn_cpu_features(void) {
     f |= KN_CPU_AVX512F;
     if (__builtin_cpu_supports("avx512bf16")) f |= KN_CPU_AVX512BF16;
     if (__builtin_cpu_supports("avx512fp16")) f |= KN_CPU_AVX512FP16;
+    if (__builtin_cpu_supports("avx512vnni")) f |= KN_CPU_AVX512VNNI;
   }
 #endif
   kn_features_cache = f;

@@ -49,6 +49,7 @@ extern "C" {
 #define KN_CPU_AVX512F 4 /* AVX-512 F + BW + VL */
 #define KN_CPU_AVX512BF16 8
 #define KN_CPU_AVX512FP16 16
+#define KN_CPU_AVX512VNNI 32 /* vpdpbusd (int8 dot products) */
 
 /* --- library info ----------------------------------------------------------------------------- */
 /* KN_ABI_VERSION of this build. */

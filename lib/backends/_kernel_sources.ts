@@ -61,7 +61,7 @@ export const CUDA_KERNEL_FILES: readonly string[] = [
 
 /** SHA-256 (hex) of each file. */
 export const KERNEL_SOURCE_SHA256: Readonly<Record<string, string>> = {
-  "include/kn.h": "65cdc6664744584d24ad116545f5da5d964be543af0fd82c1aa8e0bc74486944",
+  "include/kn.h": "9f96155724a47314717e4ab000afc77f9d1954746221ea23f1fc1e22c9a7d3fa",
   "common/backward.h": "8c709a071e8b319e1ab6c920dfb6c193455eaae41f6296c4f7e782b33f46b4be",
   "common/checks.h": "802e80c910f13046b0d11aecf39e8b6c16af0095e147e7119bce0ee5c93aad2b",
   "common/dtype.h": "b7bcfbea46f2780b0273e32771645cdc9796e425bfcd1eb936643dac3c463d75",
@@ -75,7 +75,7 @@ export const KERNEL_SOURCE_SHA256: Readonly<Record<string, string>> = {
   "cpu/backward.c": "0751cbc30aae54949dcad75db744078319fedfc351cdcf3004f2acfc805d1d95",
   "cpu/blas.c": "4dc8a26a9f8852b219648670bc63f9843e32c19443e8f614de712d64dcb798af",
   "cpu/cast.c": "d67fc16f2deb41bb3727ec95841887f2012dd0c57a86be3c490f3a60e8a57f0b",
-  "cpu/device.c": "4cbbcb8b351c359131fb1b3da49af089e52802dd11e198009cfb54e922bd6381",
+  "cpu/device.c": "d5c4b6cc478f8185d4613a9c1864944f875fe29248bc7a307f73c3cb5ba497a4",
   "cpu/elementwise.c": "d4bcd39e4b342c4e286b801b7d1a054cd6e60252695caa5568dd6815d19d6d1f",
   "cpu/gemm.c": "36d233a04ed81d79cb873560457c8000e05505257f83c48c47ec402eb1d8a6e5",
   "cpu/kn_cpu.h": "9df4d262518cc69a7ef0051c9bd4447b7a681483d6f54f1e8daca3441873b4ec",

@@ -123,4 +123,4 @@ export const KN_DTYPE = { F32: 0, F16: 1, BF16: 2 } as const;
 export const KN_STATUS = { OK: 0, EINVAL: 1, ENOMEM: 2, EUNSUPPORTED: 3 } as const;
 
 /** kn_cpu_features() bits (KN_CPU_*). */
-export const KN_CPU_FEATURE = { F16C: 1, AVX2: 2, AVX512F: 4, AVX512BF16: 8, AVX512FP16: 16 } as const;
+export const KN_CPU_FEATURE = { F16C: 1, AVX2: 2, AVX512F: 4, AVX512BF16: 8, AVX512FP16: 16, AVX512VNNI: 32 } as const;
