@@ -31,6 +31,7 @@ export class NativeBuffer implements Disposable {
   readonly byteLength: number;
   #ptr: Ptr;
   #token: object;
+  #addr: bigint;
 
   constructor(byteLength: number, alignment = 64) {
     if (!Number.isSafeInteger(byteLength) || byteLength < 0) {
@@ -44,7 +45,8 @@ export class NativeBuffer implements Disposable {
     const ab = byteLength === 0 ? new ArrayBuffer(0) : adapter.view(p, byteLength);
     this.bytes = new Uint8Array(ab);
     this.#token = {};
-    registry.register(ab, adapter.ptrToBigInt(p), this.#token);
+    this.#addr = adapter.ptrToBigInt(p);
+    registry.register(ab, this.#addr, this.#token);
   }
 
   /** The native address (null after dispose). */
@@ -55,6 +57,21 @@ export class NativeBuffer implements Disposable {
   /** True once disposed. */
   get disposed(): boolean {
     return this.#ptr === null;
+  }
+
+  /**
+   * Detach every view handed out so far (they become empty) and give this buffer a fresh view of
+   * the same memory: a buffer can be lent again without older views reaching its new contents.
+   */
+  renew(): void {
+    if (this.#ptr === null || this.byteLength === 0) return;
+    const old = this.bytes.buffer as ArrayBuffer;
+    // The registry frees the memory when the view's ArrayBuffer is collected: move it to the new one.
+    registry.unregister(this.#token);
+    if (old.byteLength > 0) old.transfer(0);
+    const ab = adapter.view(this.#ptr, this.byteLength);
+    this.bytes = new Uint8Array(ab);
+    registry.register(ab, this.#addr, this.#token);
   }
 
   [Symbol.dispose](): void {
