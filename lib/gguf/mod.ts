@@ -19,3 +19,5 @@ export * from "./tokenizer.ts";
 export * from "./writer.ts";
 export * from "./reader.ts";
 export * from "./merge_writer.ts";
+export * from "./config_from_metadata.ts";
+export * from "./checkpoint.ts";

@@ -4,7 +4,7 @@
  * @module
  */
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
-import { ggmlNBytes, type GGMLTypeId, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUFValueType } from "./constants.ts";
+import { GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUFValueType } from "./constants.ts";
 
 /** A metadata value as read: numbers (u64/i64 as bigint), booleans, strings or arrays of them. */
 export type GgufReadValue = number | bigint | boolean | string | GgufReadValue[];
@@ -13,7 +13,8 @@ export type GgufReadValue = number | bigint | boolean | string | GgufReadValue[]
 export interface GgufTensorInfo {
   readonly name: string;
   readonly shape: readonly number[];
-  readonly type: GGMLTypeId;
+  /** The ggml type id (any of {@link GGML_TYPE_SIZES}; this library decodes F32, F16, BF16 and Q8_0). */
+  readonly type: number;
   readonly offset: number;
   readonly nbytes: number;
 }
@@ -30,6 +31,57 @@ export interface GgufFile {
   /** Read one tensor's bytes. */
   readTensor(name: string): Uint8Array;
 }
+
+/**
+ * Every ggml tensor type a GGUF file may hold (gguf-py's `GGML_QUANT_SIZES`): name, values per
+ * block and bytes per block. The reader needs them to check each tensor's extent, including types
+ * this library does not decode (Q4_K …), which it can then refuse by name.
+ *
+ * @example
+ * ```ts
+ * import { GGML_TYPE_SIZES } from "./reader.ts";
+ * console.log(GGML_TYPE_SIZES[12]); // { name: "Q4_K", block: 256, bytes: 144 }
+ * ```
+ */
+export const GGML_TYPE_SIZES: Readonly<Record<number, { name: string; block: number; bytes: number }>> = Object.fromEntries(
+  ([
+    [0, "F32", 1, 4],
+    [1, "F16", 1, 2],
+    [2, "Q4_0", 32, 18],
+    [3, "Q4_1", 32, 20],
+    [6, "Q5_0", 32, 22],
+    [7, "Q5_1", 32, 24],
+    [8, "Q8_0", 32, 34],
+    [9, "Q8_1", 32, 40],
+    [10, "Q2_K", 256, 84],
+    [11, "Q3_K", 256, 110],
+    [12, "Q4_K", 256, 144],
+    [13, "Q5_K", 256, 176],
+    [14, "Q6_K", 256, 210],
+    [15, "Q8_K", 256, 292],
+    [16, "IQ2_XXS", 256, 66],
+    [17, "IQ2_XS", 256, 74],
+    [18, "IQ3_XXS", 256, 98],
+    [19, "IQ1_S", 256, 50],
+    [20, "IQ4_NL", 32, 18],
+    [21, "IQ3_S", 256, 110],
+    [22, "IQ2_S", 256, 82],
+    [23, "IQ4_XS", 256, 136],
+    [24, "I8", 1, 1],
+    [25, "I16", 1, 2],
+    [26, "I32", 1, 4],
+    [27, "I64", 1, 8],
+    [28, "F64", 1, 8],
+    [29, "IQ1_M", 256, 56],
+    [30, "BF16", 1, 2],
+    [34, "TQ1_0", 256, 54],
+    [35, "TQ2_0", 256, 66],
+    [39, "MXFP4", 32, 17],
+  ] as const).map(([id, name, block, bytes]) => [id, { name, block, bytes }]),
+);
+
+/** ggml's `GGML_MAX_DIMS`. */
+const MAX_DIMS = 4;
 
 class OutOfData extends Error {}
 
@@ -104,6 +156,7 @@ class Cursor {
       case GGUFValueType.ARRAY: {
         const item = this.u32();
         const n = this.num();
+        if (n > this.buf.length - this.pos) throw new OutOfData(); // every item takes at least one byte
         const out: GgufReadValue[] = new Array(n);
         for (let i = 0; i < n; i++) out[i] = this.value(item);
         return out;
@@ -125,7 +178,16 @@ class Cursor {
  * ```
  */
 export function readGguf(path: string): GgufFile {
-  const fd = openSync(path, "r");
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch (e) {
+    throw new TypeError(
+      `Cannot open GGUF "${path}": ${
+        (e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file; check the path" : (e as Error).message
+      }`,
+    );
+  }
   try {
     const size = fstatSync(fd).size;
     for (let want = Math.min(size, 1 << 20);; want = Math.min(size, want * 4)) {
@@ -172,19 +234,30 @@ function parse(path: string, buf: Uint8Array, fileSize: number): GgufFile {
     }
     metadata.set(key, c.value(type));
   }
-  const raw: { name: string; shape: number[]; type: GGMLTypeId; rel: number }[] = [];
+  const raw: { name: string; shape: number[]; type: number; rel: number }[] = [];
   for (let i = 0; i < nTensors; i++) {
     const name = c.str();
     const nd = c.u32();
+    if (nd > MAX_DIMS) {
+      throw new RangeError(`Cannot read "${path}": tensor "${name}" has ${nd} dimensions (ggml allows at most ${MAX_DIMS})`);
+    }
     const dims: number[] = [];
     for (let d = 0; d < nd; d++) dims.push(c.num());
-    const type = c.u32() as GGMLTypeId;
+    const type = c.u32();
     raw.push({ name, shape: dims.reverse(), type, rel: c.num() });
   }
   const alignment = Number(metadata.get("general.alignment") ?? GGUF_DEFAULT_ALIGNMENT);
+  if (!Number.isSafeInteger(alignment) || alignment <= 0 || (alignment & (alignment - 1)) !== 0) {
+    throw new RangeError(`Cannot read "${path}": general.alignment ${alignment} is not a power of two`);
+  }
   const dataStart = Math.ceil(c.pos / alignment) * alignment;
   const tensors: GgufTensorInfo[] = raw.map((t) => {
-    const nbytes = ggmlNBytes(t.shape, t.type);
+    const nbytes = tensorBytes(path, t.name, t.shape, t.type);
+    if (t.rel % alignment !== 0) {
+      throw new RangeError(
+        `Cannot read "${path}": tensor "${t.name}" starts at data offset ${t.rel}, not a multiple of the alignment ${alignment}`,
+      );
+    }
     if (dataStart + t.rel + nbytes > fileSize) {
       throw new RangeError(`Cannot read "${path}": tensor "${t.name}" ends past the end of the file: is it truncated?`);
     }
@@ -215,4 +288,30 @@ function parse(path: string, buf: Uint8Array, fileSize: number): GgufFile {
       return out;
     },
   };
+}
+
+/** Bytes of a tensor, checking its type is known, its size a safe integer and its rows whole blocks. */
+function tensorBytes(path: string, name: string, shape: readonly number[], type: number): number {
+  const t = GGML_TYPE_SIZES[type];
+  if (t === undefined) {
+    throw new TypeError(
+      `Cannot read "${path}": tensor "${name}" has ggml type id ${type}, which this reader does not know (a newer llama.cpp type?)`,
+    );
+  }
+  let n = 1;
+  for (const d of shape) {
+    n *= d;
+    if (!Number.isSafeInteger(n)) {
+      throw new RangeError(`Cannot read "${path}": tensor "${name}" of shape [${shape.join(", ")}] is too large`);
+    }
+  }
+  const row = shape.length === 0 ? 1 : shape[shape.length - 1]!;
+  if (row % t.block !== 0) {
+    throw new RangeError(`Cannot read "${path}": tensor "${name}" has rows of ${row} values, not whole ${t.name} blocks of ${t.block}`);
+  }
+  const bytes = (n / t.block) * t.bytes;
+  if (!Number.isSafeInteger(bytes)) {
+    throw new RangeError(`Cannot read "${path}": tensor "${name}" of shape [${shape.join(", ")}] is too large`);
+  }
+  return bytes;
 }

@@ -4,6 +4,7 @@
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { isGgufPath, readGgufConfig } from "../gguf/config_from_metadata.ts";
 
 /** A parsed config.json. */
 export type RawConfig = Record<string, unknown>;
@@ -20,9 +21,10 @@ export type RawConfig = Record<string, unknown>;
 export const SUPPORTED_MODEL_TYPES: readonly string[] = ["llama", "mistral", "qwen2", "gpt2", "phi3", "gpt_neox", "mixtral", "qwen2_moe", "qwen3_moe", "qwen3", "gemma2", "gemma3_text"];
 
 /**
- * Read and parse `config.json` from a model folder (or a path to the file itself).
+ * Read and parse `config.json` from a model folder (or a path to the file itself); for a `.gguf`
+ * model file, the config its metadata describes (`readGgufConfig`).
  *
- * @param path A folder holding config.json, or the file.
+ * @param path A folder holding config.json, the file, or a `.gguf` file.
  * @returns The parsed object.
  *
  * @example
@@ -34,6 +36,11 @@ export const SUPPORTED_MODEL_TYPES: readonly string[] = ["llama", "mistral", "qw
  * ```
  */
 export function readConfig(path: string): RawConfig {
+  if (isGgufPath(path)) {
+    const cfg = readGgufConfig(path);
+    Object.defineProperty(cfg, "__path__", { value: path, enumerable: false });
+    return cfg;
+  }
   const file = existsSync(path) && statSync(path).isDirectory() ? join(path, "config.json") : path;
   let text: string;
   try {

@@ -7,6 +7,8 @@ import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { type DType, parseDType } from "../dtype.ts";
 import { ShardedCheckpoint } from "../safetensors/mod.ts";
+import { GgufCheckpoint } from "../gguf/checkpoint.ts";
+import { isGgufPath } from "../gguf/config_from_metadata.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { toDType } from "../tensor/ops/mod.ts";
 import { type InitDevice, type KeyMismatch, type KeyShape, Module, setDefaultInitDevice, StateDictError } from "../nn/mod.ts";
@@ -29,7 +31,22 @@ export interface FromConfigOptions {
   device?: InitDevice;
 }
 
-const FLOAT = new Set<string>(["F32", "F16", "BF16", "F64"]);
+/** Dtypes a `dtype` option casts from (Q8_0: a GGUF's blocks, dequantised). */
+const FLOAT = new Set<string>(["F32", "F16", "BF16", "F64", "Q8_0"]);
+
+/** What `loadCheckpoint` reads: a safetensors `ShardedCheckpoint` or a `GgufCheckpoint`. */
+export interface CheckpointSource {
+  /** The folder of `files()` (named in errors). */
+  readonly dir: string;
+  /** The files, relative to `dir`. */
+  files(): string[];
+  /** Every tensor name. */
+  keys(): string[];
+  /** A tensor's shape. */
+  info(name: string): { readonly shape: readonly number[] };
+  /** A tensor (zero-copy where it can be). */
+  tensor(name: string): Tensor;
+}
 
 /**
  * Build under an init device, restoring the previous one afterwards.
@@ -81,7 +98,7 @@ export function withInitDevice<T>(device: InitDevice | undefined, build: () => T
  */
 export function loadCheckpoint(
   model: Module,
-  ckpt: ShardedCheckpoint,
+  ckpt: CheckpointSource,
   options: { dtype?: DType; rename?: (key: string) => string | null } = {},
 ): void {
   const files = ckpt.files();
@@ -139,7 +156,7 @@ export function loadCheckpoint(
 export abstract class PreTrainedModel extends Module implements CausalLM {
   /** The parsed config.json. */
   readonly config: RawConfig;
-  #checkpoint: ShardedCheckpoint | null = null;
+  #checkpoint: ShardedCheckpoint | GgufCheckpoint | null = null;
 
   /** @param config The raw config. */
   constructor(config: RawConfig) {
@@ -157,13 +174,13 @@ export abstract class PreTrainedModel extends Module implements CausalLM {
   abstract createCache(): KVCache;
 
   /** The checkpoint the weights are mapped from, if any. */
-  get checkpoint(): ShardedCheckpoint | null {
+  get checkpoint(): ShardedCheckpoint | GgufCheckpoint | null {
     return this.#checkpoint;
   }
 
-  /** Load weights from a folder (zero-copy when dtypes match) and keep the files mapped. */
+  /** Load weights from a folder or a `.gguf` file (zero-copy when dtypes match) and keep the files mapped. */
   loadPretrained(dir: string, options: { dtype?: DType; rename?: (key: string) => string | null } = {}): this {
-    const ckpt = ShardedCheckpoint.open(checkpointPath(dir));
+    const ckpt = isGgufPath(dir) ? GgufCheckpoint.open(dir) : ShardedCheckpoint.open(checkpointPath(dir));
     try {
       loadCheckpoint(this, ckpt, options);
     } catch (e) {
