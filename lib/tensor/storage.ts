@@ -5,7 +5,7 @@
  */
 import { NativeBuffer } from "../ffi/mod.ts";
 import type { DeviceRuntime, PinnedHostMemory } from "../backends/device.ts";
-import { clearPool, giveJs, giveNative, pooledBytes, takeJs, takeNative } from "./_storage_pool.ts";
+import { clearPool, giveNative, takeNative } from "./_storage_pool.ts";
 
 /** Kind of backing memory ("pinned": page-locked host memory, uploaded to a GPU by direct DMA; "device": a device's memory). */
 export type StorageKind = "native" | "mmap" | "js" | "pinned" | "device";
@@ -14,11 +14,11 @@ export type StorageKind = "native" | "mmap" | "js" | "pinned" | "device";
 const NATIVE_THRESHOLD = 64 * 1024;
 
 /**
- * Bytes backing one or more tensors. Disposing a storage made by {@link Storage.allocate} detaches
- * its views (they become empty) and keeps its memory for the next allocation of the same size
- * (bounded; {@link Storage.releaseCached} frees it); disposing a wrapped or mmap storage only drops
- * the reference (the file stays mapped until its reader is disposed); disposing a device storage
- * gives its memory back to the device.
+ * Bytes backing one or more tensors. Disposing a native storage detaches its views (they become
+ * empty); one made by {@link Storage.allocate} keeps its memory for the next allocation of the
+ * same size (bounded; {@link Storage.releaseCached} frees it). Disposing an mmap or JS storage only
+ * drops the reference (the file stays mapped until its reader is disposed); disposing a device
+ * storage gives its memory back to the device.
  *
  * @example
  * ```ts
@@ -36,7 +36,7 @@ export class Storage implements Disposable {
   #memory: unknown = null;
   #release: (() => void) | null = null;
   #freed = false;
-  /** Made by `allocate`: its memory goes back to the pool on dispose. */
+  /** Native memory made by `allocate`: it goes back to the pool on dispose. */
   #pooled = false;
 
   constructor(bytes: Uint8Array, kind: StorageKind, owner: NativeBuffer | null = null) {
@@ -67,11 +67,10 @@ export class Storage implements Disposable {
     if (byteLength < NATIVE_THRESHOLD) {
       // Float64Array backing gives 8-byte alignment; JS engines align ArrayBuffers to at least 8.
       // One object when the size is already a multiple of 8 (the common case).
-      const padded = Math.ceil(byteLength / 8) * 8;
-      const buf = takeJs(padded);
-      const s = new Storage(padded === byteLength ? buf : buf.subarray(0, byteLength), "js");
-      s.#pooled = true;
-      return s;
+      const bytes = byteLength % 8 === 0
+        ? new Uint8Array(byteLength)
+        : new Uint8Array(new ArrayBuffer(Math.ceil(byteLength / 8) * 8), 0, byteLength);
+      return new Storage(bytes, "js");
     }
     const nb = takeNative(byteLength);
     const s = new Storage(nb.bytes, "native", nb);
@@ -91,9 +90,7 @@ export class Storage implements Disposable {
    * ```
    */
   static releaseCached(): number {
-    const { native, js } = pooledBytes();
-    clearPool();
-    return native + js;
+    return clearPool();
   }
 
   /** Wrap existing bytes without copying. */
@@ -131,11 +128,6 @@ export class Storage implements Disposable {
       if (this.#pooled && this.#owner instanceof NativeBuffer) giveNative(this.#owner);
       else this.#owner[Symbol.dispose]();
       this.#owner = null;
-      this.#freed = true;
-      this.bytes = new Uint8Array(0);
-    } else if (this.#pooled) {
-      giveJs(this.bytes);
-      this.#pooled = false;
       this.#freed = true;
       this.bytes = new Uint8Array(0);
     }
