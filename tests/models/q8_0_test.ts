@@ -13,7 +13,8 @@ import { captureWarnings, loadAdapter, mergeAdapter } from "../../lib/peft/mod.t
 import { expected as peftExpected, PEFT_FIXTURES } from "../peft/_fixtures.ts";
 import { expected, FIXTURES, relError } from "./_fixtures.ts";
 
-/** The README's bound: max|Δlogit| / max|logit(f32)| (measured 1.6e-2 on this random fixture). */
+/** The README's bound: max|Δlogit| / max|logit(f32)| (measured 2.8e-2 on this random fixture, x quantised
+ * to Q8_0 as llama.cpp does; 1.6e-2 when x stayed f32). */
 const BOUND = 3e-2;
 const DIR = join(FIXTURES, "llama");
 
@@ -50,7 +51,7 @@ describe("q8_0 weights (tiny Llama fixture)", () => {
     assert.deepEqual(g8, g32);
   });
 
-  it("equals the f32 model with the dequantised weights (the kernels add no error of their own)", () => {
+  it("x is quantised too (int8 dot products): within the bound of the f32 model with the dequantised weights", () => {
     using ex = expected("llama");
     using deq = LlamaForCausalLM.fromPretrained(DIR);
     for (const [n, l] of deq.namedModules()) {
@@ -59,7 +60,8 @@ describe("q8_0 weights (tiny Llama fixture)", () => {
     using q8 = LlamaForCausalLM.fromPretrained(DIR, { dtype: "q8_0" });
     const ids = ex.tensor("input_ids");
     const err = relError(logitsOf(q8, ids), logitsOf(deq, ids));
-    assert.ok(err < 1e-5, `relative error ${err}`);
+    console.log(`q8_0 vs f32 with the dequantised weights: ${err.toExponential(2)} (activation quantisation)`);
+    assert.ok(err > 0 && err < BOUND, `relative error ${err}`);
   });
 
   it("LoRA runs unmerged on a Q8_0 base (PEFT's logits within the bound); merging is refused", () => {
