@@ -50,8 +50,9 @@ function f32Decimal(v: number): number {
  * import { hfConfigFromGguf } from "./config_from_metadata.ts";
  * import type { GgufFile } from "./reader.ts";
  * const metadata = new Map<string, number | string>([["general.architecture", "qwen3"], ["qwen3.embedding_length", 64],
- *   ["qwen3.block_count", 2], ["qwen3.feed_forward_length", 128], ["qwen3.attention.head_count", 4], ["qwen3.attention.layer_norm_rms_epsilon", Math.fround(1e-6)]]);
- * const g = { metadata, tensors: [{ name: "token_embd.weight", shape: [100, 64] }] } as unknown as GgufFile;
+ *   ["qwen3.block_count", 1], ["qwen3.feed_forward_length", 128], ["qwen3.attention.head_count", 4], ["qwen3.attention.layer_norm_rms_epsilon", Math.fround(1e-6)]]);
+ * const tensors = [{ name: "token_embd.weight", shape: [100, 64] }, { name: "blk.0.ffn_up.weight", shape: [128, 64] }];
+ * const g = { metadata, tensors } as unknown as GgufFile;
  * const c = hfConfigFromGguf(g, "m.gguf");
  * console.log(c.model_type, c.vocab_size, c.rms_norm_eps, c.tie_word_embeddings); // qwen3 100 0.000001 true
  * ```
@@ -99,6 +100,19 @@ export function hfConfigFromGguf(g: Pick<GgufFile, "metadata" | "tensors">, sour
   if (ropeDims !== headDim) fail(`rope.dimension_count ${ropeDims} is not the head size ${headDim} (partial rotary is not supported)`);
   const embd = shapes.get("token_embd.weight") ?? fail(`it has no token_embd.weight`);
   const ff = num("feed_forward_length") ?? shapes.get("blk.0.ffn_up.weight")?.[0] ?? fail(`it has no ${arch}.feed_forward_length`);
+  // The metadata must agree with the tensors (a corrupt count would otherwise build a huge model).
+  const blocks = new Set(g.tensors.map((t) => /^blk\.(\d+)\./.exec(t.name)?.[1]).filter((b) => b !== undefined));
+  if (layers !== blocks.size || [...blocks].some((b) => Number(b) >= layers)) {
+    fail(`${arch}.block_count is ${layers} but the tensors hold ${blocks.size} blocks; is the file corrupt?`);
+  }
+  const agree = (what: string, want: number, tensor: string, dim: number) => {
+    const got = shapes.get(tensor)?.[dim];
+    if (got !== undefined && got !== want) fail(`${what} is ${want} but tensor "${tensor}" has ${got} there; is the file corrupt?`);
+  };
+  agree(`${arch}.embedding_length`, hidden, "token_embd.weight", 1);
+  agree("head_count × key_length", heads * headDim, "blk.0.attn_q.weight", 0);
+  agree("head_count_kv × key_length", kvHeads * headDim, "blk.0.attn_k.weight", 0);
+  agree(`${arch}.feed_forward_length`, ff, "blk.0.ffn_up.weight", 0);
 
   const rope: Record<string, unknown> = { rope_type: "default", rope_theta: f32Decimal(num("rope.freq_base") ?? 10000) };
   const scaling = md.get(`${arch}.rope.scaling.type`);

@@ -88,7 +88,7 @@ class OutOfData extends Error {}
 class Cursor {
   pos = 0;
   #dec = new TextDecoder("utf-8", { fatal: false });
-  constructor(public buf: Uint8Array, public view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength)) {}
+  constructor(public buf: Uint8Array, public path: string, public view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength)) {}
   #need(n: number): void {
     if (this.pos + n > this.buf.length) throw new OutOfData();
   }
@@ -110,7 +110,9 @@ class Cursor {
   }
   num(): number {
     const v = this.u64();
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new RangeError(`Cannot read GGUF: a count or size of ${v} is too large`);
+    if (v > BigInt(Number.MAX_SAFE_INTEGER)) {
+      throw new RangeError(`Cannot read "${this.path}": a GGUF count or size of ${v} is too large; is the file corrupt?`);
+    }
     return Number(v);
   }
   str(): string {
@@ -162,7 +164,7 @@ class Cursor {
         return out;
       }
       default:
-        throw new TypeError(`Cannot read GGUF: unknown metadata value type ${type}`);
+        throw new TypeError(`Cannot read "${this.path}": unknown GGUF metadata value type ${type}; is the file corrupt?`);
     }
   }
 }
@@ -213,7 +215,7 @@ export function readGguf(path: string): GgufFile {
 }
 
 function parse(path: string, buf: Uint8Array, fileSize: number): GgufFile {
-  const c = new Cursor(buf);
+  const c = new Cursor(buf, path);
   const magic = c.u32();
   if (magic !== GGUF_MAGIC) throw new TypeError(`Cannot read "${path}": it does not start with the GGUF magic; is it a GGUF file?`);
   const version = c.u32();
