@@ -108,11 +108,6 @@ export class DecoderAttention extends Module {
     return s.keep(this.child("o_proj").forward(a) as Tensor);
   }
 
-  /** The child `name`, or null. */
-  optionalChild(name: string): Module | null {
-    return [...this.namedChildren()].find(([n]) => n === name)?.[1] ?? null;
-  }
-
   override extraRepr(): string {
     return `heads=${this.numHeads}, kv_heads=${this.numKVHeads}, head_dim=${this.headDim}${
       this.slidingWindow ? `, sliding_window=${this.slidingWindow}` : ""

@@ -152,6 +152,11 @@ export class Module implements Disposable {
     return m as M;
   }
 
+  /** Own child `name`, or null when there is none (a map look-up: cheap enough for a forward). */
+  optionalChild<M extends Module = Module>(name: string): M | null {
+    return (this.#modules.get(name) as M | undefined) ?? null;
+  }
+
   /** The dotted path from the root this module was last registered under ("" for a root). */
   get path(): string {
     const parts: string[] = [];

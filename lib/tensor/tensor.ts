@@ -40,6 +40,10 @@ export class Tensor implements Disposable {
   #storage: Storage | null;
   readonly #numel: number;
   readonly #contiguous: boolean;
+  // Views kept for kernel calls (several per op): valid while the storage's bytes are `#viewsOf`
+  // (disposal replaces them, so a stale view is never handed out).
+  #viewsOf: Uint8Array | null = null;
+  #bytes: Uint8Array | null = null;
   #f32: Float32Array | null = null;
 
   constructor(dtype: DType, shape: readonly number[], storage: Storage | null, options: {
@@ -179,6 +183,12 @@ export class Tensor implements Disposable {
 
   /** Dense bytes of this tensor (a view, no copy). Throws for meta, device or non-contiguous tensors. */
   bytes(): Uint8Array {
+    const s = this.#storage;
+    if (s !== null && s.bytes === this.#viewsOf && this.#bytes !== null) return this.#bytes;
+    return this.#bytesView();
+  }
+
+  #bytesView(): Uint8Array {
     const s = this.#requireStorage("read bytes of");
     if (s.runtime !== null) {
       throw new TypeError(`Cannot read bytes of a tensor on ${this.device} from the host: copy it first with .to("cpu")`);
@@ -186,15 +196,15 @@ export class Tensor implements Disposable {
     if (!this.isContiguous) {
       throw new TypeError(`Cannot read bytes of a non-contiguous tensor ${formatShape(this.shape)}: call contiguous() first`);
     }
-    return s.bytes.subarray(this.offset, this.offset + this.byteLength);
+    if (s.bytes !== this.#viewsOf) this.#f32 = null;
+    this.#viewsOf = s.bytes;
+    return this.#bytes = s.bytes.subarray(this.offset, this.offset + this.byteLength);
   }
 
   /** A Float32Array view of an F32 contiguous tensor (copied first if the view would be misaligned). */
   f32(): Float32Array {
-    // Kernel calls ask for the same view several times per op: it is kept while the storage's
-    // bytes are the ones it was made from (disposal replaces them, so a stale view is never reused).
     const s = this.#storage, v = this.#f32;
-    if (v !== null && s !== null && s.bytes.buffer === v.buffer && v.byteLength === this.byteLength) return v;
+    if (v !== null && s !== null && s.bytes === this.#viewsOf) return v;
     if (this.dtype !== "F32") throw new TypeError(`Cannot view ${this.dtype} tensor as Float32Array: cast it with toDType("F32") first`);
     const b = this.bytes();
     if (b.byteOffset % 4 !== 0) return new Float32Array(b.slice().buffer);
