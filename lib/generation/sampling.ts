@@ -149,8 +149,14 @@ export class TokenSampler {
 
 /** Index of the first maximum (as `torch.argmax`). */
 function argmaxFirst(s: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < s.length; i++) if (s[i]! > s[best]!) best = i;
+  let best = 0, top = s[0]!;
+  for (let i = 1; i < s.length; i++) {
+    const v = s[i]!;
+    if (v > top) {
+      best = i;
+      top = v;
+    }
+  }
   return best;
 }
 

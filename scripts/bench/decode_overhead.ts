@@ -5,7 +5,7 @@
  * 32000; ~134M parameters, f32), where the kernels dominate. Prints one JSON line: µs per decode
  * token and ms per prefill (best of `--reps`, with the worst for the spread).
  *
- *   deno run -A scripts/bench/decode_overhead.ts [--model tiny|100m] [--reps 5] [--new 128] [--prompt 16] [--threads N]
+ *   deno run -A scripts/bench/decode_overhead.ts [--model tiny|100m] [--dtype f32|bf16|f16] [--reps 5] [--new 128] [--prompt 16] [--threads N]
  *   npx -y bun@1.4.4 scripts/bench/decode_overhead.ts
  * @module
  */
@@ -22,6 +22,7 @@ const { values } = parseArgs({
     new: { type: "string", default: "128" },
     prompt: { type: "string", default: "16" },
     threads: { type: "string" },
+    dtype: { type: "string", default: "f32" },
   },
 });
 const CONFIGS = {
@@ -36,7 +37,7 @@ const model = LlamaForCausalLM.fromConfig({
   ...c,
   num_key_value_heads: c.num_attention_heads,
   max_position_embeddings: 1024,
-});
+}, { dtype: values.dtype as "f32" });
 if (values.threads !== undefined) {
   (getCpuBackend() as unknown as { setNumThreads(n: number): number }).setNumThreads(Number(values.threads));
 }
@@ -53,6 +54,7 @@ for (let r = 0; r < Number(values.reps); r++) {
 console.log(JSON.stringify({
   runtime: "Bun" in globalThis ? "bun" : "deno",
   model: size,
+  dtype: values.dtype,
   usPerToken: Math.round(Math.min(...us)),
   usPerTokenWorst: Math.round(Math.max(...us)),
   prefillMs: Number(Math.min(...pre).toFixed(2)),
