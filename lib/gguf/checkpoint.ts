@@ -2,8 +2,9 @@
  * A GGUF model file opened as a checkpoint under Hugging Face names: the header parsed and checked
  * (every tensor's extent inside the file before any view is taken), the file memory-mapped, each
  * llama.cpp tensor named back to its transformers name, and llama's q/k rows put back in HF's
- * rotate-half order. F32, F16 and BF16 tensors and Q8_0 decoder Linear weights are zero-copy views
- * of the mapping; other Q8_0 tensors (embeddings, the output head) are dequantised to F32.
+ * rotate-half order, llama.cpp's stacked `*_exps` tensors split back into one tensor per expert.
+ * F32, F16 and BF16 tensors and Q8_0 2-D weights of the decoder layers are zero-copy views of the
+ * mapping; other Q8_0 tensors (embeddings, the output head, stacked experts) are dequantised to F32.
  * @module
  */
 import { basename, dirname } from "node:path";
@@ -34,21 +35,38 @@ const LAYER_KEYS = [
   "mlp.gate_proj",
   "mlp.up_proj",
   "mlp.down_proj",
+  "mlp.gate",
+  "mlp.shared_expert.gate_proj",
+  "mlp.shared_expert.up_proj",
+  "mlp.shared_expert.down_proj",
+  "mlp.shared_expert_gate",
+  "block_sparse_moe.gate",
+];
+/** One expert's weights, stacked by llama.cpp into `ffn_{gate,up,down}_exps` (Qwen's names, Mixtral's). */
+const EXPERT_KEYS = [
+  "mlp.experts.E.gate_proj",
+  "mlp.experts.E.up_proj",
+  "mlp.experts.E.down_proj",
+  "block_sparse_moe.experts.E.w1",
+  "block_sparse_moe.experts.E.w2",
+  "block_sparse_moe.experts.E.w3",
 ];
 const GLOBAL_KEYS = ["model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"];
-/** Linear weights of a decoder layer: a Q8_0 one stays Q8_0 (the `linearQ8_0` kernel reads it). */
-const DECODER_LINEAR = /^model\.layers\.\d+\.(self_attn|mlp)\.[a-z_]+_proj\.weight$/;
+/** A 2-D weight of a decoder layer: a Q8_0 one stays Q8_0 (the `linearQ8_0` kernel reads it). */
+const IN_LAYER = /^model\.layers\.\d+\./;
 
 interface Entry {
   readonly info: GgufTensorInfo;
   readonly dtype: DType;
   /** GGUF row of each HF row (llama's q/k), or null. */
   readonly rows: Int32Array | null;
+  /** One expert of a stacked tensor: its shape, file offset and size. */
+  readonly slice: { shape: readonly number[]; offset: number; nbytes: number } | null;
 }
 
-/** The GGUF name of each HF tensor `config` implies for `arch`, inverted (GGUF name → HF name). */
-function hfNames(arch: GgufArch, layers: number): Map<string, string> {
-  const out = new Map<string, string>();
+/** The HF tensors behind each GGUF tensor for `arch` (several for a stacked `*_exps` tensor, by expert). */
+function hfNames(arch: GgufArch, layers: number, experts: number): Map<string, { hf: string; expert?: number }[]> {
+  const out = new Map<string, { hf: string; expert?: number }[]>();
   const add = (hf: string) => {
     let r;
     try {
@@ -56,11 +74,16 @@ function hfNames(arch: GgufArch, layers: number): Map<string, string> {
     } catch {
       return; // not a tensor of this architecture
     }
-    if (r !== null) out.set(r.name, hf);
+    if (r === null) return;
+    const list = out.get(r.name) ?? [];
+    if (r.expert === undefined) list.splice(0, list.length, { hf });
+    else list.push({ hf, expert: r.expert });
+    out.set(r.name, list);
   };
   for (const k of GLOBAL_KEYS) add(k);
   for (let i = 0; i < layers; i++) {
     for (const k of LAYER_KEYS) for (const s of ["weight", "bias"]) add(`model.layers.${i}.${k}.${s}`);
+    for (const k of EXPERT_KEYS) for (let e = 0; e < experts; e++) add(`model.layers.${i}.${k.replace("E", String(e))}.weight`);
   }
   return out;
 }
@@ -116,23 +139,48 @@ export class GgufCheckpoint implements Disposable {
     const gguf = readGguf(path);
     const config = hfConfigFromGguf(gguf, path);
     const arch = gguf.metadata.get("general.architecture") as GgufArch;
-    const names = hfNames(arch, Number(config.num_hidden_layers));
+    const experts = Number(config.num_local_experts ?? config.num_experts ?? 0);
+    const names = hfNames(arch, Number(config.num_hidden_layers), experts);
     const entries = new Map<string, Entry>();
     for (const info of gguf.tensors) {
-      const hf = names.get(info.name);
-      if (hf === undefined) {
+      const hfs = names.get(info.name);
+      if (hfs === undefined) {
         throw new TypeError(
-          `Cannot load GGUF "${path}": tensor "${info.name}" has no Hugging Face name in llama.cpp's ${arch} architecture; is the file for a different model?`,
+          `Cannot load GGUF "${path}": tensor ${
+            JSON.stringify(info.name)
+          } has no Hugging Face name in llama.cpp's ${arch} architecture; is the file for a different model?`,
         );
       }
       const stored = DTYPE_OF[info.type];
       if (stored === undefined) {
         throw new TypeError(
-          `Cannot load GGUF "${path}": tensor "${info.name}" is ${
+          `Cannot load GGUF "${path}": tensor ${JSON.stringify(info.name)} is ${
             GGML_TYPE_SIZES[info.type]?.name ?? `type ${info.type}`
           }, which this library does not read (F32, F16, BF16 and Q8_0 only); convert the model with llama.cpp's convert_hf_to_gguf.py --outtype q8_0 (or f16), or load its safetensors folder`,
         );
       }
+      if (hfs[0]!.expert !== undefined) {
+        // A stacked [experts, rows, cols] tensor: one view per expert (dequantised from Q8_0: the
+        // fused experts hold plain weights).
+        if (info.shape.length !== 3 || info.shape[0] !== hfs.length) {
+          throw new TypeError(
+            `Cannot load GGUF "${path}": tensor ${JSON.stringify(info.name)} of shape [${
+              info.shape.join(", ")
+            }] does not stack ${hfs.length} experts`,
+          );
+        }
+        const each = info.nbytes / hfs.length, dtype = stored === "Q8_0" ? "F32" : stored;
+        for (const { hf, expert } of hfs) {
+          entries.set(hf, {
+            info,
+            dtype,
+            rows: null,
+            slice: { shape: info.shape.slice(1), offset: info.offset + expert! * each, nbytes: each },
+          });
+        }
+        continue;
+      }
+      const hf = hfs[0]!.hf;
       const rows = info.shape[0] ?? 1;
       const t = ggufTensorTransform(arch, hf, rows, config);
       let inv: Int32Array | null = null;
@@ -140,8 +188,8 @@ export class GgufCheckpoint implements Disposable {
         inv = new Int32Array(rows);
         for (let g = 0; g < rows; g++) inv[t.rowOf(g)] = g;
       }
-      const dtype = stored === "Q8_0" && !(DECODER_LINEAR.test(hf) && info.shape.length === 2) ? "F32" : stored;
-      entries.set(hf, { info, dtype, rows: inv });
+      const dtype = stored === "Q8_0" && !(IN_LAYER.test(hf) && info.shape.length === 2) ? "F32" : stored;
+      entries.set(hf, { info, dtype, rows: inv, slice: null });
     }
     let map: MappedFile;
     try {
@@ -170,7 +218,7 @@ export class GgufCheckpoint implements Disposable {
   /** A tensor's shape, the dtype `tensor()` gives it, and its GGUF name and type. */
   info(name: string): { shape: readonly number[]; dtype: DType; ggufName: string; ggmlType: string } {
     const e = this.#entry(name);
-    return { shape: e.info.shape, dtype: e.dtype, ggufName: e.info.name, ggmlType: GGML_TYPE_SIZES[e.info.type]!.name };
+    return { shape: e.slice?.shape ?? e.info.shape, dtype: e.dtype, ggufName: e.info.name, ggmlType: GGML_TYPE_SIZES[e.info.type]!.name };
   }
 
   /** The tensor under its HF name (see the class notes for when it is a copy). */
@@ -178,15 +226,16 @@ export class GgufCheckpoint implements Disposable {
     const e = this.#entry(name);
     if (this.#map === null) throw new Error(`Cannot read tensor "${name}" from "${this.path}": the checkpoint was disposed`);
     const { info, rows } = e;
+    const { shape, offset, nbytes } = e.slice ?? info;
     const stored = DTYPE_OF[info.type]!;
-    const bytes = this.#map.view(info.offset, info.nbytes);
+    const bytes = this.#map.view(offset, nbytes);
     if (e.dtype !== stored) {
       // A Q8_0 tensor that must be plain: dequantised (f16 scale × int8, exact in F32).
       const f = dequantizeQ8_0(rows === null ? bytes : permuted(bytes, rows));
-      return Tensor.fromBytes(new Uint8Array(f.buffer), "F32", info.shape);
+      return Tensor.fromBytes(new Uint8Array(f.buffer), "F32", shape);
     }
-    if (rows === null && info.offset % ALIGN[stored]! === 0) return Tensor.fromBytes(bytes, stored, info.shape, "mmap");
-    const out = Tensor.empty(info.shape, stored);
+    if (rows === null && offset % ALIGN[stored]! === 0) return Tensor.fromBytes(bytes, stored, shape, "mmap");
+    const out = Tensor.empty(shape, stored);
     out.bytes().set(rows === null ? bytes : permuted(bytes, rows));
     return out;
   }

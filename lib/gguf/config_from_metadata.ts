@@ -1,29 +1,31 @@
 /**
  * A GGUF file's model metadata back to a Hugging Face `config.json` object: the inverse of
  * `metadata.ts` (`convert_hf_to_gguf.py`'s keys) for the architectures this library loads from
- * GGUF: `llama` (Llama and Mistral: llama.cpp writes both as `llama`), `qwen2` and `qwen3`. Other
- * architectures, and settings llama.cpp keeps outside the config (llama3's `rope_freqs.weight`,
- * partial rotary, experts), are refused by name.
+ * GGUF: `llama` (Llama and Mistral, and Mixtral when it has experts: llama.cpp writes all three as
+ * `llama`), `qwen2`, `qwen3`, `qwen2moe` and `qwen3moe`. Other architectures, and settings llama.cpp
+ * keeps outside the config (llama3's `rope_freqs.weight`, partial rotary), are refused by name.
  * @module
  */
 import { statSync } from "node:fs";
 import { type GgufFile, type GgufReadValue, readGguf } from "./reader.ts";
 
 /** The llama.cpp architectures {@link hfConfigFromGguf} turns back into a config. */
-export const GGUF_LOADABLE_ARCHS: readonly string[] = ["llama", "qwen2", "qwen3"];
+export const GGUF_LOADABLE_ARCHS: readonly string[] = ["llama", "qwen2", "qwen3", "qwen2moe", "qwen3moe"];
 
 const MODEL_TYPE: Readonly<Record<string, { modelType: string; className: string }>> = {
   llama: { modelType: "llama", className: "LlamaForCausalLM" },
   qwen2: { modelType: "qwen2", className: "Qwen2ForCausalLM" },
   qwen3: { modelType: "qwen3", className: "Qwen3ForCausalLM" },
+  qwen2moe: { modelType: "qwen2_moe", className: "Qwen2MoeForCausalLM" },
+  qwen3moe: { modelType: "qwen3_moe", className: "Qwen3MoeForCausalLM" },
 };
+/** llama with experts: written so by the converter for Mixtral. */
+const MIXTRAL = { modelType: "mixtral", className: "MixtralForCausalLM" };
 
 /** Why other architectures are refused (the rest: no loader here). */
 const REFUSED: Readonly<Record<string, string>> = {
   gemma2: "Gemma norms are stored as 1 + w, which does not round-trip exactly",
   gemma3: "Gemma norms are stored as 1 + w, which does not round-trip exactly",
-  qwen2moe: "stacked expert tensors are not read back yet",
-  qwen3moe: "stacked expert tensors are not read back yet",
 };
 
 /**
@@ -85,7 +87,11 @@ export function hfConfigFromGguf(g: Pick<GgufFile, "metadata" | "tensors">, sour
   const shapes = new Map(g.tensors.map((t) => [t.name, t.shape]));
   const has = (name: string): boolean => shapes.has(name);
 
-  if ((num("expert_count") ?? 0) > 0) fail(`its ${arch} model has experts (Mixtral-style), which are not read back yet`);
+  const experts = num("expert_count") ?? 0;
+  const moe = arch === "qwen2moe" || arch === "qwen3moe" || experts > 0;
+  if (moe && (arch === "qwen2" || arch === "qwen3")) fail(`its ${arch} model has experts, which llama.cpp's ${arch} does not have`);
+  if (moe && experts <= 0) fail(`it has no ${arch}.expert_count`);
+  const type = arch === "llama" && moe ? MIXTRAL : kind!;
   if (has("rope_freqs.weight")) {
     fail("it holds rope_freqs.weight (llama3 rope scaling), whose low/high frequency factors cannot be read back");
   }
@@ -131,8 +137,8 @@ export function hfConfigFromGguf(g: Pick<GgufFile, "metadata" | "tensors">, sour
     return typeof v === "number" || typeof v === "bigint" ? Number(v) : null;
   };
   const config: Record<string, unknown> = {
-    architectures: [kind!.className],
-    model_type: kind!.modelType,
+    architectures: [type.className],
+    model_type: type.modelType,
     vocab_size: embd[0],
     hidden_size: hidden,
     intermediate_size: ff,
@@ -149,8 +155,37 @@ export function hfConfigFromGguf(g: Pick<GgufFile, "metadata" | "tensors">, sour
     eos_token_id: tokenId("eos_token_id"),
     pad_token_id: tokenId("padding_token_id"),
   };
-  if (arch !== "qwen2") config.attention_bias = has("blk.0.attn_q.bias");
-  if (arch === "llama") config.mlp_bias = has("blk.0.ffn_up.bias");
+  if (arch === "qwen2moe") config.qkv_bias = has("blk.0.attn_q.bias");
+  else if (arch !== "qwen2") config.attention_bias = has("blk.0.attn_q.bias");
+  if (arch === "llama" && !moe) config.mlp_bias = has("blk.0.ffn_up.bias");
+  if (moe) {
+    const used = need("expert_used_count");
+    const exps = shapes.get("blk.0.ffn_gate_exps.weight") ??
+      fail(`it has ${arch}.expert_count ${experts} but no blk.0.ffn_gate_exps.weight`);
+    if (exps[0] !== experts) fail(`${arch}.expert_count is ${experts} but ffn_gate_exps stacks ${exps[0]} experts`);
+    config.num_experts_per_tok = used;
+    if (arch === "llama") {
+      Object.assign(config, { num_local_experts: experts, sliding_window: null });
+      agree(`${arch}.feed_forward_length`, ff, "blk.0.ffn_gate_exps.weight", 1);
+    } else {
+      const moeFf = num("expert_feed_forward_length") ?? exps[1] ?? fail(`it has no ${arch}.expert_feed_forward_length`);
+      agree(`${arch}.expert_feed_forward_length`, moeFf, "blk.0.ffn_gate_exps.weight", 1);
+      // llama.cpp runs every layer sparse, qwen2moe without and qwen3moe with top-k renormalisation.
+      Object.assign(config, {
+        num_experts: experts,
+        moe_intermediate_size: moeFf,
+        decoder_sparse_step: 1,
+        mlp_only_layers: [],
+        norm_topk_prob: arch === "qwen3moe",
+      });
+      if (arch === "qwen2moe") {
+        const shared = num("expert_shared_feed_forward_length") ?? shapes.get("blk.0.ffn_up_shexp.weight")?.[0] ??
+          fail(`it has no ${arch}.expert_shared_feed_forward_length`);
+        agree(`${arch}.expert_shared_feed_forward_length`, shared, "blk.0.ffn_up_shexp.weight", 0);
+        config.shared_expert_intermediate_size = shared;
+      }
+    }
+  }
   return config;
 }
 

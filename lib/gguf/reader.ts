@@ -241,7 +241,7 @@ function parse(path: string, buf: Uint8Array, fileSize: number): GgufFile {
     const name = c.str();
     const nd = c.u32();
     if (nd > MAX_DIMS) {
-      throw new RangeError(`Cannot read "${path}": tensor "${name}" has ${nd} dimensions (ggml allows at most ${MAX_DIMS})`);
+      throw new RangeError(`Cannot read "${path}": tensor ${JSON.stringify(name)} has ${nd} dimensions (ggml allows at most ${MAX_DIMS})`);
     }
     const dims: number[] = [];
     for (let d = 0; d < nd; d++) dims.push(c.num());
@@ -257,11 +257,13 @@ function parse(path: string, buf: Uint8Array, fileSize: number): GgufFile {
     const nbytes = tensorBytes(path, t.name, t.shape, t.type);
     if (t.rel % alignment !== 0) {
       throw new RangeError(
-        `Cannot read "${path}": tensor "${t.name}" starts at data offset ${t.rel}, not a multiple of the alignment ${alignment}`,
+        `Cannot read "${path}": tensor ${
+          JSON.stringify(t.name)
+        } starts at data offset ${t.rel}, not a multiple of the alignment ${alignment}`,
       );
     }
     if (dataStart + t.rel + nbytes > fileSize) {
-      throw new RangeError(`Cannot read "${path}": tensor "${t.name}" ends past the end of the file: is it truncated?`);
+      throw new RangeError(`Cannot read "${path}": tensor ${JSON.stringify(t.name)} ends past the end of the file: is it truncated?`);
     }
     return { name: t.name, shape: t.shape, type: t.type, offset: dataStart + t.rel, nbytes };
   });
@@ -274,14 +276,14 @@ function parse(path: string, buf: Uint8Array, fileSize: number): GgufFile {
     dataStart,
     readTensor(name: string): Uint8Array {
       const t = byName.get(name);
-      if (!t) throw new RangeError(`Cannot read tensor "${name}" from "${path}": there is no such tensor`);
+      if (!t) throw new RangeError(`Cannot read tensor ${JSON.stringify(name)} from "${path}": there is no such tensor`);
       const out = new Uint8Array(t.nbytes);
       const fd = openSync(path, "r");
       try {
         let got = 0;
         while (got < t.nbytes) {
           const n = readSync(fd, out, got, t.nbytes - got, t.offset + got);
-          if (n <= 0) throw new RangeError(`Cannot read tensor "${name}" from "${path}": the file ended early`);
+          if (n <= 0) throw new RangeError(`Cannot read tensor ${JSON.stringify(name)} from "${path}": the file ended early`);
           got += n;
         }
       } finally {
@@ -297,23 +299,27 @@ function tensorBytes(path: string, name: string, shape: readonly number[], type:
   const t = GGML_TYPE_SIZES[type];
   if (t === undefined) {
     throw new TypeError(
-      `Cannot read "${path}": tensor "${name}" has ggml type id ${type}, which this reader does not know (a newer llama.cpp type?)`,
+      `Cannot read "${path}": tensor ${
+        JSON.stringify(name)
+      } has ggml type id ${type}, which this reader does not know (a newer llama.cpp type?)`,
     );
   }
   let n = 1;
   for (const d of shape) {
     n *= d;
     if (!Number.isSafeInteger(n)) {
-      throw new RangeError(`Cannot read "${path}": tensor "${name}" of shape [${shape.join(", ")}] is too large`);
+      throw new RangeError(`Cannot read "${path}": tensor ${JSON.stringify(name)} of shape [${shape.join(", ")}] is too large`);
     }
   }
   const row = shape.length === 0 ? 1 : shape[shape.length - 1]!;
   if (row % t.block !== 0) {
-    throw new RangeError(`Cannot read "${path}": tensor "${name}" has rows of ${row} values, not whole ${t.name} blocks of ${t.block}`);
+    throw new RangeError(
+      `Cannot read "${path}": tensor ${JSON.stringify(name)} has rows of ${row} values, not whole ${t.name} blocks of ${t.block}`,
+    );
   }
   const bytes = (n / t.block) * t.bytes;
   if (!Number.isSafeInteger(bytes)) {
-    throw new RangeError(`Cannot read "${path}": tensor "${name}" of shape [${shape.join(", ")}] is too large`);
+    throw new RangeError(`Cannot read "${path}": tensor ${JSON.stringify(name)} of shape [${shape.join(", ")}] is too large`);
   }
   return bytes;
 }

@@ -11,8 +11,7 @@ import type { Tensor } from "../tensor/tensor.ts";
 import { add } from "../tensor/ops/mod.ts";
 import { ActivationScope, Linear, Module, RMSNorm, type RopeParameters, ropeParametersFromConfig } from "../nn/mod.ts";
 import { checkModelType, ConfigReader, type RawConfig } from "./config.ts";
-import { checkpointPath, loadCheckpoint } from "./pretrained.ts";
-import { ShardedCheckpoint } from "../safetensors/mod.ts";
+import { loadCheckpoint, openCheckpoint } from "./pretrained.ts";
 import { CausalLMBase, decoderParts, layerOpts, type ModelInitOptions } from "./_causal_lm.ts";
 import { DecoderAttention, type DecoderAttentionOptions } from "./_decoder_attention.ts";
 import { type LayerContext, preNormLayer, RopeDecoderModel } from "./_decoder_stack.ts";
@@ -310,7 +309,7 @@ export class MoeModel extends RopeDecoderModel {
 export class MoeForCausalLM extends CausalLMBase {
   /** The parsed config. */
   readonly moeConfig: MoeConfig;
-  #ckpt: ShardedCheckpoint | null = null;
+  #ckpt: ReturnType<typeof openCheckpoint> | null = null;
 
   /** @param config Raw config.json object. @param options dtype and init. */
   constructor(config: RawConfig, options: ModelInitOptions = {}) {
@@ -328,7 +327,7 @@ export class MoeForCausalLM extends CausalLMBase {
    * unless `dtype` casts. Already fused checkpoints load as is.
    */
   override loadWeights(dir: string, dtype: DType | undefined): this {
-    const ckpt = ShardedCheckpoint.open(checkpointPath(dir));
+    const ckpt = openCheckpoint(dir);
     try {
       loadCheckpoint(this, fusedExpertView(ckpt), { rename: (k) => this.checkpointKey(k), ...(dtype ? { dtype } : {}) });
     } catch (e) {

@@ -180,7 +180,7 @@ export abstract class PreTrainedModel extends Module implements CausalLM {
 
   /** Load weights from a folder or a `.gguf` file (zero-copy when dtypes match) and keep the files mapped. */
   loadPretrained(dir: string, options: { dtype?: DType; rename?: (key: string) => string | null } = {}): this {
-    const ckpt = isGgufPath(dir) ? GgufCheckpoint.open(dir) : ShardedCheckpoint.open(checkpointPath(dir));
+    const ckpt = openCheckpoint(dir);
     try {
       loadCheckpoint(this, ckpt, options);
     } catch (e) {
@@ -198,6 +198,28 @@ export abstract class PreTrainedModel extends Module implements CausalLM {
     this.#checkpoint?.[Symbol.dispose]();
     this.#checkpoint = null;
   }
+}
+
+/**
+ * Open the weights of `path`: a `.gguf` file as a `GgufCheckpoint` (HF names, mapped), otherwise
+ * the folder's safetensors checkpoint ({@link checkpointPath}).
+ *
+ * @param path A model folder, a safetensors file or index, or a `.gguf` file.
+ * @returns The open checkpoint (dispose it to unmap).
+ *
+ * @example
+ * ```ts
+ * import { openCheckpoint } from "./mod.ts";
+ * import { saveFile } from "../safetensors/mod.ts";
+ * import { Tensor } from "../tensor/mod.ts";
+ * const dir = Deno.makeTempDirSync();
+ * saveFile({ w: Tensor.fromArray([1, 2]) }, dir + "/model.safetensors");
+ * using ckpt = openCheckpoint(dir);
+ * console.log(ckpt.keys()); // ["w"]
+ * ```
+ */
+export function openCheckpoint(path: string): ShardedCheckpoint | GgufCheckpoint {
+  return isGgufPath(path) ? GgufCheckpoint.open(path) : ShardedCheckpoint.open(checkpointPath(path));
 }
 
 /**

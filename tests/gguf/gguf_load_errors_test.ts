@@ -120,7 +120,7 @@ describe("fromPretrained on a bad GGUF file", () => {
     using tmp = tempDir();
     const cases: [string, RegExp][] = [
       ["gemma2", /architecture "gemma2" is not supported for loading .*: supported are llama, qwen2, qwen3/],
-      ["mixtral", /its llama model has experts \(Mixtral-style\)/],
+      ["gpt_neox", /architecture "gptneox" is not supported for loading/],
       ["llama3", /rope_freqs\.weight \(llama3 rope scaling\)/],
       ["phi3", /architecture "phi3" is not supported for loading/],
     ];

@@ -1,9 +1,9 @@
-// Loading a causal LM from a GGUF file (`fromPretrained("m.gguf")`): tiny random Llama, Mistral,
-// Qwen2 and Qwen3 written to GGUF by this library's writer (the same bytes as llama.cpp's
+// Loading a causal LM from a GGUF file (`fromPretrained("m.gguf")`): tiny random Llama, Qwen2,
+// Qwen3 and Qwen3-MoE written to GGUF by this library's writer (the same bytes as llama.cpp's
 // convert_hf_to_gguf.py writes, proven by converter_parity_test.ts) load back with the logits of
 // the safetensors folder: f32 exactly; q8_0 with the very Q8_0 blocks `dtype: "q8_0"` makes from
 // the folder (un-permuted q/k rows included); f16 as the folder's weights cast to f16. The merged
-// fixtures greedy-decode transformers' tokens from GGUF, and the config read back from the
+// Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen2-MoE and Qwen3-MoE fixtures greedy-decode transformers' tokens from GGUF, and the config read back from the
 // converter's own metadata (expected.json) matches the model's config.json.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -35,10 +35,32 @@ function writeGguf(dir: string, out: string, type: GgufOutType): void {
   w.commit(out);
 }
 
+/** The fused experts (`mlp.experts.gate_up_proj` [E, 2I, H], `down_proj` [E, H, I]) split per expert as `save_pretrained` writes them. */
+function perExpert(sd: Record<string, Tensor>): Record<string, Tensor> {
+  const out: Record<string, Tensor> = {};
+  for (const [k, t] of Object.entries(sd)) {
+    const m = /^(.*\.mlp\.experts)\.(gate_up_proj|down_proj)$/.exec(k);
+    if (!m) {
+      out[k] = t;
+      continue;
+    }
+    const [e, rows, cols] = t.shape as [number, number, number], v = t.f32(), n = rows * cols;
+    for (let i = 0; i < e; i++) {
+      const w = v.subarray(i * n, (i + 1) * n);
+      if (m[2] === "down_proj") out[`${m[1]}.${i}.down_proj.weight`] = Tensor.fromArray(w, [rows, cols]);
+      else {
+        out[`${m[1]}.${i}.gate_proj.weight`] = Tensor.fromArray(w.subarray(0, n / 2), [rows / 2, cols]);
+        out[`${m[1]}.${i}.up_proj.weight`] = Tensor.fromArray(w.subarray(n / 2), [rows / 2, cols]);
+      }
+    }
+  }
+  return out;
+}
+
 /** A tiny random model folder of `config` (every Linear's input a multiple of 32, for Q8_0), with a fixture's tokenizer. */
 function randomFolder(dir: string, config: Record<string, unknown>, tokenizerFrom: string): void {
   using m = AutoModelForCausalLM.fromConfig(config);
-  const sd = m.stateDict();
+  const sd = perExpert(m.stateDict());
   if (config.tie_word_embeddings === true) delete sd["lm_head.weight"];
   saveFile(sd, join(dir, "model.safetensors"));
   writeFileSync(join(dir, "config.json"), JSON.stringify(config));
@@ -197,6 +219,52 @@ for (const [name, spec] of Object.entries(RANDOM)) {
   });
 }
 
+describe("fromPretrained on a GGUF file: random tiny Qwen2-MoE (stacked experts, shared expert)", () => {
+  const config = {
+    ...BASE,
+    model_type: "qwen2_moe",
+    tie_word_embeddings: false,
+    num_experts: 4,
+    num_experts_per_tok: 2,
+    moe_intermediate_size: 32,
+    shared_expert_intermediate_size: 64,
+    norm_topk_prob: false,
+    rope_parameters: { rope_type: "default", rope_theta: 1e6 },
+  };
+  it("f32 logits equal the folder's; q8_0 keeps the layers' 2-D Q8_0 blocks and dequantises the stacked experts", () => {
+    using tmp = tempDir();
+    randomFolder(tmp.dir, config, fixture("gguf", "qwen2_moe", "base"));
+    const g32 = join(tmp.dir, "m-f32.gguf"), g8 = join(tmp.dir, "m-q8_0.gguf");
+    writeGguf(tmp.dir, g32, "f32");
+    writeGguf(tmp.dir, g8, "q8_0");
+    using ref = AutoModelForCausalLM.fromPretrained(tmp.dir);
+    using m = AutoModelForCausalLM.fromPretrained(g32);
+    assert.equal(m.className, "Qwen2MoeForCausalLM");
+    const want = ref.stateDict();
+    for (const [k, t] of Object.entries(m.stateDict())) assert.deepEqual(bytesOf(t), bytesOf(want[k]!), k);
+    assert.ok(maxDiff(logits(m), logits(ref)) <= 1e-6);
+
+    using ref8 = AutoModelForCausalLM.fromPretrained(tmp.dir, { dtype: "q8_0" });
+    using m8 = AutoModelForCausalLM.fromPretrained(g8);
+    const want8 = ref8.stateDict();
+    const dequantised = (k: string) => k === "model.embed_tokens.weight" || k === "lm_head.weight" || k.includes(".mlp.experts.");
+    for (const [k, t] of Object.entries(m8.stateDict())) {
+      if (!dequantised(k)) {
+        assert.deepEqual(bytesOf(t), bytesOf(want8[k]!), k);
+        continue;
+      }
+      assert.equal(t.dtype, "F32", k);
+      using q = toDType(want8[k]!, "Q8_0");
+      using d = toDType(q, "F32");
+      assert.deepEqual(bytesOf(t), bytesOf(d), k);
+      const p = ref8.getParameter(k);
+      p.data = toDType(toDType(p.data, "Q8_0"), "F32");
+    }
+    assert.equal(m8.getParameter("model.layers.1.mlp.shared_expert.down_proj.weight").dtype, "Q8_0");
+    assert.ok(maxDiff(logits(m8), logits(ref8)) <= 1e-6);
+  });
+});
+
 describe("AutoModelForCausalLM.fromPretrained on a GGUF file", () => {
   it("picks the class from general.architecture; a typed class refuses another architecture", () => {
     using tmp = tempDir();
@@ -228,7 +296,7 @@ function greedy(m: PreTrainedModel, prompt: readonly number[], n: number): numbe
   return ids.slice(prompt.length);
 }
 
-for (const name of ["llama", "mistral", "qwen2", "qwen3"]) {
+for (const name of ["llama", "mistral", "qwen2", "qwen3", "mixtral", "qwen2_moe", "qwen3_moe"]) {
   describe(`GGUF of the ${name} fixture (llama.cpp converter's tensors and metadata)`, () => {
     const dir = fixture("gguf", name);
     const expected: Expected = JSON.parse(readFileSync(join(dir, "expected.json"), "utf8"));
@@ -254,6 +322,11 @@ for (const name of ["llama", "mistral", "qwen2", "qwen3"]) {
         assert.equal(c[k], base[k] ?? (k === "tie_word_embeddings" ? false : undefined), k);
       }
       assert.equal((c.rope_parameters as { rope_theta: number }).rope_theta, base.rope_parameters.rope_theta);
+      assert.equal(c.model_type, name === "mistral" ? "llama" : base.model_type);
+      assert.equal(c.num_local_experts ?? c.num_experts, base.num_local_experts ?? base.num_experts);
+      for (const k of ["num_experts_per_tok", "moe_intermediate_size", "shared_expert_intermediate_size", "norm_topk_prob"]) {
+        assert.equal(c[k], base[k], k);
+      }
     });
 
     it("the merged f32 GGUF greedy-decodes transformers' tokens", async () => {
