@@ -9,7 +9,15 @@
 import { statSync } from "node:fs";
 import { type GgufFile, type GgufReadValue, readGguf } from "./reader.ts";
 
-/** The llama.cpp architectures {@link hfConfigFromGguf} turns back into a config. */
+/**
+ * The llama.cpp architectures {@link hfConfigFromGguf} turns back into a config.
+ *
+ * @example
+ * ```ts
+ * import { GGUF_LOADABLE_ARCHS } from "./config_from_metadata.ts";
+ * console.log(GGUF_LOADABLE_ARCHS.includes("qwen3moe")); // true
+ * ```
+ */
 export const GGUF_LOADABLE_ARCHS: readonly string[] = ["llama", "qwen2", "qwen3", "qwen2moe", "qwen3moe"];
 
 const MODEL_TYPE: Readonly<Record<string, { modelType: string; className: string }>> = {
