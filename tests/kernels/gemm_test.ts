@@ -139,7 +139,8 @@ describe("linear: every native SIMD level", { skip: NATIVE === undefined }, () =
 
 // The native GEMV (m <= 8) and GEMM (m > 8) kernels on fresh random inputs: k tails around the 32-element
 // line, odd k (a half pair at the end of each W row), n tails of the 4/8-row GEMV tiles and 12-row GEMM
-// tiles, m tails of the 16-row panels, k past the 2048 block and m past the 128-row block.
+// tiles, m tails of the 16-row panels, k past the 2048 block and m past the 128-row block, and one row
+// of x on both sides of the one-row GEMV's limit.
 describe("linear: native kernel shapes", { skip: NATIVE === undefined }, () => {
   const seed = freshSeed();
   const shapes: [number, number, number][] = [
@@ -164,6 +165,8 @@ describe("linear: native kernel shapes", { skip: NATIVE === undefined }, () => {
     [130, 40, 29],
     [140, 2051, 14],
     [20, 4101, 13],
+    [1, 4101, 13], // one x row past the one-row GEMV's 16 KB of packed x: 4-row tiles
+    [1, 8230, 9], // the same for the bf16 dot-product GEMV (x packed as bf16)
   ];
   for (const level of ISA_LEVELS) {
     it(`level ${level.name} (seed ${seed})`, () => {
