@@ -9,8 +9,9 @@
  * The model: a synthetic f32 Llama (scripts/_synthetic.ts) with a rank-16 LoRA on q/k/v/o and a
  * 32000-token SentencePiece-style tokenizer.json, merged by this project's `mergeCheckpoint` once to
  * an f32 safetensors folder (what Graft loads, cast on load to f16/bf16) and once per type to GGUF
- * (`format: "gguf"`, `ggufType` f32/f16/bf16/q8_0: what llama.cpp loads). Graft has no 8-bit path
- * yet: the q8_0 row is llama.cpp's alone. Greedy tokens are compared (f32 and f16 must agree; bf16
+ * (`format: "gguf"`, `ggufType` f32/f16/bf16/q8_0: what llama.cpp loads); Graft's q8_0 row
+ * quantises the f32 folder on load (`dtype: "q8_0"`, the GGUF's blocks bit for bit). Greedy tokens
+ * are compared (f32 and f16 must agree; bf16
  * rounds activations differently on the two sides and is reported only).
  *
  *   deno run -A scripts/bench/llamacpp.ts [--preset small|tinyllama] [--rounds 3] [--threads 2]
@@ -70,7 +71,8 @@ if (values.worker === "graft") {
   // Graft's native kernels use every CPU the process may run on (2 here), as --threads 2 asks.
   const { LlamaForCausalLM } = await import("../../lib/models/mod.ts");
   const { generate } = await import("../../lib/generation/mod.ts");
-  const model = LlamaForCausalLM.fromPretrained(values.model!, { dtype: values.dtype!.toUpperCase() as "F32" });
+  const dt = values.dtype === "q8_0" ? "q8_0" : values.dtype!.toUpperCase() as "F32";
+  const model = LlamaForCausalLM.fromPretrained(values.model!, { dtype: dt });
   generate(model, [promptIds], { maxNewTokens: 4, stopTokens: [] }); // warm-up
   let best: Run | null = null;
   for (let rep = 0; rep < 2; rep++) {
@@ -210,9 +212,9 @@ function worker(cmd: string, args: string[]): Run {
   }
 }
 const engines: Record<string, (t: string) => Run | null> = {
-  deno: (t) => (t === "q8_0" ? null : worker("deno", ["run", "-A", self, ...common, "--worker", "graft", "--model", merged, "--dtype", t])),
+  deno: (t) => (worker("deno", ["run", "-A", self, ...common, "--worker", "graft", "--model", merged, "--dtype", t])),
   bun: (t) =>
-    t === "q8_0" || values["no-bun"] ? null : worker("npx", ["-y", "bun@1.4.4", self, ...common, "--worker", "graft", "--model", merged, "--dtype", t]),
+    values["no-bun"] ? null : worker("npx", ["-y", "bun@1.4.4", self, ...common, "--worker", "graft", "--model", merged, "--dtype", t]),
   llama: (t) => worker("deno", ["run", "-A", self, ...common, "--worker", "llama", "--model", gguf(t)]),
 };
 const best: Record<string, Record<string, Run | null>> = {};
@@ -250,10 +252,6 @@ console.log("|---|---|---|---|---|---|---|---|");
 let bad = false;
 for (const t of dtypes) {
   const { deno, bun, llama } = best[t]!;
-  if (t === "q8_0") {
-    console.log(`| q8_0 | no 8-bit path | no 8-bit path | ${f(llama?.decodeTokS)} | — | — | — / — / ${f(llama?.prefillTokS, 0)} | — |`);
-    continue;
-  }
   const eq = agree(deno?.tokens, llama?.tokens);
   if ((t === "f32" || t === "f16") && !(eq.startsWith(`${nNew}/`))) bad = true;
   console.log(
