@@ -45,8 +45,14 @@ for (const be of BACKENDS) {
     }
     it("refuses k not a multiple of 32 and short weights", () => {
       const out = new Float32Array(2);
-      assert.throws(() => be.linearQ8_0({ x: new Float32Array(40), m: 1, k: 40, w: new Uint8Array(68), n: 2, bias: null, out }), /multiple of 32/);
-      assert.throws(() => be.linearQ8_0({ x: new Float32Array(32), m: 1, k: 32, w: new Uint8Array(67), n: 2, bias: null, out }), /linearQ8_0: w/);
+      assert.throws(
+        () => be.linearQ8_0({ x: new Float32Array(40), m: 1, k: 40, w: new Uint8Array(68), n: 2, bias: null, out }),
+        /multiple of 32/,
+      );
+      assert.throws(
+        () => be.linearQ8_0({ x: new Float32Array(32), m: 1, k: 32, w: new Uint8Array(67), n: 2, bias: null, out }),
+        /linearQ8_0: w/,
+      );
     });
     it("reads weights at an odd byte offset", () => {
       const k = 64, n = 5, x = randomF32(k, 11), wq = quantizeQ8_0(randomF32(n * k, 12));
@@ -96,26 +102,34 @@ describe("linearQ8_0 native against TypeScript", () => {
       assert.deepEqual(bitsOf(got), bitsOf(want), `${what}: native ${l.name} vs ts`);
     }
   };
-  it("bit for bit on every SIMD level (VNNI, AVX512BW, scalar): tiles, odd block counts, x-row tails", { skip: NATIVE === undefined }, () => {
-    for (const [m, k, n] of [[1, 4096, 77], [6, 4096, 77], [1, 32, 3], [3, 96, 8], [5, 160, 9], [4, 2048, 16], [7, 224, 23]] as const) {
-      const x = randomF32(m * k, 21 + m, -2, 2), wq = quantizeQ8_0(randomF32(n * k, 22 + n)), bias = randomF32(n, 23);
-      exact(m, k, n, x, wq, bias, `${m}x${k}x${n}`);
-      exact(m, k, n, x, wq, null, `${m}x${k}x${n} no bias`);
-    }
-  });
-  it("bit for bit with raw weight bytes (q = -128, extreme and subnormal scales) and wide activations", { skip: NATIVE === undefined }, () => {
-    const m = 2, k = 128, n = 11, nb = k / 32;
-    const wq = new Uint8Array(n * nb * 34), r = randomF32(wq.length, 51, 0, 256);
-    for (let i = 0; i < wq.length; i++) wq[i] = r[i]! & 0xff;
-    const dv = new DataView(wq.buffer);
-    const scales = [0x3c00, 0x0001, 0x03ff, 0x7bff, 0x2e66, 0xb800];
-    for (let b = 0; b < n * nb; b++) {
-      dv.setUint16(b * 34, scales[b % scales.length]!, true);
-      if (b % 3 === 0) wq.fill(0x80, b * 34 + 2, b * 34 + 34); // q = -128 throughout
-    }
-    const x = randomF32(m * k, 52, -1, 1);
-    for (let i = 0; i < k; i += 7) x[i] = x[i]! * 1e4; // big and small blocks
-    for (let i = k; i < k + 32; i++) x[i] = 1e-39 * (i - k - 16); // subnormal d: 1/d overflows, q clamps to ±127
-    exact(m, k, n, x, wq, null, "raw bytes");
-  });
+  it(
+    "bit for bit on every SIMD level (VNNI, AVX512BW, scalar): tiles, odd block counts, x-row tails",
+    { skip: NATIVE === undefined },
+    () => {
+      for (const [m, k, n] of [[1, 4096, 77], [6, 4096, 77], [1, 32, 3], [3, 96, 8], [5, 160, 9], [4, 2048, 16], [7, 224, 23]] as const) {
+        const x = randomF32(m * k, 21 + m, -2, 2), wq = quantizeQ8_0(randomF32(n * k, 22 + n)), bias = randomF32(n, 23);
+        exact(m, k, n, x, wq, bias, `${m}x${k}x${n}`);
+        exact(m, k, n, x, wq, null, `${m}x${k}x${n} no bias`);
+      }
+    },
+  );
+  it(
+    "bit for bit with raw weight bytes (q = -128, extreme and subnormal scales) and wide activations",
+    { skip: NATIVE === undefined },
+    () => {
+      const m = 2, k = 128, n = 11, nb = k / 32;
+      const wq = new Uint8Array(n * nb * 34), r = randomF32(wq.length, 51, 0, 256);
+      for (let i = 0; i < wq.length; i++) wq[i] = r[i]! & 0xff;
+      const dv = new DataView(wq.buffer);
+      const scales = [0x3c00, 0x0001, 0x03ff, 0x7bff, 0x2e66, 0xb800];
+      for (let b = 0; b < n * nb; b++) {
+        dv.setUint16(b * 34, scales[b % scales.length]!, true);
+        if (b % 3 === 0) wq.fill(0x80, b * 34 + 2, b * 34 + 34); // q = -128 throughout
+      }
+      const x = randomF32(m * k, 52, -1, 1);
+      for (let i = 0; i < k; i += 7) x[i] = x[i]! * 1e4; // big and small blocks
+      for (let i = k; i < k + 32; i++) x[i] = 1e-39 * (i - k - 16); // subnormal d: 1/d overflows, q clamps to ±127
+      exact(m, k, n, x, wq, null, "raw bytes");
+    },
+  );
 });
