@@ -3,8 +3,9 @@
  * (every tensor's extent inside the file before any view is taken), the file memory-mapped, each
  * llama.cpp tensor named back to its transformers name, and llama's q/k rows put back in HF's
  * rotate-half order, llama.cpp's stacked `*_exps` tensors split back into one tensor per expert.
- * F32, F16 and BF16 tensors and Q8_0 2-D weights of the decoder layers are zero-copy views of the
- * mapping; other Q8_0 tensors (embeddings, the output head, stacked experts) are dequantised to F32.
+ * F32, F16 and BF16 tensors and Q8_0 2-D weights (the decoder layers' Linears, `token_embd` and
+ * `output`: the embedding gathers its rows from the blocks, lm_head runs `linearQ8_0`) are zero-copy
+ * views of the mapping; Q8_0 stacked experts are dequantised to F32 (the fused experts hold plain weights).
  * @module
  */
 import { basename, dirname } from "node:path";
@@ -52,8 +53,6 @@ const EXPERT_KEYS = [
   "block_sparse_moe.experts.E.w3",
 ];
 const GLOBAL_KEYS = ["model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"];
-/** A 2-D weight of a decoder layer: a Q8_0 one stays Q8_0 (the `linearQ8_0` kernel reads it). */
-const IN_LAYER = /^model\.layers\.\d+\./;
 
 interface Entry {
   readonly info: GgufTensorInfo;
@@ -92,7 +91,7 @@ function hfNames(arch: GgufArch, layers: number, experts: number): Map<string, {
  * A GGUF file as a read-only checkpoint with Hugging Face tensor names (what `fromPretrained` loads
  * a `.gguf` path through). Open it with {@link GgufCheckpoint.open}; `config` is the model's
  * config.json equivalent; `tensor(name)` gives a view of the mapping (a copy where q/k rows are
- * un-permuted, a view would be misaligned, or a Q8_0 tensor must be F32). Disposing unmaps the
+ * un-permuted, a view would be misaligned, or a stacked Q8_0 expert must be F32). Disposing unmaps the
  * file and detaches every view.
  *
  * @example
@@ -188,7 +187,8 @@ export class GgufCheckpoint implements Disposable {
         inv = new Int32Array(rows);
         for (let g = 0; g < rows; g++) inv[t.rowOf(g)] = g;
       }
-      const dtype = stored === "Q8_0" && !(IN_LAYER.test(hf) && info.shape.length === 2) ? "F32" : stored;
+      // A 2-D Q8_0 weight stays Q8_0 (decoder Linears, the output head, the token embedding).
+      const dtype = stored === "Q8_0" && info.shape.length !== 2 ? "F32" : stored;
       entries.set(hf, { info, dtype, rows: inv, slice: null });
     }
     let map: MappedFile;

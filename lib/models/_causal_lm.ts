@@ -17,7 +17,7 @@ import {
 import { type RawConfig, readConfig } from "./config.ts";
 import { dtypeOption, type FromConfigOptions, type FromPretrainedOptions, PreTrainedModel, withInitDevice } from "./pretrained.ts";
 import { lmHeadLogits } from "./_common.ts";
-import { buildDType, quantizeLinearsQ8_0 } from "./_quantize.ts";
+import { buildDType, quantizeQ8_0OnLoad } from "./_quantize.ts";
 import type { BackboneInput } from "./_decoder_stack.ts";
 
 /** Parameter dtype and fill of a model's constructor. */
@@ -114,15 +114,15 @@ export abstract class CausalLMBase extends PreTrainedModel {
     const raw = typeof config === "string" ? readConfig(config) : config;
     const asked = dtypeOption(options.dtype), dtype = buildDType(asked);
     const m = withInitDevice(options.device, () => new this(raw, dtype ? { dtype } : {}));
-    if (asked === "Q8_0") quantizeLinearsQ8_0(m);
+    if (asked === "Q8_0") quantizeQ8_0OnLoad(m, m.#embeddingPath());
     return m;
   }
 
   /**
    * Load a Hugging Face folder: config.json plus model.safetensors or a sharded index. Weights
-   * stay memory-mapped (no copy) unless `dtype` asks for a cast. `dtype: "q8_0"` quantises the
-   * decoder's Linear weights to Q8_0 (GGUF's blocks) after loading; embeddings, norms and lm_head
-   * keep the checkpoint's dtype.
+   * stay memory-mapped (no copy) unless `dtype` asks for a cast. `dtype: "q8_0"` quantises to Q8_0
+   * (GGUF's blocks) after loading what llama.cpp's `--outtype q8_0` does: the Linear weights,
+   * lm_head and the token embedding (one table when tied); norms and biases keep the checkpoint's dtype.
    */
   static fromPretrained<T extends CausalLMBase>(this: CausalLMClass<T>, dir: string, options: FromPretrainedOptions = {}): T {
     const raw = readConfig(dir);
@@ -130,10 +130,14 @@ export abstract class CausalLMBase extends PreTrainedModel {
     const m = withInitDevice("meta", () => new this(raw, { dtype: dtype ?? "F32", init: "zeros" }));
     if (options.device === "meta") return m;
     m.loadWeights(dir, dtype);
-    // q8_0: the checkpoint's weights as loaded, then the decoder's Linear weights quantised (llama.cpp's
-    // q8_0 conversion also quantises the embeddings and output; here they keep the checkpoint's dtype).
-    if (asked === "Q8_0") quantizeLinearsQ8_0(m);
+    // q8_0: the checkpoint's weights as loaded, then quantised as llama.cpp's q8_0 conversion does.
+    if (asked === "Q8_0") quantizeQ8_0OnLoad(m, m.#embeddingPath());
     return m;
+  }
+
+  /** The input embedding's module path (`model.embed_tokens`). */
+  #embeddingPath(): string {
+    return `${this.#parts.backboneName}.${this.#parts.embeddingName}`;
   }
 
   /** The model's name for checkpoint key `key`, or null to skip it (default: drops RoPE's `inv_freq` buffers). */

@@ -72,14 +72,36 @@ export function dequantizeQ8_0(src: Uint8Array): Float32Array {
   if (src.byteLength % Q8_0_BLOCK_BYTES !== 0) {
     throw new RangeError(`Cannot dequantise ${src.byteLength} bytes of Q8_0: the size must be a multiple of ${Q8_0_BLOCK_BYTES}`);
   }
-  const nb = src.byteLength / Q8_0_BLOCK_BYTES;
-  const out = new Float32Array(nb * QK8_0);
+  return dequantizeQ8_0Into(src, new Float32Array((src.byteLength / Q8_0_BLOCK_BYTES) * QK8_0));
+}
+
+/**
+ * Dequantise whole Q8_0 blocks into `dst` (`src.byteLength / 34 * 32` values; the same values as
+ * {@link dequantizeQ8_0}, written in place: an embedding gather dequantises one row per token this way).
+ *
+ * @example
+ * ```ts
+ * import { dequantizeQ8_0Into, quantizeQ8_0 } from "./q8_0.ts";
+ * const out = new Float32Array(32);
+ * dequantizeQ8_0Into(quantizeQ8_0(new Float32Array(32).fill(-2)), out);
+ * console.log(out[31]); // -2
+ * ```
+ */
+export function dequantizeQ8_0Into(src: Uint8Array, dst: Float32Array): Float32Array {
+  const nb = Math.floor(src.byteLength / Q8_0_BLOCK_BYTES);
+  if (src.byteLength !== nb * Q8_0_BLOCK_BYTES || dst.length < nb * QK8_0) {
+    throw new RangeError(
+      `Cannot dequantise ${src.byteLength} bytes of Q8_0 into ${dst.length} values: need whole ${Q8_0_BLOCK_BYTES}-byte blocks and ${
+        nb * QK8_0
+      } values`,
+    );
+  }
   const q = new Int8Array(src.buffer, src.byteOffset, src.byteLength);
   for (let b = 0; b < nb; b++) {
-    const o = b * Q8_0_BLOCK_BYTES;
+    const o = b * Q8_0_BLOCK_BYTES, x0 = b * QK8_0;
     f32Bits[0] = f16BitsToF32(src[o]! | (src[o + 1]! << 8));
     const d = f32[0]!;
-    for (let j = 0; j < QK8_0; j++) out[b * QK8_0 + j] = Math.fround(d * q[o + 2 + j]!);
+    for (let j = 0; j < QK8_0; j++) dst[x0 + j] = Math.fround(d * q[o + 2 + j]!);
   }
-  return out;
+  return dst;
 }

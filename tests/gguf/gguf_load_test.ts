@@ -2,7 +2,7 @@
 // Qwen3 and Qwen3-MoE written to GGUF by this library's writer (the same bytes as llama.cpp's
 // convert_hf_to_gguf.py writes, proven by converter_parity_test.ts) load back with the logits of
 // the safetensors folder: f32 exactly; q8_0 with the very Q8_0 blocks `dtype: "q8_0"` makes from
-// the folder (un-permuted q/k rows included); f16 as the folder's weights cast to f16. The merged
+// the folder (un-permuted q/k rows included; token_embd and output kept Q8_0, one table when tied); f16 as the folder's weights cast to f16. The merged
 // Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen2-MoE and Qwen3-MoE fixtures greedy-decode transformers' tokens from GGUF, and the config read back from the
 // converter's own metadata (expected.json) matches the model's config.json.
 import { describe, it } from "node:test";
@@ -154,7 +154,7 @@ for (const [name, spec] of Object.entries(RANDOM)) {
       assert.ok(maxDiff(logits(m), logits(ref)) <= 1e-6);
     });
 
-    it("q8_0: decoder Linears keep the file's Q8_0 blocks, equal to dtype q8_0 from the folder; logits equal", () => {
+    it("q8_0: every 2-D weight (token_embd and output too) keeps the file's Q8_0 blocks, equal to dtype q8_0 from the folder; logits equal", () => {
       using tmp = tempDir();
       randomFolder(tmp.dir, spec.config, fixture("gguf", spec.tokenizer, "base"));
       const g = join(tmp.dir, "m-q8_0.gguf");
@@ -165,24 +165,16 @@ for (const [name, spec] of Object.entries(RANDOM)) {
       let q8 = 0;
       for (const [k, t] of Object.entries(m.stateDict())) {
         const w = want[k]!;
-        if (k === "model.embed_tokens.weight" || k === "lm_head.weight") {
-          // Quantised by the writer (as llama.cpp's q8_0), dequantised to F32 on load.
-          assert.equal(t.dtype, "F32", k);
-          using q = toDType(w, "Q8_0");
-          using d = toDType(q, "F32");
-          assert.deepEqual(bytesOf(t), bytesOf(d), k);
-          continue;
-        }
         assert.equal(t.dtype, w.dtype, k);
         if (t.dtype === "Q8_0") q8++;
         assert.deepEqual(bytesOf(t), bytesOf(w), k);
       }
-      assert.equal(q8, 14);
-      // The reference with the same dequantised embeddings gives the same logits.
-      for (const k of ["model.embed_tokens.weight", ...(spec.config.tie_word_embeddings ? [] : ["lm_head.weight"])]) {
-        const p = ref.getParameter(k);
-        p.data = toDType(toDType(p.data, "Q8_0"), "F32");
-      }
+      const tied = spec.config.tie_word_embeddings === true;
+      assert.equal(m.getParameter("model.embed_tokens.weight").dtype, "Q8_0");
+      assert.equal(m.getParameter("model.embed_tokens.weight").data.storage?.kind, "mmap", "a view of the file");
+      assert.equal(m.getParameter("lm_head.weight").dtype, "Q8_0");
+      assert.equal(m.getParameter("lm_head.weight") === m.getParameter("model.embed_tokens.weight"), tied, "one table when tied");
+      assert.equal(q8, 16, "14 decoder Linears, the embedding and lm_head (its key in the state dict when tied)");
       assert.ok(maxDiff(logits(m), logits(ref)) <= 1e-6);
     });
 
@@ -231,7 +223,7 @@ describe("fromPretrained on a GGUF file: random tiny Qwen2-MoE (stacked experts,
     norm_topk_prob: false,
     rope_parameters: { rope_type: "default", rope_theta: 1e6 },
   };
-  it("f32 logits equal the folder's; q8_0 keeps the layers' 2-D Q8_0 blocks and dequantises the stacked experts", () => {
+  it("f32 logits equal the folder's; q8_0 keeps the 2-D Q8_0 blocks (embedding and output too) and dequantises the stacked experts", () => {
     using tmp = tempDir();
     randomFolder(tmp.dir, config, fixture("gguf", "qwen2_moe", "base"));
     const g32 = join(tmp.dir, "m-f32.gguf"), g8 = join(tmp.dir, "m-q8_0.gguf");
@@ -247,7 +239,7 @@ describe("fromPretrained on a GGUF file: random tiny Qwen2-MoE (stacked experts,
     using ref8 = AutoModelForCausalLM.fromPretrained(tmp.dir, { dtype: "q8_0" });
     using m8 = AutoModelForCausalLM.fromPretrained(g8);
     const want8 = ref8.stateDict();
-    const dequantised = (k: string) => k === "model.embed_tokens.weight" || k === "lm_head.weight" || k.includes(".mlp.experts.");
+    const dequantised = (k: string) => k.includes(".mlp.experts.");
     for (const [k, t] of Object.entries(m8.stateDict())) {
       if (!dequantised(k)) {
         assert.deepEqual(bytesOf(t), bytesOf(want8[k]!), k);
@@ -261,6 +253,8 @@ describe("fromPretrained on a GGUF file: random tiny Qwen2-MoE (stacked experts,
       p.data = toDType(toDType(p.data, "Q8_0"), "F32");
     }
     assert.equal(m8.getParameter("model.layers.1.mlp.shared_expert.down_proj.weight").dtype, "Q8_0");
+    assert.equal(m8.getParameter("lm_head.weight").dtype, "Q8_0");
+    assert.equal(m8.getParameter("model.embed_tokens.weight").dtype, "Q8_0");
     assert.ok(maxDiff(logits(m8), logits(ref8)) <= 1e-6);
   });
 });

@@ -1,5 +1,5 @@
 /**
- * Row gathers: embedding lookup.
+ * Row gathers: embedding lookup (a Q8_0 table dequantises only the rows it gathers).
  * @module
  */
 import type { DType } from "../../dtype.ts";
@@ -9,6 +9,7 @@ import { isKernelDType, requireData } from "./_util.ts";
 import { toDType } from "./cast.ts";
 import { opDevice } from "./_device.ts";
 import { copyInto } from "./copy.ts";
+import { dequantizeQ8_0Into, Q8_0_BLOCK_BYTES, QK8_0 } from "../q8_0.ts";
 
 /** Options for {@link embedding}. */
 export interface EmbeddingOptions {
@@ -38,7 +39,9 @@ export function indicesOf(ids: Tensor): number[] {
 }
 
 /**
- * Look up rows of `weight` `[V, H]` for every id: the result is `[...ids.shape, H]`.
+ * Look up rows of `weight` `[V, H]` for every id: the result is `[...ids.shape, H]`. A Q8_0 table
+ * (GGUF's blocks of 32 along H) stays Q8_0: only the gathered rows are dequantised (`f16(d) * q`,
+ * exactly the rows `toDType(weight, "F32")` would hold), so a token reads 34 bytes per 32 values.
  *
  * @param ids Integer ids, any shape.
  * @param weight The table `[V, H]`.
@@ -60,7 +63,9 @@ export function embedding(ids: Tensor, weight: Tensor, options: EmbeddingOptions
   const idx = indicesOf(ids);
   const dtype = options.dtype ?? weight.dtype;
   for (const r of idx) {
-    if (!Number.isInteger(r) || r < 0 || r >= rows) throw new RangeError(`Cannot gather embedding: index ${r} is out of range for ${rows} rows`);
+    if (!Number.isInteger(r) || r < 0 || r >= rows) {
+      throw new RangeError(`Cannot gather embedding: index ${r} is out of range for ${rows} rows`);
+    }
   }
   const w = weight.contiguous();
   if (w.onDevice) {
@@ -72,6 +77,7 @@ export function embedding(ids: Tensor, weight: Tensor, options: EmbeddingOptions
     gathered[Symbol.dispose]();
     return cast;
   }
+  if (w.dtype === "Q8_0" && dtype !== "Q8_0") return gatherQ8_0(w, idx, [...ids.shape, dim], dtype);
   const src = w.bytes();
   const size = src.byteLength / Math.max(1, rows * dim);
   const out = Tensor.empty([...ids.shape, dim], dtype);
@@ -88,4 +94,20 @@ export function embedding(ids: Tensor, weight: Tensor, options: EmbeddingOptions
     else at.set(toDType(Tensor.fromBytes(row.slice(), w.dtype, [dim]), dtype).bytes());
   }
   return out;
+}
+
+/** Host Q8_0 rows dequantised straight into the F32 result (then cast when another dtype is asked). */
+function gatherQ8_0(w: Tensor, idx: readonly number[], shape: readonly number[], dtype: DType): Tensor {
+  const dim = w.shape[1]!, rowBytes = (dim / QK8_0) * Q8_0_BLOCK_BYTES;
+  const src = w.bytes();
+  const out = Tensor.empty(shape, "F32");
+  const dst = out.f32();
+  for (let i = 0; i < idx.length; i++) {
+    const r = idx[i]!;
+    dequantizeQ8_0Into(src.subarray(r * rowBytes, (r + 1) * rowBytes), dst.subarray(i * dim, (i + 1) * dim));
+  }
+  if (dtype === "F32") return out;
+  const cast = toDType(out, dtype);
+  out[Symbol.dispose]();
+  return cast;
 }
