@@ -120,7 +120,8 @@ export abstract class CausalLMBase extends PreTrainedModel {
 
   /**
    * Load a Hugging Face folder: config.json plus model.safetensors or a sharded index. Weights
-   * stay memory-mapped (no copy) unless `dtype` asks for a cast. `dtype: "q8_0"` quantises to Q8_0
+   * stay memory-mapped (no copy) unless `dtype` asks for a cast or their bytes are not 64-byte
+   * aligned (copied unless `mmap: true`). `dtype: "q8_0"` quantises to Q8_0
    * (GGUF's blocks) after loading what llama.cpp's `--outtype q8_0` does: the Linear weights,
    * lm_head and the token embedding (one table when tied); norms and biases keep the checkpoint's dtype.
    */
@@ -129,7 +130,7 @@ export abstract class CausalLMBase extends PreTrainedModel {
     const asked = dtypeOption(options.dtype), dtype = buildDType(asked);
     const m = withInitDevice("meta", () => new this(raw, { dtype: dtype ?? "F32", init: "zeros" }));
     if (options.device === "meta") return m;
-    m.loadWeights(dir, dtype);
+    m.loadWeights(dir, dtype, { mmap: options.mmap === true });
     // q8_0: the checkpoint's weights as loaded, then quantised as llama.cpp's q8_0 conversion does.
     if (asked === "Q8_0") quantizeQ8_0OnLoad(m, m.#embeddingPath());
     return m;
@@ -145,9 +146,9 @@ export abstract class CausalLMBase extends PreTrainedModel {
     return key.includes("rotary_emb") && key.endsWith("inv_freq") ? null : key;
   }
 
-  /** Fill the weights from `dir` (mapped; cast to `dtype` when given). */
-  loadWeights(dir: string, dtype: DType | undefined): this {
-    return this.loadPretrained(dir, { rename: (k) => this.checkpointKey(k), ...(dtype ? { dtype } : {}) });
+  /** Fill the weights from `dir` (mapped; cast to `dtype` when given; see `FromPretrainedOptions.mmap`). */
+  loadWeights(dir: string, dtype: DType | undefined, options: { mmap?: boolean } = {}): this {
+    return this.loadPretrained(dir, { rename: (k) => this.checkpointKey(k), ...(dtype ? { dtype } : {}), mmap: options.mmap === true });
   }
 
   /** transformers' `_no_split_modules`. */

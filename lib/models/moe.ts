@@ -326,10 +326,14 @@ export class MoeForCausalLM extends CausalLMBase {
    * `down_proj` while loading (copies), as transformers 5 does; every other weight stays mapped
    * unless `dtype` casts. Already fused checkpoints load as is.
    */
-  override loadWeights(dir: string, dtype: DType | undefined): this {
+  override loadWeights(dir: string, dtype: DType | undefined, options: { mmap?: boolean } = {}): this {
     const ckpt = openCheckpoint(dir);
     try {
-      loadCheckpoint(this, fusedExpertView(ckpt), { rename: (k) => this.checkpointKey(k), ...(dtype ? { dtype } : {}) });
+      loadCheckpoint(this, fusedExpertView(ckpt), {
+        rename: (k) => this.checkpointKey(k),
+        ...(dtype ? { dtype } : {}),
+        mmap: options.mmap === true,
+      });
     } catch (e) {
       ckpt[Symbol.dispose]();
       throw e;

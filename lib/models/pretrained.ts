@@ -6,6 +6,7 @@
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { type DType, parseDType } from "../dtype.ts";
+import { ffi } from "../ffi/mod.ts";
 import { ShardedCheckpoint } from "../safetensors/mod.ts";
 import { GgufCheckpoint } from "../gguf/checkpoint.ts";
 import { isGgufPath } from "../gguf/config_from_metadata.ts";
@@ -21,6 +22,13 @@ export interface FromPretrainedOptions {
   dtype?: DType | string;
   /** "cpu" (default) loads the weights; "meta" builds the structure only. */
   device?: InitDevice;
+  /**
+   * Keep every weight a view of the mapped file (llama.cpp's `--mmap`), even one whose bytes do not
+   * start on a 64-byte boundary. Default false: such a weight (GGUF aligns tensors to 32 bytes,
+   * safetensors to 8) is copied into aligned memory while loading, since the decode kernels read
+   * misaligned rows 20–30% slower; aligned weights stay views either way.
+   */
+  mmap?: boolean;
 }
 
 /** Options for `fromConfig`. */
@@ -74,13 +82,14 @@ export function withInitDevice<T>(device: InitDevice | undefined, build: () => T
 
 /**
  * Fill a (meta-built) model's parameters and persistent buffers from a checkpoint: zero-copy
- * views of the mapped file when the dtype matches, a cast otherwise. Every key is checked first;
+ * views of the mapped file when the dtype matches, a cast otherwise; a view of 64 KiB or more whose
+ * bytes do not start on a 64-byte boundary is copied into aligned memory unless `mmap: true`. Every key is checked first;
  * missing (a tied parameter is satisfied by any of its names), unexpected and wrongly shaped keys
  * throw one `StateDictError` naming the first few of each, the totals and the file.
  *
  * @param model The model.
  * @param ckpt The open checkpoint.
- * @param options Target dtype, key renaming (`null` ignores a key).
+ * @param options Target dtype, key renaming (`null` ignores a key), `mmap` (keep every view).
  *
  * @example
  * ```ts
@@ -99,7 +108,7 @@ export function withInitDevice<T>(device: InitDevice | undefined, build: () => T
 export function loadCheckpoint(
   model: Module,
   ckpt: CheckpointSource,
-  options: { dtype?: DType; rename?: (key: string) => string | null } = {},
+  options: { dtype?: DType; rename?: (key: string) => string | null; mmap?: boolean } = {},
 ): void {
   const files = ckpt.files();
   const source = files.length === 1 ? join(ckpt.dir, files[0]!) : ckpt.dir;
@@ -138,8 +147,18 @@ export function loadCheckpoint(
     done.add(s.group);
     let t: Tensor = ckpt.tensor(k);
     if (options.dtype && FLOAT.has(t.dtype) && t.dtype !== options.dtype) t = toDType(t, options.dtype);
+    else if (!options.mmap && misaligned(t)) t = t.clone();
     s.set(t);
   }
+}
+
+/** Bytes a kernel streams row by row; smaller tensors stay views (copying them gains nothing). */
+const ALIGNED_COPY_MIN_BYTES = 1 << 16;
+
+/** A mapped tensor whose bytes do not start on a 64-byte boundary. */
+function misaligned(t: Tensor): boolean {
+  if (t.storage?.kind !== "mmap" || t.byteLength < ALIGNED_COPY_MIN_BYTES || !t.isContiguous) return false;
+  return ffi.ptrToBigInt(ffi.ptrOf(t.bytes())) % 64n !== 0n;
 }
 
 /**
@@ -179,7 +198,7 @@ export abstract class PreTrainedModel extends Module implements CausalLM {
   }
 
   /** Load weights from a folder or a `.gguf` file (zero-copy when dtypes match) and keep the files mapped. */
-  loadPretrained(dir: string, options: { dtype?: DType; rename?: (key: string) => string | null } = {}): this {
+  loadPretrained(dir: string, options: { dtype?: DType; rename?: (key: string) => string | null; mmap?: boolean } = {}): this {
     const ckpt = openCheckpoint(dir);
     try {
       loadCheckpoint(this, ckpt, options);

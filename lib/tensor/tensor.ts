@@ -184,7 +184,8 @@ export class Tensor implements Disposable {
   /** Dense bytes of this tensor (a view, no copy). Throws for meta, device or non-contiguous tensors. */
   bytes(): Uint8Array {
     const s = this.#storage;
-    if (s !== null && s.bytes === this.#viewsOf && this.#bytes !== null) return this.#bytes;
+    // A kept view is stale once its buffer is detached (an unmapped file: length 0), then re-checked.
+    if (s !== null && s.bytes === this.#viewsOf && this.#bytes !== null && this.#bytes.byteLength === this.byteLength) return this.#bytes;
     return this.#bytesView();
   }
 
@@ -204,7 +205,7 @@ export class Tensor implements Disposable {
   /** A Float32Array view of an F32 contiguous tensor (copied first if the view would be misaligned). */
   f32(): Float32Array {
     const s = this.#storage, v = this.#f32;
-    if (v !== null && s !== null && s.bytes === this.#viewsOf) return v;
+    if (v !== null && s !== null && s.bytes === this.#viewsOf && v.length === this.numel) return v;
     if (this.dtype !== "F32") throw new TypeError(`Cannot view ${this.dtype} tensor as Float32Array: cast it with toDType("F32") first`);
     const b = this.bytes();
     if (b.byteOffset % 4 !== 0) return new Float32Array(b.slice().buffer);
@@ -389,7 +390,10 @@ export class Tensor implements Disposable {
       return out;
     }
     const run = inner * size;
-    forEachRow({ shape: this.shape, strides: this.strides, offset: this.offset, elementSize: size }, (o, off) => rt.copy(rt.view(dst, o * size, run), rt.view(mem, off, run), run));
+    forEachRow(
+      { shape: this.shape, strides: this.strides, offset: this.offset, elementSize: size },
+      (o, off) => rt.copy(rt.view(dst, o * size, run), rt.view(mem, off, run), run),
+    );
     return out;
   }
 
