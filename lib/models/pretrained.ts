@@ -157,7 +157,8 @@ const ALIGNED_COPY_MIN_BYTES = 1 << 16;
 
 /** A mapped tensor whose bytes do not start on a 64-byte boundary. */
 function misaligned(t: Tensor): boolean {
-  if (t.storage?.kind !== "mmap" || t.byteLength < ALIGNED_COPY_MIN_BYTES || !t.isContiguous) return false;
+  // Q8_0 rows are runs of 34-byte blocks: no alignment to gain.
+  if (t.storage?.kind !== "mmap" || t.dtype === "Q8_0" || t.byteLength < ALIGNED_COPY_MIN_BYTES || !t.isContiguous) return false;
   return ffi.ptrToBigInt(ffi.ptrOf(t.bytes())) % 64n !== 0n;
 }
 

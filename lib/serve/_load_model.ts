@@ -26,7 +26,8 @@ export async function loadServedModel(dir: string, p: ModelPlacement): Promise<P
   if (where !== null) await prepareDevice(where.type, where.index);
   const dispatched = p.deviceMap !== undefined || p.maxMemory !== undefined || p.offloadFolder !== undefined;
   if (!dispatched) {
-    const m = AutoModelForCausalLM.fromPretrained(dir);
+    // Bound for another device: keep the mapped views (no aligned host copy before the upload).
+    const m = AutoModelForCausalLM.fromPretrained(dir, device === "cpu" ? {} : { mmap: true });
     return device === "cpu" ? m : m.to(device);
   }
   const m = initEmptyWeights(() => AutoModelForCausalLM.fromConfig(dir));
