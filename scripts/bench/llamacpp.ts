@@ -103,7 +103,7 @@ if (values.worker === "graft") {
   const { LlamaForCausalLM } = await import("../../lib/models/mod.ts");
   const { generate } = await import("../../lib/generation/mod.ts");
   const model = LlamaForCausalLM.fromPretrained(values.model!);
-  generate(model, [promptIds], { maxNewTokens: 4, stopTokens: [] }); // warm-up
+  generate(model, [promptIds], { maxNewTokens: Math.min(nNew, 32), stopTokens: [] }); // warm-up (the JIT tiers up)
   let best: Run | null = null;
   for (let rep = 0; rep < reps; rep++) {
     const r = generate(model, [promptIds], { maxNewTokens: nNew, stopTokens: [] });
