@@ -6,7 +6,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { LlamaForCausalLM, type PreTrainedModel } from "../../lib/models/mod.ts";
-import { Embedding, Linear } from "../../lib/nn/mod.ts";
+import { Embedding, Linear, manualSeed } from "../../lib/nn/mod.ts";
 import { saveFile } from "../../lib/safetensors/mod.ts";
 import { writeFileSync } from "node:fs";
 import { tempDir } from "../_util.ts";
@@ -21,6 +21,7 @@ import { expected, FIXTURES, relError } from "./_fixtures.ts";
  * the embedding in Q8_0 too, x quantised to Q8_0 as llama.cpp does; 2.76e-2 with only the decoder's Linears
  * quantised; 1.6e-2 when x stayed f32). */
 const BOUND = 3e-2;
+const TIED_BOUND = 5e-2;
 const DIR = join(FIXTURES, "llama");
 
 function logitsOf(m: PreTrainedModel, ids: ReturnType<ReturnType<typeof expected>["tensor"]>): number[] {
@@ -58,6 +59,7 @@ describe("q8_0 weights (tiny Llama fixture)", () => {
       initializer_range: 0.2,
     };
     {
+      manualSeed(0); // a fixed model: the test must not depend on the run's random weights
       using src = LlamaForCausalLM.fromConfig(config);
       const sd = src.stateDict();
       delete sd["lm_head.weight"];
@@ -76,7 +78,9 @@ describe("q8_0 weights (tiny Llama fixture)", () => {
     p.data = toDType(emb.data, "F32");
     const ids = Tensor.fromArray([3, 50, 7, 95, 0], [1, 5], "I64");
     const err = relError(logitsOf(q8, ids), logitsOf(f32, ids));
-    assert.ok(err > 0 && err < BOUND, `relative error ${err}`);
+    // This 1-layer random model (initializer_range 0.2) is not the README's fixture: over seeds 0–11
+    // its error ranged 1.4e-2 to 3.5e-2 (seed 0: 2.3e-2), so it gets a looser bound than BOUND.
+    assert.ok(err > 0 && err < TIED_BOUND, `relative error ${err}`);
   });
 
   it(`logits within ${BOUND} of the f32 model and of transformers' f32; same greedy tokens`, () => {
