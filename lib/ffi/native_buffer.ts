@@ -7,6 +7,10 @@ import { libc } from "./libc.ts";
 import { OutOfMemoryError } from "../errors.ts";
 import type { Ptr } from "./types.ts";
 
+/** Linux's transparent huge page size on x86-64 and its madvise flag. */
+const HUGE_PAGE = 2 * 1024 * 1024;
+const MADV_HUGEPAGE = 14;
+
 const registry = new FinalizationRegistry<bigint>((addr) => {
   libc.symbols.free(adapter.ptrFromBigInt(addr));
 });
@@ -37,9 +41,15 @@ export class NativeBuffer implements Disposable {
     if (!Number.isSafeInteger(byteLength) || byteLength < 0) {
       throw new RangeError(`Cannot allocate native memory: size must be a non-negative safe integer: current value is ${byteLength}`);
     }
+    // Blocks of 2 MiB or more start on a 2 MiB boundary and ask for transparent huge pages over
+    // their whole 2 MiB runs: weights streamed by the decode kernels then cross no 4 KiB page
+    // boundary, where hardware prefetchers stop (the tail past the last whole run stays 4 KiB pages).
+    const huge = byteLength >= HUGE_PAGE && alignment < HUGE_PAGE;
+    if (huge) alignment = HUGE_PAGE;
     const size = Math.max(alignment, Math.ceil(byteLength / alignment) * alignment);
     const p = libc.symbols.aligned_alloc(BigInt(alignment), BigInt(size)) as Ptr;
     if (p === null) throw new OutOfMemoryError(`Cannot allocate ${byteLength} bytes of native memory: aligned_alloc returned NULL`);
+    if (huge) libc.symbols.madvise(p, BigInt(Math.floor(byteLength / HUGE_PAGE) * HUGE_PAGE), MADV_HUGEPAGE); // advice only: errors ignored
     this.#ptr = p;
     this.byteLength = byteLength;
     const ab = byteLength === 0 ? new ArrayBuffer(0) : adapter.view(p, byteLength);

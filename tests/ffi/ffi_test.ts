@@ -55,6 +55,18 @@ describe("ffi layer", () => {
     assert.throws(() => new MappedFile(join(tmp.dir, "missing")), /No such file/);
   });
 
+  it("a NativeBuffer of 2 MiB or more starts on a 2 MiB boundary (huge pages for streamed weights)", () => {
+    for (const n of [2 << 20, (3 << 20) + 5]) {
+      using b = new NativeBuffer(n);
+      assert.equal(ffi.ptrToBigInt(b.ptr) % BigInt(2 << 20), 0n, `${n} bytes`);
+      assert.equal(b.bytes.byteLength, n);
+      b.bytes[n - 1] = 7; // the tail past the last whole 2 MiB run is usable
+      assert.equal(b.bytes[n - 1], 7);
+    }
+    using small = new NativeBuffer((2 << 20) - 64);
+    assert.equal(ffi.ptrToBigInt(small.ptr) % 64n, 0n, "smaller blocks keep 64-byte alignment");
+  });
+
   it("libc exposes errno and sizes as bigint", () => {
     assert.ok(Number(libc.symbols.sysconf(30)) >= 4096);
     const s = Storage.allocate(10);
