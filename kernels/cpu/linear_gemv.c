@@ -2,8 +2,8 @@
  * linear_gemv.c: kn_linear for few rows of x (decode, m <= GEMV_MAX_M) on AVX-512.
  *
  * W [n,k]: x is packed once per call; threads take chunks of output features. One row of x streams
- * one weight row at a time; a few rows of x take tiles of several weight rows, reusing each line. BF16 weights on AVX512-BF16 CPUs use vdpbf16ps with
- * x rounded to bf16. W [k,n] (transposed): a column GEMV accumulating into out in place.
+ * one weight row at a time; a few rows of x take tiles of several weight rows, reusing each line.
+ * BF16 weights on AVX512-BF16 CPUs use vdpbf16ps with x rounded to bf16. W [k,n] (transposed): a column GEMV accumulating into out in place.
  */
 #include <immintrin.h>
 #include <string.h>
@@ -95,13 +95,13 @@ KN_T512 static inline __attribute__((always_inline)) void gemv_tile(const lin_ct
  * of several rows, which read each x line once per tile, were faster than one row (x re-read from L2)
  * and than blocks of k (which break the sequential read). */
 #define ROW1_X_BYTES 16384
-KN_T512 static inline __attribute__((always_inline)) void gemv_row1(const lin_ctx* c, const int dtype, int64_t j,
-                                                                     int64_t k0, int64_t k1) {
-  const uint8_t* row = c->w + j * c->k * kn_dtype_size(dtype);
+KN_T512 static inline __attribute__((always_inline)) void gemv_row1(const lin_ctx* c, const int dtype, int64_t j) {
+  const int64_t k = c->k;
+  const uint8_t* row = c->w + j * k * kn_dtype_size(dtype);
   const float* xp = (const float*)c->xp;
   __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
-  int64_t kk = k0;
-  for (; kk + 64 <= k1; kk += 64) {
+  int64_t kk = 0;
+  for (; kk + 64 <= k; kk += 64) {
     __m512 l0, h0, l1, h1;
     w32_f32(row, dtype, kk, 64, &l0, &h0);
     w32_f32(row, dtype, kk + 32, 32, &l1, &h1);
@@ -110,21 +110,20 @@ KN_T512 static inline __attribute__((always_inline)) void gemv_row1(const lin_ct
     a2 = _mm512_fmadd_ps(l1, _mm512_load_ps(xp + kk + 32), a2);
     a3 = _mm512_fmadd_ps(h1, _mm512_load_ps(xp + kk + 48), a3);
   }
-  for (; kk < k1; kk += 32) {
+  for (; kk < k; kk += 32) {
     __m512 l0, h0;
-    w32_f32(row, dtype, kk, k1 - kk, &l0, &h0);
+    w32_f32(row, dtype, kk, k - kk, &l0, &h0);
     a0 = _mm512_fmadd_ps(l0, _mm512_load_ps(xp + kk), a0);
     a1 = _mm512_fmadd_ps(h0, _mm512_load_ps(xp + kk + 16), a1);
   }
-  const float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
-  c->out[j] = k0 > 0 ? c->out[j] + s : s + (c->bias ? c->bias[j] : 0.0f);
+  c->out[j] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3))) + (c->bias ? c->bias[j] : 0.0f);
 }
 
 KN_T512 static inline __attribute__((always_inline)) void gemv_rows(const lin_ctx* c, const int dtype, int64_t b,
                                                                      int64_t e) {
   int64_t n = b;
   if (c->m == 1 && c->kp * 4 <= ROW1_X_BYTES) {
-    for (; n < e; n++) gemv_row1(c, dtype, n, 0, c->k);
+    for (; n < e; n++) gemv_row1(c, dtype, n);
     return;
   }
   if (c->m == 1) {
@@ -207,32 +206,31 @@ KN_T512BF16 static inline __attribute__((always_inline)) void gemv_dp_tile(const
 }
 
 /* One row of x: one weight row at a time, 128 values a step into four accumulators (see gemv_row1). */
-KN_T512BF16 static inline __attribute__((always_inline)) void gemv_dp_row1(const lin_ctx* c, int64_t j, int64_t k0,
-                                                                            int64_t k1) {
-  const uint16_t* r = (const uint16_t*)c->w + j * c->k;
+KN_T512BF16 static inline __attribute__((always_inline)) void gemv_dp_row1(const lin_ctx* c, int64_t j) {
+  const int64_t k = c->k;
+  const uint16_t* r = (const uint16_t*)c->w + j * k;
   const uint16_t* xp = (const uint16_t*)c->xp;
   __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
-  int64_t kk = k0;
-  for (; kk + 128 <= k1; kk += 128) {
+  int64_t kk = 0;
+  for (; kk + 128 <= k; kk += 128) {
     a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_loadu_si512(r + kk), (__m512bh)_mm512_load_si512(xp + kk));
     a1 = _mm512_dpbf16_ps(a1, (__m512bh)_mm512_loadu_si512(r + kk + 32), (__m512bh)_mm512_load_si512(xp + kk + 32));
     a2 = _mm512_dpbf16_ps(a2, (__m512bh)_mm512_loadu_si512(r + kk + 64), (__m512bh)_mm512_load_si512(xp + kk + 64));
     a3 = _mm512_dpbf16_ps(a3, (__m512bh)_mm512_loadu_si512(r + kk + 96), (__m512bh)_mm512_load_si512(xp + kk + 96));
   }
-  for (; kk < k1; kk += 32) {
-    const __m512i wv = k1 - kk >= 32 ? _mm512_loadu_si512(r + kk)
-                                     : _mm512_maskz_loadu_epi16((__mmask32)((1ull << (k1 - kk)) - 1u), r + kk);
+  for (; kk < k; kk += 32) {
+    const __m512i wv = k - kk >= 32 ? _mm512_loadu_si512(r + kk)
+                                     : _mm512_maskz_loadu_epi16((__mmask32)((1ull << (k - kk)) - 1u), r + kk);
     a0 = _mm512_dpbf16_ps(a0, (__m512bh)wv, (__m512bh)_mm512_load_si512(xp + kk));
   }
-  const float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
-  c->out[j] = k0 > 0 ? c->out[j] + s : s + (c->bias ? c->bias[j] : 0.0f);
+  c->out[j] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3))) + (c->bias ? c->bias[j] : 0.0f);
 }
 
 KN_T512BF16 static void gemv_dp_task(void* p, int64_t b, int64_t e) {
   const lin_ctx* c = (const lin_ctx*)p;
   int64_t n = b;
   if (c->m == 1 && c->kp * 2 <= ROW1_X_BYTES) {
-    for (; n < e; n++) gemv_dp_row1(c, n, 0, c->k);
+    for (; n < e; n++) gemv_dp_row1(c, n);
     return;
   }
   if (c->m == 1) {
