@@ -24,7 +24,7 @@ function readmeRecipe(base: string): string {
   const readme = readFileSync(join(ROOT, "README.md"), "utf8");
   const at = readme.indexOf(MARKER);
   assert.ok(at >= 0, `README.md has no "${MARKER}" block`);
-  const m = /```ts\n([\s\S]*?)```/.exec(readme.slice(at));
+  const m = /```ts(?: ignore)?\n([\s\S]*?)```/.exec(readme.slice(at));
   assert.ok(m, "README.md: no ```ts block after the url-import-recipe marker");
   const code = m[1]!;
   assert.ok(code.includes(README_URL), `README.md recipe does not import from ${README_URL}`);
