@@ -17,6 +17,21 @@ export interface Trainable {
 
 const FLOAT_DTYPES = new Set(["F32", "F16", "BF16"]);
 
+/**
+ * Refuse a base with Q8_0 weights up front (a model loaded with `dtype: "q8_0"`, or a Q8_0 GGUF):
+ * the training forward reads the frozen base weights in F32, F16 or BF16 on the gradients' path.
+ */
+export function checkTrainableBase(model: Module): void {
+  const q8: string[] = [];
+  for (const [name, p] of model.namedParameters()) if (p.data.dtype === "Q8_0") q8.push(name);
+  if (q8.length === 0) return;
+  throw new TypeError(
+    `Cannot train an adapter on this base: it has Q8_0 weights (${q8.length}, first "${q8[0]}"), which are not trainable here ` +
+      `(training reads the base weights as F32, F16 or BF16 on the gradients' path): load the base with dtype "f32", "bf16" or "f16" ` +
+      `(fromPretrained(dir, { dtype: "bf16" }))`,
+  );
+}
+
 /** Frozen dense layer of a `Linear` (weight `[out, in]`) or `Conv1D` (`[in, out]`): the stored bytes, no copy. */
 export function frozenLinear(m: Module, cache: WeakMap<Module, FrozenLinear>): FrozenLinear {
   const hit = cache.get(m);

@@ -12,7 +12,7 @@ import { LlamaForCausalLM } from "../models/llama.ts";
 import { GPT2LMHeadModel } from "../models/gpt2.ts";
 import { add, causalAttention, checkpoint, dropout, embeddingFrozen, ReplayRandom, gelu, layerNorm, rmsNorm, rotary, siluMul, silu, mul, type RotaryTables, sliceLastDim, type Var } from "../autograd/mod.ts";
 import type { KernelDType } from "../backends/kernels.ts";
-import { frozenVector, LayerGraph, type Trainable } from "./_layers.ts";
+import { checkTrainableBase, frozenVector, LayerGraph, type Trainable } from "./_layers.ts";
 
 /** A batch of equal-length rows: ids and labels flattened `[batch · seqLen]` (labels −100 where ignored). */
 export interface TokenBatch {
@@ -73,6 +73,7 @@ export class CausalLMGraph {
     if (!(model instanceof LlamaForCausalLM) && !(model instanceof GPT2LMHeadModel)) {
       throw new TypeError(`Cannot train ${model.className}: training supports Llama-family (llama, mistral, qwen2) and GPT-2 models`);
     }
+    checkTrainableBase(model);
     this.model = model;
     this.#source = options.random ?? Math.random;
     this.#replay = new ReplayRandom(() => this.#source());

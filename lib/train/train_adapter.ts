@@ -16,6 +16,7 @@ import type { TokenBatch } from "./causal_lm_graph.ts";
 import { epochOrder, makeBatches, packExamples, readJsonl, SeededRandom, tokenizeChatExample, type TokenizedExample, tokenizeExample } from "./data.ts";
 import { loadCheckpointState, saveCheckpoint, writeFolderAtomically } from "./_checkpoint.ts";
 import { lossCurveSvg } from "./_loss_svg.ts";
+import { checkTrainableBase } from "./_layers.ts";
 
 /** Options of {@link trainAdapter}. */
 export interface TrainAdapterOptions {
@@ -135,6 +136,7 @@ export async function trainAdapter(options: TrainAdapterOptions): Promise<TrainA
   if (!(Number.isInteger(ga) && ga > 0)) throw new RangeError(`Cannot train: grad_accum must be a positive integer: current value is ${ga}`);
   const out = resolve(options.out);
   const model = AutoModelForCausalLM.fromPretrained(options.base);
+  checkTrainableBase(model); // a Q8_0 GGUF base: refused before tokenizing
   const tok = await Tokenizer.fromFile(options.base);
   const records = typeof options.data === "string" ? readJsonl(options.data) : options.data;
   const examples = (await tokenizeAll(records, tok, maxLen, options.pack ?? false, options.chatTemplate)).filter((e) => e.inputIds.length > 1);
