@@ -7,7 +7,8 @@ import { type Device, parseDevice, splitDevice } from "./device.ts";
 import { Storage } from "./storage.ts";
 import { type DeviceRuntime, deviceRuntime, deviceType } from "../backends/device.ts";
 import { DeviceError } from "../errors.ts";
-import { contiguousStrides, forEachRow, formatShape, inferShape, shapeSize } from "./shape.ts";
+import { contiguousStrides, formatShape, inferShape, shapeSize } from "./shape.ts";
+import { copyStridedDevice, copyStridedHost, isDenseLayout } from "./_strided.ts";
 import { readValues, writeValues } from "./values.ts";
 
 export { bf16BitsToF32, f32ToBf16Bits, readValues, writeValues } from "./values.ts";
@@ -65,16 +66,8 @@ export class Tensor implements Disposable {
     // Copies, not frozen: Object.freeze costs ~0.3 µs per array under Bun (the types are readonly).
     this.shape = shape.slice();
     const strides = options.strides;
-    if (strides === undefined) {
-      this.strides = contiguousStrides(shape);
-      this.#contiguous = true;
-    } else {
-      this.strides = strides.slice();
-      const c = contiguousStrides(shape);
-      let contiguous = true;
-      for (let i = 0; i < c.length; i++) if (shape[i]! > 1 && c[i] !== strides[i]) contiguous = false;
-      this.#contiguous = contiguous;
-    }
+    this.strides = strides === undefined ? contiguousStrides(shape) : strides.slice();
+    this.#contiguous = strides === undefined || isDenseLayout(shape, strides);
     this.#numel = numel;
     this.offset = options.offset ?? 0;
     this.device = options.device ?? (storage ? "cpu" : "meta");
@@ -335,25 +328,15 @@ export class Tensor implements Disposable {
   contiguous(): Tensor {
     if (this.isContiguous) return this;
     const s = this.#requireStorage("copy");
+    const layout = { shape: this.shape, strides: this.strides, offset: this.offset, elementSize: DTYPE_SIZE[this.dtype] };
     if (s.runtime !== null) {
       if (s.disposed) throw new ReferenceError(`Cannot use a disposed tensor ${formatShape(this.shape)} on ${this.device}`);
-      return this.#deviceContiguous(s.runtime, s.memory);
+      const out = Tensor.empty(this.shape, this.dtype, { device: this.device });
+      if (this.numel > 0) copyStridedDevice(s.runtime, s.memory, layout, out.deviceMemory());
+      return out;
     }
     const out = Tensor.empty(this.shape, this.dtype);
-    const size = DTYPE_SIZE[this.dtype];
-    const src = s.bytes;
-    const dst = out.bytes();
-    const innerStride = this.strides[this.ndim - 1] ?? 1;
-    forEachRow({ shape: this.shape, strides: this.strides, offset: this.offset, elementSize: size }, (o, off, inner) => {
-      if (innerStride === 1) {
-        dst.set(src.subarray(off, off + inner * size), o * size);
-      } else {
-        for (let j = 0; j < inner; j++) {
-          const so = off + j * innerStride * size;
-          dst.set(src.subarray(so, so + size), (o + j) * size);
-        }
-      }
-    });
+    copyStridedHost(s.bytes, layout, out.bytes());
     return out;
   }
 
@@ -370,30 +353,6 @@ export class Tensor implements Disposable {
     }
     const out = Tensor.empty(this.shape, this.dtype);
     out.bytes().set(this.contiguous().bytes());
-    return out;
-  }
-
-  /** Strided device tensor → dense: copies of the innermost runs in the device's order. */
-  #deviceContiguous(rt: DeviceRuntime, mem: unknown): Tensor {
-    const out = Tensor.empty(this.shape, this.dtype, { device: this.device });
-    const nd = this.ndim, size = DTYPE_SIZE[this.dtype], n = this.numel;
-    const inner = this.shape[nd - 1] ?? 1;
-    if (n === 0) return out;
-    const dst = out.deviceMemory();
-    if ((this.strides[nd - 1] ?? 1) !== 1 && inner > 1) {
-      // Scattered elements: go through the host (rare; no strided-copy kernel).
-      const all = rt.byteLength(mem);
-      const host = new Tensor(this.dtype, [Math.floor(all / size)], Storage.wrap(new Uint8Array(all)));
-      rt.download(mem, host.bytes());
-      const view = new Tensor(this.dtype, this.shape, host.storage, { strides: this.strides, offset: this.offset });
-      rt.upload(dst, view.contiguous().bytes());
-      return out;
-    }
-    const run = inner * size;
-    forEachRow(
-      { shape: this.shape, strides: this.strides, offset: this.offset, elementSize: size },
-      (o, off) => rt.copy(rt.view(dst, o * size, run), rt.view(mem, off, run), run),
-    );
     return out;
   }
 
