@@ -3,14 +3,16 @@
  * @module
  */
 import type { DType } from "../dtype.ts";
-import { type Device, parseDevice } from "../tensor/device.ts";
+import type { Device } from "../tensor/device.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { formatShape } from "../tensor/shape.ts";
-import { toDevice, toDType } from "../tensor/ops/mod.ts";
+import { toDevice } from "../tensor/ops/mod.ts";
 import { Parameter } from "./parameter.ts";
 import { getBufferInitDevice } from "./init.ts";
 import { loadStateDictInto, type LoadStateDictOptions, type LoadStateDictResult, type StateSlot } from "./state_dict.ts";
 import { getSubmodule, moduleTensorEntries, namedModules, stateDictEntries } from "./module_like.ts";
+import { checkName, getBufferAt, getParameterAt, type OwnMaps, setBufferAt, setParameterAt, setSubmoduleAt, stateSlotsOf } from "./_module_paths.ts";
+import { targetConverter } from "./_module_to.ts";
 
 /** Options for the `named*` iterators. */
 export interface NamedOptions {
@@ -24,15 +26,6 @@ export interface NamedOptions {
 
 /** What {@link Module.to} converts to: a device, a floating dtype, or both. */
 export type ModuleTarget = Device | DType | { device?: Device | string; dtype?: DType };
-
-const FLOATS = new Set<DType>(["F32", "F16", "BF16", "F64"]);
-const DEVICE_RE = /^(cpu|meta|cuda|[a-z][a-z0-9_]*:\d+)$/;
-
-function checkName(kind: string, name: string): void {
-  if (name === "" || name.includes(".")) {
-    throw new TypeError(`Cannot register ${kind} "${name}": a name must be non-empty and contain no "."`);
-  }
-}
 
 /**
  * Base class of every layer and model. Children, parameters and buffers live in ordered maps
@@ -249,14 +242,6 @@ export class Module implements Disposable {
 
   // ---------------------------------------------------------------- dotted access
 
-  #resolve(path: string, what: string): [Module, string] {
-    const parts = path.split(".");
-    const last = parts.pop()!;
-    const owner = parts.length === 0 ? this : this.getSubmodule(parts.join("."));
-    if (last === "") throw new TypeError(`Cannot find ${what} "${path}": the name is empty`);
-    return [owner, last];
-  }
-
   /** The descendant at a dotted path (`""` is this module). */
   getSubmodule(path: string): Module {
     return getSubmodule(this, path) as Module;
@@ -264,18 +249,12 @@ export class Module implements Disposable {
 
   /** Replace (or add) the child at a dotted path in place; returns the module it replaced, if any. */
   setSubmodule(path: string, module: Module): Module | null {
-    const [owner, name] = this.#resolve(path, "submodule");
-    const old = owner.#modules.get(name) ?? null;
-    owner.registerModule(name, module);
-    return old;
+    return setSubmoduleAt(this, path, module, Module.#maps);
   }
 
   /** The parameter at a dotted path. */
   getParameter(path: string): Parameter {
-    const [owner, name] = this.#resolve(path, "parameter");
-    const p = owner.#params.get(name);
-    if (!p) throw new RangeError(`Cannot find parameter "${path}": ${owner.className} has no parameter "${name}"`);
-    return p;
+    return getParameterAt(this, path, Module.#maps);
   }
 
   /**
@@ -283,28 +262,22 @@ export class Module implements Disposable {
    * sees the new tensor). Passing a `Parameter` replaces the object itself under this name only.
    */
   setParameter(path: string, value: Tensor | Parameter): void {
-    const [owner, name] = this.#resolve(path, "parameter");
-    if (value instanceof Parameter) {
-      if (!owner.#params.has(name)) throw new RangeError(`Cannot set parameter "${path}": ${owner.className} has no parameter "${name}"`);
-      owner.#params.set(name, value);
-      return;
-    }
-    this.getParameter(path).data = value;
+    setParameterAt(this, path, value, Module.#maps);
   }
 
   /** The buffer at a dotted path. */
   getBuffer(path: string): Tensor {
-    const [owner, name] = this.#resolve(path, "buffer");
-    const b = owner.#buffers.get(name);
-    if (!b) throw new RangeError(`Cannot find buffer "${path}": ${owner.className} has no buffer "${name}"`);
-    return b;
+    return getBufferAt(this, path, Module.#maps);
   }
 
   /** Replace the tensor of the buffer at a dotted path (keeps its persistence). */
   setBuffer(path: string, value: Tensor): void {
-    const [owner, name] = this.#resolve(path, "buffer");
-    if (!owner.#buffers.has(name)) throw new RangeError(`Cannot set buffer "${path}": ${owner.className} has no buffer "${name}"`);
-    owner.#buffers.set(name, value);
+    setBufferAt(this, path, value, Module.#maps);
+  }
+
+  /** A module's own registries, for the dotted-path helpers (`_module_paths.ts`). */
+  static #maps(m: Module): OwnMaps {
+    return { params: m.#params, buffers: m.#buffers, modules: m.#modules };
   }
 
   // ---------------------------------------------------------------- state
@@ -320,18 +293,7 @@ export class Module implements Disposable {
 
   /** Parameter and persistent-buffer slots for loaders: every name (tied ones too), with getter and setter. */
   stateSlots(): StateSlot[] {
-    const slots: StateSlot[] = [];
-    for (const e of moduleTensorEntries(this, { recurse: true, removeDuplicate: false, removeNonPersistent: true })) {
-      const shape = e.tensor.shape;
-      if (e.isBuffer) {
-        const owner = e.owner as Module, local = e.localName;
-        slots.push({ key: e.name, shape, get: () => owner.#buffers.get(local)!, set: (t) => owner.#buffers.set(local, t), group: e.tensor });
-      } else {
-        const p = e.key as Parameter;
-        slots.push({ key: e.name, shape: p.shape, get: () => p.data, set: (t) => (p.data = t), group: p });
-      }
-    }
-    return slots;
+    return stateSlotsOf(this, Module.#maps);
   }
 
   /**
@@ -377,13 +339,7 @@ export class Module implements Disposable {
    * parameters stay tied.
    */
   to(target: ModuleTarget): this {
-    const t = typeof target === "string" ? (DEVICE_RE.test(target) ? { device: target } : { dtype: target as DType }) : target;
-    const device = t.device === undefined ? undefined : parseDevice(t.device);
-    const conv = (x: Tensor): Tensor => {
-      let y = t.dtype !== undefined && FLOATS.has(x.dtype) ? toDType(x, t.dtype) : x;
-      if (device !== undefined) y = toDevice(y, device);
-      return y;
-    };
+    const conv = targetConverter(target);
     for (const p of this.parameters()) p.data = conv(p.data);
     for (const m of this.modules()) for (const [n, b] of m.#buffers) if (b) m.#buffers.set(n, conv(b));
     return this;
