@@ -10,28 +10,14 @@ import type { Parameter } from "../../nn/parameter.ts";
 import type { DType } from "../../dtype.ts";
 import type { KernelDType, MergeKernels } from "../../backends/kernels.ts";
 import { Tensor } from "../../tensor/tensor.ts";
-import { add, asF32Array, copyInto, embedding, indicesOf, linear, mul, scale, toDType } from "../../tensor/ops/mod.ts";
+import { add, asF32Array, embedding, linear, mul, scale, toDType } from "../../tensor/ops/mod.ts";
 import { BaseTunerLayer, type LayerMergeOptions, ModuleDict, ParameterDict } from "./base.ts";
 import { baseGeometry, dropout, type LayerGeometry } from "./_geometry.ts";
 import { editWeight, f32Copy } from "./_weights.ts";
 import { doraFactorOf, doraNorm, mergeKernels } from "./_kernels.ts";
 import { applyBiasOp, doraFactor, loraScaling, outputAxis, storedShape } from "../adapter_math.ts";
 import { peftWarn } from "../../_log.ts";
-
-/** Rows `rows` of `x` (batch first) as a new tensor on its device. */
-function gatherRows(x: Tensor, rows: readonly number[]): Tensor {
-  const [b, rest] = [x.shape[0]!, x.shape.slice(1)];
-  const width = rest.reduce((a, d) => a * d, 1);
-  if (x.dtype === "I64" || x.dtype === "I32") {
-    const flat = indicesOf(x);
-    return Tensor.fromArray(rows.flatMap((r) => flat.slice(r * width, (r + 1) * width)), [rows.length, ...rest], x.dtype).to(x.device);
-  }
-  const xc = x.isContiguous ? x : x.contiguous();
-  using ids = Tensor.fromArray(rows, [rows.length], "I64");
-  const g = embedding(ids, xc.reshape([b, width]));
-  if (xc !== x) xc[Symbol.dispose]();
-  return g.reshape([rows.length, ...rest]);
-}
+import { mixedBatchForward } from "./_mixed_batch.ts";
 
 /** Per-adapter LoRA settings of one layer. */
 export interface LoraLayerOptions {
@@ -224,7 +210,7 @@ export class LoraLayer extends BaseTunerLayer {
 
   override forward(x: Tensor): Tensor {
     if (this.disabled) return this.disabledForward(x);
-    if (this.#rowAdapters !== null) return this.#mixedBatchForward(x, this.#rowAdapters);
+    if (this.#rowAdapters !== null) return mixedBatchForward(this, x, this.#rowAdapters, (name, xs) => this.#delta(name, xs));
     const base = this.baseLayer.forward(x) as Tensor;
     if (this.merged) return base;
     const outDType = base.dtype;
@@ -234,52 +220,6 @@ export class LoraLayer extends BaseTunerLayer {
       const s = this.scaling.get(name)!;
       const u = this.#delta(name, x);
       y = this.useDora.get(name) ? this.#doraAdd(name, y, u, s) : add(y, u, { alpha: s });
-    }
-    return outDType === "F32" ? y : toDType(y, outDType);
-  }
-
-  /**
-   * PEFT's `_mixed_batch_forward`: the base layer over the whole batch, then the rows of each
-   * adapter, grouped, add that adapter's `s·B·A·x` (no merged weight per row).
-   * Refuses as PEFT: a row count other than the batch's, merged adapters, DoRA.
-   */
-  #mixedBatchForward(x: Tensor, names: readonly string[]): Tensor {
-    if (x.shape[0] !== names.length) {
-      throw new RangeError(
-        `Length of \`adapter_names\` should be the same as the number of inputs, but got ${names.length} and ${x.shape[0]} respectively.`,
-      );
-    }
-    if (this.merged) {
-      throw new Error("Cannot pass `adapter_names` when there are merged adapters, please call `unmerge_adapter` first.");
-    }
-    if (names.some((n) => n !== "__base__" && this.useDora.get(n))) throw new Error("Cannot pass `adapter_names` when DoRA is enabled.");
-    const base = this.baseLayer.forward(x) as Tensor;
-    const outDType = base.dtype;
-    const y = outDType === "F32" ? (base === x ? base.clone() : base) : toDType(base, "F32");
-    const groups = new Map<string, number[]>();
-    names.forEach((n, i) => {
-      if (n === "__base__" || !this.hasAdapter(n)) return;
-      const g = groups.get(n);
-      if (g) g.push(i);
-      else groups.set(n, [i]);
-    });
-    for (const [name, rows] of groups) {
-      const s = this.scaling.get(name)!;
-      const r0 = rows[0]!, n = rows.length;
-      // One low-rank product per adapter: its rows as a slice when consecutive, else gathered.
-      const consecutive = rows[n - 1]! - r0 + 1 === n;
-      const xs = consecutive ? x.slice(0, r0, r0 + n) : gatherRows(x, rows);
-      const xd = xs.isContiguous ? xs : xs.contiguous();
-      using u = this.#delta(name, xd);
-      // (views share their tensor's storage: only the copies made here are disposed)
-      if (xd !== xs) xd[Symbol.dispose]();
-      if (!consecutive) xs[Symbol.dispose]();
-      const targets = consecutive ? [[r0, 0, n]] : rows.map((r, k) => [r, k, 1]);
-      for (const [r, k, m] of targets as [number, number, number][]) {
-        const ys = y.slice(0, r, r + m);
-        using sum = add(ys, m === n ? u : u.slice(0, k, k + m), { alpha: s });
-        copyInto(ys, sum);
-      }
     }
     return outDType === "F32" ? y : toDType(y, outDType);
   }
