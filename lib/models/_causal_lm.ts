@@ -18,6 +18,7 @@ import { type RawConfig, readConfig } from "./config.ts";
 import { dtypeOption, type FromConfigOptions, type FromPretrainedOptions, PreTrainedModel, withInitDevice } from "./pretrained.ts";
 import { lmHeadLogits } from "./_common.ts";
 import { buildDType, quantizeQ8_0OnLoad } from "./_quantize.ts";
+import { prepareForDecode } from "./_packing.ts";
 import type { BackboneInput } from "./_decoder_stack.ts";
 
 /** Parameter dtype and fill of a model's constructor. */
@@ -115,13 +116,15 @@ export abstract class CausalLMBase extends PreTrainedModel {
     const asked = dtypeOption(options.dtype), dtype = buildDType(asked);
     const m = withInitDevice(options.device, () => new this(raw, dtype ? { dtype } : {}));
     if (asked === "Q8_0") quantizeQ8_0OnLoad(m, m.#embeddingPath());
+    if (options.device !== "meta") prepareForDecode(m);
     return m;
   }
 
   /**
    * Load a Hugging Face folder: config.json plus model.safetensors or a sharded index. Weights
-   * stay memory-mapped (no copy) unless `dtype` asks for a cast or their bytes are not 64-byte
-   * aligned (copied unless `mmap: true`). `dtype: "q8_0"` quantises to Q8_0
+   * stay memory-mapped (no copy) unless `dtype` asks for a cast, they are q/k/v or gate/up
+   * projections (packed into one buffer per module) or their bytes are not 64-byte aligned (both
+   * copied unless `mmap: true`). `dtype: "q8_0"` quantises to Q8_0
    * (GGUF's blocks) after loading what llama.cpp's `--outtype q8_0` does: the Linear weights,
    * lm_head and the token embedding (one table when tied); norms and biases keep the checkpoint's dtype.
    */
@@ -130,9 +133,12 @@ export abstract class CausalLMBase extends PreTrainedModel {
     const asked = dtypeOption(options.dtype), dtype = buildDType(asked);
     const m = withInitDevice("meta", () => new this(raw, { dtype: dtype ?? "F32", init: "zeros" }));
     if (options.device === "meta") return m;
-    m.loadWeights(dir, dtype, { mmap: options.mmap === true });
+    // Loaded as views of the file; unless `mmap` keeps them so, prepareForDecode then copies what
+    // decode reads (q/k/v and gate/up packed, misaligned weights aligned), each weight once.
+    m.loadWeights(dir, dtype, { mmap: true });
     // q8_0: the checkpoint's weights as loaded, then quantised as llama.cpp's q8_0 conversion does.
     if (asked === "Q8_0") quantizeQ8_0OnLoad(m, m.#embeddingPath());
+    if (options.mmap !== true) prepareForDecode(m);
     return m;
   }
 

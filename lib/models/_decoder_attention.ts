@@ -4,7 +4,7 @@
 import type { DType } from "../dtype.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { applyRotary, causalAttention } from "../tensor/ops/mod.ts";
-import { ActivationScope, Linear, Module, type ParameterInit } from "../nn/mod.ts";
+import { ActivationScope, Linear, Module, PackedLinears, type ParameterInit } from "../nn/mod.ts";
 import { softcapAttention } from "./_softcap.ts";
 import type { LayerContext } from "./_decoder_stack.ts";
 
@@ -42,6 +42,7 @@ export class DecoderAttention extends Module {
   readonly slidingWindow: number | null;
   readonly scale: number;
   readonly softcap: number | null;
+  #qkv: PackedLinears | null = null;
 
   constructor(o: DecoderAttentionOptions) {
     super();
@@ -76,11 +77,28 @@ export class DecoderAttention extends Module {
     return y;
   }
 
+  /**
+   * Store q/k/v_proj's weights in one buffer so that decode runs them as one product (see
+   * `PackedLinears`). Returns the tensors the parameters held before (empty when not packed).
+   */
+  packProjections(): Tensor[] {
+    const r = PackedLinears.packReplacing(this, ["q_proj", "k_proj", "v_proj"]);
+    this.#qkv = r?.packed ?? null;
+    return r?.replaced ?? [];
+  }
+
   override forward(x: Tensor, ctx: DecoderAttentionContext): Tensor {
     using s = new ActivationScope(x);
-    let q = s.own(this.child("q_proj").forward(x) as Tensor);
-    let k = s.own(this.child("k_proj").forward(x) as Tensor);
-    const v = s.own(this.child("v_proj").forward(x) as Tensor);
+    let q: Tensor, k: Tensor, v: Tensor;
+    const packed = this.#qkv?.forward(x) ?? null;
+    if (packed !== null) {
+      s.own(packed.out);
+      [q, k, v] = packed.parts as [Tensor, Tensor, Tensor];
+    } else {
+      q = s.own(this.child("q_proj").forward(x) as Tensor);
+      k = s.own(this.child("k_proj").forward(x) as Tensor);
+      v = s.own(this.child("v_proj").forward(x) as Tensor);
+    }
     const hasNorm = this.optionalChild("q_norm") !== null;
     if (hasNorm) {
       q = this.#headNorm(s, "q_norm", q, this.numHeads, [x, v]);

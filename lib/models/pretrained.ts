@@ -6,7 +6,6 @@
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { type DType, parseDType } from "../dtype.ts";
-import { ffi } from "../ffi/mod.ts";
 import { ShardedCheckpoint } from "../safetensors/mod.ts";
 import { GgufCheckpoint } from "../gguf/checkpoint.ts";
 import { isGgufPath } from "../gguf/config_from_metadata.ts";
@@ -15,6 +14,7 @@ import { toDType } from "../tensor/ops/mod.ts";
 import { type InitDevice, type KeyMismatch, type KeyShape, Module, setDefaultInitDevice, StateDictError } from "../nn/mod.ts";
 import type { CausalLM, CausalLMForwardOptions, CausalLMOutput, KVCache } from "../nn/mod.ts";
 import type { RawConfig } from "./config.ts";
+import { misaligned } from "./_packing.ts";
 
 /** Options for `fromPretrained`. */
 export interface FromPretrainedOptions {
@@ -23,10 +23,11 @@ export interface FromPretrainedOptions {
   /** "cpu" (default) loads the weights; "meta" builds the structure only. */
   device?: InitDevice;
   /**
-   * Keep every weight a view of the mapped file (llama.cpp's `--mmap`), even one whose bytes do not
-   * start on a 64-byte boundary. Default false: such a weight (GGUF aligns tensors to 32 bytes,
-   * safetensors to 8) is copied into aligned memory while loading, since the decode kernels read
-   * misaligned rows 20–30% slower; aligned weights stay views either way.
+   * Keep every weight a view of the mapped file (llama.cpp's `--mmap`). Default false: attention's
+   * q/k/v and a gated MLP's gate/up weights are copied into one buffer per module (decode runs
+   * them as one product), and any other weight whose bytes do not start on a 64-byte boundary (GGUF
+   * aligns tensors to 32 bytes, safetensors to 8) is copied into aligned memory, since the decode
+   * kernels read misaligned rows 20–30% slower; other aligned weights stay views either way.
    */
   mmap?: boolean;
 }
@@ -150,16 +151,6 @@ export function loadCheckpoint(
     else if (!options.mmap && misaligned(t)) t = t.clone();
     s.set(t);
   }
-}
-
-/** Bytes a kernel streams row by row; smaller tensors stay views (copying them gains nothing). */
-const ALIGNED_COPY_MIN_BYTES = 1 << 16;
-
-/** A mapped tensor whose bytes do not start on a 64-byte boundary. */
-function misaligned(t: Tensor): boolean {
-  // Q8_0 rows are runs of 34-byte blocks: no alignment to gain.
-  if (t.storage?.kind !== "mmap" || t.dtype === "Q8_0" || t.byteLength < ALIGNED_COPY_MIN_BYTES || !t.isContiguous) return false;
-  return ffi.ptrToBigInt(ffi.ptrOf(t.bytes())) % 64n !== 0n;
 }
 
 /**

@@ -29,3 +29,4 @@ export * from "./attention.ts";
 export * from "./causal_lm.ts";
 export * from "./scope.ts";
 export * from "./placement.ts";
+export * from "./packed_linears.ts";

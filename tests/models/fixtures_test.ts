@@ -19,7 +19,7 @@ for (const name of MODELS) {
       using ex = expected(name);
       using m = AutoModelForCausalLM.fromPretrained(dir);
       assert.equal(
-        m.getParameter(name === "gpt2" ? "transformer.h.0.attn.c_attn.weight" : "model.layers.0.self_attn.q_proj.weight").data.storage
+        m.getParameter(name === "gpt2" ? "transformer.h.0.attn.c_attn.weight" : "model.layers.0.self_attn.o_proj.weight").data.storage
           ?.kind,
         "mmap",
       );
