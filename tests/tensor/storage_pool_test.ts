@@ -3,6 +3,29 @@ import assert from "node:assert/strict";
 import { Storage, Tensor } from "../../lib/tensor/mod.ts";
 
 describe("Storage reuse", () => {
+  it("small storages are zeroed, 64-byte aligned within their buffer, and never share bytes", () => {
+    const made: Storage[] = [];
+    for (let i = 0; i < 2000; i++) made.push(Storage.allocate(1 + ((i * 977) % 9000))); // spans several slabs
+    for (const s of made) {
+      assert.equal(s.kind, "js");
+      assert.equal(s.bytes.byteOffset % 64, 0);
+      assert.ok(s.bytes.every((b) => b === 0), "zeroed");
+      s.bytes.fill(0xab);
+    }
+    const byBuffer = new Map<ArrayBufferLike, [number, number][]>();
+    for (const s of made) {
+      const list = byBuffer.get(s.bytes.buffer) ?? [];
+      list.push([s.bytes.byteOffset, s.bytes.byteOffset + s.bytes.byteLength]);
+      byBuffer.set(s.bytes.buffer, list);
+    }
+    for (const list of byBuffer.values()) {
+      list.sort((a, b) => a[0] - b[0]);
+      for (let i = 1; i < list.length; i++) assert.ok(list[i]![0] >= list[i - 1]![1], "no overlap");
+    }
+    made[0]![Symbol.dispose]();
+    assert.ok(Storage.allocate(64).bytes.every((b) => b === 0), "a disposed small storage's bytes are not lent again");
+  });
+
   it("a disposed native storage is lent again only with a fresh view; old views stay empty", () => {
     Storage.releaseCached();
     const a = Tensor.zeros([128, 256]);
