@@ -135,6 +135,19 @@ export class Storage implements Disposable {
     return this.#runtime !== null && this.#memory !== null ? this.#runtime.byteLength(this.#memory) : this.bytes.byteLength;
   }
 
+  /**
+   * All of `bytes` as f32 values (a view made once per bytes object; tensors covering the whole
+   * storage share it). Requires a length that is a multiple of 4 and a 4-byte aligned start.
+   */
+  wholeF32(): Float32Array {
+    const v = this.#f32;
+    if (v !== null && this.#f32Of === this.bytes) return v;
+    this.#f32Of = this.bytes;
+    return this.#f32 = new Float32Array(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength >> 2);
+  }
+  #f32: Float32Array | null = null;
+  #f32Of: Uint8Array | null = null;
+
   /** True once disposed. */
   get disposed(): boolean {
     if (this.kind === "device") return this.#memory === null || this.#runtime!.disposed(this.#memory);

@@ -192,7 +192,9 @@ export class Tensor implements Disposable {
     }
     if (s.bytes !== this.#viewsOf) this.#f32 = null;
     this.#viewsOf = s.bytes;
-    return this.#bytes = s.bytes.subarray(this.offset, this.offset + this.byteLength);
+    // A tensor over all of its storage (most op outputs) takes the storage's own view.
+    const whole = this.offset === 0 && this.byteLength === s.bytes.byteLength;
+    return this.#bytes = whole ? s.bytes : s.bytes.subarray(this.offset, this.offset + this.byteLength);
   }
 
   /** A Float32Array view of an F32 contiguous tensor (copied first if the view would be misaligned). */
@@ -202,6 +204,7 @@ export class Tensor implements Disposable {
     if (this.dtype !== "F32") throw new TypeError(`Cannot view ${this.dtype} tensor as Float32Array: cast it with toDType("F32") first`);
     const b = this.bytes();
     if (b.byteOffset % 4 !== 0) return new Float32Array(b.slice().buffer);
+    if (b === s!.bytes) return this.#f32 = s!.wholeF32(); // shared by the reshapes of one output
     return this.#f32 = new Float32Array(b.buffer, b.byteOffset, this.numel);
   }
 
