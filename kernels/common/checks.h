@@ -147,9 +147,11 @@ static inline int32_t kn_check_rope(const float* x, int64_t tokens, int64_t head
 }
 
 /* kn_attention */
-static inline int32_t kn_check_attention(const float* q, const float* k, const float* v, const float* out, int64_t t,
-                                         int64_t s, int64_t hq, int64_t hkv, int64_t d) {
+static inline int32_t kn_check_attention(const float* q, const void* k, const void* v, int32_t kv_dtype, const float* out,
+                                         int64_t t, int64_t s, int64_t hq, int64_t hkv, int64_t d) {
   static const char* op = "kn_attention";
+  if (kv_dtype != KN_DTYPE_F32 && kv_dtype != KN_DTYPE_F16)
+    return kn_fail(KN_EINVAL, "%s: k/v dtype code %d must be F32 (0) or F16 (1)", op, (int)kv_dtype);
   KN_TRY(kn_check_dim(op, "t", t));
   KN_TRY(kn_check_dim(op, "s", s));
   KN_TRY(kn_check_dim(op, "hq", hq));

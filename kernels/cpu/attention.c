@@ -4,11 +4,15 @@
  * keys at a time reduced with an add tree, vector exp, P·V with the output row in registers;
  * AVX-512 with t >= 4 (prefill): blocks of 4 queries against K transposed into 16-key panels;
  * otherwise a portable scalar path. Tasks go to the worker pool in dynamically claimed chunks.
+ * K/V are f32 or f16 (kv_dtype): every path widens f16 exactly as it reads (F16C in registers on the
+ * AVX-512 paths, common/attention.h on the portable one), so an f16 cache gives the bits of the same
+ * path over f32 rows holding the f16-rounded values; only the bytes read per key halve.
  */
 #include <immintrin.h>
 #include <math.h>
 #include "kn_cpu.h"
 #include "../common/ops.h"
+#include "../common/attention.h"
 #include "simd512.h"
 
 /* One head row with kn_rope_pair; its products and difference/sum are not contracted, so the
@@ -40,33 +44,20 @@ int32_t kn_rope(float* x, int64_t tokens, int64_t heads, int64_t head_dim, const
   return KN_OK;
 }
 
-KN_T512 static float dot_512(const float* a, const float* b, int64_t n) {
-  __m512 acc = _mm512_setzero_ps();
-  for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
-    acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), acc);
-  }
-  return _mm512_reduce_add_ps(acc);
-}
-
-static float dot(const float* a, const float* b, int64_t n) {
-  if (kn_isa() & KN_CPU_AVX512F) return dot_512(a, b, n);
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int l = 0; l < 8; l++) acc[l] += a[i + l] * b[i + l];
-  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-  for (; i < n; i++) s += a[i] * b[i];
-  return s;
-}
-
 typedef struct {
-  const float *q, *k, *v;
+  const float* q;
+  const void *k, *v; /* [s, hkv, d] in kd */
+  int32_t kd;        /* KN_DTYPE_F32 or KN_DTYPE_F16 */
   float* out;
   int64_t t, s, hq, hkv, d;
   float scale;
   int32_t status;
 } attn_ctx;
+
+/* 16 K/V values from element i of p (f32, or f16 widened by F16C), lanes outside m zero. */
+KN_T512 static inline __attribute__((always_inline)) __m512 kv16(const void* p, int64_t i, __mmask16 m, const int F16) {
+  return F16 ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t*)p + i)) : _mm512_maskz_loadu_ps(m, (const float*)p + i);
+}
 
 #define ATTN_STACK 4096 /* scores kept on the stack up to this cache length */
 
@@ -84,9 +75,10 @@ static void attn_task(void* p, int64_t b, int64_t e) { /* tasks: (query t, head 
     const int64_t last = c->s - c->t + ti; /* absolute position of this query */
     const float* qv = c->q + (ti * c->hq + h) * c->d;
     float* o = c->out + (ti * c->hq + h) * c->d;
+    const int64_t es = kn_dtype_size(c->kd); /* bytes per K/V element */
     float mx = -INFINITY;
     for (int64_t j = 0; j <= last; j++) {
-      sc[j] = dot(qv, c->k + (j * c->hkv + g) * c->d, c->d) * c->scale;
+      sc[j] = kn_attn_dot(qv, (const char*)c->k + (j * c->hkv + g) * c->d * es, c->kd, c->d) * c->scale;
       mx = sc[j] > mx ? sc[j] : mx;
     }
     double sum = 0.0;
@@ -98,8 +90,8 @@ static void attn_task(void* p, int64_t b, int64_t e) { /* tasks: (query t, head 
     for (int64_t x = 0; x < c->d; x++) o[x] = 0.0f;
     for (int64_t j = 0; j <= last; j++) {
       const float pj = sc[j] * inv;
-      const float* vv = c->v + (j * c->hkv + g) * c->d;
-      for (int64_t x = 0; x < c->d; x++) o[x] += pj * vv[x];
+      const void* vv = (const char*)c->v + (j * c->hkv + g) * c->d * es;
+      for (int64_t x = 0; x < c->d; x++) o[x] += pj * kn_kv_at(vv, c->kd, x);
     }
   }
   if (sc != stack) kn_scratch_done(KN_SCRATCH_ATTN, sc);
@@ -121,10 +113,10 @@ KN_T512 static inline __attribute__((always_inline)) __m512 hsum16(const __m512 
   return _mm512_add_ps(_mm512_shuffle_f32x4(s3[0], s3[1], 0x88), _mm512_shuffle_f32x4(s3[0], s3[1], 0xdd));
 }
 
-/* o[0:16·NC) = Σ_j p[j] · v_j[x0 : x0 + 16·NC) (v_j = vb + j·ks), times `inv`; lanes >= d - x0 masked. */
-KN_T512 static inline __attribute__((always_inline)) void attn_pv(const float* p, const float* vb, int64_t ks,
+/* o[0:16·NC) = Σ_j p[j] · v_j[x0 : x0 + 16·NC) (v_j = element vb + j·ks of v), times `inv`; lanes >= d - x0 masked. */
+KN_T512 static inline __attribute__((always_inline)) void attn_pv(const float* p, const void* v, int64_t vb, int64_t ks,
                                                                    int64_t nk, int64_t x0, int64_t d, float inv,
-                                                                   float* o, const int NC) {
+                                                                   float* o, const int NC, const int F16) {
   __m512 acc[8];
   __mmask16 mk[8];
   for (int c = 0; c < NC; c++) {
@@ -132,16 +124,16 @@ KN_T512 static inline __attribute__((always_inline)) void attn_pv(const float* p
     const int64_t left = d - x0 - 16 * c;
     mk[c] = left >= 16 ? (__mmask16)0xffff : KN_TAIL16(left);
   }
-  const float* vr = vb + x0;
+  int64_t vr = vb + x0;
   for (int64_t j = 0; j < nk; j++, vr += ks) {
     const __m512 pj = _mm512_set1_ps(p[j]);
-    for (int c = 0; c < NC; c++) acc[c] = _mm512_fmadd_ps(pj, _mm512_maskz_loadu_ps(mk[c], vr + 16 * c), acc[c]);
+    for (int c = 0; c < NC; c++) acc[c] = _mm512_fmadd_ps(pj, kv16(v, vr + 16 * c, mk[c], F16), acc[c]);
   }
   const __m512 iv = _mm512_set1_ps(inv);
   for (int c = 0; c < NC; c++) _mm512_mask_storeu_ps(o + x0 + 16 * c, mk[c], _mm512_mul_ps(acc[c], iv));
 }
 
-KN_T512 static void attn_task_512(void* p, int64_t b, int64_t e) {
+KN_T512 static inline __attribute__((always_inline)) void attn_decode_512(void* p, int64_t b, int64_t e, const int F16) {
   attn_ctx* c = (attn_ctx*)p;
   float stack[ATTN_STACK + 16];
   float* sc = c->s + 16 <= ATTN_STACK ? stack : (float*)kn_scratch(KN_SCRATCH_ATTN, (size_t)(c->s + 16) * sizeof(float));
@@ -155,21 +147,20 @@ KN_T512 static void attn_task_512(void* p, int64_t b, int64_t e) {
     const int64_t ti = task / c->hq, h = task % c->hq, g = h / group;
     const int64_t nk = c->s - c->t + ti + 1; /* keys visible to this query */
     const float* qv = c->q + (ti * c->hq + h) * d;
-    const float* kb = c->k + g * d;
-    const float* vb = c->v + g * d;
+    const int64_t kb = g * d, vb = g * d; /* element offsets of this group's key and value in row 0 */
     float* o = c->out + (ti * c->hq + h) * d;
     /* scores, 16 keys at a time (a partial last block repeats the last key and is masked off) */
     __m512 mx = _mm512_set1_ps(-INFINITY);
     for (int64_t j0 = 0; j0 < nk; j0 += 16) {
       const int64_t nj = nk - j0 < 16 ? nk - j0 : 16;
-      const float* kr[16];
+      int64_t kr[16];
       for (int jj = 0; jj < 16; jj++) kr[jj] = kb + (j0 + (jj < nj ? jj : nj - 1)) * ks;
       __m512 acc[16];
       for (int jj = 0; jj < 16; jj++) acc[jj] = _mm512_setzero_ps();
       for (int64_t x = 0; x < d; x += 16) {
         const __mmask16 m = d - x >= 16 ? (__mmask16)0xffff : KN_TAIL16(d - x);
         const __m512 qx = _mm512_maskz_loadu_ps(m, qv + x);
-        for (int jj = 0; jj < 16; jj++) acc[jj] = _mm512_fmadd_ps(qx, _mm512_maskz_loadu_ps(m, kr[jj] + x), acc[jj]);
+        for (int jj = 0; jj < 16; jj++) acc[jj] = _mm512_fmadd_ps(qx, kv16(c->k, kr[jj] + x, m, F16), acc[jj]);
       }
       const __mmask16 mj = nj == 16 ? (__mmask16)0xffff : KN_TAIL16(nj);
       const __m512 s16 = _mm512_mul_ps(hsum16(acc), scale);
@@ -189,19 +180,22 @@ KN_T512 static void attn_task_512(void* p, int64_t b, int64_t e) {
     for (int64_t x0 = 0; x0 < d; x0 += 128) {
       const int64_t nc = (d - x0 + 15) / 16;
       switch (nc) {
-        case 1: attn_pv(sc, vb, ks, nk, x0, d, inv, o, 1); break;
-        case 2: attn_pv(sc, vb, ks, nk, x0, d, inv, o, 2); break;
-        case 3: attn_pv(sc, vb, ks, nk, x0, d, inv, o, 3); break;
-        case 4: attn_pv(sc, vb, ks, nk, x0, d, inv, o, 4); break;
-        case 5: attn_pv(sc, vb, ks, nk, x0, d, inv, o, 5); break;
-        case 6: attn_pv(sc, vb, ks, nk, x0, d, inv, o, 6); break;
-        case 7: attn_pv(sc, vb, ks, nk, x0, d, inv, o, 7); break;
-        default: attn_pv(sc, vb, ks, nk, x0, d, inv, o, 8); break;
+        case 1: attn_pv(sc, c->v, vb, ks, nk, x0, d, inv, o, 1, F16); break;
+        case 2: attn_pv(sc, c->v, vb, ks, nk, x0, d, inv, o, 2, F16); break;
+        case 3: attn_pv(sc, c->v, vb, ks, nk, x0, d, inv, o, 3, F16); break;
+        case 4: attn_pv(sc, c->v, vb, ks, nk, x0, d, inv, o, 4, F16); break;
+        case 5: attn_pv(sc, c->v, vb, ks, nk, x0, d, inv, o, 5, F16); break;
+        case 6: attn_pv(sc, c->v, vb, ks, nk, x0, d, inv, o, 6, F16); break;
+        case 7: attn_pv(sc, c->v, vb, ks, nk, x0, d, inv, o, 7, F16); break;
+        default: attn_pv(sc, c->v, vb, ks, nk, x0, d, inv, o, 8, F16); break;
       }
     }
   }
   if (sc != stack) kn_scratch_done(KN_SCRATCH_ATTN, sc);
 }
+
+KN_T512 static void attn_task_512(void* p, int64_t b, int64_t e) { attn_decode_512(p, b, e, 0); }
+KN_T512 static void attn_task_512_f16(void* p, int64_t b, int64_t e) { attn_decode_512(p, b, e, 1); }
 
 /* ---- AVX-512, many queries (prefill): blocks of ATTN_QB queries of one head -----------------------
  * K is transposed once per call into panels of 16 keys (kt[g][x][j], keys zero padded to sp), so the
@@ -228,7 +222,9 @@ KN_T512 static void attn_pack_kt_task(void* p, int64_t b, int64_t e) { /* tasks:
       const __mmask16 m = d - x0 >= 16 ? (__mmask16)0xffff : KN_TAIL16(d - x0);
       __m512i r[16];
       for (int i = 0; i < 16; i++)
-        r[i] = j0 + i < a->s ? _mm512_castps_si512(_mm512_maskz_loadu_ps(m, a->k + (j0 + i) * ks + g * d + x0)) : _mm512_setzero_si512();
+        r[i] = j0 + i < a->s ? _mm512_castps_si512(a->kd == KN_DTYPE_F16 ? kv16(a->k, (j0 + i) * ks + g * d + x0, m, 1)
+                                                                          : kv16(a->k, (j0 + i) * ks + g * d + x0, m, 0))
+                             : _mm512_setzero_si512();
       tr16(r);
       const int64_t nx = d - x0 < 16 ? d - x0 : 16;
       for (int64_t i = 0; i < nx; i++) _mm512_storeu_si512(dst + (x0 + i) * c->sp, r[i]);
@@ -237,10 +233,10 @@ KN_T512 static void attn_pack_kt_task(void* p, int64_t b, int64_t e) { /* tasks:
 }
 
 /* o[q][c0 : c0 + 16·NC) = Σ_j p[q][j] v_j[c0 : ...] · inv[q] for the block's queries. */
-KN_T512 static inline __attribute__((always_inline)) void attn_blk_pv(const float* sc, int64_t ldsc, const float* vb,
-                                                                       int64_t ks, int64_t nk, int64_t c0, int64_t d,
-                                                                       const float* inv, float* o, int64_t ldo, int nq,
-                                                                       const int NC) {
+KN_T512 static inline __attribute__((always_inline)) void attn_blk_pv(const float* sc, int64_t ldsc, const void* v,
+                                                                       int64_t vb, int64_t ks, int64_t nk, int64_t c0,
+                                                                       int64_t d, const float* inv, float* o, int64_t ldo,
+                                                                       int nq, const int NC, const int F16) {
   __m512 acc[ATTN_QB][4];
   __mmask16 mk[4];
   for (int c = 0; c < NC; c++) {
@@ -248,10 +244,10 @@ KN_T512 static inline __attribute__((always_inline)) void attn_blk_pv(const floa
     mk[c] = left >= 16 ? (__mmask16)0xffff : KN_TAIL16(left);
     for (int q = 0; q < ATTN_QB; q++) acc[q][c] = _mm512_setzero_ps();
   }
-  const float* vr = vb + c0;
+  int64_t vr = vb + c0;
   for (int64_t j = 0; j < nk; j++, vr += ks) {
     __m512 vv[4];
-    for (int c = 0; c < NC; c++) vv[c] = _mm512_maskz_loadu_ps(mk[c], vr + 16 * c);
+    for (int c = 0; c < NC; c++) vv[c] = kv16(v, vr + 16 * c, mk[c], F16);
     for (int q = 0; q < ATTN_QB; q++) {
       const __m512 pj = _mm512_set1_ps(sc[q * ldsc + j]);
       for (int c = 0; c < NC; c++) acc[q][c] = _mm512_fmadd_ps(pj, vv[c], acc[q][c]);
@@ -264,7 +260,7 @@ KN_T512 static inline __attribute__((always_inline)) void attn_blk_pv(const floa
   }
 }
 
-KN_T512 static void attn_blk_task(void* p, int64_t b, int64_t e) { /* tasks: (query block, head) */
+KN_T512 static inline __attribute__((always_inline)) void attn_blk(void* p, int64_t b, int64_t e, const int F16) {
   const attn_blk_ctx* c = (const attn_blk_ctx*)p;
   attn_ctx* a = (attn_ctx*)c->a;
   const int64_t d = a->d, ks = a->hkv * d, group = a->hq / a->hkv, ld = c->sp + 16;
@@ -328,17 +324,21 @@ KN_T512 static void attn_blk_task(void* p, int64_t b, int64_t e) { /* tasks: (qu
       inv[q] = 0.0f;
     }
     float* o = a->out + (t0 * a->hq + h) * d;
-    const float* vb = a->v + g * d;
+    const int64_t vb = g * d;
     for (int64_t c0 = 0; c0 < d; c0 += 64) {
       const int64_t ncs = (d - c0 + 15) / 16;
-      if (ncs >= 4) attn_blk_pv(sc, ld, vb, ks, nk, c0, d, inv, o, a->hq * d, nq, 4);
-      else if (ncs == 3) attn_blk_pv(sc, ld, vb, ks, nk, c0, d, inv, o, a->hq * d, nq, 3);
-      else if (ncs == 2) attn_blk_pv(sc, ld, vb, ks, nk, c0, d, inv, o, a->hq * d, nq, 2);
-      else attn_blk_pv(sc, ld, vb, ks, nk, c0, d, inv, o, a->hq * d, nq, 1);
+      if (ncs >= 4) attn_blk_pv(sc, ld, a->v, vb, ks, nk, c0, d, inv, o, a->hq * d, nq, 4, F16);
+      else if (ncs == 3) attn_blk_pv(sc, ld, a->v, vb, ks, nk, c0, d, inv, o, a->hq * d, nq, 3, F16);
+      else if (ncs == 2) attn_blk_pv(sc, ld, a->v, vb, ks, nk, c0, d, inv, o, a->hq * d, nq, 2, F16);
+      else attn_blk_pv(sc, ld, a->v, vb, ks, nk, c0, d, inv, o, a->hq * d, nq, 1, F16);
     }
   }
   if (sc != stack) kn_scratch_done(KN_SCRATCH_ATTN, sc);
 }
+
+/* tasks: (query block, head) */
+KN_T512 static void attn_blk_task(void* p, int64_t b, int64_t e) { attn_blk(p, b, e, 0); }
+KN_T512 static void attn_blk_task_f16(void* p, int64_t b, int64_t e) { attn_blk(p, b, e, 1); }
 
 static int32_t attention_blocked(attn_ctx* a) {
   const int64_t sp = (a->s + 15) / 16 * 16;
@@ -348,23 +348,26 @@ static int32_t attention_blocked(attn_ctx* a) {
   kn_parallel_dyn(a->hkv * (sp / 16), 8, 1, attn_pack_kt_task, &c);
   const int64_t blocks = (a->t + ATTN_QB - 1) / ATTN_QB;
   const int64_t work = a->s * a->d * ATTN_QB * 2; /* per (query block, head) task, about */
-  kn_parallel_dyn(blocks * a->hq, ((int64_t)1 << 16) / (work > 0 ? work : 1) + 1, 1, attn_blk_task, &c);
+  kn_parallel_dyn(blocks * a->hq, ((int64_t)1 << 16) / (work > 0 ? work : 1) + 1, 1,
+                  a->kd == KN_DTYPE_F16 ? attn_blk_task_f16 : attn_blk_task, &c);
   kn_scratch_done(KN_SCRATCH_KT, kt);
   return a->status;
 }
 
-int32_t kn_attention(const float* q, const float* k, const float* v, float* out, int64_t t, int64_t s, int64_t hq,
-                     int64_t hkv, int64_t d, float scale) {
+int32_t kn_attention(const float* q, const void* k, const void* v, int32_t kv_dtype, float* out, int64_t t, int64_t s,
+                     int64_t hq, int64_t hkv, int64_t d, float scale) {
   static const char* op = "kn_attention";
-  KN_TRY(kn_check_attention(q, k, v, out, t, s, hq, hkv, d));
+  KN_TRY(kn_check_attention(q, k, v, kv_dtype, out, t, s, hq, hkv, d));
   if (t == 0 || hq == 0 || d == 0) return KN_OK;
-  attn_ctx c = {q, k, v, out, t, s, hq, hkv, d, scale, 0};
+  attn_ctx c = {q, k, v, kv_dtype, out, t, s, hq, hkv, d, scale, 0};
   if (t >= ATTN_QB && (kn_isa() & KN_CPU_AVX512F)) {
     const int32_t st = attention_blocked(&c);
     return st ? kn_fail(st, "%s: out of scratch memory", op) : KN_OK;
   }
   const int64_t work = s * d * 2; /* per (query, head) task, about */
   const int64_t grain = ((int64_t)1 << 15) / (work > 0 ? work : 1) + 1;
-  kn_parallel_dyn(t * hq, grain, 1, (kn_isa() & KN_CPU_AVX512F) ? attn_task_512 : attn_task, &c);
+  kn_task_fn task = attn_task;
+  if (kn_isa() & KN_CPU_AVX512F) task = kv_dtype == KN_DTYPE_F16 ? attn_task_512_f16 : attn_task_512;
+  kn_parallel_dyn(t * hq, grain, 1, task, &c);
   return c.status ? kn_fail(c.status, "%s: out of scratch memory", op) : KN_OK;
 }

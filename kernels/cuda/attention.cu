@@ -6,10 +6,13 @@
  * block keeps a running max and a double running sum (online softmax), and the output row lives in
  * dynamic shared memory (head_dim floats) updated by threads split over head_dim. Same inputs and layout as
  * kernels/cpu/attention.c; results agree to f32 rounding (the CPU normalizes before the V sum).
+ * K/V are f32 or f16 (kv_dtype, an f16 KV cache): each value is widened exactly as it is read
+ * (kn_kv_at, common/attention.h), so only the bytes read per key change.
  */
 #include <math.h>
 #include "kn_cuda.cuh"
 #include "../common/ops.h"
+#include "../common/attention.h"
 
 /* Rope: one thread per rotated pair (token t, head h, j < half). */
 __global__ void kn_rope_kernel(float* x, int64_t tokens, int64_t heads, int64_t head_dim, const float* cos_t,
@@ -23,8 +26,8 @@ __global__ void kn_rope_kernel(float* x, int64_t tokens, int64_t heads, int64_t 
   }
 }
 
-__global__ void kn_attention_kernel(const float* q, const float* k, const float* v, float* out, int64_t t, int64_t s,
-                                    int64_t hq, int64_t hkv, int64_t d, float scale) {
+__global__ void kn_attention_kernel(const float* q, const void* k, const void* v, int32_t kd, float* out, int64_t t,
+                                    int64_t s, int64_t hq, int64_t hkv, int64_t d, float scale) {
   KN_DYN_SMEM(float, dyn);
   __shared__ double sh[KN_MAX_THREADS];
   __shared__ float shf[KN_MAX_THREADS];
@@ -43,9 +46,9 @@ __global__ void kn_attention_kernel(const float* q, const float* k, const float*
       const int64_t j = j0 + tid;
       float sc = -INFINITY;
       if (j <= last) {
-        const float* kp = k + (j * hkv + g) * d;
+        const int64_t kp = (j * hkv + g) * d;
         float acc = 0.0f;
-        for (int64_t x = 0; x < d; x++) acc += qv[x] * kp[x];
+        for (int64_t x = 0; x < d; x++) acc += qv[x] * kn_kv_at(k, kd, kp + x);
         sc = acc * scale;
       }
       const float cm = kn_block_max(sc, shf);
@@ -57,7 +60,7 @@ __global__ void kn_attention_kernel(const float* q, const float* k, const float*
       const int64_t cnt = last - j0 + 1 < nb ? last - j0 + 1 : nb;
       for (int64_t x = tid; x < d; x += nb) {
         float acc = o[x] * alpha;
-        for (int64_t jj = 0; jj < cnt; jj++) acc += p[jj] * v[((j0 + jj) * hkv + g) * d + x];
+        for (int64_t jj = 0; jj < cnt; jj++) acc += p[jj] * kn_kv_at(v, kd, ((j0 + jj) * hkv + g) * d + x);
         o[x] = acc;
       }
       m = nm;
@@ -82,14 +85,15 @@ KN_API int32_t kn_rope(float* x, int64_t tokens, int64_t heads, int64_t head_dim
   return kn_launched(op);
 }
 
-KN_API int32_t kn_attention(const float* q, const float* k, const float* v, float* out, int64_t t, int64_t s,
-                            int64_t hq, int64_t hkv, int64_t d, float scale) {
+KN_API int32_t kn_attention(const float* q, const void* k, const void* v, int32_t kv_dtype, float* out, int64_t t,
+                            int64_t s, int64_t hq, int64_t hkv, int64_t d, float scale) {
   static const char* op = "kn_attention";
-  KN_TRY(kn_check_attention(q, k, v, out, t, s, hq, hkv, d));
+  KN_TRY(kn_check_attention(q, k, v, kv_dtype, out, t, s, hq, hkv, d));
   if (t == 0 || hq == 0 || d == 0) return KN_OK;
   const size_t smem = (size_t)(d + KN_THREADS) * sizeof(float);
   if (smem > 48 * 1024) return kn_fail(KN_EUNSUPPORTED, "%s: head_dim %lld needs %llu bytes of shared memory (limit 49152)", op, (long long)d, (unsigned long long)smem);
-  KN_LAUNCH(kn_attention_kernel, kn_grid_items(t * hq), KN_THREADS, smem, q, k, v, out, t, s, hq, hkv, d, scale);
+  KN_LAUNCH(kn_attention_kernel, kn_grid_items(t * hq), KN_THREADS, smem, q, k, v, kv_dtype, out, t, s, hq, hkv, d,
+            scale);
   return kn_launched(op);
 }
 

@@ -128,9 +128,10 @@ KN_API int32_t kn_scale(float* x, int64_t n, float s);
 KN_API int32_t kn_rope(float* x, int64_t tokens, int64_t heads, int64_t head_dim, const float* cos_t,
                        const float* sin_t);
 
-/* Causal grouped-query attention; q [t, hq, d], k/v [s, hkv, d] (queries are the last t positions). */
-KN_API int32_t kn_attention(const float* q, const float* k, const float* v, float* out, int64_t t, int64_t s,
-                            int64_t hq, int64_t hkv, int64_t d, float scale);
+/* Causal grouped-query attention; q [t, hq, d] f32, k/v [s, hkv, d] in kv_dtype (KN_F32 or KN_F16,
+ * widened to f32 as read), out [t, hq, d] f32 (queries are the last t positions). */
+KN_API int32_t kn_attention(const float* q, const void* k, const void* v, int32_t kv_dtype, float* out, int64_t t,
+                            int64_t s, int64_t hq, int64_t hkv, int64_t d, float scale);
 
 /* --- backward (adapter training; kernels/common/backward.h) ----------------------------------- */
 /* RMSNorm input gradient per row of `cols`: gx = inv·w·g − x·inv³·mean(w·g·x), inv = 1/sqrt(mean(x²)+eps). */

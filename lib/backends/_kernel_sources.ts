@@ -8,6 +8,7 @@
 /** Files of the CPU library (kernels/include, common, cpu). */
 export const CPU_KERNEL_FILES: readonly string[] = [
   "include/kn.h",
+  "common/attention.h",
   "common/backward.h",
   "common/checks.h",
   "common/dtype.h",
@@ -61,9 +62,10 @@ export const CUDA_KERNEL_FILES: readonly string[] = [
 
 /** SHA-256 (hex) of each file. */
 export const KERNEL_SOURCE_SHA256: Readonly<Record<string, string>> = {
-  "include/kn.h": "9f96155724a47314717e4ab000afc77f9d1954746221ea23f1fc1e22c9a7d3fa",
+  "include/kn.h": "c6b688f7e2222e5fbe427cb35abe79e5e85c56aa97df214d2aa7e5b627bd8642",
+  "common/attention.h": "155cf46940e1c67421350d309b9f3793c9a1745918cb55658eca1c5d630d76e4",
   "common/backward.h": "8c709a071e8b319e1ab6c920dfb6c193455eaae41f6296c4f7e782b33f46b4be",
-  "common/checks.h": "802e80c910f13046b0d11aecf39e8b6c16af0095e147e7119bce0ee5c93aad2b",
+  "common/checks.h": "06d88a8e17a15020252bc48f602e6726f467d0ddabfcaba7e74d6a13de4b4c87",
   "common/dtype.h": "b7bcfbea46f2780b0273e32771645cdc9796e425bfcd1eb936643dac3c463d75",
   "common/kn_hd.h": "2b3fc8b88978ca1a5fe3b9c5cc1bcf782ea44a0212c52afa81a7b95baf024b93",
   "common/lora.h": "57dce299c678c17307f56c81111effce9484e1fadecd4495d47791392e8a9551",
@@ -71,7 +73,7 @@ export const KERNEL_SOURCE_SHA256: Readonly<Record<string, string>> = {
   "common/q8.h": "cfef78595ad88d6a126384309f86042565884c7a92160ec471994e38cbc14d87",
   "common/status.h": "0182e646ebffef747cab394e81f3f909d1eaf351c8144450054398f0164d62ab",
   "common/status_impl.h": "0f59387fe1c1c40bdeef6500aeb15f7dac1584c24802010b85764c4859138f5d",
-  "cpu/attention.c": "a937227f73634c700ca738ffcac5f586d552dbee5607d9b0e1f5ca0b586d8fac",
+  "cpu/attention.c": "0b55ac7216d7a92de0e0546ae843751aa4c49cc035cfd387c4d90a5550b8268d",
   "cpu/backward.c": "0751cbc30aae54949dcad75db744078319fedfc351cdcf3004f2acfc805d1d95",
   "cpu/blas.c": "4dc8a26a9f8852b219648670bc63f9843e32c19443e8f614de712d64dcb798af",
   "cpu/cast.c": "d67fc16f2deb41bb3727ec95841887f2012dd0c57a86be3c490f3a60e8a57f0b",
@@ -90,7 +92,7 @@ export const KERNEL_SOURCE_SHA256: Readonly<Record<string, string>> = {
   "cpu/scratch.c": "568ddfb833e2f7f6ebc05fd12d9e9e4683a15659ab8aac0b5d4a98d6f0933296",
   "cpu/simd512.h": "e2b80a281c62971caac410124add02b225d8a3793bbad14f95d8148faf2601be",
   "cpu/status.c": "fe2b6c3034243a0994df8ac3c19b593e99e90bfc56614728ce77384c189a22d2",
-  "cuda/attention.cu": "6a14c6716e17530208d1b0fad14bcdd87011c398aab304f8999826b308a2ef64",
+  "cuda/attention.cu": "ed5dc7c628104b5d082cffa78fbaa6d6e65b764cc6e5dfacd9e9cd69fb1daa76",
   "cuda/backward.cu": "246e36e659e074d929169b2ce447e747be8855b3dda2eab9f494f748ca597157",
   "cuda/blas.cu": "03b05d7372cb159f35fb75a7512bad93e4cd5708133f02aa5e6da68b2bedea7e",
   "cuda/cast.cu": "faa54e5b8eaf74d80a92b5eda73e0e4c95aa275c6f5de5d86b9c3ea16b0f67c3",

@@ -70,8 +70,11 @@ export const KN_H_SYMBOLS = {
   kn_scale: { args: ["mem", "i64", "f32"], returns: "i32" },
   /** Rotary embedding in place, HF rotate_half: x [tokens, heads, head_dim], cos/sin [tokens, head_dim]. */
   kn_rope: { args: ["mem", "i64", "i64", "i64", "mem", "mem"], returns: "i32" },
-  /** Causal grouped-query attention; q [t, hq, d], k/v [s, hkv, d] (queries are the last t positions). */
-  kn_attention: { args: ["mem", "mem", "mem", "mem", "i64", "i64", "i64", "i64", "i64", "f32"], returns: "i32" },
+  /**
+   * Causal grouped-query attention; q [t, hq, d] f32, k/v [s, hkv, d] in kv_dtype (KN_F32 or KN_F16,
+   * widened to f32 as read), out [t, hq, d] f32 (queries are the last t positions).
+   */
+  kn_attention: { args: ["mem", "mem", "mem", "i32", "mem", "i64", "i64", "i64", "i64", "i64", "f32"], returns: "i32" },
   /** RMSNorm input gradient per row of `cols`: gx = inv·w·g − x·inv³·mean(w·g·x), inv = 1/sqrt(mean(x²)+eps). */
   kn_rms_norm_backward: { args: ["mem", "mem", "mem", "mem", "i64", "i64", "f32"], returns: "i32" },
   /** Softmax gradient per row of `cols`, in place on dp: dp = p · (dp − Σ p·dp). */

@@ -202,14 +202,21 @@ export abstract class CheckedKernels<F, R> implements Kernels<F, R> {
     if (a.tokens > 0 && a.heads > 0 && a.headDim > 0) this.run.rope(a);
   }
 
-  attention(a: AttentionArgs<F>): void {
+  attention(a: AttentionArgs<F, R>): void {
     const { t, s, hq, hkv, d } = a;
     for (const d of ["t", "s", "hq", "hkv", "d"] as const) checkDim("attention", d, a[d]);
     if (hkv < 1 || hq % hkv !== 0) throw new RangeError(`Cannot run attention: hq ${hq} must be a multiple of hkv ${hkv}`);
     if (s < t) throw new RangeError(`Cannot run attention: cache length s ${s} is shorter than the ${t} queries`);
     this.sizes.f32("attention", "q", a.q, [t, hq, d]);
-    this.sizes.f32("attention", "k", a.k, [s, hkv, d]);
-    this.sizes.f32("attention", "v", a.v, [s, hkv, d]);
+    const kd = a.kvDtype ?? "F32";
+    if (kd !== "F32" && kd !== "F16") throw new TypeError(`Cannot run attention: kvDtype must be "F32" or "F16": current value is "${kd}"`);
+    if (kd === "F32") {
+      this.sizes.f32("attention", "k", a.k as F, [s, hkv, d]);
+      this.sizes.f32("attention", "v", a.v as F, [s, hkv, d]);
+    } else {
+      this.sizes.raw("attention", "k", a.k as R, [s, hkv, d], kd);
+      this.sizes.raw("attention", "v", a.v as R, [s, hkv, d], kd);
+    }
     this.sizes.f32("attention", "out", a.out, [t, hq, d]);
     if (t > 0 && hq > 0 && d > 0) this.run.attention(a);
   }

@@ -170,14 +170,21 @@ export interface RopeArgs<F> {
   sin: F;
 }
 
+/** The dtypes a KV cache stores keys and values in (the attention kernel reads both). */
+export type KVDType = "F32" | "F16";
+
 /**
  * {@link Kernels.attention}: causal grouped-query attention of one sequence. q `[t, hq, d]`; k, v
  * `[s, hkv, d]` (s ≥ t, the queries are the last t positions); out `[t, hq, d]`; `scale` multiplies q·k.
+ * k and v are f32 values (`F`) by default, or raw F16 bits (`R`) with `kvDtype: "F16"` (an f16 KV
+ * cache, llama.cpp's default), widened exactly as they are read.
  */
-export interface AttentionArgs<F> {
+export interface AttentionArgs<F, R = F> {
   q: F;
-  k: F;
-  v: F;
+  k: F | R;
+  v: F | R;
+  /** How k and v are stored (default "F32"). */
+  kvDtype?: KVDType;
   out: F;
   t: number;
   s: number;
@@ -241,7 +248,7 @@ export interface Kernels<F = Float32Array, R = Uint8Array> {
   binary(args: BinaryArgs<F>): void;
   scale(args: ScaleArgs<F>): void;
   rope(args: RopeArgs<F>): void;
-  attention(args: AttentionArgs<F>): void;
+  attention(args: AttentionArgs<F, R>): void;
   rmsNormBackward(args: RmsNormBackwardArgs<F>): void;
   softmaxBackward(args: SoftmaxBackwardArgs<F>): void;
 }

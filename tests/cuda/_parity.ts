@@ -292,6 +292,18 @@ export function runParity(target: Kernels, ref: CpuBackend, options: { seed: num
     target.attention({ q, k: kk, v, out: got, t, s, hq, hkv, d: dd, scale: 1 / Math.sqrt(dd) });
     return closeRow("attention", "F32", ashape, got, want, 1e-6, 1e-4);
   });
+  // an f16 KV cache: k/v as F16 bits, read by the target against the reference's f16 reader
+  guard("attention", "F16 k/v", ashape, () => {
+    const q = rand(r, t * hq * dd), n = s * hkv * dd;
+    const k16 = new Uint8Array(n * 2), v16 = new Uint8Array(n * 2);
+    ref.cast({ src: new Uint8Array(rand(r, n).buffer), srcDtype: "F32", dst: k16, dstDtype: "F16", n });
+    ref.cast({ src: new Uint8Array(rand(r, n).buffer), srcDtype: "F32", dst: v16, dstDtype: "F16", n });
+    const want = new Float32Array(t * hq * dd), got = poisoned(t * hq * dd);
+    const args = { q, k: k16, v: v16, kvDtype: "F16" as const, t, s, hq, hkv, d: dd, scale: 1 / Math.sqrt(dd) };
+    ref.attention({ ...args, out: want });
+    target.attention({ ...args, out: got });
+    return closeRow("attention", "F16 k/v", ashape, got, want, 1e-6, 1e-4);
+  });
   return rows;
 }
 

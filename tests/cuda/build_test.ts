@@ -65,7 +65,7 @@ describe("libkn_cuda.so", () => {
     assert.equal(ffi.cString(k.kn_last_error()), "kn_cast: unknown dtype code 9");
     assert.equal(k.kn_lora_merge(null, 2, 4n, 4n, null, null, 2000, 1, 0), 1);
     assert.match(ffi.cString(k.kn_last_error()), /rank must be in \[1, 1024\]: current value is 2000/);
-    assert.equal(k.kn_attention(null, null, null, null, 1n, 1n, 3n, 2n, 4n, 1), 1);
+    assert.equal(k.kn_attention(null, null, null, 0, null, 1n, 1n, 3n, 2n, 4n, 1), 1);
     assert.equal(k.kn_cast(null, 0, null, 0, 0n), 0, "n = 0 is a no-op");
   });
 

@@ -29,7 +29,7 @@ describe("libkn_cpu C ABI", { skip: path === null }, () => {
     assert.equal(ffi.cString(k.kn_last_error()), "kn_lora_merge: rank must be in [1, 1024]: current value is 2000");
     assert.equal(k.kn_cast(null, 0, buf, 0, 4n), 1);
     assert.match(ffi.cString(k.kn_last_error()), /src is NULL/);
-    assert.equal(k.kn_attention(buf, buf, buf, buf, 2n, 1n, 2n, 1n, 4n, 1), 1);
+    assert.equal(k.kn_attention(buf, buf, buf, 0, buf, 2n, 1n, 2n, 1n, 4n, 1), 1);
     assert.match(ffi.cString(k.kn_last_error()), /cache length s 1 < query count t 2/);
   });
 });
@@ -63,8 +63,9 @@ describe("argument checks shared by libkn_cpu and libkn_cuda", { skip: path === 
       ["silu_mul up", (k) => k.kn_silu_mul(buf, null, buf, 4n)],
       ["scale empty", (k) => k.kn_scale(null, 0n, 2)],
       ["rope head_dim", (k) => k.kn_rope(buf, 1n, 1n, 3n, buf, buf)],
-      ["attention hkv", (k) => k.kn_attention(buf, buf, buf, buf, 1n, 1n, 3n, 2n, 4n, 1)],
-      ["attention out", (k) => k.kn_attention(buf, buf, buf, null, 1n, 1n, 2n, 1n, 4n, 1)],
+      ["attention hkv", (k) => k.kn_attention(buf, buf, buf, 0, buf, 1n, 1n, 3n, 2n, 4n, 1)],
+      ["attention out", (k) => k.kn_attention(buf, buf, buf, 0, null, 1n, 1n, 2n, 1n, 4n, 1)],
+      ["attention kv dtype", (k) => k.kn_attention(buf, buf, buf, 2, buf, 1n, 1n, 2n, 1n, 4n, 1)],
     ];
     for (const [what, call] of calls) {
       const a = call(cpu.symbols), b = call(emu.symbols);

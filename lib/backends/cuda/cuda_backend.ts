@@ -204,7 +204,8 @@ export class CudaBackend extends CheckedKernels<DeviceBuffer, DeviceBuffer> impl
       scale: (a) => go("kn_scale", () => k.kn_scale(a.x.ptr, B(a.n), a.s)),
       rope: (a) => go("kn_rope", () => k.kn_rope(a.x.ptr, B(a.tokens), B(a.heads), B(a.headDim), a.cos.ptr, a.sin.ptr)),
       attention: (a) =>
-        go("kn_attention", () => k.kn_attention(a.q.ptr, a.k.ptr, a.v.ptr, a.out.ptr, B(a.t), B(a.s), B(a.hq), B(a.hkv), B(a.d), a.scale)),
+        go("kn_attention", () =>
+          k.kn_attention(a.q.ptr, a.k.ptr, a.v.ptr, CODE[a.kvDtype ?? "F32"], a.out.ptr, B(a.t), B(a.s), B(a.hq), B(a.hkv), B(a.d), a.scale)),
       rmsNormBackward: (a) =>
         go("kn_rms_norm_backward", () => k.kn_rms_norm_backward(a.x.ptr, a.weight.ptr, a.g.ptr, a.gx.ptr, B(a.rows), B(a.cols), a.eps)),
       linearQ8_0: (a) =>

@@ -17,8 +17,8 @@
 
 typedef int32_t (*linear_fn)(const float*, int64_t, int64_t, const void*, int32_t, int64_t, const float*, float*, int32_t);
 typedef int32_t (*silu_mul_fn)(const float*, const float*, float*, int64_t);
-typedef int32_t (*attention_fn)(const float*, const float*, const float*, float*, int64_t, int64_t, int64_t, int64_t,
-                                int64_t, float);
+typedef int32_t (*attention_fn)(const float*, const void*, const void*, int32_t, float*, int64_t, int64_t, int64_t,
+                                int64_t, int64_t, float);
 typedef int32_t (*threads_fn)(int32_t);
 
 static const char* lib_path;
@@ -53,7 +53,7 @@ static int run(work* w, float* out, float* e, float* o) {
   for (int m = 1; m <= M; m += 23) /* the GEMV (m = 1) and the GEMM (m = 24) */
     if (kn_linear(w->x, m, K, w->w, 0, N, w->bias, out, 0)) return 1;
   if (kn_silu_mul(w->a, w->b, e, E)) return 1;
-  return kn_attention(w->q, w->k, w->v, o, T, S, H, H, D, 0.15f) != 0;
+  return kn_attention(w->q, w->k, w->v, 0, o, T, S, H, H, D, 0.15f) != 0;
 }
 
 static void* caller(void* arg) {

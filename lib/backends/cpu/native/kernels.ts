@@ -146,7 +146,10 @@ export class CpuNativeBackend extends CheckedKernels<Float32Array, Uint8Array> {
       scale: (a) => ok("kn_scale", k.kn_scale(a.x, B(a.n), a.s)),
       rope: (a) => ok("kn_rope", k.kn_rope(a.x, B(a.tokens), B(a.heads), B(a.headDim), a.cos, a.sin)),
       attention: (a) =>
-        ok("kn_attention", k.kn_attention(a.q, a.k, a.v, a.out, B(a.t), B(a.s), B(a.hq), B(a.hkv), B(a.d), a.scale)),
+        ok(
+          "kn_attention",
+          k.kn_attention(a.q, a.k, a.v, CODE[a.kvDtype ?? "F32"], a.out, B(a.t), B(a.s), B(a.hq), B(a.hkv), B(a.d), a.scale),
+        ),
       rmsNormBackward: (a) => ok("kn_rms_norm_backward", k.kn_rms_norm_backward(a.x, a.weight, a.g, a.gx, B(a.rows), B(a.cols), a.eps)),
       softmaxBackward: (a) => ok("kn_softmax_backward", k.kn_softmax_backward(a.p, a.dp, B(a.rows), B(a.cols))),
     };

@@ -7,7 +7,8 @@
 import { CheckedKernels, type KernelOps } from "../../checked_kernels.ts";
 import { HOST_SIZES, type OperandSizes } from "../../_validate.ts";
 import { alignedHostOps } from "../_host_ops.ts";
-import { castTs } from "./_cast.ts";
+import { castTs, widen } from "./_cast.ts";
+import type { KVDType } from "../../kernels.ts";
 import { doraMergeTs, loraMergeTs, scaleAxisTs } from "./_merge.ts";
 import { linearTs, sgemmTs } from "./_math.ts";
 import { linearQ8_0Ts } from "./_q8.ts";
@@ -26,6 +27,14 @@ import {
   softmaxTs,
   tanhTs,
 } from "./_nn.ts";
+
+/** K or V as f32: the values themselves, or F16 bits widened exactly (what the C kernels read in registers). */
+function kvF32(x: Float32Array | Uint8Array, dtype: KVDType | undefined, n: number): Float32Array {
+  if ((dtype ?? "F32") === "F32") return x as Float32Array;
+  const out = new Float32Array(n);
+  widen(x as Uint8Array, "F16", 0, n, out);
+  return out;
+}
 
 const UNARY = { silu: siluTs, geluTanh: geluTanhTs, geluErf: geluErfTs, relu: reluTs, tanh: tanhTs, sigmoid: sigmoidTs } as const;
 
@@ -56,7 +65,7 @@ const OPS: KernelOps<Float32Array, Uint8Array> = alignedHostOps({
     for (let i = 0; i < a.n; i++) x[i] = x[i]! * s;
   },
   rope: (a) => ropeTs(a.x, a.tokens, a.heads, a.headDim, a.cos, a.sin),
-  attention: (a) => attentionTs(a.q, a.k, a.v, a.out, a.t, a.s, a.hq, a.hkv, a.d, a.scale),
+  attention: (a) => attentionTs(a.q, kvF32(a.k, a.kvDtype, a.s * a.hkv * a.d), kvF32(a.v, a.kvDtype, a.s * a.hkv * a.d), a.out, a.t, a.s, a.hq, a.hkv, a.d, a.scale),
   rmsNormBackward: (a) => rmsNormBackwardTs(a.x, a.weight, a.g, a.gx, a.rows, a.cols, a.eps),
   softmaxBackward: (a) => softmaxBackwardTs(a.p, a.dp, a.rows, a.cols),
 });
