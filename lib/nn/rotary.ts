@@ -48,6 +48,8 @@ export interface RopeParameters {
 export const ROPE_TYPES: readonly string[] = ["default", "linear", "dynamic", "yarn", "llama3"];
 
 const f = Math.fround;
+/** Positions kept in a rotary table (above: computed per call). */
+const ROPE_TABLE_MAX = 1 << 16;
 
 /**
  * Read RoPE settings from a config object: `rope_parameters` (transformers 5) or the older
@@ -201,7 +203,7 @@ export class RotaryEmbedding extends Module {
   }
 
   /** inv_freq as host values, with the buffer they were read from (not persistent state). */
-  #invHost: { of: unknown; values: Float32Array } | null = null;
+  #invHost: { of: unknown; values: Float32Array; rows: number; cos: Float32Array | null; sin: Float32Array | null } | null = null;
 
   /**
    * `cos` and `sin` rows `[positions.length, dim]` (halves duplicated, HF's `cat(freqs, freqs)`).
@@ -219,13 +221,42 @@ export class RotaryEmbedding extends Module {
     }
     // The host copy of inv_freq, read once per buffer (a device buffer is not downloaded every step).
     const buf = this.buffer("inv_freq");
-    if (this.#invHost?.of !== buf) this.#invHost = { of: buf, values: asF32Array(buf, "compute rotary embedding") };
-    const inv = this.#invHost.values;
-    const half = this.dim / 2;
-    const n = positions.length;
-    const sc = f(this.attentionScaling);
-    const cos = new Float32Array(n * this.dim), sin = new Float32Array(n * this.dim);
+    if (this.#invHost?.of !== buf) this.#invHost = { of: buf, values: asF32Array(buf, "compute rotary embedding"), rows: 0, cos: null, sin: null };
+    const h = this.#invHost;
+    const n = positions.length, dim = this.dim;
+    const cos = new Float32Array(n * dim), sin = new Float32Array(n * dim);
+    let last = -1;
     for (let t = 0; t < n; t++) {
+      const p = positions[t]!;
+      if (!Number.isInteger(p) || p < 0 || p >= ROPE_TABLE_MAX) {
+        this.#rows(h.values, positions, cos, sin);
+        return { cos, sin };
+      }
+      if (p > last) last = p;
+    }
+    // Rows of integer positions come from a table grown on demand (decode asks for one new position
+    // per step; each row costs dim trigonometric calls), valid for this inv_freq buffer.
+    if (last >= h.rows) {
+      const rows = Math.min(ROPE_TABLE_MAX, Math.max(last + 1, 2 * h.rows, 64));
+      const tc = new Float32Array(rows * dim), ts = new Float32Array(rows * dim);
+      if (h.cos) tc.set(h.cos), ts.set(h.sin!);
+      const fresh = Array.from({ length: rows - h.rows }, (_, i) => h.rows + i);
+      this.#rows(h.values, fresh, tc.subarray(h.rows * dim), ts.subarray(h.rows * dim));
+      h.cos = tc, h.sin = ts, h.rows = rows;
+    }
+    for (let t = 0; t < n; t++) {
+      const at = positions[t]! * dim;
+      cos.set(h.cos!.subarray(at, at + dim), t * dim);
+      sin.set(h.sin!.subarray(at, at + dim), t * dim);
+    }
+    return { cos, sin };
+  }
+
+  /** cos/sin rows of `positions` into `cos`/`sin` (HF's formula in f32). */
+  #rows(inv: Float32Array, positions: ArrayLike<number>, cos: Float32Array, sin: Float32Array): void {
+    const half = this.dim / 2;
+    const sc = f(this.attentionScaling);
+    for (let t = 0; t < positions.length; t++) {
       const p = f(positions[t]!);
       for (let i = 0; i < half; i++) {
         const a = f(inv[i]! * p);
@@ -236,7 +267,6 @@ export class RotaryEmbedding extends Module {
         sin[t * this.dim + i + half] = s;
       }
     }
-    return { cos, sin };
   }
 
   override extraRepr(): string {
