@@ -142,6 +142,8 @@ export function generate(model: CausalLM, inputIds: Ids, options: GenerateOption
   let mask = prompts.some((p) => p.length !== width) ? prompts.map((p) => [...Array(width - p.length).fill(0), ...p.map(() => 1)]) : null;
   let input = Tensor.fromArray(active.flatMap((r) => [...padOf(r), ...prompts[r]!]), [active.length, width], "I64");
   const cache = model.createCache();
+  // The CausalLM interface's createCache() takes no options; the dtype is set while the cache is empty.
+  cache.dtype = sampler.config.cacheDtype;
   for (let step = 0; active.length > 0; step++) {
     const t0 = performance.now();
     const { logits } = model.forward(input, {

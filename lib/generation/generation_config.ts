@@ -40,7 +40,26 @@ export interface GenerationConfig {
   padTokenId?: number | null;
   /** Beginning-of-sequence token. */
   bosTokenId?: number | null;
+  /**
+   * How the KV cache stores keys and values: "f16" (also "F16", "float16") halves the bytes
+   * attention reads per cached position and matches llama.cpp's default cache type
+   * (`--cache-type-k f16 --cache-type-v f16`); "f32" (also "F32", "float32"), the default, keeps
+   * transformers' full-precision cache. A Graft setting, not a `generation_config.json` key.
+   */
+  cacheDtype?: CacheDTypeName;
 }
+
+/** The names {@link GenerationConfig.cacheDtype} accepts. */
+export type CacheDTypeName = "f16" | "F16" | "float16" | "f32" | "F32" | "float32";
+
+const CACHE_DTYPES: Readonly<Record<string, "F32" | "F16">> = {
+  f16: "F16",
+  F16: "F16",
+  float16: "F16",
+  f32: "F32",
+  F32: "F32",
+  float32: "F32",
+};
 
 /** Every field decided: what the logits processors and the length checks use. */
 export interface ResolvedGenerationConfig {
@@ -61,6 +80,8 @@ export interface ResolvedGenerationConfig {
   /** End-of-sequence tokens (possibly empty). */
   eosTokenIds: number[];
   padTokenId: number | null;
+  /** The KV cache's storage dtype. */
+  cacheDtype: "F32" | "F16";
 }
 
 const SNAKE: Record<string, keyof GenerationConfig> = {
@@ -229,6 +250,7 @@ export function resolveGenerationConfig(overrides: GenerationConfig, options: Re
     minNewTokens,
     eosTokenIds,
     padTokenId: get("padTokenId") ?? null,
+    cacheDtype: cacheDtypeOf(get("cacheDtype")),
   };
   checkInt("maxLength", r.maxLength, 0);
   checkInt("minLength", r.minLength, 0);
@@ -246,4 +268,18 @@ export function resolveGenerationConfig(overrides: GenerationConfig, options: Re
     throw new RangeError(`Cannot resolve the generation config: temperature must be > 0 when sampling: current value is ${r.temperature}`);
   }
   return r;
+}
+
+/** The storage dtype a `cacheDtype` name stands for (default F32); a TypeError for any other value. */
+function cacheDtypeOf(name: unknown): "F32" | "F16" {
+  if (name === undefined || name === null) return "F32";
+  const d = typeof name === "string" && Object.hasOwn(CACHE_DTYPES, name) ? CACHE_DTYPES[name] : undefined;
+  if (d === undefined) {
+    throw new TypeError(
+      `Cannot resolve the generation config: cacheDtype must be "f16" ("F16", "float16") or "f32" ("F32", "float32"): current value is ${
+        JSON.stringify(name)
+      }`,
+    );
+  }
+  return d;
 }

@@ -3,6 +3,7 @@
 // forward from ids to logits. An architecture file holds only its backbone and config.
 import type { DType } from "../dtype.ts";
 import type { Tensor } from "../tensor/tensor.ts";
+import type { KVCacheOptions } from "../tensor/ops/kv_cache.ts";
 import {
   type CausalLMForwardOptions,
   type CausalLMOutput,
@@ -167,9 +168,9 @@ export abstract class CausalLMBase extends PreTrainedModel {
     return this.#parts.eosTokenIds;
   }
 
-  /** An empty cache with one slot per layer. */
-  createCache(): KVCache {
-    return new KVCache(this.#parts.numLayers);
+  /** An empty cache with one slot per layer; `{ dtype: "F16" }` stores keys and values as f16 (llama.cpp's default). */
+  createCache(options: KVCacheOptions = {}): KVCache {
+    return new KVCache(this.#parts.numLayers, options);
   }
 
   /** The logits from `lm_head` (Gemma 2 caps them). */

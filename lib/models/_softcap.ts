@@ -1,7 +1,7 @@
 // Soft-capping (`cap · tanh(x / cap)`, Gemma 2) on the inputs' device: capped final logits, and
 // attention with capped logits. Everything runs through the device seam; nothing is read back.
 import { Tensor } from "../tensor/tensor.ts";
-import { add, deviceKernels, type KVCache, scale, softmax, tanh } from "../tensor/ops/mod.ts";
+import { add, deviceKernels, type KVCache, scale, softmax, tanh, toDType } from "../tensor/ops/mod.ts";
 
 /** A key a query must not see: transformers' eager mask value (the f32 minimum), not -inf. */
 const MASKED = -3.4028234663852886e38;
@@ -85,6 +85,11 @@ export function softcapAttention(q: Tensor, k: Tensor, v: Tensor, o: SoftcapAtte
   for (let i = 0; i < b; i++) {
     let kk = kc.reshape([b * t, kw]).slice(0, i * t, (i + 1) * t), vv = vc.reshape([b * t, kw]).slice(0, i * t, (i + 1) * t), s = t;
     if (o.cache) ({ k: kk, v: vv, s } = o.cache.append(o.layerIdx, i, kk, vv));
+    // The GEMMs read f32: an f16 cache's rows are widened to f32 copies here (Gemma 2's soft-capped
+    // attention is the one path with no f16 reader; it pays a cast of the row's cache per layer).
+    using k32 = kk.dtype === "F32" ? null : toDType(kk, "F32");
+    using v32 = vv.dtype === "F32" ? null : toDType(vv, "F32");
+    if (k32 && v32) [kk, vv] = [k32, v32];
     const p = pad?.[i] ?? 0;
     if (p > s) throw new RangeError(`Cannot run soft-capped attention: row ${i} has ${p} pad positions but only ${s} positions`);
     const skip = Math.max(0, p - (s - t)), tq = t - skip; // queries left of the first real token stay zero

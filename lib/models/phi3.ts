@@ -6,7 +6,7 @@
 import type { DecoderConfigBase } from "./_decoder_config.ts";
 import type { DType } from "../dtype.ts";
 import { Tensor } from "../tensor/tensor.ts";
-import { add, mul, siluMul } from "../tensor/ops/mod.ts";
+import { add, type KVCacheOptions, mul, siluMul } from "../tensor/ops/mod.ts";
 import {
   activation,
   ActivationScope,
@@ -350,9 +350,9 @@ export class Phi3ForCausalLM extends CausalLMBase {
     this.phi3Config = c;
   }
 
-  /** An empty cache that remembers its ids. */
-  override createCache(): Phi3Cache {
-    return new Phi3Cache(this.phi3Config.numHiddenLayers);
+  /** An empty cache that remembers its ids (keys and values in `options.dtype`, default F32). */
+  override createCache(options: KVCacheOptions = {}): Phi3Cache {
+    return new Phi3Cache(this.phi3Config.numHiddenLayers, options);
   }
 
   /** Ids `[B, T]` → logits `[B, T', vocab]` and the cache. */

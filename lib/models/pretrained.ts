@@ -10,7 +10,7 @@ import { ShardedCheckpoint } from "../safetensors/mod.ts";
 import { GgufCheckpoint } from "../gguf/checkpoint.ts";
 import { isGgufPath } from "../gguf/config_from_metadata.ts";
 import type { Tensor } from "../tensor/tensor.ts";
-import { toDType } from "../tensor/ops/mod.ts";
+import { type KVCacheOptions, toDType } from "../tensor/ops/mod.ts";
 import { type InitDevice, type KeyMismatch, type KeyShape, Module, setDefaultInitDevice, StateDictError } from "../nn/mod.ts";
 import type { CausalLM, CausalLMForwardOptions, CausalLMOutput, KVCache } from "../nn/mod.ts";
 import type { RawConfig } from "./config.ts";
@@ -181,8 +181,8 @@ export abstract class PreTrainedModel extends Module implements CausalLM {
   abstract get eosTokenIds(): readonly number[];
   /** Run token ids `[B, T]`. */
   abstract override forward(inputIds: Tensor, options?: CausalLMForwardOptions): CausalLMOutput;
-  /** A fresh cache. */
-  abstract createCache(): KVCache;
+  /** A fresh cache (keys and values in `options.dtype`, default F32). */
+  abstract createCache(options?: KVCacheOptions): KVCache;
 
   /** The checkpoint the weights are mapped from, if any. */
   get checkpoint(): ShardedCheckpoint | GgufCheckpoint | null {

@@ -129,7 +129,8 @@ export function applyRotary(x: Tensor, heads: number, rows: readonly CosSin[]): 
 
 /**
  * Causal attention over q `[B, T, Hq·D]`, k and v `[B, T, Hkv·D]` (F32, one device). With a
- * cache, k and v are appended first and the queries attend to every cached position.
+ * cache, k and v are appended first and the queries attend to every cached position, read in the
+ * cache's dtype (an f16 cache's rows are widened by the kernel as it reads them).
  *
  * @param q Queries.
  * @param k Keys.
@@ -177,11 +178,14 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor, options: Causal
   const past = options.cache ? options.cache.seqLength(options.layerIdx ?? 0) : 0;
   const padQueries = pad !== null && pad.some((p) => p > past);
   const out = padQueries ? Tensor.zeros(q.shape, "F32", { device: dev.device }) : Tensor.empty(q.shape, "F32", { device: dev.device });
+  // Cached keys/values come in the cache's dtype: an f16 cache's rows go to the kernel as raw bits.
+  const kv = (x: Tensor) => (x.dtype === "F16" ? dev.raw(x.contiguous()) : dev.f32(x.contiguous()));
   const run: SegmentKernel = (q0, qn, kk, vv, n) =>
     dev.kernels.attention({
       q: dev.f32(qc, q0 * qw2, qn * qw2),
-      k: dev.f32(kk.contiguous()),
-      v: dev.f32(vv.contiguous()),
+      k: kv(kk),
+      v: kv(vv),
+      kvDtype: kk.dtype === "F16" ? "F16" : "F32",
       out: dev.f32(out, q0 * qw2, qn * qw2),
       t: qn,
       s: n,

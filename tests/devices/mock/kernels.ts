@@ -41,6 +41,8 @@ const RAW: Readonly<Record<string, ReadonlySet<string>>> = {
   linearQ8_0: new Set(["w"]),
 };
 const NONE: ReadonlySet<string> = new Set();
+/** Attention over an f16 KV cache: k and v are raw F16 bits. */
+const KV_RAW: ReadonlySet<string> = new Set(["k", "v"]);
 
 /**
  * Kernels of a mock device.
@@ -70,7 +72,8 @@ export class MockKernels extends CheckedKernels<MockMemory, MockMemory> {
     for (const op of Object.keys(RAW).concat(["gemm", "rmsNorm", "layerNorm", "softmax", "unary", "binary", "scale", "rope", "attention", "rmsNormBackward", "softmaxBackward"])) {
       run[op] = (a) => {
         this.calls.set(op, (this.calls.get(op) ?? 0) + 1);
-        ts[op]!(hostArgs(a, RAW[op] ?? NONE));
+        const raw = op === "attention" && (a as { kvDtype?: string }).kvDtype === "F16" ? KV_RAW : RAW[op] ?? NONE;
+        ts[op]!(hostArgs(a, raw));
       };
     }
     this.run = run as unknown as KernelOps<MockMemory, MockMemory>;
