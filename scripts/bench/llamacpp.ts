@@ -16,8 +16,12 @@
  * tokens), f32 and f16 must agree; bf16 and q8_0 round activations differently on the two sides and
  * are reported only.
  *
+ * Graft's KV cache is f16 by default (`--cache f16`, `generate`'s `cacheDtype`), as llama.cpp's
+ * (`llama-bench -ctk f16 -ctv f16`, node-llama-cpp's context): `--cache f32` keeps Graft's f32 cache
+ * (llama.cpp's stays f16).
+ *
  *   deno run -A scripts/bench/llamacpp.ts [--preset small|tinyllama|tiny] [--rounds 3] [--threads 2]
- *     [--dtypes f32,f16,bf16,q8_0] [--engines native,npm,deno,bun] [--dir .cache/bench]
+ *     [--dtypes f32,f16,bf16,q8_0] [--engines native,npm,deno,bun] [--cache f16|f32] [--dir .cache/bench]
  *
  * The first run builds llama.cpp (about 5 minutes on 2 cores, cached per CPU under ~/.cache/graft).
  * @module
@@ -53,6 +57,7 @@ const { values } = parseArgs({
     engines: { type: "string", default: "native,npm,deno,bun" },
     dir: { type: "string", default: join(root, ".cache", "bench") },
     "no-bun": { type: "boolean", default: false },
+    cache: { type: "string", default: "f16" }, // Graft's KV cache dtype (llama.cpp's default is f16)
     worker: { type: "string" }, // internal: "graft" | "llama"
     model: { type: "string" },
   },
@@ -68,6 +73,8 @@ for (const p of presets) {
   }
 }
 const shape = PRESETS[presets[0]!]!;
+const cacheDtype = values.cache!;
+if (cacheDtype !== "f16" && cacheDtype !== "f32") throw new TypeError(`llamacpp bench: unknown --cache ${cacheDtype} (use f16 or f32)`);
 const promptIds = Array.from({ length: nPrompt }, (_, i) => 259 + ((i * 7919 + 13) % (shape.vocab - 259)));
 
 /** One engine's timed run, printed by a worker as its last stdout line. */
@@ -103,10 +110,10 @@ if (values.worker === "graft") {
   const { LlamaForCausalLM } = await import("../../lib/models/mod.ts");
   const { generate } = await import("../../lib/generation/mod.ts");
   const model = LlamaForCausalLM.fromPretrained(values.model!);
-  generate(model, [promptIds], { maxNewTokens: Math.min(nNew, 32), stopTokens: [] }); // warm-up (the JIT tiers up)
+  generate(model, [promptIds], { maxNewTokens: Math.min(nNew, 32), stopTokens: [], cacheDtype }); // warm-up (the JIT tiers up)
   let best: Run | null = null;
   for (let rep = 0; rep < reps; rep++) {
-    const r = generate(model, [promptIds], { maxNewTokens: nNew, stopTokens: [] });
+    const r = generate(model, [promptIds], { maxNewTokens: nNew, stopTokens: [], cacheDtype });
     const run = {
       prefillTokS: nPrompt / (r.timings.prefillMs / 1000),
       decodeTokS: r.timings.decodeSteps / (r.timings.decodeMs / 1000),
@@ -219,6 +226,8 @@ const commonArgs = (preset: string) => [
   String(nNew),
   "--reps",
   String(reps),
+  "--cache",
+  cacheDtype,
 ];
 const env = process.env;
 if (threads !== navigator.hardwareConcurrency) {
@@ -308,7 +317,8 @@ async function benchPreset(preset: string, shape: LlamaShape): Promise<void> {
   } catch { /* not Linux */ }
   console.log(
     `\nCPU decode, ${new Date().toISOString().slice(0, 10)}, ${cpu}${kernel}, ${preset} (hidden ${shape.hidden}, ${shape.layers} layers, ` +
-      `vocab ${shape.vocab}), ${threads} threads, prompt ${nPrompt}, ${nNew} greedy tokens, best of ${values.rounds} alternating rounds ` +
+      `vocab ${shape.vocab}), ${threads} threads, prompt ${nPrompt}, ${nNew} greedy tokens, KV cache ${cacheDtype} in Graft (f16 in llama.cpp, ` +
+      `its default), best of ${values.rounds} alternating rounds ` +
       `(load average ${load0.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end)`,
   );
   console.log(
