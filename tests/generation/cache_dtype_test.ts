@@ -10,13 +10,25 @@ import type { KVCache, KVCacheOptions } from "../../lib/tensor/ops/mod.ts";
 import { Tensor } from "../../lib/tensor/mod.ts";
 
 const LLAMA = {
-  model_type: "llama", vocab_size: 128, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2,
-  num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 256, tie_word_embeddings: false,
+  model_type: "llama",
+  vocab_size: 128,
+  hidden_size: 64,
+  intermediate_size: 128,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  max_position_embeddings: 256,
+  tie_word_embeddings: false,
   initializer_range: 0.5, // large weights: peaked attention and logits up to ~16, so f16 rounding shows
 };
 const GEMMA2 = {
-  ...LLAMA, model_type: "gemma2", head_dim: 16, attn_logit_softcapping: 50, final_logit_softcapping: 30,
-  sliding_window: 4, query_pre_attn_scalar: 16,
+  ...LLAMA,
+  model_type: "gemma2",
+  head_dim: 16,
+  attn_logit_softcapping: 50,
+  final_logit_softcapping: 30,
+  sliding_window: 4,
+  query_pre_attn_scalar: 16,
 };
 const PROMPT = [5, 17, 3, 44, 90, 1, 2, 9];
 
@@ -41,7 +53,11 @@ function logitError(m: LlamaForCausalLM | Gemma2ForCausalLM, steps: number): num
 }
 
 /** generate() on `m`, recording the cache it used. */
-function generateSeen(m: LlamaForCausalLM, ids: number[] | number[][], options: Parameters<typeof generate>[2]): { tokens: number[][]; cache: KVCache } {
+function generateSeen(
+  m: LlamaForCausalLM,
+  ids: number[] | number[][],
+  options: Parameters<typeof generate>[2],
+): { tokens: number[][]; cache: KVCache } {
   const create = m.createCache.bind(m);
   let cache: KVCache | null = null;
   m.createCache = (o?: KVCacheOptions) => (cache = create(o));

@@ -15,7 +15,13 @@ function toF16(x: Float32Array): { bits: Uint8Array; wide: Float32Array } {
   return { bits, wide: Float32Array.from(decode(bits, "F16", x.length)) };
 }
 
-function refAttention(q: Float32Array, k: Float32Array, v: Float32Array, [t, s, hq, hkv, d]: readonly number[], scale: number): Float64Array {
+function refAttention(
+  q: Float32Array,
+  k: Float32Array,
+  v: Float32Array,
+  [t, s, hq, hkv, d]: readonly number[],
+  scale: number,
+): Float64Array {
   const out = new Float64Array(t! * hq! * d!);
   for (let ti = 0; ti < t!; ti++) {
     for (let h = 0; h < hq!; h++) {

@@ -36,7 +36,13 @@ interface Step {
 }
 
 /** Steps of attention through a cache of `dtype`, with k/v pre-rounded to f16 when `round`; every output's values. */
-function runSteps(dtype: "F32" | "F16", round: boolean, steps: Step[], extra: { slidingWindow?: number; keyPadding?: number[] }, device = "cpu"): number[][] {
+function runSteps(
+  dtype: "F32" | "F16",
+  round: boolean,
+  steps: Step[],
+  extra: { slidingWindow?: number; keyPadding?: number[] },
+  device = "cpu",
+): number[][] {
   const cache = new KVCache(2, { dtype });
   const outs: number[][] = [];
   steps.forEach(({ b, t }, i) => {
@@ -70,13 +76,19 @@ describe("KVCache with dtype F16", () => {
   });
 
   it("refuses other dtypes, dtype changes while it holds rows, and inputs in another dtype", () => {
-    assert.throws(() => new KVCache(1, { dtype: "BF16" as "F16" }), (e) => e instanceof TypeError && /dtype "BF16": use "F32" or "F16"/.test(e.message));
+    assert.throws(
+      () => new KVCache(1, { dtype: "BF16" as "F16" }),
+      (e) => e instanceof TypeError && /dtype "BF16": use "F32" or "F16"/.test(e.message),
+    );
     const cache = new KVCache(1);
     assert.equal(cache.dtype, "F32");
     cache.dtype = "F16";
     cache.append(0, 0, rand([2, 4], 1), rand([2, 4], 2));
     assert.throws(() => (cache.dtype = "F32"), (e) => e instanceof TypeError && /holds rows; call reset\(\) first/.test(e.message));
-    assert.throws(() => cache.append(0, 0, toDType(rand([1, 4], 1), "BF16"), rand([1, 4], 2)), /must be equal-shaped \[T, width\] F32 or F16/);
+    assert.throws(
+      () => cache.append(0, 0, toDType(rand([1, 4], 1), "BF16"), rand([1, 4], 2)),
+      /must be equal-shaped \[T, width\] F32 or F16/,
+    );
     cache.reset();
     cache.dtype = "F32";
     assert.equal(cache.append(0, 0, rand([1, 4], 1), rand([1, 4], 2)).k.dtype, "F32");
