@@ -33,6 +33,8 @@ Requests join the running batch between tokens (continuous batching).
   --max-waiting N               requests waiting at most; more get 429 (default 256)
   --max-model-len N             longest prompt + completion (default: the config's
                                 max_position_embeddings)
+  --kv-cache-dtype auto|f32|f16 how KV caches store keys and values (default auto = f32; f16
+                                halves the attention bytes, llama.cpp's default)
   --chat-template FILE          a Jinja chat template used instead of the tokenizer's
   --no-batching                 one forward per sequence instead of one padded batch with a
                                 LoRA adapter per row (needed for DoRA, IA3, AdaLoRA adapters)
@@ -121,6 +123,7 @@ export async function main(argv: string[], options: { onListen?: (url: string) =
         "max-batch": { type: "string" },
         "max-waiting": { type: "string" },
         "max-model-len": { type: "string" },
+        "kv-cache-dtype": { type: "string" },
         "allow-runtime-lora-updating": { type: "boolean" },
         "no-batching": { type: "boolean" },
         "chat-template": { type: "string" },
@@ -165,6 +168,7 @@ export async function main(argv: string[], options: { onListen?: (url: string) =
       ...(maxNumSeqs !== undefined ? { maxNumSeqs } : {}),
       ...(maxWaiting !== undefined ? { maxWaiting } : {}),
       ...(maxModelLen !== undefined ? { maxModelLen } : {}),
+      ...(values["kv-cache-dtype"] !== undefined ? { kvCacheDtype: values["kv-cache-dtype"] as "f16" } : {}),
       ...(maxAdapters !== undefined ? { maxAdapters } : {}),
       ...(values["adapters-dir"] !== undefined ? { adaptersDir: values["adapters-dir"] } : {}),
       ...(values.device !== undefined ? { device: values.device } : {}),

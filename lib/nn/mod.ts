@@ -24,7 +24,7 @@ export * from "./norm.ts";
 export * from "./activation.ts";
 export * from "./container.ts";
 export * from "./rotary.ts";
-export { KVCache } from "../tensor/ops/kv_cache.ts";
+export { KVCache, type KVCacheDType, type KVCacheOptions } from "../tensor/ops/kv_cache.ts";
 export * from "./attention.ts";
 export * from "./causal_lm.ts";
 export * from "./scope.ts";

@@ -11,7 +11,7 @@ import { KVCache } from "../tensor/ops/kv_cache.ts";
 import type { CausalLM } from "../nn/causal_lm.ts";
 import type { Module } from "../nn/module.ts";
 import { deleteAdapter, getPeftConfig } from "../peft/adapters.ts";
-import { type Engine, EngineBase, type EngineSequence, type StepInput } from "./_engine.ts";
+import { type Engine, EngineBase, type EngineOptions, type EngineSequence, type StepInput } from "./_engine.ts";
 
 type View = { k: Tensor; v: Tensor };
 
@@ -61,9 +61,10 @@ export class BatchedEngine extends EngineBase<Seq> implements Engine {
 
   /**
    * @param model The base model; adapters already loaded into it must be LoRA without DoRA.
-   * @param options `maxModelLen`: default the config's `max_position_embeddings` (else 2048).
+   * @param options `maxModelLen`: default the config's `max_position_embeddings` (else 2048);
+   *   `kvCacheDtype`: "F32" (default) or "F16".
    */
-  constructor(model: CausalLM & Module, options: { maxModelLen?: number } = {}) {
+  constructor(model: CausalLM & Module, options: EngineOptions = {}) {
     super(model, options);
     for (const [name, c] of getPeftConfig(model)) checkBatchable(name, c);
   }
@@ -103,7 +104,7 @@ export class BatchedEngine extends EngineBase<Seq> implements Engine {
       const joined: { seq: Seq; cache: TrackingCache }[] = [];
       for (const i of fresh) {
         const seq = inputs[i]!.sequence as Seq;
-        const cache = new TrackingCache(this.model.createCache().numLayers);
+        const cache = new TrackingCache(this.model.createCache().numLayers, { dtype: this.kvCacheDtype });
         out[i] = this.#forward(cache, [seq], inputs[i]!.tokens, inputs[i]!.tokens.length)[0]!;
         seq.length = inputs[i]!.tokens.length;
         joined.push({ seq, cache });
@@ -148,7 +149,7 @@ export class BatchedEngine extends EngineBase<Seq> implements Engine {
       ...joined.map(({ seq, cache }) => ({ seq, view: (l: number) => cache.views[l]![0]! })),
     ];
     const width = Math.max(...rows.map((r) => r.seq.length));
-    const next = new TrackingCache(old?.numLayers ?? joined[0]!.cache.numLayers);
+    const next = new TrackingCache(old?.numLayers ?? joined[0]!.cache.numLayers, { dtype: this.kvCacheDtype });
     for (let l = 0; l < next.numLayers; l++) {
       rows.forEach(({ seq, view }, j) => {
         const { k, v } = view(l);

@@ -7,7 +7,7 @@
  * @module
  */
 import { Tensor } from "../tensor/tensor.ts";
-import type { KVCache } from "../tensor/ops/kv_cache.ts";
+import type { KVCache, KVCacheDType } from "../tensor/ops/kv_cache.ts";
 import type { CausalLM } from "../nn/causal_lm.ts";
 import type { Module } from "../nn/module.ts";
 import { setAdapter } from "../peft/adapters.ts";
@@ -55,6 +55,14 @@ export interface Engine extends Disposable {
   unloadAdapter(name: string): void;
 }
 
+/** Options of an engine ({@link ModelEngine}, `BatchedEngine`). */
+export interface EngineOptions {
+  /** Longest prompt plus completion (default: the config's `max_position_embeddings`, else 2048). */
+  maxModelLen?: number;
+  /** KV cache dtype: "F32" (default) or "F16". */
+  kvCacheDtype?: KVCacheDType;
+}
+
 /**
  * What both engines share: the model, its limits from `config.json`, the open sequences, and
  * adapter bookkeeping (a sequence may only name a loaded adapter; an adapter in use cannot go).
@@ -66,10 +74,21 @@ export abstract class EngineBase<S extends EngineSequence> {
   readonly maxModelLen: number;
   /** Token ids are below this. */
   readonly vocabSize: number;
+  /** The dtype sequences' KV caches store keys and values in (vLLM's `kv_cache_dtype`). */
+  readonly kvCacheDtype: KVCacheDType;
 
-  /** @param model The base model. @param options `maxModelLen`: default `max_position_embeddings` (else 2048). */
-  constructor(model: CausalLM & Module, options: { maxModelLen?: number } = {}) {
+  /**
+   * @param model The base model.
+   * @param options `maxModelLen`: default `max_position_embeddings` (else 2048); `kvCacheDtype`:
+   *   "F32" (default) or "F16" (llama.cpp's default cache type: half the attention bytes).
+   */
+  constructor(model: CausalLM & Module, options: EngineOptions = {}) {
     this.model = model;
+    const dtype = options.kvCacheDtype ?? "F32";
+    if (dtype !== "F32" && dtype !== "F16") {
+      throw new TypeError(`Cannot create an engine with kvCacheDtype ${JSON.stringify(dtype)}: use "F32" or "F16"`);
+    }
+    this.kvCacheDtype = dtype;
     const cfg = (model as { config?: Record<string, unknown> }).config ?? {};
     this.maxModelLen = options.maxModelLen ?? (typeof cfg.max_position_embeddings === "number" ? cfg.max_position_embeddings : 2048);
     this.vocabSize = typeof cfg.vocab_size === "number" ? cfg.vocab_size : Number.MAX_SAFE_INTEGER;
@@ -142,7 +161,11 @@ class Sequence implements EngineSequence {
 export class ModelEngine extends EngineBase<Sequence> implements Engine {
   /** A new, empty sequence running `adapter` (`null`: base). */
   open(adapter: string | null): EngineSequence {
-    return this.track(adapter, () => new Sequence(adapter, this.model.createCache()));
+    return this.track(adapter, () => {
+      const cache = this.model.createCache();
+      cache.dtype = this.kvCacheDtype;
+      return new Sequence(adapter, cache);
+    });
   }
 
   /** Run one step; see {@link Engine.step}. */

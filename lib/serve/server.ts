@@ -31,6 +31,12 @@ export interface ServeOptions {
   /** Longest prompt plus completion (default: the config's `max_position_embeddings`). */
   maxModelLen?: number;
   /**
+   * How sequences' KV caches store keys and values (vLLM's `--kv-cache-dtype`, llama.cpp's
+   * `--cache-type-k/v`): "auto" or "f32" (default; the model's f32 activations), or "f16" (half the
+   * attention bytes per token, llama.cpp's default; keys and values rounded to f16).
+   */
+  kvCacheDtype?: "auto" | "f32" | "f16" | "float32" | "float16";
+  /**
    * Decode every running sequence as one padded batch with a LoRA adapter per row (default
    * true; LoRA adapters without DoRA only); false: one forward per sequence (any adapter type).
    */
@@ -87,13 +93,17 @@ export interface OpenAIServer extends AsyncDisposable {
  * ```
  */
 export async function serve(options: ServeOptions): Promise<OpenAIServer> {
+  const kvCacheDtype = kvCacheDtypeOf(options.kvCacheDtype);
   const tokenizer = await Tokenizer.fromFile(options.model);
   const model = await loadServedModel(options.model, options);
   const modelId = options.servedModelName ?? options.model;
   let engine: Engine;
   const adapterPaths = new Map<string, string>();
   try {
-    const limits = options.maxModelLen === undefined ? {} : { maxModelLen: options.maxModelLen };
+    const limits = {
+      ...(options.maxModelLen === undefined ? {} : { maxModelLen: options.maxModelLen }),
+      kvCacheDtype,
+    };
     engine = options.batching === false ? new ModelEngine(model, limits) : new BatchedEngine(model, limits);
     for (const [name, dir] of Object.entries(options.loraModules ?? {})) {
       if (name === modelId) throw new RangeError(`Cannot load adapter "${name}": the name is the base model's id`);
@@ -152,4 +162,11 @@ export async function serve(options: ServeOptions): Promise<OpenAIServer> {
     close,
     [Symbol.asyncDispose]: () => close(),
   };
+}
+
+/** The cache dtype a `kvCacheDtype` option names (a TypeError for anything else). */
+function kvCacheDtypeOf(name: string | undefined): "F32" | "F16" {
+  if (name === undefined || name === "auto" || name === "f32" || name === "float32") return "F32";
+  if (name === "f16" || name === "float16") return "F16";
+  throw new TypeError(`Cannot serve: kvCacheDtype must be "auto", "f32" or "f16": current value is ${JSON.stringify(name)}`);
 }
