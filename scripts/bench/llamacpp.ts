@@ -5,7 +5,7 @@
  * generic CPU build: the llama.cpp JavaScript users install, loaded by an `npm:` specifier under
  * Deno), on the same GGUF files: a random Llama (~134M: hidden 768, 12 layers, vocab 32000; or
  * TinyLlama-1.1B shapes with `--preset tinyllama`, or TinyStories-656K's with `--preset tiny`), same threads, prompt 128 / 64 greedy tokens,
- * runs alternating between the engines, best of `--rounds`.
+ * runs alternating between the engines, best of `--rounds` × `--reps`; Graft warms up for 2 s first.
  *
  * The model: a synthetic f32 Llama (scripts/_synthetic.ts) with a rank-16 LoRA on q/k/v/o and a
  * 32000-token SentencePiece-style tokenizer.json, merged by this project's `mergeCheckpoint` once per
@@ -20,7 +20,7 @@
  * (`llama-bench -ctk f16 -ctv f16`, node-llama-cpp's context): `--cache f32` keeps Graft's f32 cache
  * (llama.cpp's stays f16).
  *
- *   deno run -A scripts/bench/llamacpp.ts [--preset small|tinyllama|tiny] [--rounds 3] [--threads 2]
+ *   deno run -A scripts/bench/llamacpp.ts [--preset small|tinyllama|tiny] [--rounds 3] [--reps 2] [--threads 2]
  *     [--dtypes f32,f16,bf16,q8_0] [--engines native,npm,deno,bun] [--cache f16|f32] [--dir .cache/bench]
  *
  * The first run builds llama.cpp (about 5 minutes on 2 cores, cached per CPU under ~/.cache/graft).
@@ -110,7 +110,11 @@ if (values.worker === "graft") {
   const { LlamaForCausalLM } = await import("../../lib/models/mod.ts");
   const { generate } = await import("../../lib/generation/mod.ts");
   const model = LlamaForCausalLM.fromPretrained(values.model!);
-  generate(model, [promptIds], { maxNewTokens: Math.min(nNew, 32), stopTokens: [], cacheDtype }); // warm-up (the JIT tiers up)
+  // Warm-up until the JIT has tiered up: 32 tokens at a time for at least 2 s (JavaScriptCore's
+  // optimising tier arrives later than V8's; a small model's first hundreds of tokens run slower).
+  for (const t0 = performance.now(); performance.now() - t0 < 2000;) {
+    generate(model, [promptIds], { maxNewTokens: Math.min(nNew, 32), stopTokens: [], cacheDtype });
+  }
   let best: Run | null = null;
   for (let rep = 0; rep < reps; rep++) {
     const r = generate(model, [promptIds], { maxNewTokens: nNew, stopTokens: [], cacheDtype });
