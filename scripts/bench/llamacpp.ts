@@ -291,6 +291,7 @@ async function benchPreset(preset: string, shape: LlamaShape): Promise<void> {
   const order0 = ["native", "npm", "deno", "bun"].filter((e) => wanted.has(e));
   const load0 = loadavg()[0]!;
   const best: Record<string, Record<string, Run | undefined>> = {};
+  const perRound: Record<string, Record<string, number[]>> = {}; // decode tok/s of each round
   for (let round = 0; round < Number(values.rounds); round++) {
     for (const t of dtypes) {
       best[t] ??= {};
@@ -301,6 +302,7 @@ async function benchPreset(preset: string, shape: LlamaShape): Promise<void> {
         const r = runEngine[e]!(t);
         if (r.error) console.error(`llamacpp bench: ${e} ${t}: ${r.error}`);
         best[t]![e] = keepBest(best[t]![e], r);
+        ((perRound[t] ??= {})[e] ??= []).push(r.error ? 0 : r.decodeTokS);
         console.error(`round ${round + 1} ${t} ${e}: ${r.decodeTokS.toFixed(1)} tok/s decode, ${r.prefillTokS.toFixed(0)} tok/s prefill`);
       }
     }
@@ -314,6 +316,13 @@ async function benchPreset(preset: string, shape: LlamaShape): Promise<void> {
   }
   const f = (x: number | undefined, d = 1) => (x && x > 0 ? x.toFixed(d) : "n/a");
   const ratio = (a: number | undefined, b: number | undefined) => (a && b ? (a / b).toFixed(2) : "n/a");
+  // Each round runs the engines back to back, so a round's ratio sees one bandwidth regime of a
+  // shared machine: the median of those ratios is steadier than a ratio of bests.
+  const roundRatio = (t: string, e: string) => {
+    const a = perRound[t]?.[e] ?? [], b = perRound[t]?.native ?? [];
+    const r = a.map((x, i) => (x > 0 && b[i]! > 0 ? x / b[i]! : NaN)).filter((x) => !Number.isNaN(x)).sort((x, y) => x - y);
+    return r.length === 0 ? "n/a" : (r.length % 2 ? r[(r.length - 1) / 2]! : (r[r.length / 2 - 1]! + r[r.length / 2]!) / 2).toFixed(2);
+  };
   const cpu = cpus()[0]?.model ?? "unknown CPU";
   let kernel = "";
   try {
@@ -330,9 +339,9 @@ async function benchPreset(preset: string, shape: LlamaShape): Promise<void> {
       `npm = node-llama-cpp ${NODE_LLAMA_CPP_VERSION} (prebuilt generic build) under Deno`,
   );
   console.log(
-    "| dtype | Graft Deno tok/s | Graft Bun tok/s | llama.cpp native tok/s | Deno / native | Bun / native | prefill Deno / Bun / native tok/s | prefill Deno / native | node-llama-cpp tok/s | greedy tokens equal (Deno vs node-llama-cpp, Bun vs Deno) |",
+    "| dtype | Graft Deno tok/s | Graft Bun tok/s | llama.cpp native tok/s | Deno / native | Bun / native | median of rounds' Deno / native, Bun / native | prefill Deno / Bun / native tok/s | prefill Deno / native | node-llama-cpp tok/s | greedy tokens equal (Deno vs node-llama-cpp, Bun vs Deno) |",
   );
-  console.log("|---|---|---|---|---|---|---|---|---|---|");
+  console.log("|---|---|---|---|---|---|---|---|---|---|---|");
   let bad = false;
   for (const t of dtypes) {
     const { deno, bun, native: nat, npm } = best[t]!;
@@ -341,12 +350,16 @@ async function benchPreset(preset: string, shape: LlamaShape): Promise<void> {
     console.log(
       `| ${t} | ${f(deno?.decodeTokS)} | ${f(bun?.decodeTokS)} | ${f(nat?.decodeTokS)} | ${ratio(deno?.decodeTokS, nat?.decodeTokS)} | ${
         ratio(bun?.decodeTokS, nat?.decodeTokS)
-      } | ${f(deno?.prefillTokS, 0)} / ${f(bun?.prefillTokS, 0)} / ${f(nat?.prefillTokS, 0)} | ${
+      } | ${roundRatio(t, "deno")}, ${roundRatio(t, "bun")} | ${f(deno?.prefillTokS, 0)} / ${f(bun?.prefillTokS, 0)} / ${f(nat?.prefillTokS, 0)} | ${
         ratio(deno?.prefillTokS, nat?.prefillTokS)
       } | ${f(npm?.decodeTokS)} | ${eq}, ${agree(bun?.tokens, deno?.tokens)} |`,
     );
   }
   if (bad) console.log("f32/f16 greedy tokens DIFFER between Graft and llama.cpp");
+  const rounds = dtypes.map((t) =>
+    `${t} ` + order0.map((e) => `${e} ${(perRound[t]?.[e] ?? []).map((x) => x.toFixed(1)).join(" / ")}`).join(", ")
+  );
+  console.log(`\nRounds (decode tok/s): ${rounds.join("; ")}.`);
 }
 
 for (const p of presets) await benchPreset(p, PRESETS[p]!);
