@@ -199,7 +199,8 @@ for (const name of Object.keys(DTYPES) as Name[]) {
 if (typeof peer !== "string") peer.close();
 
 // Opening a saved checkpoint: config.json + model.safetensors, weights mapped (zero-copy with
-// `mmap: true`; by default the weights whose bytes are not 64-byte aligned are copied).
+// `mmap: true`; by default q/k/v and gate/up are packed and other weights whose bytes are not
+// 64-byte aligned are copied).
 const dir = mkdtempSync(join(tmpdir(), "graft-bench-"));
 let loadMs = 0, mappedMs = 0, bytes = 0;
 {
@@ -235,5 +236,5 @@ for (const [name, { g, p }] of Object.entries(result)) {
 if (typeof peer === "string") console.log(`\nPyTorch: ${peer}`);
 console.log(
   `\nfromPretrained of a ${(bytes / 1e6).toFixed(0)} MB bf16 checkpoint: ${mappedMs.toFixed(1)} ms with mmap: true (every weight ` +
-    `stays mapped), ${loadMs.toFixed(1)} ms by default (weights not 64-byte aligned copied) (best of 3, warm page cache)`,
+    `stays mapped), ${loadMs.toFixed(1)} ms by default (q/k/v and gate/up packed, other weights not 64-byte aligned copied) (best of 3, warm page cache)`,
 );
