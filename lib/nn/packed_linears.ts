@@ -36,7 +36,7 @@ export interface PackedOutput {
  * m.registerModule("a", new Linear(4, 3));
  * m.registerModule("b", new Linear(4, 2));
  * const packed = PackedLinears.pack(m, ["a", "b"])!;
- * const r = packed.forward(Tensor.ones([1, 1, 4]))!;
+ * const r = packed.forward(Tensor.fromArray([1, 2, 3, 4], [1, 1, 4]))!;
  * console.log(r.parts.map((p) => p.shape)); // [[1, 1, 3], [1, 1, 2]]
  * r.out[Symbol.dispose]();
  * ```
