@@ -14,7 +14,7 @@ import { type KVCacheOptions, toDType } from "../tensor/ops/mod.ts";
 import { type InitDevice, type KeyMismatch, type KeyShape, Module, setDefaultInitDevice, StateDictError } from "../nn/mod.ts";
 import type { CausalLM, CausalLMForwardOptions, CausalLMOutput, KVCache } from "../nn/mod.ts";
 import type { RawConfig } from "./config.ts";
-import { misaligned } from "./_packing.ts";
+import { misaligned } from "./_aligned.ts";
 
 /** Options for `fromPretrained`. */
 export interface FromPretrainedOptions {
