@@ -14,6 +14,7 @@
 #include "../common/ops.h"
 #include "../common/attention.h"
 #include "simd512.h"
+#include "attention_cpu.h"
 
 /* One head row with kn_rope_pair; its products and difference/sum are not contracted, so the
  * vector clones give the scalar bits. */
@@ -44,20 +45,6 @@ int32_t kn_rope(float* x, int64_t tokens, int64_t heads, int64_t head_dim, const
   return KN_OK;
 }
 
-typedef struct {
-  const float* q;
-  const void *k, *v; /* [s, hkv, d] in kd */
-  int32_t kd;        /* KN_DTYPE_F32 or KN_DTYPE_F16 */
-  float* out;
-  int64_t t, s, hq, hkv, d;
-  float scale;
-  int32_t status;
-} attn_ctx;
-
-/* 16 K/V values from element i of p (f32, or f16 widened by F16C), lanes outside m zero. */
-KN_T512 static inline __attribute__((always_inline)) __m512 kv16(const void* p, int64_t i, __mmask16 m, const int F16) {
-  return F16 ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t*)p + i)) : _mm512_maskz_loadu_ps(m, (const float*)p + i);
-}
 
 #define ATTN_STACK 4096 /* scores kept on the stack up to this cache length */
 
@@ -98,20 +85,6 @@ static void attn_task(void* p, int64_t b, int64_t e) { /* tasks: (query t, head 
 }
 
 /* ---- AVX-512 path ------------------------------------------------------------------------------ */
-
-/* Lane j of the result = sum of the lanes of a[j] (an add tree over unpacks and block shuffles). */
-KN_T512 static inline __attribute__((always_inline)) __m512 hsum16(const __m512 a[16]) {
-  __m512 s1[8], s2[4], s3[2];
-  for (int i = 0; i < 8; i++) /* per 128-bit block: [a0+a2, b0+b2, a1+a3, b1+b3] */
-    s1[i] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]), _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]));
-  for (int i = 0; i < 4; i++) { /* per block: partial sums of 4 consecutive rows */
-    const __m512d x = _mm512_castps_pd(s1[2 * i]), y = _mm512_castps_pd(s1[2 * i + 1]);
-    s2[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
-  }
-  for (int i = 0; i < 2; i++)
-    s3[i] = _mm512_add_ps(_mm512_shuffle_f32x4(s2[2 * i], s2[2 * i + 1], 0x88), _mm512_shuffle_f32x4(s2[2 * i], s2[2 * i + 1], 0xdd));
-  return _mm512_add_ps(_mm512_shuffle_f32x4(s3[0], s3[1], 0x88), _mm512_shuffle_f32x4(s3[0], s3[1], 0xdd));
-}
 
 /* o[0:16·NC) = Σ_j p[j] · v_j[x0 : x0 + 16·NC) (v_j = element vb + j·ks of v), times `inv`; lanes >= d - x0 masked. */
 KN_T512 static inline __attribute__((always_inline)) void attn_pv(const float* p, const void* v, int64_t vb, int64_t ks,
@@ -163,7 +136,7 @@ KN_T512 static inline __attribute__((always_inline)) void attn_decode_512(void* 
         for (int jj = 0; jj < 16; jj++) acc[jj] = _mm512_fmadd_ps(qx, kv16(c->k, kr[jj] + x, m, F16), acc[jj]);
       }
       const __mmask16 mj = nj == 16 ? (__mmask16)0xffff : KN_TAIL16(nj);
-      const __m512 s16 = _mm512_mul_ps(hsum16(acc), scale);
+      const __m512 s16 = _mm512_mul_ps(kn512_hsum16(acc), scale);
       _mm512_storeu_ps(sc + j0, s16);
       mx = _mm512_mask_max_ps(mx, mj, mx, s16);
     }
@@ -362,6 +335,10 @@ int32_t kn_attention(const float* q, const void* k, const void* v, int32_t kv_dt
   attn_ctx c = {q, k, v, kv_dtype, out, t, s, hq, hkv, d, scale, 0};
   if (t >= ATTN_QB && (kn_isa() & KN_CPU_AVX512F)) {
     const int32_t st = attention_blocked(&c);
+    return st ? kn_fail(st, "%s: out of scratch memory", op) : KN_OK;
+  }
+  if (t == 1 && (kn_isa() & KN_CPU_AVX512F)) {
+    const int32_t st = kn_attention_split(&c);
     return st ? kn_fail(st, "%s: out of scratch memory", op) : KN_OK;
   }
   const int64_t work = s * d * 2; /* per (query, head) task, about */

@@ -47,7 +47,7 @@ void kn_free(void* p);
 /* Per-thread scratch kept between calls (memory stays faulted in): a 64-byte aligned block of at
  * least `bytes` for `slot`, valid until the next kn_scratch(slot) on this thread; NULL on failure.
  * Pass it back to kn_scratch_done when finished (frees blocks too large to keep). */
-enum { KN_SCRATCH_X, KN_SCRATCH_XP, KN_SCRATCH_WTILE, KN_SCRATCH_PA, KN_SCRATCH_PB, KN_SCRATCH_ATTN, KN_SCRATCH_KT, KN_SCRATCH_SLOTS };
+enum { KN_SCRATCH_X, KN_SCRATCH_XP, KN_SCRATCH_WTILE, KN_SCRATCH_PA, KN_SCRATCH_PB, KN_SCRATCH_ATTN, KN_SCRATCH_KT, KN_SCRATCH_SPLIT, KN_SCRATCH_SLOTS };
 void* kn_scratch(int32_t slot, size_t bytes);
 void kn_scratch_done(int32_t slot, void* p);
 
