@@ -87,6 +87,11 @@ export class DecoderAttention extends Module {
     return r?.replaced ?? [];
   }
 
+  /** The q/k/v packing made by {@link packProjections}, or null. */
+  get packedProjections(): PackedLinears | null {
+    return this.#qkv;
+  }
+
   override forward(x: Tensor, ctx: DecoderAttentionContext): Tensor {
     using s = new ActivationScope(x);
     let q: Tensor, k: Tensor, v: Tensor;

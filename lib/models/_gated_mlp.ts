@@ -38,6 +38,11 @@ export class GatedMLP extends Module {
     return r?.replaced ?? [];
   }
 
+  /** The gate/up packing made by {@link packProjections}, or null. */
+  get packedProjections(): PackedLinears | null {
+    return this.#gateUp;
+  }
+
   /** `[B, T, hidden]` → `[B, T, hidden]`. */
   override forward(x: Tensor): Tensor {
     using s = new ActivationScope(x);

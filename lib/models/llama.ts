@@ -8,7 +8,8 @@ import { Module, RMSNorm, type RopeParameters, ropeParametersFromConfig } from "
 import { checkModelType, ConfigReader, type RawConfig } from "./config.ts";
 import { CausalLMBase, decoderParts, type LayerOpts, layerOpts, type ModelInitOptions } from "./_causal_lm.ts";
 import { DecoderAttention } from "./_decoder_attention.ts";
-import { type LayerContext, preNormLayer, RopeDecoderModel } from "./_decoder_stack.ts";
+import { type BackboneInput, type LayerContext, preNormLayer, RopeDecoderModel } from "./_decoder_stack.ts";
+import { planDecodeStep } from "./_decode_plan.ts";
 import { GatedMLP } from "./_gated_mlp.ts";
 
 /**
@@ -208,6 +209,11 @@ export class LlamaModel extends RopeDecoderModel {
   /** @param c Config. @param o dtype and init. */
   constructor(c: LlamaConfig, o: LayerOpts) {
     super(PREFIX[c.modelType]!, c, o, { layer: (i) => new LlamaDecoderLayer(c, i, o), norm: () => llamaNorm(c, o) });
+  }
+
+  /** Ids `[B, T]` → final hidden states `[B, T, hidden]` (F32); one-token decode steps run as a planned kernel sequence. */
+  override forward(inputIds: Tensor, ctx: BackboneInput = {}): Tensor {
+    return planDecodeStep(this, LlamaDecoderLayer.prototype, inputIds, ctx) ?? super.forward(inputIds, ctx);
   }
 }
 

@@ -138,6 +138,21 @@ export class PackedLinears {
     return this.#names;
   }
 
+  /** The packed weight `[Σ out_features, in_features]` (its rows are the Linears' weights). */
+  get weight(): Tensor {
+    return this.#weight;
+  }
+
+  /** The packed bias `[Σ out_features]`, or null. */
+  get bias(): Tensor | null {
+    return this.#bias;
+  }
+
+  /** Each packed Linear's `out_features`, in packing order. */
+  get sizes(): readonly number[] {
+    return this.#sizes;
+  }
+
   /** Whether the packing still holds for `x`: see the class. */
   applies(x: Tensor): boolean {
     if (x.onDevice || x.isMeta || x.numel !== this.#inFeatures || this.#weight.storage?.disposed !== false) return false;
