@@ -337,7 +337,10 @@ int32_t kn_attention(const float* q, const void* k, const void* v, int32_t kv_dt
     const int32_t st = attention_blocked(&c);
     return st ? kn_fail(st, "%s: out of scratch memory", op) : KN_OK;
   }
-  if (t == 1 && (kn_isa() & KN_CPU_AVX512F)) {
+  /* One query without grouped heads: keys split across threads (attention_split.c). With grouped
+   * heads the per-head tasks below reuse each K/V row from L1 for the group's heads and measured
+   * faster (TinyLlama's 32/4 heads: 22 against 29 µs a layer from cache, equal from DRAM). */
+  if (t == 1 && hq == hkv && (kn_isa() & KN_CPU_AVX512F)) {
     const int32_t st = kn_attention_split(&c);
     return st ? kn_fail(st, "%s: out of scratch memory", op) : KN_OK;
   }

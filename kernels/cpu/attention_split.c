@@ -8,7 +8,8 @@
  * out = Σ_p e^(m_p - M)·o_p / Σ_p e^(m_p - M)·l_p with M = max_p m_p.
  * Within a part, 16 keys at a time: scores per head with the add tree of the few-queries path, then
  * P·V per head with the output row in registers. F16 K/V are widened as read, so an f16 cache gives
- * the bits of this path over f32 rows holding the same rounded values.
+ * the bits of this path over f32 rows holding the same rounded values. Used without grouped heads
+ * (hq == hkv); see kn_attention.
  */
 #include <immintrin.h>
 #include <math.h>
@@ -117,6 +118,36 @@ KN_T512 static void split_task_f16(void* p, int64_t b, int64_t e) {
   for (int64_t part = b; part < e; part++) split_part((const split_ctx*)p, part, 1);
 }
 
+/* out_h = Σ_p e^(m_p - M)·o_p / Σ_p e^(m_p - M)·l_p per head, M = max_p m_p (16 lanes of d at a time). */
+KN_T512 static void split_merge(const split_ctx* c, int64_t parts) {
+  const attn_ctx* a = c->a;
+  const int64_t hq = a->hq, d = a->d, plen = c->plen;
+  float w[4 * 64];
+  for (int64_t h = 0; h < hq; h++) {
+    float mx = -INFINITY;
+    for (int64_t p = 0; p < parts; p++) {
+      const float mp = c->buf[p * c->stride + hq * plen + h];
+      mx = mp > mx ? mp : mx;
+    }
+    float lsum = 0.0f;
+    for (int64_t p = 0; p < parts; p++) {
+      const float* base = c->buf + p * c->stride + hq * plen;
+      w[p] = expf(base[h] - mx);
+      lsum += w[p] * base[hq + h];
+    }
+    const __m512 inv = _mm512_set1_ps(1.0f / lsum);
+    for (int64_t x = 0; x < d; x += 16) {
+      const __mmask16 mk = d - x >= 16 ? (__mmask16)0xffff : KN_TAIL16(d - x);
+      __m512 acc = _mm512_setzero_ps();
+      for (int64_t p = 0; p < parts; p++) {
+        const float* op = c->buf + p * c->stride + hq * plen + 2 * hq + h * d + x;
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(w[p]), _mm512_maskz_loadu_ps(mk, op), acc);
+      }
+      _mm512_mask_storeu_ps(a->out + h * d + x, mk, _mm512_mul_ps(acc, inv));
+    }
+  }
+}
+
 int32_t kn_attention_split(attn_ctx* a) {
   const int64_t hq = a->hq, d = a->d;
   /* The split depends on the element count only, so f16 and f32 caches take the same parts (and bits). */
@@ -132,26 +163,7 @@ int32_t kn_attention_split(attn_ctx* a) {
   c.buf = (float*)kn_scratch(KN_SCRATCH_SPLIT, (size_t)(parts * c.stride) * sizeof(float));
   if (!c.buf) return KN_ENOMEM;
   kn_parallel_dyn(parts, 1, 1, a->kd == KN_DTYPE_F16 ? split_task_f16 : split_task, &c);
-  /* merge the parts, per head */
-  for (int64_t h = 0; h < hq; h++) {
-    float mx = -INFINITY;
-    for (int64_t p = 0; p < parts; p++) {
-      const float mp = c.buf[p * c.stride + hq * plen + h];
-      mx = mp > mx ? mp : mx;
-    }
-    float* out = a->out + h * d;
-    for (int64_t x = 0; x < d; x++) out[x] = 0.0f;
-    float lsum = 0.0f;
-    for (int64_t p = 0; p < parts; p++) {
-      const float* base = c.buf + p * c.stride + hq * plen;
-      const float w = expf(base[h] - mx);
-      lsum += w * base[hq + h];
-      const float* op = base + 2 * hq + h * d;
-      for (int64_t x = 0; x < d; x++) out[x] += w * op[x];
-    }
-    const float inv = 1.0f / lsum;
-    for (int64_t x = 0; x < d; x++) out[x] *= inv;
-  }
+  split_merge(&c, parts);
   kn_scratch_done(KN_SCRATCH_SPLIT, c.buf);
   return KN_OK;
 }

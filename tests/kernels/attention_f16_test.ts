@@ -73,6 +73,8 @@ const SHAPES: (readonly [number, number, number, number, number])[] = [
   [1, 1, 1, 1, 1],
   [1, 17, 4, 2, 64],
   [1, 150, 12, 4, 64],
+  [1, 150, 12, 12, 64], // one query, no grouping: the keys split across threads
+  [1, 1000, 4, 4, 130],
   [2, 33, 8, 2, 130],
   [4, 4, 6, 2, 24],
   [5, 300, 4, 1, 128],

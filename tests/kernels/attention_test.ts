@@ -96,6 +96,7 @@ describe("attention: native kernel shapes", { skip: NATIVE === undefined }, () =
     [1, 16, 2, 2, 17],
     [1, 17, 4, 2, 64],
     [1, 150, 12, 12, 64],
+    [1, 1000, 4, 4, 130], // one query, no grouping: the keys split into parts, a head over 128 values
     [2, 33, 8, 2, 130],
     [5, 300, 4, 4, 128],
     [16, 16, 2, 1, 96],
