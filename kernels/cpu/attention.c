@@ -339,8 +339,10 @@ int32_t kn_attention(const float* q, const void* k, const void* v, int32_t kv_dt
   }
   /* One query without grouped heads: keys split across threads (attention_split.c). With grouped
    * heads the per-head tasks below reuse each K/V row from L1 for the group's heads and measured
-   * faster (TinyLlama's 32/4 heads: 22 against 29 µs a layer from cache, equal from DRAM). */
-  if (t == 1 && hq == hkv && (kn_isa() & KN_CPU_AVX512F)) {
+   * faster (TinyLlama's 32/4 heads: 22 against 29 µs a layer from cache, equal from DRAM). Small
+   * caches too: the parts' dispatch and merge cost more than they save (TinyStories-656K's shapes,
+   * 4 heads of 32 over 192 keys: 7% slower decode). */
+  if (t == 1 && hq == hkv && s * hkv * d * 2 >= KN_ATTN_SPLIT_MIN_VALUES && (kn_isa() & KN_CPU_AVX512F)) {
     const int32_t st = kn_attention_split(&c);
     return st ? kn_fail(st, "%s: out of scratch memory", op) : KN_OK;
   }

@@ -38,6 +38,10 @@ KN_T512 static inline __attribute__((always_inline)) __m512 kn512_hsum16(const _
   return _mm512_add_ps(_mm512_shuffle_f32x4(s3[0], s3[1], 0x88), _mm512_shuffle_f32x4(s3[0], s3[1], 0xdd));
 }
 
+/* K/V values (keys and values, s·hkv·d·2) from which one query splits its keys into parts: below,
+ * the per-head tasks were faster (see kn_attention). */
+#define KN_ATTN_SPLIT_MIN_VALUES 131072
+
 /* One query (decode, t == 1) with the keys split into parts across threads (attention_split.c). */
 int32_t kn_attention_split(attn_ctx* a);
 
