@@ -4,10 +4,11 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { LlamaForCausalLM, type PreTrainedModel } from "../../lib/models/mod.ts";
-import { Linear, Module, RMSNorm } from "../../lib/nn/mod.ts";
+import { Linear, type Module, RMSNorm } from "../../lib/nn/mod.ts";
 import { injectAdapterInModel, LoraConfig } from "../../lib/peft/mod.ts";
 import { Tensor } from "../../lib/tensor/mod.ts";
 import { generate } from "../../lib/generation/mod.ts";
+import { greedyLogits } from "./_greedy.ts";
 
 const CONFIG = {
   model_type: "llama",
@@ -23,21 +24,7 @@ const PROMPT = [3, 17, 42, 8, 77];
 const STEPS = 12;
 
 /** Logits of a prompt, then greedy one-token steps through a cache of `cacheDtype`. */
-function decodeLogits(m: PreTrainedModel, cacheDtype: "F32" | "F16" = "F32"): Float32Array[] {
-  const cache = m.createCache({ dtype: cacheDtype });
-  const out: Float32Array[] = [];
-  let ids = Tensor.fromArray(PROMPT, [1, PROMPT.length], "I64");
-  for (let step = 0; step < STEPS; step++) {
-    const { logits } = m.forward(ids, { pastKeyValues: cache, logitsToKeep: 1 });
-    const row = logits.f32().slice();
-    logits[Symbol.dispose]();
-    out.push(row);
-    let best = 0;
-    for (let i = 1; i < row.length; i++) if (row[i]! > row[best]!) best = i;
-    ids = Tensor.fromArray([best], [1, 1], "I64");
-  }
-  return out;
-}
+const decodeLogits = (m: PreTrainedModel, cacheDtype: "F32" | "F16" = "F32") => greedyLogits(m, PROMPT, STEPS, cacheDtype);
 
 /** Give layer 0 a forward of its own (as a hook does): the plan stands aside. Returns the undo. */
 function hookLayer(m: Module): () => void {

@@ -11,6 +11,7 @@ import { LlamaForCausalLM, type PreTrainedModel } from "../../lib/models/mod.ts"
 import { Linear, Module, PackedLinears } from "../../lib/nn/mod.ts";
 import { Tensor } from "../../lib/tensor/mod.ts";
 import { saveFile } from "../../lib/safetensors/mod.ts";
+import { greedyLogits } from "./_greedy.ts";
 
 const CONFIG = {
   model_type: "llama",
@@ -25,21 +26,7 @@ const CONFIG = {
 const PROMPT = [3, 17, 42, 8, 77];
 
 /** Logits of a prompt then four greedy one-token steps through the cache (the decode path). */
-function decodeLogits(m: PreTrainedModel): Float32Array[] {
-  const cache = m.createCache();
-  const out: Float32Array[] = [];
-  let ids = Tensor.fromArray(PROMPT, [1, PROMPT.length], "I64");
-  for (let step = 0; step < 5; step++) {
-    const { logits } = m.forward(ids, { pastKeyValues: cache, logitsToKeep: 1 });
-    const row = logits.f32().slice();
-    logits[Symbol.dispose]();
-    out.push(row);
-    let best = 0;
-    for (let i = 1; i < row.length; i++) if (row[i]! > row[best]!) best = i;
-    ids = Tensor.fromArray([best], [1, 1], "I64");
-  }
-  return out;
-}
+const decodeLogits = (m: PreTrainedModel) => greedyLogits(m, PROMPT, 5);
 
 /** Reassign every packed weight to a copy: the packing no longer holds and decode runs each Linear. */
 function unpack(m: Module): void {
