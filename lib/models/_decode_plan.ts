@@ -27,23 +27,38 @@ import { type BackboneInput, planBatch, ropeTables } from "./_decoder_stack.ts";
 
 type WDtype = "F32" | "F16" | "BF16" | "Q8_0";
 
+/**
+ * An F16/BF16 parameter widened into its own f32 buffer before each use, as the module path's
+ * `asF32` does each call (so in-place edits of the parameter are seen).
+ */
+interface Widen {
+  src: Uint8Array;
+  dtype: "F16" | "BF16";
+  dst: Uint8Array;
+  n: number;
+}
+
+/** `t`'s f32 values: its own view (F32), or a buffer `widen` fills (F16/BF16). */
+function f32Of(t: Tensor): { f32: Float32Array; widen: Widen | null } {
+  if (t.dtype === "F32") return { f32: t.f32(), widen: null };
+  const f32 = new Float32Array(t.numel);
+  return { f32, widen: { src: t.bytes(), dtype: t.dtype as Widen["dtype"], dst: new Uint8Array(f32.buffer), n: t.numel } };
+}
+
 /** A linear layer's weight (plain Linear or packed group) as the kernel reads it. */
 interface LinearStep {
   w: Uint8Array;
   dtype: WDtype;
   n: number;
   k: number;
-  /** The bias's f32 values, or (F16/BF16) its raw bytes to widen each step, as the module path does. */
   bias: Float32Array | null;
-  biasRaw: Uint8Array | null;
-  biasDtype: "F16" | "BF16" | null;
+  widenBias: Widen | null;
 }
 
-/** An RMSNorm's weight: its f32 values, or its raw bytes to widen each step (F16/BF16). */
+/** An RMSNorm's weight in f32. */
 interface NormStep {
-  f32: Float32Array | null;
-  raw: Uint8Array | null;
-  dtype: "F32" | "F16" | "BF16";
+  f32: Float32Array;
+  widen: Widen | null;
   eps: number;
 }
 
@@ -105,24 +120,15 @@ class Watch {
 function linearStep(w: Tensor, bias: Tensor | null): LinearStep | null {
   if (!hostDense(w) || w.ndim !== 2 || !["F32", "F16", "BF16", "Q8_0"].includes(w.dtype)) return null;
   if (bias !== null && (!hostDense(bias) || !["F32", "F16", "BF16"].includes(bias.dtype) || bias.numel !== w.shape[0])) return null;
-  const wide = bias !== null && bias.dtype !== "F32";
-  return {
-    w: w.bytes(),
-    dtype: w.dtype as WDtype,
-    n: w.shape[0]!,
-    k: w.shape[1]!,
-    bias: bias !== null && !wide ? bias.f32() : null,
-    biasRaw: wide ? bias!.bytes() : null,
-    biasDtype: wide ? bias!.dtype as "F16" | "BF16" : null,
-  };
+  const b = bias === null ? null : f32Of(bias);
+  return { w: w.bytes(), dtype: w.dtype as WDtype, n: w.shape[0]!, k: w.shape[1]!, bias: b?.f32 ?? null, widenBias: b?.widen ?? null };
 }
 
 function normStep(w: Watch, m: Module | null, size: number): NormStep | null {
   if (!plain(m, RMSNorm.prototype)) return null;
   const t = w.param(m!, "weight");
   if (!hostDense(t) || t.numel !== size || !["F32", "F16", "BF16"].includes(t.dtype)) return null;
-  const dtype = t.dtype as NormStep["dtype"];
-  return { f32: dtype === "F32" ? t.f32() : null, raw: dtype === "F32" ? null : t.bytes(), dtype, eps: (m as RMSNorm).eps };
+  return { ...f32Of(t), eps: (m as RMSNorm).eps };
 }
 
 function plainLinear(w: Watch, parent: Module, name: string): LinearStep | null {
@@ -153,6 +159,10 @@ export function planDecodeStep(model: Module, layerProto: object, inputIds: Tens
   return plan.step(inputIds, cache, ctx);
 }
 
+function widen(w: Widen): void {
+  getCpuBackend().cast({ src: w.src, srcDtype: w.dtype, dst: w.dst, dstDtype: "F32", n: w.n });
+}
+
 class DecodePlan {
   readonly #watch: Watch;
   readonly #embed: Embedding;
@@ -166,9 +176,6 @@ class DecodePlan {
   readonly #t: Tensor;
   readonly #gu: Tensor;
   readonly #m: Tensor;
-  readonly #w: Float32Array;
-  readonly #wBytes: Uint8Array;
-  #b = new Float32Array(0);
 
   private constructor(
     watch: Watch,
@@ -186,8 +193,6 @@ class DecodePlan {
     this.#norm = norm;
     this.#hidden = hidden;
     [this.#n, this.#qkv, this.#a, this.#t, this.#gu, this.#m] = bufs as [Tensor, Tensor, Tensor, Tensor, Tensor, Tensor];
-    this.#w = new Float32Array(hidden);
-    this.#wBytes = new Uint8Array(this.#w.buffer);
   }
 
   /** The plan of `model` (children `embed_tokens`, `layers` of `layerProto`, `norm`, `rotary_emb`), or null. */
@@ -216,8 +221,6 @@ class DecodePlan {
         qkvPack === null || gateUpPack === null || qkvPack.names.join() !== "q_proj,k_proj,v_proj" ||
         gateUpPack.names.join() !== "gate_proj,up_proj"
       ) return null;
-      for (const n of qkvPack.names) w.child(attn!, n);
-      for (const n of gateUpPack.names) w.child(mlp, n);
       const inNorm = normStep(w, w.child(layer, "input_layernorm"), hidden);
       const postNorm = normStep(w, w.child(layer, "post_attention_layernorm"), hidden);
       const qkv = linearStep(qkvPack.weight, qkvPack.bias), gateUp = linearStep(gateUpPack.weight, gateUpPack.bias);
@@ -257,7 +260,7 @@ class DecodePlan {
       layers.push({ ...s, kView: qkvBuf.slice(1, q, q + kw), vView: qkvBuf.slice(1, q + kw, q + 2 * kw) });
     }
     const plan = new DecodePlan(w, embed!, rot!, layers, norm, hidden, bufs);
-    return plan.holds() ? plan : null; // the packed Linears: no hook, still the packed views
+    return plan.holds() ? plan : null; // the packed Linears (checked by their packing): no hook, still the packed views
   }
 
   holds(): boolean {
@@ -267,27 +270,15 @@ class DecodePlan {
   }
 
   #normWeight(s: NormStep): Float32Array {
-    if (s.f32 !== null) return s.f32;
-    getCpuBackend().cast({ src: s.raw!, srcDtype: s.dtype, dst: this.#wBytes, dstDtype: "F32", n: this.#hidden });
-    return this.#w;
+    if (s.widen !== null) widen(s.widen);
+    return s.f32;
   }
 
   #linear(s: LinearStep, x: Float32Array, out: Float32Array): void {
     const k = getCpuBackend();
-    let bias = s.bias;
-    if (s.biasRaw !== null) {
-      if (this.#b.length < s.n) this.#b = new Float32Array(s.n);
-      bias = this.#b.subarray(0, s.n);
-      k.cast({
-        src: s.biasRaw,
-        srcDtype: s.biasDtype!,
-        dst: new Uint8Array(bias.buffer, bias.byteOffset, 4 * s.n),
-        dstDtype: "F32",
-        n: s.n,
-      });
-    }
-    if (s.dtype === "Q8_0") k.linearQ8_0({ x, m: 1, k: s.k, w: s.w, n: s.n, bias, out });
-    else k.linear({ x, m: 1, k: s.k, w: s.w, wDtype: s.dtype, n: s.n, bias, out, transposedW: false });
+    if (s.widenBias !== null) widen(s.widenBias);
+    if (s.dtype === "Q8_0") k.linearQ8_0({ x, m: 1, k: s.k, w: s.w, n: s.n, bias: s.bias, out });
+    else k.linear({ x, m: 1, k: s.k, w: s.w, wDtype: s.dtype, n: s.n, bias: s.bias, out, transposedW: false });
   }
 
   step(inputIds: Tensor, cache: KVCache, ctx: BackboneInput): Tensor | null {
