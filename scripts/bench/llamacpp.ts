@@ -5,7 +5,10 @@
  * generic CPU build: the llama.cpp JavaScript users install, loaded by an `npm:` specifier under
  * Deno), on the same GGUF files: a random Llama (~134M: hidden 768, 12 layers, vocab 32000; or
  * TinyLlama-1.1B shapes with `--preset tinyllama`, or TinyStories-656K's with `--preset tiny`), same threads, prompt 128 / 64 greedy tokens,
- * runs alternating between the engines, best of `--rounds` × `--reps`; Graft warms up for 2 s first.
+ * rounds alternating between the engines, best of `--rounds` × `--reps`, and the median of the
+ * rounds' ratios. Graft's workers (one Deno, one Bun process) load each file once, warm up for 2 s
+ * and stay loaded, so that a round runs every engine back to back within seconds: the machine's
+ * memory bandwidth drifts by up to ±30% over minutes, and a round's ratio sees one regime.
  *
  * The model: a synthetic f32 Llama (scripts/_synthetic.ts) with a rank-16 LoRA on q/k/v/o and a
  * 32000-token SentencePiece-style tokenizer.json, merged by this project's `mergeCheckpoint` once per
@@ -20,13 +23,13 @@
  * (`llama-bench -ctk f16 -ctv f16`, node-llama-cpp's context): `--cache f32` keeps Graft's f32 cache
  * (llama.cpp's stays f16).
  *
- *   deno run -A scripts/bench/llamacpp.ts [--preset small|tinyllama|tiny] [--rounds 3] [--reps 2] [--threads 2]
+ *   deno run -A scripts/bench/llamacpp.ts [--preset small|tinyllama|tiny] [--rounds 5] [--reps 2] [--threads 2]
  *     [--dtypes f32,f16,bf16,q8_0] [--engines native,npm,deno,bun] [--cache f16|f32] [--dir .cache/bench]
  *
  * The first run builds llama.cpp (about 5 minutes on 2 cores, cached per CPU under ~/.cache/graft).
  * @module
  */
-import { spawnSync } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { join, resolve } from "node:path";
@@ -48,7 +51,7 @@ const { values } = parseArgs({
   args: process.argv.slice(2),
   options: {
     preset: { type: "string", default: "small" },
-    rounds: { type: "string", default: "3" },
+    rounds: { type: "string", default: "5" },
     threads: { type: "string", default: "2" },
     prompt: { type: "string", default: "128" },
     new: { type: "string", default: "64" },
@@ -115,17 +118,27 @@ if (values.worker === "graft") {
   for (const t0 = performance.now(); performance.now() - t0 < 2000;) {
     generate(model, [promptIds], { maxNewTokens: Math.min(nNew, 32), stopTokens: [], cacheDtype });
   }
-  let best: Run | null = null;
-  for (let rep = 0; rep < reps; rep++) {
-    const r = generate(model, [promptIds], { maxNewTokens: nNew, stopTokens: [], cacheDtype });
-    const run = {
-      prefillTokS: nPrompt / (r.timings.prefillMs / 1000),
-      decodeTokS: r.timings.decodeSteps / (r.timings.decodeMs / 1000),
-      tokens: r.newTokens[0]!,
-    };
-    best = keepBest(best, run);
+  const measure = (): Run => {
+    let best: Run | null = null;
+    for (let rep = 0; rep < reps; rep++) {
+      const r = generate(model, [promptIds], { maxNewTokens: nNew, stopTokens: [], cacheDtype });
+      const run = {
+        prefillTokS: nPrompt / (r.timings.prefillMs / 1000),
+        decodeTokS: r.timings.decodeSteps / (r.timings.decodeMs / 1000),
+        tokens: r.newTokens[0]!,
+      };
+      best = keepBest(best, run);
+    }
+    return best!;
+  };
+  // Kept loaded: one measurement per "run" line on stdin, so that the parent can alternate it with
+  // llama-bench every few seconds without reloading the model.
+  console.log("ready");
+  const { createInterface } = await import("node:readline");
+  for await (const line of createInterface({ input: process.stdin })) {
+    if (line.trim() !== "run") break;
+    console.log(JSON.stringify(measure()));
   }
-  console.log(JSON.stringify(best));
   process.exit(0);
 }
 if (values.worker === "llama") {
@@ -250,11 +263,73 @@ function worker(cmd: string, args: string[]): Run {
 const wanted = new Set(values.engines!.split(","));
 if (values["no-bun"]) wanted.delete("bun");
 const native = wanted.has("native") ? nativeLlamaCpp() : null;
-/** The engines, for one preset's GGUF files. */
-const engines = (preset: string, gguf: (t: string) => string): Record<string, (t: string) => Run> => {
+/** A Graft worker kept loaded for one GGUF file: `run()` asks it for one measurement. */
+class GraftWorker {
+  #proc: ChildProcess;
+  #lines: string[] = [];
+  #waiting: ((line: string | null) => void) | null = null;
+  #stderr = "";
+  #closed = false;
+  constructor(cmd: string, args: string[]) {
+    this.#proc = spawn(cmd, args, { env, stdio: ["pipe", "pipe", "pipe"] });
+    let buf = "";
+    this.#proc.stdout!.setEncoding("utf8").on("data", (d: string) => {
+      buf += d;
+      for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
+        this.#push(buf.slice(0, i).trim());
+        buf = buf.slice(i + 1);
+      }
+    });
+    this.#proc.stderr!.setEncoding("utf8").on("data", (d: string) => (this.#stderr = (this.#stderr + d).slice(-2000)));
+    this.#proc.on("close", () => {
+      this.#closed = true;
+      this.#push(null);
+    });
+  }
+  #push(line: string | null): void {
+    if (this.#waiting) {
+      const w = this.#waiting;
+      this.#waiting = null;
+      w(line);
+    } else if (line !== null) this.#lines.push(line);
+  }
+  #next(): Promise<string | null> {
+    if (this.#lines.length > 0) return Promise.resolve(this.#lines.shift()!);
+    if (this.#closed) return Promise.resolve(null);
+    return new Promise((res) => (this.#waiting = res));
+  }
+  #error(what: string): Run {
+    const err = this.#stderr.trim().split("\n").slice(-2).join(" / ");
+    return { prefillTokS: 0, decodeTokS: 0, tokens: [], error: `Graft worker ${what}: ${err}`.slice(0, 300) };
+  }
+  /** Resolves once the model is loaded and warm; an error Run if the worker died first. */
+  async ready(): Promise<Run | null> {
+    for (;;) {
+      const line = await this.#next();
+      if (line === null) return this.#error("exited before it was ready");
+      if (line === "ready") return null;
+    }
+  }
+  /** One measurement (`--reps` runs, the best kept). */
+  async run(): Promise<Run> {
+    if (this.#closed) return this.#error("has exited");
+    this.#proc.stdin!.write("run\n");
+    for (;;) {
+      const line = await this.#next();
+      if (line === null) return this.#error("exited during a run");
+      if (line.startsWith("{")) return JSON.parse(line) as Run;
+    }
+  }
+  close(): void {
+    if (!this.#closed) this.#proc.stdin!.end("exit\n");
+  }
+}
+
+/** The engines, for one preset's GGUF files: llama.cpp's run once per call, Graft's stay loaded. */
+const engines = (preset: string, gguf: (t: string) => string) => {
   const common = commonArgs(preset);
   return {
-    native: (t) => {
+    native: (t: string): Run => {
       try {
         const r = llamaBench(native!.llamaBench, gguf(t), { nPrompt, nGen: nNew, threads, reps });
         return { prefillTokS: Math.max(...r.prefill.samplesTs), decodeTokS: Math.max(...r.decode.samplesTs), tokens: [] };
@@ -262,9 +337,9 @@ const engines = (preset: string, gguf: (t: string) => string): Record<string, (t
         return { prefillTokS: 0, decodeTokS: 0, tokens: [], error: (e as Error).message };
       }
     },
-    npm: (t) => worker("deno", ["run", "-A", self, ...common, "--worker", "llama", "--model", gguf(t)]),
-    deno: (t) => worker("deno", ["run", "-A", self, ...common, "--worker", "graft", "--model", gguf(t)]),
-    bun: (t) => worker("npx", ["-y", "bun@1.4.4", self, ...common, "--worker", "graft", "--model", gguf(t)]),
+    npm: (t: string): Run => worker("deno", ["run", "-A", self, ...common, "--worker", "llama", "--model", gguf(t)]),
+    deno: (t: string) => new GraftWorker("deno", ["run", "-A", self, ...common, "--worker", "graft", "--model", gguf(t)]),
+    bun: (t: string) => new GraftWorker("npx", ["-y", "bun@1.4.4", self, ...common, "--worker", "graft", "--model", gguf(t)]),
   };
 };
 /** Build one preset's files, run its rounds, print its table. */
@@ -292,20 +367,35 @@ async function benchPreset(preset: string, shape: LlamaShape): Promise<void> {
   const load0 = loadavg()[0]!;
   const best: Record<string, Record<string, Run | undefined>> = {};
   const perRound: Record<string, Record<string, number[]>> = {}; // decode tok/s of each round
-  for (let round = 0; round < Number(values.rounds); round++) {
-    for (const t of dtypes) {
-      best[t] ??= {};
-      warmPageCache(gguf(t)); // every engine starts from the file in the page cache
-      // Alternate the order each round so no engine always runs right after another's load.
+  for (const t of dtypes) {
+    best[t] = {};
+    warmPageCache(gguf(t)); // every engine starts from the file in the page cache
+    // Graft's workers load the model once (one after the other, so each warms up alone) and stay
+    // loaded; each round then asks every engine for one measurement, back to back.
+    const workers: Record<string, GraftWorker> = {};
+    for (const e of ["deno", "bun"] as const) {
+      if (!wanted.has(e)) continue;
+      const w = runEngine[e](t);
+      const err = await w.ready();
+      if (err) {
+        console.error(`llamacpp bench: ${e} ${t}: ${err.error}`);
+        w.close();
+      } else workers[e] = w;
+    }
+    for (let round = 0; round < Number(values.rounds); round++) {
+      // Alternate the order each round so no engine always runs right after another.
       const order = round % 2 === 0 ? order0 : [...order0].reverse();
       for (const e of order) {
-        const r = runEngine[e]!(t);
+        if (e === "npm" && round > 0) continue; // the generic build: one run, for its figure and its tokens
+        const r = e === "native" ? runEngine.native(t) : e === "npm" ? runEngine.npm(t) : workers[e] ? await workers[e].run() : null;
+        if (!r) continue;
         if (r.error) console.error(`llamacpp bench: ${e} ${t}: ${r.error}`);
         best[t]![e] = keepBest(best[t]![e], r);
         ((perRound[t] ??= {})[e] ??= []).push(r.error ? 0 : r.decodeTokS);
         console.error(`round ${round + 1} ${t} ${e}: ${r.decodeTokS.toFixed(1)} tok/s decode, ${r.prefillTokS.toFixed(0)} tok/s prefill`);
       }
     }
+    for (const w of Object.values(workers)) w.close();
   }
 
   function agree(a: number[] | undefined, b: number[] | undefined): string {
@@ -350,9 +440,9 @@ async function benchPreset(preset: string, shape: LlamaShape): Promise<void> {
     console.log(
       `| ${t} | ${f(deno?.decodeTokS)} | ${f(bun?.decodeTokS)} | ${f(nat?.decodeTokS)} | ${ratio(deno?.decodeTokS, nat?.decodeTokS)} | ${
         ratio(bun?.decodeTokS, nat?.decodeTokS)
-      } | ${roundRatio(t, "deno")}, ${roundRatio(t, "bun")} | ${f(deno?.prefillTokS, 0)} / ${f(bun?.prefillTokS, 0)} / ${f(nat?.prefillTokS, 0)} | ${
-        ratio(deno?.prefillTokS, nat?.prefillTokS)
-      } | ${f(npm?.decodeTokS)} | ${eq}, ${agree(bun?.tokens, deno?.tokens)} |`,
+      } | ${roundRatio(t, "deno")}, ${roundRatio(t, "bun")} | ${f(deno?.prefillTokS, 0)} / ${f(bun?.prefillTokS, 0)} / ${
+        f(nat?.prefillTokS, 0)
+      } | ${ratio(deno?.prefillTokS, nat?.prefillTokS)} | ${f(npm?.decodeTokS)} | ${eq}, ${agree(bun?.tokens, deno?.tokens)} |`,
     );
   }
   if (bad) console.log("f32/f16 greedy tokens DIFFER between Graft and llama.cpp");

@@ -106,7 +106,21 @@ describe("linearQ8_0 native against TypeScript", () => {
     "bit for bit on every SIMD level (VNNI, AVX512BW, scalar): tiles, odd block counts, x-row tails",
     { skip: NATIVE === undefined },
     () => {
-      for (const [m, k, n] of [[1, 4096, 77], [6, 4096, 77], [1, 32, 3], [3, 96, 8], [5, 160, 9], [4, 2048, 16], [7, 224, 23]] as const) {
+      for (
+        const [m, k, n] of [
+          [1, 4096, 77],
+          [6, 4096, 77],
+          [1, 32, 3],
+          [3, 96, 8],
+          [5, 160, 9],
+          [4, 2048, 16],
+          [7, 224, 23],
+          [1, 768, 40],
+          [1, 544, 13],
+          [1, 1056, 9],
+          [1, 480, 5],
+        ] as const
+      ) {
         const x = randomF32(m * k, 21 + m, -2, 2), wq = quantizeQ8_0(randomF32(n * k, 22 + n)), bias = randomF32(n, 23);
         exact(m, k, n, x, wq, bias, `${m}x${k}x${n}`);
         exact(m, k, n, x, wq, null, `${m}x${k}x${n} no bias`);
@@ -117,19 +131,23 @@ describe("linearQ8_0 native against TypeScript", () => {
     "bit for bit with raw weight bytes (q = -128, extreme and subnormal scales) and wide activations",
     { skip: NATIVE === undefined },
     () => {
-      const m = 2, k = 128, n = 11, nb = k / 32;
-      const wq = new Uint8Array(n * nb * 34), r = randomF32(wq.length, 51, 0, 256);
-      for (let i = 0; i < wq.length; i++) wq[i] = r[i]! & 0xff;
-      const dv = new DataView(wq.buffer);
-      const scales = [0x3c00, 0x0001, 0x03ff, 0x7bff, 0x2e66, 0xb800];
-      for (let b = 0; b < n * nb; b++) {
-        dv.setUint16(b * 34, scales[b % scales.length]!, true);
-        if (b % 3 === 0) wq.fill(0x80, b * 34 + 2, b * 34 + 34); // q = -128 throughout
-      }
-      const x = randomF32(m * k, 52, -1, 1);
-      for (let i = 0; i < k; i += 7) x[i] = x[i]! * 1e4; // big and small blocks
-      for (let i = k; i < k + 32; i++) x[i] = 1e-39 * (i - k - 16); // subnormal d: 1/d overflows, q clamps to ±127
-      exact(m, k, n, x, wq, null, "raw bytes");
+      for (const m of [1, 2]) rawBytes(m);
     },
   );
+  function rawBytes(m: number): void {
+    const k = 128, n = 11, nb = k / 32;
+    const wq = new Uint8Array(n * nb * 34), r = randomF32(wq.length, 51, 0, 256);
+    for (let i = 0; i < wq.length; i++) wq[i] = r[i]! & 0xff;
+    const dv = new DataView(wq.buffer);
+    const scales = [0x3c00, 0x0001, 0x03ff, 0x7bff, 0x2e66, 0xb800];
+    for (let b = 0; b < n * nb; b++) {
+      dv.setUint16(b * 34, scales[b % scales.length]!, true);
+      if (b % 3 === 0) wq.fill(0x80, b * 34 + 2, b * 34 + 34); // q = -128 throughout
+    }
+    const x = randomF32(m * k, 52, -1, 1);
+    for (let i = 0; i < k; i += 7) x[i] = x[i]! * 1e4; // big and small blocks
+    const sub = m === 1 ? k - 32 : k; // the second row's first block (one row: its last block)
+    for (let i = sub; i < sub + 32; i++) x[i] = 1e-39 * (i - sub - 16); // subnormal d: 1/d overflows, q clamps to ±127
+    exact(m, k, n, x, wq, null, `raw bytes, ${m} row(s) of x`);
+  }
 });
