@@ -226,7 +226,8 @@ int32_t kn_linear_q8_0(const float* x, int64_t m, int64_t k, const void* w, int6
     else q8_quantize_scalar(x, m, k, &c, qx, dx, cx);
   }
   c.qx = qx, c.dx = dx, c.cx = cx;
-  int64_t grain = ((int64_t)1 << 17) / (c.nb * KN_Q8_0_BYTES * (m < 4 ? m : 4) + 1) + 1;
+  /* about 128 KB of weight bytes per chunk for one row of x, less as rows of x add work (prefill) */
+  int64_t grain = ((int64_t)1 << 17) / (c.nb * KN_Q8_0_BYTES * m + 1) + 1;
   grain = (grain + Q8_NR - 1) / Q8_NR * Q8_NR;
   kn_task_fn fn = !(isa & KN_CPU_AVX512F) || k == 0 ? q8_scalar : (isa & KN_CPU_AVX512VNNI) ? q8_vnni_task : q8_bw_task;
   kn_parallel_dyn(n, grain < 16 ? 16 : grain, Q8_NR, fn, &c);
