@@ -89,7 +89,7 @@ export const KERNEL_SOURCE_SHA256: Readonly<Record<string, string>> = {
   "cpu/linear.h": "a486da242ba7b88ef8a186bb3ddd7f2a38fe3a25bfe7e816e4fdb16342204bc7",
   "cpu/linear_gemm.c": "5cba366ebcd66db86e0df7cc514512c0d87a6a5cc9c1a2f56499f53a40e5f9cd",
   "cpu/linear_gemv.c": "894927e83a6e443dea32278561a5c9911993b62510e461f5d9434a99bb19c904",
-  "cpu/linear_q8.c": "219f647b139be276aa0b30e012e13ba0299081f474a18e3d12c887c51a71d1ab",
+  "cpu/linear_q8.c": "6a0ac0227e9dc3f8faaa9172fe7e840c1c470bd22af457892280922736dd7714",
   "cpu/merge.c": "6c89bac527610473f01389cb43e11e6667725adcf5ce1219176984ebaac35f7d",
   "cpu/pool.c": "a8fbaad2152c6047c841973a5b34420f218da083b4b7d62900279de384885290",
   "cpu/rows.c": "7cfe197d603daddcf0060bf44ba8b5b7f433f83fc1c76674e3a49560872569c3",
