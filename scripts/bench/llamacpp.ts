@@ -6,9 +6,10 @@
  * Deno), on the same GGUF files: a random Llama (~134M: hidden 768, 12 layers, vocab 32000; or
  * TinyLlama-1.1B shapes with `--preset tinyllama`, or TinyStories-656K's with `--preset tiny`), same threads, prompt 128 / 64 greedy tokens,
  * rounds alternating between the engines, best of `--rounds` × `--reps`, and the median of the
- * rounds' ratios. Graft's workers (one Deno, one Bun process) load each file once, warm up for 2 s
- * and stay loaded, so that a round runs every engine back to back within seconds: the machine's
- * memory bandwidth drifts by up to ±30% over minutes, and a round's ratio sees one regime.
+ * rounds' ratios. Each round starts a Deno and a Bun worker for the file (each loads it and warms up
+ * for 2 s) and then runs every engine back to back within seconds: the machine's memory bandwidth
+ * drifts by up to ±30% over minutes, so a round's ratio sees one regime; new workers each round
+ * sample where their weights land (one process's copy measured up to 20% slower than another's).
  *
  * The model: a synthetic f32 Llama (scripts/_synthetic.ts) with a rank-16 LoRA on q/k/v/o and a
  * 32000-token SentencePiece-style tokenizer.json, merged by this project's `mergeCheckpoint` once per
@@ -320,8 +321,11 @@ class GraftWorker {
       if (line.startsWith("{")) return JSON.parse(line) as Run;
     }
   }
-  close(): void {
-    if (!this.#closed) this.#proc.stdin!.end("exit\n");
+  /** Asks the worker to exit and waits until it has (its memory is free for the next one). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#proc.stdin!.end("exit\n");
+    while ((await this.#next()) !== null) { /* drain until it exits */ }
   }
 }
 
@@ -370,19 +374,20 @@ async function benchPreset(preset: string, shape: LlamaShape): Promise<void> {
   for (const t of dtypes) {
     best[t] = {};
     warmPageCache(gguf(t)); // every engine starts from the file in the page cache
-    // Graft's workers load the model once (one after the other, so each warms up alone) and stay
-    // loaded; each round then asks every engine for one measurement, back to back.
-    const workers: Record<string, GraftWorker> = {};
-    for (const e of ["deno", "bun"] as const) {
-      if (!wanted.has(e)) continue;
-      const w = runEngine[e](t);
-      const err = await w.ready();
-      if (err) {
-        console.error(`llamacpp bench: ${e} ${t}: ${err.error}`);
-        w.close();
-      } else workers[e] = w;
-    }
     for (let round = 0; round < Number(values.rounds); round++) {
+      // Each round starts fresh Graft workers (one after the other, so each warms up alone: the
+      // weights land on new pages, and a process's placement moves its bandwidth by up to 20%
+      // here) and, once both are loaded, runs every engine back to back.
+      const workers: Record<string, GraftWorker> = {};
+      for (const e of ["deno", "bun"] as const) {
+        if (!wanted.has(e)) continue;
+        const w = runEngine[e](t);
+        const err = await w.ready();
+        if (err) {
+          console.error(`llamacpp bench: ${e} ${t}: ${err.error}`);
+          await w.close();
+        } else workers[e] = w;
+      }
       // Alternate the order each round so no engine always runs right after another.
       const order = round % 2 === 0 ? order0 : [...order0].reverse();
       for (const e of order) {
@@ -394,8 +399,8 @@ async function benchPreset(preset: string, shape: LlamaShape): Promise<void> {
         ((perRound[t] ??= {})[e] ??= []).push(r.error ? 0 : r.decodeTokS);
         console.error(`round ${round + 1} ${t} ${e}: ${r.decodeTokS.toFixed(1)} tok/s decode, ${r.prefillTokS.toFixed(0)} tok/s prefill`);
       }
+      for (const w of Object.values(workers)) await w.close();
     }
-    for (const w of Object.values(workers)) w.close();
   }
 
   function agree(a: number[] | undefined, b: number[] | undefined): string {
