@@ -219,9 +219,10 @@ KN_T512BF16 static inline __attribute__((always_inline)) void gemv_dp_tile(const
 /* One row of x: one weight row at a time, 256 values a step into eight accumulators, then 128 and
  * 32 at a time into the first four (see gemv_row1; eight chains: 134M bf16 decode about 10% faster).
  * Each step asks for the lines 2 KB ahead (the matrix is one sequential read) into L2: decode 8-9%
- * faster on 134M and TinyLlama bf16 in paired in-process rounds. Not on the f16/f32 path: there the
- * prefetches compete with twice the loads (x in f32, weights converted in halves) and 134M f16
- * decoded 8% slower (T0/NTA hints: 18% slower). */
+ * faster on 134M and TinyLlama bf16 in paired in-process rounds. Not on the f16/f32 path, which
+ * issues twice the loads (x in f32, weights converted in halves): there the same prefetch measured
+ * -8% then +2% on 134M f16 and +3%, +8%, then 0% on TinyLlama f16, no gain that held (T0/NTA hints:
+ * 18% slower). */
 #define ROW1_BF16_PREFETCH 2048
 KN_T512BF16 static inline __attribute__((always_inline)) void gemv_dp_row1(const lin_ctx* c, int64_t j) {
   const int64_t k = c->k;

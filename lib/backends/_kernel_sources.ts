@@ -88,7 +88,7 @@ export const KERNEL_SOURCE_SHA256: Readonly<Record<string, string>> = {
   "cpu/linear.c": "f67ec2d234c40753f9de3129bf84585f7d0d78874a957802819c8b9f2e83185e",
   "cpu/linear.h": "a486da242ba7b88ef8a186bb3ddd7f2a38fe3a25bfe7e816e4fdb16342204bc7",
   "cpu/linear_gemm.c": "5cba366ebcd66db86e0df7cc514512c0d87a6a5cc9c1a2f56499f53a40e5f9cd",
-  "cpu/linear_gemv.c": "1c126bc7b1de2f58c1c2a3c929ba5f8270628d27d7c48f13156975f429d23c80",
+  "cpu/linear_gemv.c": "30e3d04f03e6cfd5bc3d930c0ab334ae9157d84f11fd281ada7276c15f5a568a",
   "cpu/linear_q8.c": "6a0ac0227e9dc3f8faaa9172fe7e840c1c470bd22af457892280922736dd7714",
   "cpu/merge.c": "6c89bac527610473f01389cb43e11e6667725adcf5ce1219176984ebaac35f7d",
   "cpu/pool.c": "a8fbaad2152c6047c841973a5b34420f218da083b4b7d62900279de384885290",
