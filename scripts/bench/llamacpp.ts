@@ -30,7 +30,7 @@
  * The first run builds llama.cpp (about 5 minutes on 2 cores, cached per CPU under ~/.cache/graft).
  * @module
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { join, resolve } from "node:path";
@@ -38,6 +38,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { type LlamaShape, makeSyntheticLlama, makeSyntheticLora } from "../_synthetic.ts";
 import { llamaBench, nativeLlamaCpp, NODE_LLAMA_CPP_VERSION } from "./_llamacpp_native.ts";
+import { GraftWorker, type Run } from "./_llamacpp_worker.ts";
 
 const root = resolve(fileURLToPath(new URL("../..", import.meta.url)));
 const self = fileURLToPath(import.meta.url);
@@ -80,14 +81,6 @@ const shape = PRESETS[presets[0]!]!;
 const cacheDtype = values.cache!;
 if (cacheDtype !== "f16" && cacheDtype !== "f32") throw new TypeError(`llamacpp bench: unknown --cache ${cacheDtype} (use f16 or f32)`);
 const promptIds = Array.from({ length: nPrompt }, (_, i) => 259 + ((i * 7919 + 13) % (shape.vocab - 259)));
-
-/** One engine's timed run, printed by a worker as its last stdout line. */
-interface Run {
-  prefillTokS: number;
-  decodeTokS: number;
-  tokens: number[];
-  error?: string;
-}
 
 /** Read a file once so that it sits in the page cache (the engines map it). */
 function warmPageCache(path: string): void {
@@ -264,71 +257,6 @@ function worker(cmd: string, args: string[]): Run {
 const wanted = new Set(values.engines!.split(","));
 if (values["no-bun"]) wanted.delete("bun");
 const native = wanted.has("native") ? nativeLlamaCpp() : null;
-/** A Graft worker kept loaded for one GGUF file: `run()` asks it for one measurement. */
-class GraftWorker {
-  #proc: ChildProcess;
-  #lines: string[] = [];
-  #waiting: ((line: string | null) => void) | null = null;
-  #stderr = "";
-  #closed = false;
-  constructor(cmd: string, args: string[]) {
-    this.#proc = spawn(cmd, args, { env, stdio: ["pipe", "pipe", "pipe"] });
-    let buf = "";
-    this.#proc.stdout!.setEncoding("utf8").on("data", (d: string) => {
-      buf += d;
-      for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
-        this.#push(buf.slice(0, i).trim());
-        buf = buf.slice(i + 1);
-      }
-    });
-    this.#proc.stderr!.setEncoding("utf8").on("data", (d: string) => (this.#stderr = (this.#stderr + d).slice(-2000)));
-    this.#proc.on("close", () => {
-      this.#closed = true;
-      this.#push(null);
-    });
-  }
-  #push(line: string | null): void {
-    if (this.#waiting) {
-      const w = this.#waiting;
-      this.#waiting = null;
-      w(line);
-    } else if (line !== null) this.#lines.push(line);
-  }
-  #next(): Promise<string | null> {
-    if (this.#lines.length > 0) return Promise.resolve(this.#lines.shift()!);
-    if (this.#closed) return Promise.resolve(null);
-    return new Promise((res) => (this.#waiting = res));
-  }
-  #error(what: string): Run {
-    const err = this.#stderr.trim().split("\n").slice(-2).join(" / ");
-    return { prefillTokS: 0, decodeTokS: 0, tokens: [], error: `Graft worker ${what}: ${err}`.slice(0, 300) };
-  }
-  /** Resolves once the model is loaded and warm; an error Run if the worker died first. */
-  async ready(): Promise<Run | null> {
-    for (;;) {
-      const line = await this.#next();
-      if (line === null) return this.#error("exited before it was ready");
-      if (line === "ready") return null;
-    }
-  }
-  /** One measurement (`--reps` runs, the best kept). */
-  async run(): Promise<Run> {
-    if (this.#closed) return this.#error("has exited");
-    this.#proc.stdin!.write("run\n");
-    for (;;) {
-      const line = await this.#next();
-      if (line === null) return this.#error("exited during a run");
-      if (line.startsWith("{")) return JSON.parse(line) as Run;
-    }
-  }
-  /** Asks the worker to exit and waits until it has (its memory is free for the next one). */
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#proc.stdin!.end("exit\n");
-    while ((await this.#next()) !== null) { /* drain until it exits */ }
-  }
-}
-
 /** The engines, for one preset's GGUF files: llama.cpp's run once per call, Graft's stay loaded. */
 const engines = (preset: string, gguf: (t: string) => string) => {
   const common = commonArgs(preset);
