@@ -17,7 +17,7 @@ export interface Run {
 const env = process.env;
 
 /**
- * A Graft worker kept loaded for one GGUF file: `run()` asks it for one measurement.
+ * A Graft worker loaded and warm for one GGUF file: `run()` asks it for one measurement.
  *
  * @example
  * ```ts ignore

@@ -125,8 +125,8 @@ if (values.worker === "graft") {
     }
     return best!;
   };
-  // Kept loaded: one measurement per "run" line on stdin, so that the parent can alternate it with
-  // llama-bench every few seconds without reloading the model.
+  // Loaded and warm before the round starts: the parent asks for a measurement ("run" on stdin)
+  // when the round's engines run back to back, so loading never sits between them.
   console.log("ready");
   const { createInterface } = await import("node:readline");
   for await (const line of createInterface({ input: process.stdin })) {
@@ -257,7 +257,7 @@ function worker(cmd: string, args: string[]): Run {
 const wanted = new Set(values.engines!.split(","));
 if (values["no-bun"]) wanted.delete("bun");
 const native = wanted.has("native") ? nativeLlamaCpp() : null;
-/** The engines, for one preset's GGUF files: llama.cpp's run once per call, Graft's stay loaded. */
+/** The engines, for one preset's GGUF files: llama.cpp's run per call, Graft's are workers started per round. */
 const engines = (preset: string, gguf: (t: string) => string) => {
   const common = commonArgs(preset);
   return {

@@ -1,6 +1,8 @@
 // Greedy decode through a KV cache for the model tests (private): the logits of a prompt, then of
-// one-token steps, each token the argmax of the step before.
+// one-token steps, each token the argmax of the step before; and a layer hooked the way a hook
+// hooks it, which keeps decode on the modules.
 import type { PreTrainedModel } from "../../lib/models/mod.ts";
+import type { Module } from "../../lib/nn/mod.ts";
 import { Tensor } from "../../lib/tensor/mod.ts";
 
 /** `steps` logits rows: the prompt's last position, then `steps - 1` greedy one-token steps. */
@@ -23,4 +25,11 @@ export function greedyLogits(
     ids = Tensor.fromArray([best], [1, 1], "I64");
   }
   return out;
+}
+
+/** Give layer 0 a forward of its own (as a hook does): the decode plan stands aside. Returns the undo. */
+export function hookLayer(m: Module): () => void {
+  const layer = m.getSubmodule("model.layers.0") as Module & { forward: Module["forward"] };
+  layer.forward = (...a: unknown[]) => Object.getPrototypeOf(layer).forward.apply(layer, a);
+  return () => void delete (layer as { forward?: unknown }).forward;
 }

@@ -8,7 +8,7 @@ import { Linear, type Module, RMSNorm } from "../../lib/nn/mod.ts";
 import { injectAdapterInModel, LoraConfig } from "../../lib/peft/mod.ts";
 import { Tensor } from "../../lib/tensor/mod.ts";
 import { generate } from "../../lib/generation/mod.ts";
-import { greedyLogits } from "./_greedy.ts";
+import { greedyLogits, hookLayer } from "./_greedy.ts";
 
 const CONFIG = {
   model_type: "llama",
@@ -25,13 +25,6 @@ const STEPS = 12;
 
 /** Logits of a prompt, then greedy one-token steps through a cache of `cacheDtype`. */
 const decodeLogits = (m: PreTrainedModel, cacheDtype: "F32" | "F16" = "F32") => greedyLogits(m, PROMPT, STEPS, cacheDtype);
-
-/** Give layer 0 a forward of its own (as a hook does): the plan stands aside. Returns the undo. */
-function hookLayer(m: Module): () => void {
-  const layer = m.getSubmodule("model.layers.0") as Module & { forward: Module["forward"] };
-  layer.forward = (...a: unknown[]) => Object.getPrototypeOf(layer).forward.apply(layer, a);
-  return () => void delete (layer as { forward?: unknown }).forward;
-}
 
 /** Count Linear and RMSNorm forwards while `fn` runs. */
 function countForwards(fn: () => void): number {

@@ -11,7 +11,7 @@ import { LlamaForCausalLM, type PreTrainedModel } from "../../lib/models/mod.ts"
 import { Linear, Module, PackedLinears } from "../../lib/nn/mod.ts";
 import { Tensor } from "../../lib/tensor/mod.ts";
 import { saveFile } from "../../lib/safetensors/mod.ts";
-import { greedyLogits } from "./_greedy.ts";
+import { greedyLogits, hookLayer } from "./_greedy.ts";
 
 const CONFIG = {
   model_type: "llama",
@@ -80,8 +80,7 @@ describe("packed q/k/v and gate/up projections", () => {
   it("one-row decode steps run the packed product, not the Linears; the prompt runs the Linears", () => {
     using m = LlamaForCausalLM.fromConfig(CONFIG);
     // A forward of its own on a layer (as a hook gives) keeps decode on the modules, not the decode plan.
-    const layer = m.getSubmodule("model.layers.0") as Module & { forward: Module["forward"] };
-    layer.forward = (...a: unknown[]) => Object.getPrototypeOf(layer).forward.apply(layer, a);
+    hookLayer(m);
     const seen = new Map<Module, number>();
     const plain = Linear.prototype.forward;
     Linear.prototype.forward = function (this: Linear, x: Tensor): Tensor {
